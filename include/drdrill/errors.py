@@ -1,0 +1,33 @@
+"""Typed errors, all from one root, so callers can catch drill problems without catching bugs.
+
+Every message says what was found, what was expected, and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class DrillError(Exception):
+    """Root of every error drdrill raises on purpose."""
+
+
+class EstateError(DrillError):
+    """The estate file is missing, malformed, or does not describe what was asked for."""
+
+
+class PreflightError(DrillError):
+    """Parameters or safeguards refused the drill before anything was touched."""
+
+
+class CommandError(DrillError):
+    """A command run through a runner exited non-zero or timed out."""
+
+    def __init__(self, message: str, *, argv: list[str] | None = None, returncode: int | None = None,
+                 output: str = "") -> None:
+        super().__init__(message)
+        self.argv = argv or []
+        self.returncode = returncode
+        self.output = output
+
+
+class DrillFailed(DrillError):
+    """The drill ran and at least one check or measurement missed its target."""

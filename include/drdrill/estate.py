@@ -1,0 +1,312 @@
+"""The estate: everything the drills know about, described in one YAML file and validated once.
+
+The file is chosen by ``$DRDRILL_ESTATE`` (default: the sandbox estate). It is loaded when a
+task first needs it, never at DAG parse time. ``${VAR}`` in string values is expanded from the
+environment; ``${DRDRILL_SANDBOX_DIR}`` defaults to the project's ``.sandbox`` directory.
+Errors name the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from drdrill.errors import EstateError
+from drdrill.paths import estate_path, sandbox_dir
+
+DRILLS = (
+    "dr_daily_verification",
+    "dr_monthly_restore_test",
+    "dr_quarterly_failover_drill",
+    "dr_postgres_primary_failover",
+)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Model(BaseModel):
+    # Unknown keys are almost always typos ("max_restor_minutes"): refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunnerSpec(_Model):
+    """How commands reach the database host: a local process, SSH, or a pod in Kubernetes."""
+
+    kind: Literal["local", "ssh", "kubernetes"] = "local"
+    run_as: str | None = Field(None, description="OS user for pgBackRest/PostgreSQL commands (local runner)")
+    ssh_conn_id: str | None = None
+    kubernetes_conn_id: str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+    container: str | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> RunnerSpec:
+        if self.kind == "ssh" and not self.ssh_conn_id:
+            raise ValueError("runner kind 'ssh' needs ssh_conn_id (an Airflow SSH connection id)")
+        if self.kind == "kubernetes" and not (self.namespace and self.pod):
+            raise ValueError("runner kind 'kubernetes' needs namespace and pod")
+        return self
+
+
+class Node(_Model):
+    """One PostgreSQL server of a cluster."""
+
+    name: str
+    role: Literal["primary", "standby"]
+    host: str
+    port: Port = 5432
+    data_dir: Path | None = Field(None, description="PGDATA on the host (needed for local actions)")
+    socket_dir: Path | None = None
+
+
+class Repo(_Model):
+    """A pgBackRest repository as the stanza's config numbers it (repo1, repo2...)."""
+
+    index: int = Field(ge=1, le=256)
+    type: Literal["posix", "s3", "gcs", "azure", "cifs", "sftp"]
+    description: str = ""
+
+
+class PgBackRest(_Model):
+    stanza: str
+    config: Path | None = Field(None, description="pgbackrest.conf on the database host; holds the secrets")
+    process_max: int = Field(2, ge=1, le=64)
+    repos: list[Repo] = Field(min_length=1)
+
+    def repo(self, index: int) -> Repo:
+        for r in self.repos:
+            if r.index == index:
+                return r
+        known = ", ".join(str(r.index) for r in self.repos)
+        raise EstateError(f"stanza {self.stanza!r} has no repo{index}; the estate lists repo {known}")
+
+
+class Postgres(_Model):
+    bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
+    database: str = "postgres"
+    user: str = "postgres"
+    conn_id: str | None = Field(None, description="Airflow connection holding the password, if any")
+
+
+class Targets(_Model):
+    """Targets and thresholds every drill compares its measurements with."""
+
+    rpo_minutes: float = Field(5, gt=0)
+    rto_minutes: float = Field(30, gt=0)
+    max_backup_age_hours: dict[Literal["full", "diff", "incr"], float] = Field(
+        default_factory=lambda: {"full": 192.0, "diff": 36.0})
+    max_wal_archive_lag_seconds: float = Field(300, gt=0)
+    max_archive_failures: int = Field(0, ge=0)
+    max_ready_wal_files: int = Field(16, ge=0)
+    max_replication_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    max_replication_lag_seconds: float = Field(60, gt=0)
+    max_restore_minutes: float = Field(60, gt=0)
+
+
+class RestoreTest(_Model):
+    """What the monthly restore test proves on the restored copy."""
+
+    critical_tables: list[str] = Field(default_factory=list)
+    row_count_tolerance: dict[str, int] = Field(default_factory=dict, description="table -> allowed +/- rows")
+    exclude_schemas: list[str] = Field(default_factory=list)
+
+    @field_validator("critical_tables")
+    @classmethod
+    def _qualified(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if "." not in t]
+        if bad:
+            raise ValueError(f"tables must be schema-qualified (e.g. public.orders), got {bad}")
+        return v
+
+
+class SandboxSpec(_Model):
+    """Only read by the sandbox bring-up, never by drill logic."""
+
+    pgbench_scale: int = Field(20, ge=1)
+    s3_port: Port = 55443
+
+
+class Cluster(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    description: str = ""
+    unattended: bool = Field(False, description="true skips human approval gates (sandbox only)")
+    allowed_drills: list[str] = Field(default_factory=list)
+    runner: RunnerSpec = RunnerSpec()
+    postgres: Postgres = Postgres()
+    nodes: list[Node] = Field(min_length=1)
+    pgbackrest: PgBackRest
+    targets: Targets = Targets()
+    restore_test: RestoreTest = RestoreTest()
+    sandbox: SandboxSpec | None = None
+
+    @field_validator("allowed_drills")
+    @classmethod
+    def _known_drills(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(DRILLS))
+        if unknown:
+            raise ValueError(f"unknown drill(s) {unknown}; known drills are {list(DRILLS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_primary(self) -> Cluster:
+        primaries = [n.name for n in self.nodes if n.role == "primary"]
+        if len(primaries) != 1:
+            raise ValueError(f"a cluster needs exactly one node with role 'primary', found {primaries or 'none'}")
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node names must be unique, got {names}")
+        return self
+
+    @property
+    def primary(self) -> Node:
+        return next(n for n in self.nodes if n.role == "primary")
+
+    @property
+    def standbys(self) -> list[Node]:
+        return [n for n in self.nodes if n.role == "standby"]
+
+    def allows(self, drill: str) -> bool:
+        return drill in self.allowed_drills
+
+
+class Scratch(_Model):
+    """Where restore tests may create throw-away servers. Never a production path or port."""
+
+    root: Path
+    port_range: tuple[Port, Port] = (55500, 55599)
+    host: str = "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _range(self) -> Scratch:
+        lo, hi = self.port_range
+        if lo > hi:
+            raise ValueError(f"port_range must be [low, high], got [{lo}, {hi}]")
+        return self
+
+
+class Journal(_Model):
+    location: str = Field(description="file:///dir or s3://bucket/prefix (through ObjectStoragePath)")
+    conn_id: str | None = Field(None, description="Airflow connection for object storage (e.g. aws_default)")
+
+    @field_validator("location")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^(file|s3|gs|gcs|abfs|az)://", v):
+            raise ValueError(f"journal location must be a URL like file:///var/lib/drdrill/journal or "
+                             f"s3://bucket/drdrill, got {v!r}")
+        return v
+
+
+class Estate(_Model):
+    version: Literal[1] = 1
+    name: str
+    journal: Journal
+    scratch: Scratch
+    clusters: list[Cluster] = Field(min_length=1)
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Estate:
+        names = [c.name for c in self.clusters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cluster names must be unique, got {names}")
+        return self
+
+    def cluster(self, name: str) -> Cluster:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.clusters)
+        raise EstateError(f"unknown cluster {name!r} in estate {self.source}: the estate defines {known}. "
+                          f"Pick one of those or add the cluster to the estate file.")
+
+    def clusters_for(self, drill: str) -> list[Cluster]:
+        return [c for c in self.clusters if c.allows(drill)]
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: Any, path: Path) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name == "DRDRILL_SANDBOX_DIR":
+                return str(sandbox_dir())
+            if name not in os.environ:
+                raise EstateError(f"{path}: ${{{name}}} is used but not set in the environment; "
+                                  f"export it or write the value into the estate file")
+            return os.environ[name]
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path) for v in value]
+    return value
+
+
+def _field_path(loc: tuple[Any, ...], raw: Any) -> str:
+    """Turn pydantic's location into estate words: clusters[main].targets.rpo_minutes."""
+    out: list[str] = []
+    node = raw
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list):
+            item = node[part] if part < len(node) else None
+            label = item.get("name") if isinstance(item, dict) and "name" in item else part
+            out[-1] = f"{out[-1]}[{label}]" if out else f"[{label}]"
+            node = item
+        else:
+            out.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(out)
+
+
+def parse_estate(text: str, path: Path) -> Estate:
+    """Validate estate YAML text; raise `EstateError` naming file, field and fix."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise EstateError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}. "
+                          f"Fix the syntax (indentation, quotes, colons).") from None
+    if not isinstance(raw, dict):
+        raise EstateError(f"{path}: expected a mapping with keys name, journal, scratch, clusters; "
+                          f"found {type(raw).__name__}")
+    raw = _expand(raw, path)
+    try:
+        return Estate.model_validate({**raw, "source": path})
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            field = _field_path(err["loc"], raw) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "required field is missing: add it"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown field: check the spelling against include/estate/README.md"
+            lines.append(f"  {field}: {msg}")
+        raise EstateError(f"{path}: the estate file is invalid:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: Path, mtime_ns: int) -> Estate:
+    return parse_estate(path.read_text(), path)
+
+
+def load_estate(path: Path | str | None = None) -> Estate:
+    """Load and validate the estate (cached per file version)."""
+    p = Path(path) if path else estate_path()
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise EstateError(f"estate file {p} does not exist; set DRDRILL_ESTATE to your estate file "
+                          f"(default: include/estate/sandbox.yaml)") from None
+    return _load_cached(p.resolve(), st.st_mtime_ns)

@@ -1,0 +1,128 @@
+"""Where pgBackRest and PostgreSQL commands run: one interface, one implementation per place.
+
+Drill code hands a runner an argv list (never a shell string) and gets a `CommandResult`.
+`LocalRunner` runs on the worker (the sandbox, or a worker with pgBackRest installed);
+`SSHRunner` and `KubernetesRunner` are the seams for the database host and for a pod.
+Arguments that look like secrets are redacted before anything is logged.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from drdrill.errors import CommandError, EstateError
+from drdrill.estate import RunnerSpec
+
+log = logging.getLogger(__name__)
+
+_SECRET = re.compile(r"(?i)(pass|secret|key|token|password)[^=]*=")
+
+
+def redact(argv: list[str]) -> str:
+    """The command as a log line, with the value of any secret-looking option hidden."""
+    out = []
+    for a in argv:
+        m = _SECRET.match(a.lstrip("-"))
+        out.append(a.split("=", 1)[0] + "=***" if m and "=" in a else a)
+    return shlex.join(out)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class Runner(Protocol):
+    """Runs one command on the place a cluster's commands must run."""
+
+    def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
+            env: dict[str, str] | None = None) -> CommandResult: ...
+
+
+class LocalRunner:
+    """Runs commands on this machine, as ``run_as`` when we are root (PostgreSQL refuses root).
+
+    Each command gets its own session so a timeout kills the whole process group, and a
+    server started through ``pg_ctl`` does not die with the Airflow task that started it.
+    """
+
+    def __init__(self, run_as: str | None = None) -> None:
+        self.run_as = run_as
+
+    def _wrap(self, argv: list[str]) -> list[str]:
+        if self.run_as and os.geteuid() == 0 and self.run_as != "root":
+            return ["runuser", "-u", self.run_as, "--", *argv]
+        if self.run_as and self.run_as != getpass.getuser():
+            raise EstateError(f"commands must run as {self.run_as!r} but this worker runs as "
+                              f"{getpass.getuser()!r} and is not root; run the worker as {self.run_as!r}")
+        return argv
+
+    def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
+            env: dict[str, str] | None = None) -> CommandResult:
+        full = self._wrap(list(argv))
+        shown = redact(list(argv))
+        log.info("run: %s", shown)
+        t0 = time.monotonic()
+        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True, env={**os.environ, **(env or {})},
+                                stdin=subprocess.DEVNULL)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise CommandError(f"timed out after {timeout:.0f}s: {shown}", argv=list(argv),
+                               output=(err or "")[-2000:]) from None
+        res = CommandResult(list(argv), proc.returncode, out, err, time.monotonic() - t0)
+        if check and proc.returncode != 0:
+            tail = (err or out or "").strip()[-2000:]
+            raise CommandError(f"exit code {proc.returncode} from: {shown}\n{tail}", argv=list(argv),
+                               returncode=proc.returncode, output=tail)
+        return res
+
+
+class SSHRunner:
+    """Runs commands on the database host over SSH (Airflow SSH connection). Seam: not built yet."""
+
+    def __init__(self, spec: RunnerSpec) -> None:
+        self.spec = spec
+
+    def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
+            env: dict[str, str] | None = None) -> CommandResult:
+        raise EstateError(f"runner kind 'ssh' (connection {self.spec.ssh_conn_id!r}) is not available in "
+                          f"this version; use kind 'local' on a worker that has pgBackRest and reaches the "
+                          f"database, or kind 'kubernetes'")
+
+
+class KubernetesRunner:
+    """Runs commands in a pod through the Kubernetes exec API. Seam: not built yet."""
+
+    def __init__(self, spec: RunnerSpec) -> None:
+        self.spec = spec
+
+    def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
+            env: dict[str, str] | None = None) -> CommandResult:
+        raise EstateError(f"runner kind 'kubernetes' (pod {self.spec.namespace}/{self.spec.pod}) is not "
+                          f"available in this version; use kind 'local'")
+
+
+def runner_for(spec: RunnerSpec) -> Runner:
+    """The runner an estate's ``runner:`` block asks for."""
+    if spec.kind == "local":
+        return LocalRunner(spec.run_as)
+    if spec.kind == "ssh":
+        return SSHRunner(spec)
+    return KubernetesRunner(spec)

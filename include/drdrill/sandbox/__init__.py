@@ -1,0 +1,502 @@
+"""The embedded sandbox: a real, local DR estate with no cloud account and no Docker.
+
+It reads the sandbox estate file and builds what it describes, under a git-ignored directory:
+a PostgreSQL 15 primary archiving through pgBackRest to repo1 (posix) and repo2 (S3 served
+over TLS on loopback by moto, repo cipher aes-256-cbc), a streaming standby with its own
+archive settings, demo data and backups. Servers run as the ``postgres`` user, are started in
+the background with their own session, recorded by PID and stopped by PID.
+
+This module is a tool that builds the estate; drill logic never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from drdrill.errors import DrillError
+from drdrill.estate import Cluster, Estate, load_estate
+from drdrill.paths import PROJECT_ROOT, sandbox_dir
+from drdrill.runner import LocalRunner
+
+log = logging.getLogger("drdrill.sandbox")
+
+PG_USER = "postgres"
+BUCKET = "drdrill-sandbox-repo2"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path of the sandbox, derived from one root."""
+
+    root: Path
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "pids"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def ca(self) -> Path:
+        return self.tls / "localhost.pem"
+
+    @property
+    def key(self) -> Path:
+        return self.tls / "localhost.key"
+
+    @property
+    def backrest(self) -> Path:
+        return self.root / "pgbackrest"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal"
+
+    @property
+    def scratch(self) -> Path:
+        return self.root / "scratch"
+
+    def pidfile(self, name: str) -> Path:
+        return self.pids / f"{name}.pid"
+
+
+def _cluster(estate: Estate) -> Cluster:
+    for c in estate.clusters:
+        if c.sandbox is not None:
+            return c
+    raise DrillError(f"{estate.source}: no cluster has a 'sandbox:' block; the sandbox builds only the "
+                     f"estate in include/estate/sandbox.yaml")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not reaped) is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The running server's PID from ``postmaster.pid``, if that process is alive."""
+    pid = _read_pid(data_dir / "postmaster.pid")
+    return pid if _pid_alive(pid) else None
+
+
+class Sandbox:
+    """Bring-up, tear-down and status of the sandbox estate."""
+
+    def __init__(self, estate: Estate | None = None) -> None:
+        self.estate = estate or load_estate()
+        self.cluster = _cluster(self.estate)
+        self.layout = Layout(sandbox_dir())
+        self.pg = LocalRunner(PG_USER)
+        self.me = LocalRunner(None)
+        self.bin = self.cluster.postgres.bin_dir
+        spec = self.cluster.sandbox
+        assert spec is not None
+        self.spec = spec
+
+    # ---------------------------------------------------------------- helpers
+    def _pgbin(self, name: str) -> str:
+        return str(self.bin / name)
+
+    def _node_conf(self, node) -> str:
+        """Settings that differ per node: its port, socket and its own archive command.
+
+        Each node archives with ``--pg1-path`` set to its own data directory, so after a
+        promotion the new primary archives correctly (a foreign pg1-path silently loses WAL).
+        """
+        cfg = self.cluster.pgbackrest.config
+        stanza = self.cluster.pgbackrest.stanza
+        push = f"pgbackrest --config={cfg} --stanza={stanza} --pg1-path={node.data_dir} archive-push %p"
+        get = f"pgbackrest --config={cfg} --stanza={stanza} --pg1-path={node.data_dir} archive-get %f \"%p\""
+        return "\n".join([
+            "# Written by drdrill's sandbox: this node's own settings.",
+            f"port = {node.port}",
+            f"listen_addresses = '{node.host}'",
+            f"unix_socket_directories = '{node.socket_dir}'",
+            "archive_mode = on",
+            f"archive_command = '{push}'",
+            f"restore_command = '{get.replace(chr(39), chr(39) * 2)}'",
+            "archive_timeout = 60",
+            "wal_level = replica",
+            "max_wal_senders = 10",
+            "max_replication_slots = 10",
+            "wal_log_hints = on",
+            "hot_standby = on",
+            "shared_buffers = 128MB",
+            "max_wal_size = 1GB",
+            "checkpoint_timeout = 5min",
+            "fsync = on",
+            "",
+        ])
+
+    def _write_as_postgres(self, path: Path, text: str, mode: int = 0o640) -> None:
+        path.write_text(text)
+        shutil.chown(path, PG_USER, PG_USER)
+        path.chmod(mode)
+
+    def _mkdirs(self) -> None:
+        L = self.layout
+        for d in (L.root, L.run, L.pids, L.logs, L.tls, L.backrest, L.backrest / "repo1", L.backrest / "log",
+                  L.backrest / "lock", L.backrest / "spool", L.secrets, L.journal, L.scratch):
+            d.mkdir(parents=True, exist_ok=True)
+        for d in (L.run, L.logs, L.backrest, L.backrest / "repo1", L.backrest / "log", L.backrest / "lock",
+                  L.backrest / "spool", L.scratch):
+            shutil.chown(d, PG_USER, PG_USER)
+        L.secrets.chmod(0o700)
+        L.logs.chmod(0o777)  # the moto log (root) and server logs (postgres) live side by side
+        self._make_traversable(L.root)
+
+    @staticmethod
+    def _make_traversable(path: Path) -> None:
+        """The postgres user must reach the sandbox (a clone under ``mktemp -d`` is mode 0700)."""
+        for p in [path, *path.parents]:
+            mode = p.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                log.info("granting o+x on %s so the postgres user can reach the sandbox", p)
+                p.chmod(mode | stat.S_IXOTH)
+
+    # ---------------------------------------------------------------- TLS + S3
+    def _tls(self) -> None:
+        if self.layout.ca.exists() and self.layout.key.exists():
+            return
+        self.me.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                     "-keyout", str(self.layout.key), "-out", str(self.layout.ca)], timeout=60)
+        self.layout.ca.chmod(0o644)
+
+    def _start_s3(self) -> None:
+        port = self.spec.s3_port
+        logf = open(self.layout.logs / "moto.log", "ab")
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "include"), "MOTO_ALLOW_NONEXISTENT_REGION": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "8", "-w", "1",
+             "--keep-alive", "75", "--certfile", str(self.layout.ca), "--keyfile", str(self.layout.key),
+             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "drdrill.sandbox.moto_app:app"],
+            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+            cwd=self.layout.root)
+        self.layout.pidfile("moto").write_text(str(proc.pid))
+        s3 = self.s3_client()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s3.list_buckets()
+                break
+            except Exception as e:  # noqa: BLE001 - any failure means "not up yet"
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise DrillError(f"moto S3 did not start on port {port}: {e}; see "
+                                     f"{self.layout.logs / 'moto.log'}") from None
+                time.sleep(0.2)
+        s3.create_bucket(Bucket=BUCKET)
+        log.info("S3 (moto over TLS) up on https://localhost:%s, pid %s, bucket %s", port, proc.pid, BUCKET)
+
+    def s3_client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=f"https://localhost:{self.spec.s3_port}", region_name=REGION,
+                            aws_access_key_id=self._secret("s3-key"),
+                            aws_secret_access_key=self._secret("s3-key-secret"), verify=str(self.layout.ca))
+
+    def _secret(self, name: str) -> str:
+        """A generated secret kept in the sandbox's secrets dir (mode 0600), never printed."""
+        p = self.layout.secrets / name
+        if not p.exists():
+            p.write_text(secrets.token_urlsafe(32))
+            p.chmod(0o600)
+        return p.read_text().strip()
+
+    # ---------------------------------------------------------------- pgBackRest
+    def _backrest_conf(self) -> None:
+        L = self.layout
+        primary = self.cluster.primary
+        conf = "\n".join([
+            "# Written by drdrill's sandbox. Holds secrets: mode 0640, owner postgres, never in git.",
+            "[global]",
+            f"repo1-path={L.backrest / 'repo1'}",
+            "repo1-retention-full=2",
+            "repo2-type=s3",
+            f"repo2-s3-bucket={BUCKET}",
+            "repo2-s3-endpoint=localhost",
+            f"repo2-storage-port={self.spec.s3_port}",
+            f"repo2-s3-region={REGION}",
+            "repo2-s3-uri-style=path",
+            f"repo2-storage-ca-file={L.ca}",
+            f"repo2-s3-key={self._secret('s3-key')}",
+            f"repo2-s3-key-secret={self._secret('s3-key-secret')}",
+            "repo2-path=/pgbackrest",
+            "repo2-retention-full=2",
+            "repo2-cipher-type=aes-256-cbc",
+            f"repo2-cipher-pass={self._secret('repo2-cipher-pass')}",
+            "compress-type=lz4",
+            f"process-max={self.cluster.pgbackrest.process_max}",
+            "start-fast=y",
+            f"log-path={L.backrest / 'log'}",
+            f"lock-path={L.backrest / 'lock'}",
+            f"spool-path={L.backrest / 'spool'}",
+            "log-level-file=info",
+            "io-timeout=20",
+            "",
+            f"[{self.cluster.pgbackrest.stanza}]",
+            f"pg1-path={primary.data_dir}",
+            f"pg1-port={primary.port}",
+            f"pg1-socket-path={primary.socket_dir}",
+            f"pg1-user={self.cluster.postgres.user}",
+            "",
+        ])
+        cfg = self.cluster.pgbackrest.config
+        assert cfg is not None
+        self._write_as_postgres(cfg, conf, 0o640)
+
+    def backrest(self, *args: str, timeout: float = 600):
+        cfg = self.cluster.pgbackrest.config
+        return self.pg.run(["pgbackrest", f"--config={cfg}", f"--stanza={self.cluster.pgbackrest.stanza}",
+                            "--log-level-console=warn", *args], timeout=timeout)
+
+    # ---------------------------------------------------------------- PostgreSQL
+    def _start_pg(self, node) -> int:
+        logfile = self.layout.logs / f"{node.name}.log"
+        self.pg.run([self._pgbin("pg_ctl"), "-D", str(node.data_dir), "-l", str(logfile), "-w", "-t", "60",
+                     "start"], timeout=90)
+        pid = postmaster_pid(node.data_dir)
+        if not pid:
+            raise DrillError(f"{node.name} did not start; see {logfile}")
+        self.layout.pidfile(node.name).write_text(str(pid))
+        log.info("%s (%s) up on %s:%s, pid %s", node.name, node.role, node.host, node.port, pid)
+        return pid
+
+    def _psql(self, node, sql: str, db: str = "postgres") -> str:
+        return self.pg.run([self._pgbin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(node.socket_dir),
+                            "-p", str(node.port), "-d", db, "-At", "-c", sql], timeout=600).stdout.strip()
+
+    def _init_primary(self, node) -> None:
+        data = node.data_dir
+        data.parent.mkdir(parents=True, exist_ok=True)
+        shutil.chown(data.parent, PG_USER, PG_USER)
+        self.pg.run([self._pgbin("initdb"), "-D", str(data), "--data-checksums", "-U", self.cluster.postgres.user,
+                     "--auth=trust", "--no-instructions", "-E", "UTF8", "--locale=C"], timeout=120)
+        self._write_node_conf(node)
+        # Sandbox only: trust on loopback, replication included. Production uses its own pg_hba.
+        self._write_as_postgres(data / "pg_hba.conf", "\n".join([
+            "local all all trust", "host all all 127.0.0.1/32 trust",
+            "local replication all trust", "host replication all 127.0.0.1/32 trust", ""]), 0o600)
+
+    def _write_node_conf(self, node) -> None:
+        data = node.data_dir
+        main_conf = data / "postgresql.conf"
+        text = main_conf.read_text()
+        if "include_if_exists = 'node.conf'" not in text:
+            self._write_as_postgres(main_conf, text + "\ninclude_if_exists = 'node.conf'\n", 0o600)
+        self._write_as_postgres(data / "node.conf", self._node_conf(node), 0o600)
+
+    def _demo_data(self, node) -> None:
+        db = self.cluster.postgres.database
+        self._psql(node, f"CREATE DATABASE {db}")
+        t0 = time.monotonic()
+        self.pg.run([self._pgbin("pgbench"), "-i", "-q", "-I", "dtGvp", "-s", str(self.spec.pgbench_scale),
+                     "-h", str(node.socket_dir), "-p", str(node.port), db], timeout=900)
+        log.info("pgbench scale %s loaded in %.1fs", self.spec.pgbench_scale, time.monotonic() - t0)
+        self._psql(node, DEMO_SQL, db)
+
+    def _standby(self, primary, node) -> None:
+        node.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.chown(node.data_dir.parent, PG_USER, PG_USER)
+        self.pg.run([self._pgbin("pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
+                     "-U", self.cluster.postgres.user, "-D", str(node.data_dir), "-R", "-C", "-S", node.name,
+                     "-X", "stream", "-c", "fast"], timeout=900)
+        self._write_node_conf(node)
+
+    # ---------------------------------------------------------------- lifecycle
+    def up(self) -> None:
+        """Build the sandbox, or do nothing when it is already healthy."""
+        problems = self.problems()
+        if not problems:
+            log.info("sandbox already up at %s", self.layout.root)
+            return
+        if self.layout.root.exists() and any(self.layout.root.iterdir()):
+            log.info("sandbox incomplete (%s): rebuilding", "; ".join(problems))
+            self.down()
+        self._preflight()
+        t0 = time.monotonic()
+        self._mkdirs()
+        self._tls()
+        self._start_s3()
+        self._backrest_conf()
+        primary = self.cluster.primary
+        self._init_primary(primary)
+        self._start_pg(primary)
+        self.backrest("stanza-create")
+        self._demo_data(primary)
+        for node in self.cluster.standbys:
+            self._standby(primary, node)
+            self._start_pg(node)
+        self.backrest("check", timeout=120)
+        for repo in self.cluster.pgbackrest.repos:
+            t = time.monotonic()
+            self.backrest("backup", f"--repo={repo.index}", "--type=full", timeout=1800)
+            log.info("full backup to repo%s in %.1fs", repo.index, time.monotonic() - t)
+        self._psql(primary, "INSERT INTO app.audit_log(event) VALUES ('after full backup')",
+                   self.cluster.postgres.database)
+        for repo in self.cluster.pgbackrest.repos:
+            self.backrest("backup", f"--repo={repo.index}", "--type=diff", timeout=1800)
+        log.info("sandbox up in %.1fs at %s", time.monotonic() - t0, self.layout.root)
+
+    def _preflight(self) -> None:
+        missing = [b for b in ("pgbackrest", "openssl", "runuser") if not shutil.which(b)]
+        if not (self.bin / "postgres").exists():
+            missing.append(str(self.bin / "postgres"))
+        if missing:
+            raise DrillError(f"missing on this machine: {', '.join(missing)}; run `make install` "
+                             f"(apt-get install -y pgbackrest postgresql-15)")
+        if os.geteuid() != 0:
+            raise DrillError("the sandbox starts servers as the postgres user and needs root (runuser)")
+        busy = [p for p in self._ports() if _port_in_use(p)]
+        if busy:
+            raise DrillError(f"port(s) {busy} are in use by another process; stop it or change the ports "
+                             f"in {self.estate.source}")
+
+    def _ports(self) -> list[int]:
+        return [n.port for n in self.cluster.nodes] + [self.spec.s3_port]
+
+    def down(self) -> None:
+        """Stop every sandbox server by PID and remove the sandbox (journals are kept)."""
+        from drdrill.scratch import remove_all_scratch
+
+        root = self.layout.root
+        if root.exists():
+            remove_all_scratch(self.estate.scratch.root, self.pg, self.bin)
+        for node in reversed(self.cluster.nodes):
+            if node.data_dir and postmaster_pid(node.data_dir):
+                self.pg.run([self._pgbin("pg_ctl"), "-D", str(node.data_dir), "-m", "fast", "-w", "stop"],
+                            timeout=120, check=False)
+                log.info("%s stopped", node.name)
+        pid = _read_pid(self.layout.pidfile("moto"))
+        if _pid_alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _pid_alive(pid):
+                    break
+                time.sleep(0.1)
+            log.info("moto S3 stopped (pid %s)", pid)
+        if root.exists():
+            for child in root.iterdir():
+                if child != self.layout.journal:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        log.info("sandbox removed (journals kept in %s)", self.layout.journal)
+
+    def problems(self) -> list[str]:
+        """What is not running as it should; empty when the sandbox is healthy."""
+        out = []
+        if not _pid_alive(_read_pid(self.layout.pidfile("moto"))):
+            out.append("S3 (moto) not running")
+        for node in self.cluster.nodes:
+            if not (node.data_dir and postmaster_pid(node.data_dir)):
+                out.append(f"{node.name} not running")
+        if not (self.cluster.pgbackrest.config and self.cluster.pgbackrest.config.exists()):
+            out.append("no pgbackrest.conf")
+        return out
+
+    def status(self) -> dict:
+        """Servers, ports, PIDs and backups per repo, as data (printed by the CLI)."""
+        from drdrill import pg
+
+        servers = []
+        moto_pid = _read_pid(self.layout.pidfile("moto"))
+        servers.append({"name": "s3 (moto, TLS)", "role": "repo2 endpoint", "port": self.spec.s3_port,
+                        "pid": moto_pid if _pid_alive(moto_pid) else None, "state": ""})
+        for node in self.cluster.nodes:
+            pid = postmaster_pid(node.data_dir) if node.data_dir else None
+            state = "down"
+            if pid:
+                try:
+                    with pg.connect(self.cluster, node.host, node.port, "postgres") as c:
+                        rec = pg.query_one(c, "SELECT pg_is_in_recovery()")[0]
+                    state = "in recovery" if rec else "read-write"
+                except Exception as e:  # noqa: BLE001 - shown to the user as the state
+                    state = f"not accepting connections ({e.__class__.__name__})"
+            servers.append({"name": node.name, "role": node.role, "port": node.port, "pid": pid, "state": state})
+        backups: list[dict] = []
+        if not self.problems():
+            try:
+                from drdrill.backrest import PgBackRest
+
+                for st in PgBackRest(self.cluster).info():
+                    for b in st.backups:
+                        backups.append({"repo": b.repo_key, "label": b.label, "type": b.type,
+                                        "stop": b.stop.isoformat(timespec="seconds")})
+            except DrillError as e:
+                backups.append({"error": str(e)})
+        return {"root": str(self.layout.root), "servers": servers, "backups": backups,
+                "problems": self.problems()}
+
+
+def _port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+# Small application tables beside pgbench's: different sizes, a critical one, an append-only log.
+DEMO_SQL = """
+CREATE SCHEMA app;
+CREATE TABLE app.customers (id bigint PRIMARY KEY, name text NOT NULL, created_at timestamptz DEFAULT now());
+INSERT INTO app.customers SELECT g, 'customer ' || g, now() - g * interval '1 minute' FROM generate_series(1, 5000) g;
+CREATE TABLE app.orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES app.customers,
+  amount numeric(12,2) NOT NULL, created_at timestamptz DEFAULT now());
+INSERT INTO app.orders (customer_id, amount) SELECT 1 + g % 5000, (g % 997) / 10.0 FROM generate_series(1, 50000) g;
+CREATE TABLE app.settings (key text PRIMARY KEY, value text);
+INSERT INTO app.settings VALUES ('currency', 'EUR'), ('region', 'eu-west-1'), ('tier', 'gold');
+CREATE TABLE app.audit_log (id bigserial PRIMARY KEY, event text NOT NULL, at timestamptz DEFAULT clock_timestamp());
+INSERT INTO app.audit_log (event) SELECT 'seed ' || g FROM generate_series(1, 200) g;
+CREATE SCHEMA drdrill;
+CREATE TABLE drdrill.canary (id bigserial PRIMARY KEY, run_id text NOT NULL, kind text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp());
+ANALYZE;
+"""

@@ -1,0 +1,52 @@
+"""Command line of the sandbox: ``python -m drdrill.sandbox up|down|status [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from drdrill.errors import DrillError
+
+
+def _print_status(st: dict) -> None:
+    print(f"sandbox: {st['root']}")
+    print(f"  {'server':<16} {'role':<15} {'port':>6} {'pid':>8}  state")
+    for s in st["servers"]:
+        print(f"  {s['name']:<16} {s['role']:<15} {s['port']:>6} {s['pid'] or '-':>8}  {s['state']}")
+    if st["backups"]:
+        print("  backups:")
+        for b in st["backups"]:
+            if "error" in b:
+                print(f"    error: {b['error']}")
+            else:
+                print(f"    repo{b['repo']}  {b['type']:<4}  {b['label']:<36} stopped {b['stop']}")
+    for p in st["problems"]:
+        print(f"  problem: {p}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m drdrill.sandbox", description=__doc__)
+    ap.add_argument("command", choices=["up", "down", "status"])
+    ap.add_argument("--json", action="store_true", help="status as JSON")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    from drdrill.sandbox import Sandbox
+
+    try:
+        sb = Sandbox()
+        if args.command == "up":
+            sb.up()
+            _print_status(sb.status())
+        elif args.command == "down":
+            sb.down()
+        else:
+            st = sb.status()
+            print(json.dumps(st, indent=2)) if args.json else _print_status(st)
+            return 1 if st["problems"] else 0
+    except DrillError as e:
+        print(f"sandbox {args.command} failed: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,167 @@
+"""Scratch servers for restore tests: allocate, tag, start, stop, remove.
+
+A scratch directory is ``<scratch root>/<run tag>/`` and holds a tag file naming the run that
+made it. Only directories with a tag file are ever removed, so a mistyped root can never
+delete someone's data. A worker that died mid-run leaves a tagged directory behind; the next
+run's setup finds it and removes it (server stopped first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from drdrill.errors import PreflightError
+from drdrill.estate import Estate
+from drdrill.runner import Runner
+
+log = logging.getLogger(__name__)
+
+TAG_FILE = "drdrill-scratch.json"
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """One allocated scratch server: where its data lives and which port it listens on."""
+
+    run_id: str
+    dir: str
+    port: int
+    host: str
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.dir) / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return Path(self.dir) / "run"
+
+    @property
+    def logfile(self) -> Path:
+        return Path(self.dir) / "postgres.log"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_tag(run_id: str) -> str:
+    """A directory-safe, unique tag for a run id."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)[:120]
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def production_paths(estate: Estate) -> list[Path]:
+    return [n.data_dir.resolve() for c in estate.clusters for n in c.nodes if n.data_dir]
+
+
+def production_ports(estate: Estate) -> set[int]:
+    return {n.port for c in estate.clusters for n in c.nodes}
+
+
+def refuse_production(estate: Estate, scratch_dir: Path, port: int | None) -> None:
+    """Raise `PreflightError` when a scratch target is, contains or sits inside a server's data."""
+    target = scratch_dir.resolve()
+    for p in production_paths(estate):
+        if target == p or p.is_relative_to(target) or target.is_relative_to(p):
+            raise PreflightError(f"scratch directory {target} overlaps the data directory {p} of a server in "
+                                 f"the estate; a restore there would overwrite it. Use the estate's scratch.root "
+                                 f"({estate.scratch.root}) or another empty directory.")
+    if port is not None and port in production_ports(estate):
+        raise PreflightError(f"scratch port {port} is the port of a server in the estate; a scratch server "
+                             f"must listen on its own port (estate scratch.port_range "
+                             f"{list(estate.scratch.port_range)}).")
+
+
+def allocate(estate: Estate, run_id: str, *, scratch_dir: str | None = None, port: int | None = None) -> Scratch:
+    """Choose the scratch directory and a free port for this run (nothing is created)."""
+    root = Path(scratch_dir) if scratch_dir else estate.scratch.root
+    d = root / run_tag(run_id)
+    refuse_production(estate, d, port)
+    host = estate.scratch.host
+    if port is None:
+        lo, hi = estate.scratch.port_range
+        taken = production_ports(estate)
+        port = next((p for p in range(lo, hi + 1) if p not in taken and port_free(host, p)), None)
+        if port is None:
+            raise PreflightError(f"no free port in scratch.port_range {lo}-{hi}; leftover scratch servers? "
+                                 f"run `make sandbox-status` or widen the range")
+    elif not port_free(host, port):
+        raise PreflightError(f"scratch port {port} is already in use on {host}")
+    return Scratch(run_id=run_id, dir=str(d), port=port, host=host)
+
+
+def create(scratch: Scratch, runner: Runner, owner: str | None) -> None:
+    """Create the tagged scratch directory owned by the server's OS user."""
+    d = Path(scratch.dir)
+    if d.exists():
+        raise PreflightError(f"scratch directory {d} already exists; a previous run did not clean up and its "
+                             f"setup could not remove it")
+    d.mkdir(parents=True)
+    (d / TAG_FILE).write_text(json.dumps(scratch.to_dict()))
+    scratch.socket_dir.mkdir()
+    scratch.data_dir.mkdir(mode=0o700)
+    if owner and owner != "root":
+        for p in (d, scratch.socket_dir, scratch.data_dir):
+            shutil.chown(p, owner, owner)
+
+
+def stop_server(data_dir: Path, runner: Runner, bin_dir: Path) -> bool:
+    """Stop a scratch server if one runs in ``data_dir`` (immediate: its data is thrown away)."""
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    res = runner.run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "-t", "60", "stop"],
+                     timeout=90, check=False)
+    return res.returncode == 0
+
+
+def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:
+    """Stop the server and delete a tagged scratch directory. Untagged directories are refused."""
+    if not scratch_dir.exists():
+        return
+    if not (scratch_dir / TAG_FILE).exists():
+        raise PreflightError(f"refusing to remove {scratch_dir}: it has no {TAG_FILE}, so drdrill did not create it")
+    if stop_server(scratch_dir / "data", runner, bin_dir):
+        log.info("stopped scratch server in %s", scratch_dir)
+    shutil.rmtree(scratch_dir)
+    log.info("removed scratch directory %s", scratch_dir)
+
+
+def leftovers(root: Path, keep_run_id: str | None = None) -> list[Path]:
+    """Tagged scratch directories under ``root`` left by other runs."""
+    if not root.exists():
+        return []
+    out = []
+    for d in sorted(root.iterdir()):
+        tag = d / TAG_FILE
+        if d.is_dir() and tag.exists():
+            try:
+                rid = json.loads(tag.read_text()).get("run_id")
+            except ValueError:
+                rid = None
+            if rid != keep_run_id:
+                out.append(d)
+    return out
+
+
+def remove_all_scratch(root: Path, runner: Runner, bin_dir: Path, keep_run_id: str | None = None) -> list[Path]:
+    """Remove every leftover scratch of other runs (a worker died mid-run); returns what was removed."""
+    removed = leftovers(root, keep_run_id)
+    for d in removed:
+        log.warning("removing leftover scratch %s (from a run that did not clean up)", d)
+        remove(d, runner, bin_dir)
+    return removed
