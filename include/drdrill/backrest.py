@@ -44,7 +44,7 @@ class PgBackRest:
 
         # verify exits 0 even when it finds corruption: the text is the only truth.
         res = self.run("verify", f"--repo={repo}", "--output=text", "--verbose", timeout=3600, check=False)
-        return parse_verify(res.stdout + res.stderr), res
+        return parse_verify(res.stdout + res.stderr, repo_key=repo), res
 
     def backup(self, *, repo: int, type: str = "full") -> CommandResult:
         return self.run("backup", f"--repo={repo}", f"--type={type}", timeout=7200)

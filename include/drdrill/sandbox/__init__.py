@@ -345,6 +345,10 @@ class Sandbox:
         self.pg.run([self._pgbin("pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
                      "-U", self.cluster.postgres.user, "-D", str(node.data_dir), "-R", "-C", "-S", node.name,
                      "-X", "stream", "-c", "fast"], timeout=900)
+        # Name the walsender after the node so the primary's pg_stat_replication says who is who.
+        auto = node.data_dir / "postgresql.auto.conf"
+        self._write_as_postgres(auto, auto.read_text().replace(
+            "primary_conninfo = '", f"primary_conninfo = 'application_name={node.name} ", 1), 0o600)
         self._write_node_conf(node)
 
     # ---------------------------------------------------------------- lifecycle

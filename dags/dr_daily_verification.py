@@ -1,0 +1,96 @@
+"""Daily backup verification, for every cluster the estate allows (dynamic task mapping).
+
+pgBackRest `check` (archive round trip) and `info` (backup age per type per repo, error
+flags, WAL range), `verify` per repo, WAL archiving health and replication health. Every
+check yields a typed result; the journal task writes the evidence and fails the run
+listing every failed check. Logic lives in ``drdrill.drills.daily``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from drdrill.journal import step
+
+CHECKS = ["backup_repository", "backup_integrity", "wal_archiving", "replication"]
+
+
+def _run(group: str, cluster: str) -> list[dict]:
+    from drdrill.drills import daily
+    from drdrill.estate import load_estate
+
+    c = load_estate().cluster(cluster)
+    return [r.to_dict() for r in getattr(daily, group)(c)]
+
+
+@dag(
+    dag_id="dr_daily_verification",
+    schedule="0 6 * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["dr", "verification", "pgbackrest"],
+    # Checks report failures as results; a retry only covers a crashed worker.
+    default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    params={"clusters": Param([], type="array", description="only these clusters (default: all allowed)")},
+    doc_md=__doc__,
+)
+def dr_daily_verification():
+    @task
+    @step
+    def select_clusters() -> list[str]:
+        from drdrill.errors import EstateError
+        from drdrill.estate import load_estate
+
+        estate = load_estate()
+        allowed = [c.name for c in estate.clusters_for("dr_daily_verification")]
+        wanted = list(get_current_context()["params"].get("clusters") or allowed)
+        for name in wanted:
+            estate.cluster(name)  # unknown cluster: clear error naming the ones that exist
+            if name not in allowed:
+                raise EstateError(f"cluster {name!r} does not allow dr_daily_verification in {estate.source}")
+        if not wanted:
+            raise EstateError(f"no cluster in {estate.source} allows dr_daily_verification")
+        return wanted
+
+    @task
+    @step
+    def backup_repository(cluster: str) -> list[dict]:
+        return _run("backup_repository", cluster)
+
+    @task
+    @step
+    def backup_integrity(cluster: str) -> list[dict]:
+        return _run("backup_integrity", cluster)
+
+    @task
+    @step
+    def wal_archiving(cluster: str) -> list[dict]:
+        return _run("wal_archiving", cluster)
+
+    @task
+    @step
+    def replication(cluster: str) -> list[dict]:
+        return _run("replication", cluster)
+
+    @task(trigger_rule="all_done", retries=0)
+    def journal() -> dict:
+        from drdrill import journal as j
+        from drdrill.checks import CheckResult
+
+        ctx = get_current_context()
+        per_task = ctx["ti"].xcom_pull(task_ids=CHECKS) or []
+        results = [CheckResult.from_dict(d) for batch in per_task if batch for d in batch]
+        clusters = ctx["ti"].xcom_pull(task_ids="select_clusters")
+        return j.finish(ctx, task_ids=["select_clusters", *CHECKS], results=results,
+                        cluster=",".join(clusters or []) or None)
+
+    clusters = select_clusters()
+    groups = [backup_repository.expand(cluster=clusters), backup_integrity.expand(cluster=clusters),
+              wal_archiving.expand(cluster=clusters), replication.expand(cluster=clusters)]
+    groups >> journal()
+
+
+dr_daily_verification()

@@ -1,0 +1,431 @@
+"""Data-quality step of the restore test: does the restored database hold what the ledger saw?
+
+Before the restore, the ledger step on the primary wrote a first canary row, captured the exact
+``count(*)`` of every user table in one REPEATABLE READ snapshot, then wrote a second canary. This
+module checks the restored database against that ledger with Great Expectations 1.x:
+
+* ``tables_match``: the restored database has exactly the expected user tables (plain SQL);
+* ``row_count.<schema.table>``: each table's row count is within its tolerance of the ledger's count;
+* ``canary.<kind>``: each canary is present or absent, proving where recovery stopped;
+* ``critical_not_empty.<schema.table>``: tables the business cannot live without have rows.
+
+Like every drdrill check it never raises for a failed outcome: each check becomes a `CheckResult`
+and the GX validation results are kept as JSON evidence for the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from drdrill.checks import CheckResult, Status
+
+if TYPE_CHECKING:
+    from great_expectations.datasource.fluent import PostgresDatasource
+
+log = logging.getLogger(__name__)
+
+# Schemas that never hold user data; `drdrill` holds the canary, which changes on every drill.
+EXCLUDED_SCHEMAS = ("pg_catalog", "information_schema", "drdrill")
+
+# One definition of "user table", shared with the ledger step so both sides count the same set:
+# ordinary and partitioned tables (relkind r/p), no temporary tables of other sessions.
+USER_TABLES_SQL = sa.text(
+    "SELECT n.nspname AS schema_name, c.relname AS table_name"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'"
+    " AND n.nspname NOT IN :excluded ORDER BY 1, 2"
+).bindparams(sa.bindparam("excluded", value=list(EXCLUDED_SCHEMAS), expanding=True))
+
+# Airflow's default `allowed_run_id_pattern`. The canary query is handed to GX as SQL text (query
+# assets take no bound parameters), so a run_id outside this set is refused rather than quoted.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.~:+-]{1,250}$")
+CANARY_KINDS = ("before", "after")
+
+# What each canary outcome proves, and what to look at when it is not what was expected.
+_CANARY_MEANING = {
+    ("before", True): "first canary present: restore reached the ledger snapshot",
+    ("before", False): "first canary absent: restore stopped before the ledger snapshot",
+    ("after", True): "second canary present: restore replayed WAL written after the ledger",
+    ("after", False): "second canary absent: recovery stopped at the PITR target",
+}
+_CANARY_FIX = {
+    ("before", False): "The first canary must not exist in this restore: check that the right database "
+                       "and backup were restored.",
+    ("before", True): "The restore stopped too early or restored the wrong backup: check the recovery "
+                      "target, the backup set used and that WAL up to the ledger snapshot was archived.",
+    ("after", False): "Recovery replayed past the PITR target: check recovery_target_time/lsn and "
+                      "recovery_target_inclusive in the restore configuration.",
+    ("after", True): "WAL written after the ledger is missing from the restore: check WAL archiving "
+                     "(pg_stat_archiver, archive_command) and that the restore targeted 'latest'.",
+}
+
+_PG = postgresql.dialect()
+# A restored instance that is not up must fail the checks quickly, not hang the task.
+_CONNECT_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class CanaryExpectation:
+    """One canary row the restored database must (present=True) or must not hold."""
+
+    run_id: str
+    kind: str  # "before" | "after"
+    present: bool
+
+
+@dataclass
+class DataQualityReport:
+    """Every data-quality result plus the GX evidence behind it."""
+
+    results: list[CheckResult]
+    gx_result: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable, kept with the journal
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.failed]
+
+
+def list_user_tables(conn: sa.Connection) -> dict[str, tuple[str, str]]:
+    """User tables of the connected database, as ``{"schema.table": (schema, table)}``."""
+    return {f"{s}.{t}": (s, t) for s, t in conn.execute(USER_TABLES_SQL)}
+
+
+def validate_restore(*, sqlalchemy_url: str, expected_tables: list[str], expected_counts: dict[str, int] | None,
+                     tolerances: dict[str, int], critical_tables: list[str],
+                     canaries: list[CanaryExpectation], target: str) -> DataQualityReport:
+    """Check a restored PostgreSQL database against the ledger; see the module docstring.
+
+    ``expected_counts`` is None when the restore target has no ledger (a user-given PITR time):
+    row counts are then skipped. ``tolerances`` maps "schema.table" to the allowed absolute
+    difference (default 0).
+    """
+    started = time.monotonic()
+    results: list[CheckResult] = []
+    evidence: dict[str, Any] = {}
+    shown_url = _redact_url(sqlalchemy_url)
+
+    # 1. tables_match, with plain SQL: it also tells the GX checks which tables exist, because GX
+    # refuses to even build an asset for a missing table.
+    try:
+        found = _fetch_user_tables(sqlalchemy_url)
+    except sa.exc.SQLAlchemyError as exc:
+        msg = (f"could not list the tables of the restored database at {shown_url}: "
+               f"{_redact(_first_line(exc), sqlalchemy_url)}. Expected a reachable database; check that "
+               "the restored instance is running and accepts connections, then rerun the check.")
+        return DataQualityReport([CheckResult("tables_match", Status.FAIL, msg, target)],
+                                 {"error": msg, "elapsed_seconds": round(time.monotonic() - started, 3)})
+    results.append(_tables_match(found, expected_tables, target))
+
+    gx, gxe = _import_gx()
+    try:
+        datasource = _gx_context(gx).data_sources.add_postgres(
+            name="restored", connection_string=sqlalchemy_url,
+            kwargs={"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}})
+    except Exception as exc:  # noqa: BLE001 - GX raises its own, driver and pydantic errors here
+        msg = (f"Great Expectations could not open the restored database at {shown_url}: "
+               f"{_redact(_first_line(exc), sqlalchemy_url)}. Expected a PostgreSQL URL GX accepts "
+               "(postgresql+psycopg2://user@host:port/db); fix the URL and rerun the check.")
+        results.append(CheckResult("great_expectations", Status.FAIL, msg, target))
+        return DataQualityReport(results, {"error": msg, "elapsed_seconds": round(time.monotonic() - started, 3)})
+    batches = _BatchCache(datasource, found, sqlalchemy_url)
+    try:
+        # 2. row counts: one suite, parametrised per table, so each table validates its own range.
+        if expected_counts is None:
+            results.append(CheckResult(
+                "row_count", Status.SKIP,
+                "row counts not checked: no ledger counts exist for this restore target (a user-given "
+                "point in time has no snapshot of exact counts); tables, canaries and critical tables "
+                "were still checked", target))
+        else:
+            suite = gx.ExpectationSuite(name="drdrill.row_count")
+            suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(
+                min_value={"$PARAMETER": "min_rows"}, max_value={"$PARAMETER": "max_rows"}))
+            for table in sorted(expected_counts):
+                results.append(_row_count(batches, suite, table, expected_counts[table],
+                                          int(tolerances.get(table, 0)), target, evidence))
+
+        # 3. canaries: a query asset per canary, counted by GX.
+        canary_suite = gx.ExpectationSuite(name="drdrill.canary")
+        canary_suite.add_expectation(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "expected_rows"}))
+        for canary in canaries:
+            results.append(_canary(batches, canary_suite, canary, target, evidence))
+
+        # 4. critical tables must not be empty.
+        critical_suite = gx.ExpectationSuite(name="drdrill.critical_not_empty")
+        critical_suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1))
+        for table in sorted(set(critical_tables)):
+            results.append(_critical(batches, critical_suite, table, target, evidence))
+    finally:
+        # GX keeps a pooled engine per datasource; close it so the restored server is left idle.
+        batches.close()
+
+    elapsed = round(time.monotonic() - started, 3)
+    log.info("data quality of %s: %d checks, %d failed, %.2fs", target, len(results),
+             sum(r.failed for r in results), elapsed)
+    return DataQualityReport(results, {"great_expectations_version": gx.__version__, "target": target,
+                                       "elapsed_seconds": elapsed, "validations": evidence})
+
+
+# --- the four checks -------------------------------------------------------------------------
+
+
+def _tables_match(found: dict[str, tuple[str, str]], expected_tables: list[str], target: str) -> CheckResult:
+    expected = set(expected_tables)
+    missing = sorted(expected - found.keys())
+    unexpected = sorted(found.keys() - expected)
+    details = {"missing": missing, "unexpected": unexpected}
+    if not missing and not unexpected:
+        return CheckResult("tables_match", Status.PASS, f"all {len(expected)} expected tables present, "
+                           "no unexpected table", target, len(found), len(expected), details)
+    parts = [f"missing {', '.join(missing)}" if missing else "",
+             f"unexpected {', '.join(unexpected)}" if unexpected else ""]
+    msg = (f"{'; '.join(p for p in parts if p)}: found {len(found)} user tables, expected exactly the "
+           f"{len(expected)} the ledger listed. A missing table was lost by the backup or restore; an "
+           "unexpected one means this is not the database the ledger described. Check the backup set and "
+           "restore target, or update the expected table list if the schema changed on purpose.")
+    return CheckResult("tables_match", Status.FAIL, msg, target, len(found), len(expected), details)
+
+
+def _row_count(batches: _BatchCache, suite: Any, table: str, expected: int, tolerance: int, target: str,
+               evidence: dict[str, Any]) -> CheckResult:
+    name = f"row_count.{table}"
+    low, high = max(expected - tolerance, 0), expected + tolerance
+    threshold = {"expected": expected, "tolerance": tolerance, "min": low, "max": high}
+    if table not in batches.tables:
+        return CheckResult(name, Status.FAIL, f"{table}: table missing from the restored database, expected "
+                           f"{expected} rows (tolerance {tolerance}); see tables_match", target, None, threshold)
+    outcome = batches.validate(name, table, suite, {"min_rows": low, "max_rows": high}, evidence)
+    if outcome.error:
+        return _gx_error(name, table, outcome.error, target, threshold)
+    what = f"{table}: found {outcome.observed} rows, expected {expected} (tolerance {tolerance})"
+    if outcome.success:
+        return CheckResult(name, Status.PASS, what, target, outcome.observed, threshold)
+    return CheckResult(name, Status.FAIL, f"{what}. The restore does not match the ledger snapshot: check "
+                       "that the recovery target equals the ledger's snapshot, or set a tolerance for tables "
+                       "written while the ledger ran.", target, outcome.observed, threshold)
+
+
+def _canary(batches: _BatchCache, suite: Any, canary: CanaryExpectation, target: str,
+            evidence: dict[str, Any]) -> CheckResult:
+    name = f"canary.{canary.kind}"
+    expected_rows = 1 if canary.present else 0
+    where = f"run_id {canary.run_id!r}, kind {canary.kind!r}"
+    if canary.kind not in CANARY_KINDS or not RUN_ID_PATTERN.match(canary.run_id):
+        return CheckResult(name, Status.FAIL, f"refused to query the canary for {where}: expected kind in "
+                           f"{CANARY_KINDS} and a run_id matching {RUN_ID_PATTERN.pattern}. Pass the "
+                           "Airflow run id the ledger step wrote, unchanged.", target, None, expected_rows)
+    outcome = batches.validate_query(name, _canary_sql(canary), suite, {"expected_rows": expected_rows},
+                                     evidence)
+    if outcome.error:
+        return _gx_error(name, f"drdrill.canary ({where})", outcome.error, target, expected_rows)
+    found_rows = outcome.observed
+    what = f"found {found_rows} canary row(s) for {where}, expected {expected_rows}"
+    if outcome.success:
+        return CheckResult(name, Status.PASS, f"{_CANARY_MEANING[(canary.kind, canary.present)]} ({what})",
+                           target, found_rows, expected_rows)
+    actual_present = bool(found_rows)
+    if actual_present == canary.present:  # e.g. two rows where one was expected
+        msg = (f"{what}: the ledger wrote this canary more than once or another drill reused the run_id. "
+               "Use a fresh run id and rerun the ledger step.")
+    else:
+        msg = (f"{_CANARY_MEANING[(canary.kind, actual_present)]} ({what}). "
+               f"{_CANARY_FIX[(canary.kind, canary.present)]}")
+    return CheckResult(name, Status.FAIL, msg, target, found_rows, expected_rows)
+
+
+def _critical(batches: _BatchCache, suite: Any, table: str, target: str, evidence: dict[str, Any]) -> CheckResult:
+    name = f"critical_not_empty.{table}"
+    if table not in batches.tables:
+        return CheckResult(name, Status.FAIL, f"{table}: critical table missing from the restored database, "
+                           "expected at least 1 row; see tables_match", target, None, 1)
+    outcome = batches.validate(name, table, suite, None, evidence)
+    if outcome.error:
+        return _gx_error(name, table, outcome.error, target, 1)
+    if outcome.success:
+        return CheckResult(name, Status.PASS, f"{table}: found {outcome.observed} rows, expected at least 1",
+                           target, outcome.observed, 1)
+    return CheckResult(name, Status.FAIL, f"{table}: found {outcome.observed} rows, expected at least 1 in a "
+                       "critical table. Check that the backup covers this table and that the restore "
+                       "completed; compare with the primary's count.", target, outcome.observed, 1)
+
+
+def _gx_error(name: str, what: str, error: str, target: str, threshold: Any) -> CheckResult:
+    return CheckResult(name, Status.FAIL, f"{what}: Great Expectations could not count the rows ({error}); "
+                       "expected a count. Check the table is readable by the drill's database user and "
+                       "see the GX evidence in the journal.", target, None, threshold)
+
+
+# --- Great Expectations plumbing ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    success: bool
+    observed: int | None
+    error: str = ""
+
+
+class _BatchCache:
+    """One GX asset and batch per table, built on first use and shared by the check groups."""
+
+    def __init__(self, datasource: PostgresDatasource, tables: dict[str, tuple[str, str]], url: str) -> None:
+        self.datasource = datasource
+        self.tables = tables
+        self._url = url
+        self._batches: dict[str, Any] = {}
+        self._asset_names: set[str] = set()
+
+    def validate(self, name: str, table: str, suite: Any, params: dict[str, Any] | None,
+                 evidence: dict[str, Any]) -> _Outcome:
+        try:
+            if table not in self._batches:
+                self._batches[table] = self._table_asset(table).add_batch_definition_whole_table(
+                    "whole_table").get_batch()
+            return self._run(name, self._batches[table], suite, params, evidence)
+        except Exception as exc:  # noqa: BLE001 - GX wraps driver errors in many types
+            return self._failed(name, exc, evidence)
+
+    def validate_query(self, name: str, query: str, suite: Any, params: dict[str, Any],
+                       evidence: dict[str, Any]) -> _Outcome:
+        try:
+            asset = self.datasource.add_query_asset(name=self._asset_name(f"query:{name}"), query=query)
+            batch = asset.add_batch_definition_whole_table("whole_table").get_batch()
+            return self._run(name, batch, suite, params, evidence)
+        except Exception as exc:  # noqa: BLE001 - as above: any error means "could not count"
+            return self._failed(name, exc, evidence)
+
+    def close(self) -> None:
+        try:
+            self.datasource.get_engine().dispose()
+        except Exception:  # closing is best effort: the results are already taken
+            log.debug("could not dispose the GX engine", exc_info=True)
+
+    def _table_asset(self, table: str) -> Any:
+        schema, relname = self.tables[table]
+        if _quote(schema) == schema and _quote(relname) == relname:
+            # GX 1.14+ deprecates schema_name in favour of one datasource per schema (schema in the
+            # connection); one datasource for the whole database is simpler and still works.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="`schema_name` is deprecated", category=DeprecationWarning)
+                return self.datasource.add_table_asset(name=self._asset_name(f"table:{table}"),
+                                                       table_name=relname, schema_name=schema)
+        # GX 1.24 lowercases schema names and leaves table names unquoted, so "MixedCase" or
+        # reserved-word names break table assets; a query asset with properly quoted names does not.
+        query = str(sa.select(sa.literal_column("*")).select_from(sa.table(relname, schema=schema))
+                    .compile(dialect=_PG))
+        return self.datasource.add_query_asset(name=self._asset_name(f"table:{table}"), query=query)
+
+    def _asset_name(self, wanted: str) -> str:
+        """GX refuses two assets with one name, e.g. a canary kind listed twice; suffix repeats."""
+        name, n = wanted, 1
+        while name in self._asset_names:
+            n += 1
+            name = f"{wanted}#{n}"
+        self._asset_names.add(name)
+        return name
+
+    def _run(self, name: str, batch: Any, suite: Any, params: dict[str, Any] | None,
+             evidence: dict[str, Any]) -> _Outcome:
+        result = batch.validate(suite, expectation_parameters=params)
+        evidence[name] = _strip_tracebacks(result.to_json_dict())
+        first = result.results[0]
+        error = _exception_message(first.exception_info)
+        observed = (first.result or {}).get("observed_value")
+        return _Outcome(bool(result.success), observed, _redact(error, self._url) if error else "")
+
+    def _failed(self, name: str, exc: Exception, evidence: dict[str, Any]) -> _Outcome:
+        error = _redact(f"{type(exc).__name__}: {_first_line(exc)}", self._url)
+        evidence[name] = {"success": False, "error": error}
+        return _Outcome(False, None, error)
+
+
+def _import_gx() -> tuple[Any, Any]:
+    """Import GX only when a restore is validated: the import alone takes seconds."""
+    # No telemetry from a DR drill, unless the operator explicitly asked for it.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    # GX logs every asset it builds at INFO, which would drown the drill's own task log.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    return gx, gxe
+
+
+def _gx_context(gx: Any) -> Any:
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    # tqdm bars are written to stderr for every validation and garble Airflow task logs.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
+def _canary_sql(canary: CanaryExpectation) -> str:
+    """The canary query with SQLAlchemy-escaped literals (run_id is also pattern-checked upstream)."""
+    table = sa.table("canary", sa.column("id"), sa.column("run_id"), sa.column("kind"), schema="drdrill")
+    query = sa.select(table.c.id).where(table.c.run_id == canary.run_id, table.c.kind == canary.kind)
+    return str(query.compile(dialect=_PG, compile_kwargs={"literal_binds": True}))
+
+
+def _fetch_user_tables(url: str) -> dict[str, tuple[str, str]]:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S}, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return list_user_tables(conn)
+    finally:
+        engine.dispose()
+
+
+def _quote(identifier: str) -> str:
+    return _PG.identifier_preparer.quote(identifier)
+
+
+def _exception_message(info: dict[str, Any] | None) -> str:
+    """GX nests exception info per metric when a metric failed; return the first message found."""
+    if not info:
+        return ""
+    if "raised_exception" in info:
+        return _first_line(info.get("exception_message") or "") if info["raised_exception"] else ""
+    for value in info.values():
+        if isinstance(value, dict) and (msg := _exception_message(value)):
+            return msg
+    return ""
+
+
+def _strip_tracebacks(value: Any) -> Any:
+    """Drop GX's full Python tracebacks from the evidence: the message is kept, the stack is noise."""
+    if isinstance(value, dict):
+        return {k: None if k == "exception_traceback" else _strip_tracebacks(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_tracebacks(v) for v in value]
+    return value
+
+
+def _first_line(exc: BaseException | str) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _redact_url(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _redact(text: str, url: str) -> str:
+    """Never let the database password reach a log line or the journal."""
+    try:
+        password = sa.make_url(url).password
+    except sa.exc.ArgumentError:
+        return text
+    return text.replace(str(password), "***") if password else text

@@ -1,0 +1,301 @@
+"""Steps of the monthly restore test: preflight, ledger, scratch, restore, start, checks, measure.
+
+The ledger fixes what the restored copy must contain: a first canary row, the exact row count
+of every user table in one REPEATABLE READ snapshot (whose time is the PITR target), then a
+second canary after it. A point-in-time restore must show the first canary and not the
+second; a "latest" restore must show both. Counts must match within the table's tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from drdrill import pg, scratch
+from drdrill.backrest import PgBackRest
+from drdrill.checks import CheckResult, Status, at_most
+from drdrill.errors import DrillError, PreflightError
+from drdrill.estate import Cluster, Estate, load_estate
+from drdrill.runner import runner_for
+
+log = logging.getLogger(__name__)
+
+DRILL = "dr_monthly_restore_test"
+
+CANARY_DDL = """
+CREATE SCHEMA IF NOT EXISTS drdrill;
+CREATE TABLE IF NOT EXISTS drdrill.canary (id bigserial PRIMARY KEY, run_id text NOT NULL, kind text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp())
+"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Validated parameters of one restore test run."""
+
+    cluster: str
+    repo: int
+    recovery_point: str  # "latest" | "pitr"
+    target_time: str | None  # user-given PITR target (ISO 8601 with zone); None: the ledger's snapshot
+    dry_run: bool
+    scratch_dir: str | None
+    scratch_port: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(**d)
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time with a zone; naive times are refused (whose midnight would it be?)."""
+    try:
+        t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise PreflightError(f"target_time {value!r} is not an ISO 8601 time; use e.g. "
+                             f"2026-11-24T14:30:00+00:00") from None
+    if t.tzinfo is None:
+        raise PreflightError(f"target_time {value!r} has no time zone; add one, e.g. {value}+00:00")
+    return t
+
+
+def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None) -> dict[str, Any]:
+    """Validate params, estate and safeguards; nothing is created or written here."""
+    estate = estate or load_estate()
+    cluster = estate.cluster(str(params.get("cluster") or ""))
+    if not cluster.allows(DRILL):
+        raise PreflightError(f"cluster {cluster.name!r} does not allow {DRILL}; add it to the cluster's "
+                             f"allowed_drills in {estate.source} if this is intended")
+    try:
+        repo = int(params.get("repo", 1))
+    except (TypeError, ValueError):
+        raise PreflightError(f"repo must be a repo number such as 1 or 2, got {params.get('repo')!r}") from None
+    cluster.pgbackrest.repo(repo)  # raises naming the repos that exist
+    point = params.get("recovery_point", "latest")
+    if point not in ("latest", "pitr"):
+        raise PreflightError(f"recovery_point must be 'latest' or 'pitr', got {point!r}")
+    target_time = params.get("target_time") or None
+    if target_time and point != "pitr":
+        raise PreflightError("target_time is only used with recovery_point 'pitr'; remove it or set "
+                             "recovery_point to 'pitr'")
+    port = params.get("scratch_port")
+    plan = Plan(cluster.name, repo, point, target_time, bool(params.get("dry_run", False)),
+                params.get("scratch_dir") or None, int(port) if port not in (None, "") else None)
+    # Refuse a scratch target on a production path or port before anything exists.
+    scratch.allocate(estate, run_id, scratch_dir=plan.scratch_dir, port=plan.scratch_port)
+    window = recoverable_window(cluster, repo)
+    if target_time:
+        t = parse_time(target_time)
+        now = datetime.now(timezone.utc)
+        if t >= now:
+            raise PreflightError(f"target_time {t.isoformat()} is in the future (now {now.isoformat(timespec='seconds')}); "
+                                 f"a restore can only reach a time that has already been archived")
+        if t <= window["oldest_backup_stop"]:
+            raise PreflightError(f"target_time {t.isoformat()} is before the recoverable window of repo{repo}: its "
+                                 f"oldest backup {window['oldest_backup_label']} finished at "
+                                 f"{window['oldest_backup_stop'].isoformat()}; choose a later time or another repo")
+    primary = cluster.primary
+    ok, why = pg.is_ready(cluster, primary.host, primary.port)
+    if not ok:
+        raise PreflightError(f"primary {primary.name} ({primary.host}:{primary.port}) is not reachable: {why}; "
+                             f"the ledger needs it")
+    log.info("preflight ok: cluster %s, repo%s, %s%s, recoverable window from %s (%s)%s", cluster.name, repo, point,
+             f" to {target_time}" if target_time else "", window["oldest_backup_stop"].isoformat(),
+             window["oldest_backup_label"], " [DRY RUN]" if plan.dry_run else "")
+    return plan.to_dict()
+
+
+def recoverable_window(cluster: Cluster, repo: int) -> dict[str, Any]:
+    """The oldest backup of ``repo``: nothing before its stop time can be recovered from it."""
+    stanzas = [s for s in PgBackRest(cluster).info() if s.name == cluster.pgbackrest.stanza]
+    oldest = stanzas[0].oldest(repo) if stanzas else None
+    if oldest is None:
+        raise PreflightError(f"repo{repo} of stanza {cluster.pgbackrest.stanza!r} holds no backup; run "
+                             f"`pgbackrest --stanza={cluster.pgbackrest.stanza} --repo={repo} backup --type=full`")
+    return {"oldest_backup_label": oldest.label, "oldest_backup_stop": oldest.stop}
+
+
+def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, Any]:
+    """Canary, exact counts in one snapshot, second canary; then wait until that WAL is archived."""
+    if plan.dry_run:
+        log.info("[DRY RUN] would write two canary rows and count every table on the primary")
+        return {"dry_run": True}
+    estate = estate or load_estate()
+    cluster = estate.cluster(plan.cluster)
+    p = cluster.primary
+    excl = cluster.restore_test.exclude_schemas
+    with pg.connect(cluster, p.host, p.port) as c:
+        pg.query(c, CANARY_DDL)
+        before = pg.query_one(c, "INSERT INTO drdrill.canary(run_id, kind) VALUES (%s, 'before') "
+                                 "RETURNING id, created_at", (run_id,))
+    with pg.connect(cluster, p.host, p.port, autocommit=False) as c:
+        c.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        # The first statement takes the snapshot; clock_timestamp() is read after it, so every
+        # commit the snapshot sees has an earlier commit time: this is the PITR target.
+        snapshot_time = pg.query_one(c, "SELECT clock_timestamp()")[0]
+        t0 = time.monotonic()
+        tables = pg.user_tables(c, excl)
+        counts = pg.count_rows(c, tables)
+        c.commit()
+        count_s = time.monotonic() - t0
+    time.sleep(0.005)  # the second canary's commit must be strictly later than the target
+    with pg.connect(cluster, p.host, p.port) as c:
+        after = pg.query_one(c, "INSERT INTO drdrill.canary(run_id, kind) VALUES (%s, 'after') "
+                                "RETURNING id, created_at", (run_id,))
+        segment = pg.query_one(c, "SELECT pg_walfile_name(pg_switch_wal())")[0]
+        t1 = time.monotonic()
+        pg.wait_until(lambda: (pg.query_one(c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[0]
+                               >= segment), timeout=300, interval=0.1,
+                      what=f"WAL segment {segment} to be archived (is archive_command failing?)")
+        archived_s = time.monotonic() - t1
+    log.info("ledger: %d tables counted in %.2fs at %s; canaries %s/%s; WAL %s archived in %.2fs",
+             len(tables), count_s, snapshot_time.isoformat(), before[0], after[0], segment, archived_s)
+    return {"snapshot_time": snapshot_time.isoformat(), "tables": tables, "counts": counts,
+            "canary_before": {"id": before[0], "at": before[1].isoformat()},
+            "canary_after": {"id": after[0], "at": after[1].isoformat()},
+            "wal_segment": segment, "count_seconds": round(count_s, 3), "archive_wait_seconds": round(archived_s, 3)}
+
+
+def pitr_target(plan: Plan, led: dict[str, Any]) -> str | None:
+    """The time to recover to, or None for the end of the archive."""
+    if plan.recovery_point != "pitr":
+        return None
+    return plan.target_time or led["snapshot_time"]
+
+
+def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, Any]:
+    """Remove leftovers of dead runs, then allocate and create this run's scratch dir and port."""
+    estate = estate or load_estate()
+    cluster = estate.cluster(plan.cluster)
+    runner = runner_for(cluster.runner)
+    root = Path(plan.scratch_dir) if plan.scratch_dir else estate.scratch.root
+    removed = scratch.remove_all_scratch(root, runner, cluster.postgres.bin_dir, keep_run_id=run_id)
+    s = scratch.allocate(estate, run_id, scratch_dir=plan.scratch_dir, port=plan.scratch_port)
+    if plan.dry_run:
+        log.info("[DRY RUN] would create scratch %s on port %s", s.dir, s.port)
+    else:
+        scratch.create(s, runner, cluster.runner.run_as)
+        log.info("scratch %s allocated on port %s", s.dir, s.port)
+    return {**s.to_dict(), "leftovers_removed": [str(d) for d in removed]}
+
+
+def restore(plan: Plan, led: dict[str, Any], s: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
+    """`pgbackrest restore` from the chosen repo into the scratch directory."""
+    target = None if plan.dry_run else pitr_target(plan, led)
+    if plan.dry_run:
+        log.info("[DRY RUN] would restore stanza from repo%s into %s", plan.repo, s["dir"])
+        return {"dry_run": True}
+    estate = estate or load_estate()
+    cluster = estate.cluster(plan.cluster)
+    sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
+    res = PgBackRest(cluster).restore(repo=plan.repo, pg_path=sc.data_dir, target_time=_pg_time(target))
+    log.info("restored from repo%s into %s in %.1fs (target %s)", plan.repo, sc.data_dir, res.seconds,
+             target or "end of archive")
+    return {"seconds": round(res.seconds, 3), "target_time": target, "repo": plan.repo}
+
+
+def _pg_time(iso: str | None) -> str | None:
+    return parse_time(iso).isoformat(sep=" ") if iso else None
+
+
+def start_scratch(plan: Plan, s: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
+    """Start the restored server on its own port and socket, never archiving; do not wait."""
+    if plan.dry_run:
+        log.info("[DRY RUN] would start the scratch server on port %s", s["port"])
+        return {"dry_run": True, "started_at": time.time()}
+    estate = estate or load_estate()
+    cluster = estate.cluster(plan.cluster)
+    sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
+    opts = (f"-p {sc.port} -k {sc.socket_dir} -c listen_addresses={sc.host} -c archive_mode=off "
+            f"-c archive_command= -c hot_standby=on -c max_wal_senders=0 -c max_replication_slots=0 "
+            f"-c wal_level=replica -c shared_buffers=128MB -c logging_collector=off")
+    started = time.time()
+    runner_for(cluster.runner).run([str(cluster.postgres.bin_dir / "pg_ctl"), "-D", str(sc.data_dir),
+                                    "-l", str(sc.logfile), "-o", opts, "-W", "start"], timeout=60)
+    log.info("scratch server starting on %s:%s (log %s)", sc.host, sc.port, sc.logfile)
+    return {"started_at": started, "host": sc.host, "port": sc.port, "log": str(sc.logfile)}
+
+
+def data_quality(plan: Plan, led: dict[str, Any], s: dict[str, Any], run_id: str,
+                 estate: Estate | None = None) -> dict[str, Any]:
+    """Great Expectations on the restored copy: tables, exact counts, canaries, critical tables."""
+    if plan.dry_run:
+        log.info("[DRY RUN] would validate tables, row counts and canaries on the restored copy")
+        return {"results": [], "seconds": 0.0, "gx_result": {}}
+    from drdrill.dataquality import CanaryExpectation, validate_restore
+
+    estate = estate or load_estate()
+    cluster = estate.cluster(plan.cluster)
+    rt = cluster.restore_test
+    at_snapshot = plan.recovery_point == "latest" or not plan.target_time
+    canaries = ([CanaryExpectation(run_id, "before", True),
+                 CanaryExpectation(run_id, "after", plan.recovery_point == "latest")] if at_snapshot else [])
+    t0 = time.monotonic()
+    report = validate_restore(
+        sqlalchemy_url=pg.sqlalchemy_url(cluster, s["host"], s["port"]),
+        expected_tables=led["tables"],
+        # A user-given PITR time has no ledger: the counts at that moment are unknown.
+        expected_counts=led["counts"] if at_snapshot else None,
+        tolerances=dict(rt.row_count_tolerance), critical_tables=list(rt.critical_tables),
+        canaries=canaries, target=f"{cluster.name}/scratch:{s['port']}")
+    secs = time.monotonic() - t0
+    for r in report.results:
+        (log.warning if r.failed else log.info)("%s", r.line())
+    return {"results": [r.to_dict() for r in report.results], "seconds": round(secs, 3),
+            "gx_result": report.gx_result}
+
+
+def measure(plan: Plan, restored: dict[str, Any], started: dict[str, Any], ready: dict[str, Any],
+            dq: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
+    """Restore time split (restore command, replay/promote, checks) against max restore minutes."""
+    estate = estate or load_estate()
+    cluster = estate.cluster(plan.cluster)
+    if plan.dry_run:
+        return {"results": [], "measurements": {}}
+    restore_s = float(restored["seconds"])
+    replay_s = max(0.0, float(ready["ready_at"]) - float(started["started_at"]))
+    checks_s = float(dq["seconds"])
+    total = restore_s + replay_s + checks_s
+    limit = cluster.targets.max_restore_minutes
+    result = at_most("restore_time", round(total / 60, 3), limit, unit=" min", target=cluster.name,
+                     what="restore + replay/promote + checks",
+                     fix="Raise process_max, restore from a closer repo, or take more frequent diff backups.")
+    m = {"restore_command_seconds": round(restore_s, 3), "replay_promote_seconds": round(replay_s, 3),
+         "checks_seconds": round(checks_s, 3), "total_seconds": round(total, 3),
+         "max_restore_minutes": limit}
+    log.info("restore %.1fs + replay/promote %.1fs + checks %.1fs = %.1fs (target %s min)", restore_s, replay_s,
+             checks_s, total, limit)
+    return {"results": [result.to_dict()], "measurements": m}
+
+
+def teardown_scratch(s: dict[str, Any] | None, estate: Estate | None = None) -> dict[str, Any]:
+    """Stop the scratch server and remove its directory; runs on failure too."""
+    if not s:
+        return {"removed": None}
+    estate = estate or load_estate()
+    cluster = next((c for c in estate.clusters if c.allows(DRILL)), estate.clusters[0])
+    scratch.remove(Path(s["dir"]), runner_for(cluster.runner), cluster.postgres.bin_dir)
+    return {"removed": s["dir"], "port_freed": scratch.port_free(s["host"], s["port"])}
+
+
+def failed_step_results(steps: list[dict[str, Any]]) -> list[CheckResult]:
+    """A failed or unrun step is a failed check in the journal, with the error that stopped it."""
+    out = []
+    for st in steps:
+        if st["status"] == "failed":
+            out.append(CheckResult(f"step.{st['task_id']}", Status.FAIL, st.get("error", "failed"), "", None, None))
+    return out
+
+
+def as_results(dicts: list[dict[str, Any]] | None) -> list[CheckResult]:
+    return [CheckResult.from_dict(d) for d in (dicts or [])]
+
+
+__all__ = ["DrillError", "Plan", "preflight", "ledger", "setup_scratch", "restore", "start_scratch",
+           "data_quality", "measure", "teardown_scratch"]

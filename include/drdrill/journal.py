@@ -1,0 +1,146 @@
+"""The journal: the evidence of one drill run, written once and never edited.
+
+Every drill task is wrapped by `step`, which records its status and timestamps (also when it
+fails) as the XCom ``drill_step``. The drill's last task gathers those records and the task
+results into one JSON document and writes it through Airflow's ``ObjectStoragePath`` to the
+estate's journal location (a local directory in the sandbox, ``s3://`` in production).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import subprocess
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from drdrill.errors import DrillError
+from drdrill.paths import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+STEP_KEY = "drill_step"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def step(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Record a task's status, timestamps and error (if any) for the journal, then re-raise."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        rec: dict[str, Any] = {"task_id": ti.task_id, "map_index": ti.map_index, "started_at": _now()}
+        t0 = time.monotonic()
+        try:
+            out = fn(*args, **kwargs)
+        except BaseException as e:
+            rec.update(status="failed", error=f"{type(e).__name__}: {e}"[:4000])
+            raise
+        else:
+            rec["status"] = "success"
+            return out
+        finally:
+            rec.update(ended_at=_now(), seconds=round(time.monotonic() - t0, 3))
+            ti.xcom_push(key=STEP_KEY, value=rec)
+
+    return wrapper
+
+
+def code_version() -> str:
+    """The git commit the DAGs run from (``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty", "--tags"],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def gather_steps(ti: Any, task_ids: list[str]) -> list[dict[str, Any]]:
+    """Step records of every task (mapped ones per index); tasks that never ran say so."""
+    steps: list[dict[str, Any]] = []
+    for tid in task_ids:
+        recs = ti.xcom_pull(task_ids=[tid], key=STEP_KEY)
+        recs = [r for r in (recs or []) if r]
+        steps.extend(recs or [{"task_id": tid, "status": "not run"}])
+    return steps
+
+
+def journal_path(location: str, conn_id: str | None, dag_id: str, run_id: str):
+    from airflow.sdk import ObjectStoragePath
+
+    from drdrill.scratch import run_tag
+
+    base = ObjectStoragePath(location, conn_id=conn_id) if conn_id else ObjectStoragePath(location)
+    return base / dag_id / f"{run_tag(run_id)}.json"
+
+
+def write(location: str, conn_id: str | None, doc: dict[str, Any],
+          attachments: dict[str, Any] | None = None) -> str:
+    """Write the journal (and attachments beside it, e.g. the GX result); never overwrite."""
+    path = journal_path(location, conn_id, doc["drill"], doc["run_id"])
+    if path.exists():
+        raise DrillError(f"journal {path} already exists; journals are written once and never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name, content in (attachments or {}).items():
+        extra = path.parent / path.name.replace(".json", f".{name}.json")
+        doc.setdefault("attachments", {})[name] = str(extra)
+        with extra.open("w") as f:
+            json.dump(content, f, indent=1, default=str)
+    with path.open("w") as f:
+        json.dump(doc, f, indent=2, default=str)
+    log.info("journal written to %s", path)
+    return str(path)
+
+
+def base_document(context: dict[str, Any], *, estate: Any, cluster: str | None) -> dict[str, Any]:
+    """The part of every journal that does not depend on the drill."""
+    dr = context["dag_run"]
+    return {
+        "drill": context["dag"].dag_id,
+        "run_id": dr.run_id,
+        "run_type": str(getattr(dr, "run_type", "")),
+        "run_after": str(getattr(dr, "run_after", "")),
+        "params": dict(context["params"]),
+        "code_version": code_version(),
+        "estate": {"name": estate.name, "file": str(estate.source)},
+        "cluster": cluster,
+        "written_at": _now(),
+    }
+
+
+def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], cluster: str | None,
+           extra: dict[str, Any] | None = None, attachments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the drill's journal, then fail the run if any step or check failed.
+
+    Called by every drill's last task (trigger rule ``all_done``), so a journal exists for
+    failed runs too. Returns the journal document for passing runs.
+    """
+    from drdrill.checks import CheckResult, Status, summarize
+    from drdrill.errors import DrillFailed
+    from drdrill.estate import load_estate
+
+    estate = load_estate()  # an invalid estate fails here with its own clear message
+    steps = gather_steps(context["ti"], task_ids)
+    checks: list[CheckResult] = list(results)
+    for st in steps:
+        if st.get("status") == "failed":
+            checks.append(CheckResult(f"step.{st['task_id']}", Status.FAIL, st.get("error", "failed")))
+    not_run = [st["task_id"] for st in steps if st.get("status") == "not run"]
+    failed = [c for c in checks if c.failed]
+    doc = base_document(context, estate=estate, cluster=cluster)
+    doc.update(status="failed" if failed else "passed", steps=steps, not_run=not_run,
+               results=[c.to_dict() for c in checks], failures=[c.line() for c in failed], **(extra or {}))
+    path = write(estate.journal.location, estate.journal.conn_id, doc, attachments)
+    summary = summarize(checks)
+    if failed:
+        raise DrillFailed(f"{doc['drill']} failed ({len(failed)} failed check(s)); journal: {path}\n{summary}")
+    log.info("%s passed; journal: %s\n%s", doc["drill"], path, summary)
+    return {"status": "passed", "journal": path}

@@ -1,0 +1,83 @@
+"""Triggers that wait, in the triggerer, for a PostgreSQL server to reach a state.
+
+Lives in an importable package (not ``dags/``) because the triggerer imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class PostgresPromotedTrigger(BaseTrigger):
+    """Fires when the server at host:port accepts connections and is out of recovery.
+
+    :param host: server host
+    :param port: server port
+    :param user: database user
+    :param dbname: database to connect to
+    :param conn_id: optional Airflow connection holding the password (resolved in ``run``)
+    :param timeout: seconds before giving up with an error event
+    :param poll_interval: seconds between probes
+    """
+
+    def __init__(self, *, host: str, port: int, user: str, dbname: str, conn_id: str | None = None,
+                 timeout: float = 600.0, poll_interval: float = 0.25, started_at: float | None = None) -> None:
+        super().__init__()
+        self.host = host
+        self.port = int(port)
+        self.user = user
+        self.dbname = dbname
+        self.conn_id = conn_id
+        self.timeout = float(timeout)
+        self.poll_interval = float(poll_interval)
+        # Kept across triggerer restarts so the timeout counts from the first deferral.
+        self.started_at = started_at if started_at is not None else time.time()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("drdrill.triggers.postgres.PostgresPromotedTrigger", {
+            "host": self.host, "port": self.port, "user": self.user, "dbname": self.dbname,
+            "conn_id": self.conn_id, "timeout": self.timeout, "poll_interval": self.poll_interval,
+            "started_at": self.started_at})
+
+    async def _password(self) -> str | None:
+        if not self.conn_id:
+            return None
+        from airflow.sdk import BaseHook
+
+        conn = await asyncio.to_thread(BaseHook.get_connection, self.conn_id)
+        return conn.password
+
+    async def probe(self, password: str | None) -> tuple[bool, str]:
+        """(promoted and accepting connections, what was seen)."""
+        import psycopg
+
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                host=self.host, port=self.port, user=self.user, dbname=self.dbname, password=password,
+                connect_timeout=2, autocommit=True, application_name="drdrill-trigger")
+        except psycopg.Error as e:
+            return False, f"not accepting connections: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+        async with conn:
+            cur = await conn.execute("SELECT pg_is_in_recovery()")
+            row = await cur.fetchone()
+        return (not row[0]), ("promoted" if not row[0] else "still in recovery")
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        password = await self._password()
+        seen = ""
+        while True:
+            ok, seen = await self.probe(password)
+            if ok:
+                yield TriggerEvent({"status": "success", "ready_at": time.time(), "host": self.host,
+                                    "port": self.port, "message": seen})
+                return
+            if time.time() - self.started_at > self.timeout:
+                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
+                                    "message": f"{self.host}:{self.port} not promoted after {self.timeout:.0f}s; "
+                                               f"last seen: {seen}"})
+                return
+            await asyncio.sleep(self.poll_interval)
