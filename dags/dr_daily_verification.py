@@ -8,7 +8,7 @@ listing every failed check. Logic lives in ``drdrill.drills.daily``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
@@ -28,7 +28,7 @@ def _run(group: str, cluster: str) -> list[dict]:
 @dag(
     dag_id="dr_daily_verification",
     schedule="0 6 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["dr", "verification", "pgbackrest"],

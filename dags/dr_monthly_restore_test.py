@@ -7,7 +7,7 @@ teardown scratch (always) -> journal. Logic lives in ``drdrill.drills.restore``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
 
@@ -26,7 +26,7 @@ def _ctx() -> tuple[dict, str]:
 @dag(
     dag_id="dr_monthly_restore_test",
     schedule="0 4 1 * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["dr", "restore", "pgbackrest", "great-expectations"],

@@ -13,8 +13,9 @@ import json
 import logging
 import subprocess
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from drdrill.errors import DrillError
 from drdrill.paths import PROJECT_ROOT
@@ -25,7 +26,7 @@ STEP_KEY = "drill_step"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def step(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,8 +7,9 @@ host and port always come from the estate, so one connection serves every node.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
 from drdrill.checks import Status
 from drdrill.dataquality import CanaryExpectation, DataQualityReport, validate_restore
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from drdrill.checks import Status
 from drdrill.errors import CommandError, PreflightError
 from drdrill.pgbackrest_models import (

@@ -7,8 +7,8 @@ failed check with the reason, never an exception, so the drill lists every failu
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import psycopg2
 
@@ -64,7 +64,7 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
                                    f"the estate lists repo {sorted(expected)} but pgBackRest reports "
                                    f"{sorted(seen)}; fix the stanza's pgbackrest.conf or the estate", target))
         out += evaluate_info(stanzas[0], max_age_hours=dict(cluster.targets.max_backup_age_hours),
-                             now=now or datetime.now(timezone.utc), target=target)
+                             now=now or datetime.now(UTC), target=target)
         return out
 
     return guarded("backup_repository", target, run)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +92,11 @@ def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None)
     window = recoverable_window(cluster, repo)
     if target_time:
         t = parse_time(target_time)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if t >= now:
-            raise PreflightError(f"target_time {t.isoformat()} is in the future (now {now.isoformat(timespec='seconds')}); "
-                                 f"a restore can only reach a time that has already been archived")
+            raise PreflightError(f"target_time {t.isoformat()} is in the future "
+                                 f"(now {now.isoformat(timespec='seconds')}); a restore can only reach a time "
+                                 f"that has already been archived")
         if t <= window["oldest_backup_stop"]:
             raise PreflightError(f"target_time {t.isoformat()} is before the recoverable window of repo{repo}: its "
                                  f"oldest backup {window['oldest_backup_label']} finished at "
@@ -213,8 +214,7 @@ def start_scratch(plan: Plan, s: dict[str, Any], estate: Estate | None = None) -
     cluster = estate.cluster(plan.cluster)
     sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
     opts = (f"-p {sc.port} -k {sc.socket_dir} -c listen_addresses={sc.host} -c archive_mode=off "
-            f"-c archive_command= -c hot_standby=on -c max_wal_senders=0 -c max_replication_slots=0 "
-            f"-c wal_level=replica -c shared_buffers=128MB -c logging_collector=off")
+            "-c archive_command= -c hot_standby=on -c shared_buffers=128MB -c logging_collector=off")
     started = time.time()
     runner_for(cluster.runner).run([str(cluster.postgres.bin_dir / "pg_ctl"), "-D", str(sc.data_dir),
                                     "-l", str(sc.logfile), "-o", opts, "-W", "start"], timeout=60)

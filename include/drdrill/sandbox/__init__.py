@@ -11,7 +11,6 @@ This module is a tool that builds the estate; drill logic never imports it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets

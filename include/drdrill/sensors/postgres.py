@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -43,10 +44,10 @@ class PostgresPromotedSensor(BaseSensorOperator):
                                        started_at=started_at)
 
     def _record(self, context: Any, status: str, started: float, error: str | None = None) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         def iso(t: float) -> str:
-            return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+            return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
 
         rec = {"task_id": self.task_id, "map_index": -1, "status": status, "started_at": iso(started),
                "ended_at": iso(time.time()), "seconds": round(time.time() - started, 3)}

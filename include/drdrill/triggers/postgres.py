@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -25,7 +26,8 @@ class PostgresPromotedTrigger(BaseTrigger):
     """
 
     def __init__(self, *, host: str, port: int, user: str, dbname: str, conn_id: str | None = None,
-                 timeout: float = 600.0, poll_interval: float = 0.25, started_at: float | None = None) -> None:
+                 timeout: float = 600.0, poll_interval: float = 0.25, started_at: float | None = None,
+                 down_grace: float = 30.0) -> None:
         super().__init__()
         self.host = host
         self.port = int(port)
@@ -34,6 +36,8 @@ class PostgresPromotedTrigger(BaseTrigger):
         self.conn_id = conn_id
         self.timeout = float(timeout)
         self.poll_interval = float(poll_interval)
+        # A server in recovery answers "starting up"; one that refuses connections this long is dead.
+        self.down_grace = float(down_grace)
         # Kept across triggerer restarts so the timeout counts from the first deferral.
         self.started_at = started_at if started_at is not None else time.time()
 
@@ -41,7 +45,7 @@ class PostgresPromotedTrigger(BaseTrigger):
         return ("drdrill.triggers.postgres.PostgresPromotedTrigger", {
             "host": self.host, "port": self.port, "user": self.user, "dbname": self.dbname,
             "conn_id": self.conn_id, "timeout": self.timeout, "poll_interval": self.poll_interval,
-            "started_at": self.started_at})
+            "started_at": self.started_at, "down_grace": self.down_grace})
 
     async def _password(self) -> str | None:
         if not self.conn_id:
@@ -69,8 +73,17 @@ class PostgresPromotedTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         password = await self._password()
         seen = ""
+        down_since: float | None = None
         while True:
             ok, seen = await self.probe(password)
+            refused = "refused" in seen or "No such file" in seen
+            down_since = (down_since or time.time()) if refused else None
+            if down_since and time.time() - down_since > self.down_grace:
+                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
+                                    "message": f"{self.host}:{self.port} is not running: it refused connections "
+                                               f"for {self.down_grace:.0f}s ({seen}); the server probably stopped "
+                                               f"during recovery: read its log"})
+                return
             if ok:
                 yield TriggerEvent({"status": "success", "ready_at": time.time(), "host": self.host,
                                     "port": self.port, "message": seen})

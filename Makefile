@@ -1,0 +1,67 @@
+# drdrill: disaster-recovery drills that run themselves.
+# `make demo` runs every drill on the local sandbox; `make test` runs the test suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/include
+export AIRFLOW_HOME ?= $(CURDIR)/airflow-home
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export GX_ANALYTICS_ENABLED := False
+
+.PHONY: help install apt-deps demo test lint sandbox-up sandbox-down sandbox-status airflow bench constraints clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
+
+apt-deps:  ## Debian packages: PostgreSQL 15 server and pgBackRest (skipped when present)
+	@if ! command -v pgbackrest >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then \
+	  echo "installing pgbackrest and postgresql-15 (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest postgresql-15 >/dev/null; \
+	fi
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing Python packages into $(VENV) (requirements.txt, pinned by constraints.txt)"
+	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -m pip install -q -r requirements.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import airflow, great_expectations, moto" && touch $@
+
+install: apt-deps $(VENV)/.installed  ## everything the drills and tests need
+
+$(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
+	@mkdir -p $(AIRFLOW_HOME)
+	@$(VENV)/bin/airflow db migrate >$(AIRFLOW_HOME)/migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/migrate.log; exit 1)
+
+sandbox-up: install  ## start the local DR estate (idempotent)
+	@$(PY) -m drdrill.sandbox up
+
+sandbox-down: ## stop every sandbox server by PID and remove it (journals are kept)
+	@if [ -x $(PY) ]; then $(PY) -m drdrill.sandbox down; fi
+
+sandbox-status: ## servers, ports, PIDs and backups per repo
+	@$(PY) -m drdrill.sandbox status
+
+demo: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## run every drill on the sandbox through Airflow and show the results
+	@$(PY) scripts/demo.py
+
+test: install  ## the whole test suite, end-to-end drills included
+	@$(PY) -m pytest
+
+lint: install  ## ruff (with Airflow's AIR rules)
+	@$(VENV)/bin/ruff check dags include tests bench scripts plugins
+
+airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://localhost:8080 (standalone) over the sandbox
+	@echo "admin password: $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
+	@$(VENV)/bin/airflow standalone
+
+bench: install sandbox-up  ## restore overhead of the drill against the bare sequence, DAG parse time, memory
+	@$(PY) bench/restore_overhead.py
+
+constraints:  ## regenerate constraints.txt from the current venv
+	@$(PY) -m pip freeze --exclude-editable > constraints.txt
+
+clean: sandbox-down  ## remove the sandbox, the Airflow home and the venv
+	rm -rf $(AIRFLOW_HOME) $(VENV)
