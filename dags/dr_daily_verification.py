@@ -38,7 +38,7 @@ def _run(group: str, cluster: str) -> list[dict]:
     doc_md=__doc__,
 )
 def dr_daily_verification():
-    @task
+    @task(retries=0)  # a bad estate or param does not fix itself on retry
     @step
     def select_clusters() -> list[str]:
         from drdrill.errors import EstateError

@@ -1,0 +1,68 @@
+"""Shared fixtures: a private Airflow home with a migrated SQLite DB, and the real sandbox.
+
+The Airflow environment is set before anything imports Airflow, so tests never touch the
+demo's metadata DB. The sandbox is the same one `make sandbox-up` builds (idempotent).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="drdrill-test-airflow-")
+os.environ.update({
+    "AIRFLOW_HOME": _AIRFLOW_HOME,
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "GX_ANALYTICS_ENABLED": "False",
+})
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")]))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """Migrated metadata DB in the private Airflow home."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    res = subprocess.run([airflow, "db", "migrate"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    from airflow import settings
+
+    settings.configure_orm()
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The real sandbox estate, brought up if it is not running."""
+    from drdrill.sandbox import Sandbox
+
+    sb = Sandbox()
+    sb.up()
+    return sb
+
+
+@pytest.fixture(scope="session")
+def estate(sandbox):
+    from drdrill.estate import load_estate
+
+    return load_estate()

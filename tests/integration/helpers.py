@@ -1,0 +1,57 @@
+"""Helpers for end-to-end drill tests: run a DAG with dag.test() and read its journal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from drdrill import pg
+from drdrill.estate import Estate
+from drdrill.journal import journal_path
+
+
+def run_dag(dagbag, dag_id: str, conf: dict[str, Any] | None = None):
+    """Run one DAG run in-process; return the DagRun (failed tasks are logged, not raised)."""
+    assert not dagbag.import_errors, dagbag.import_errors
+    return dagbag.get_dag(dag_id).test(run_conf=conf or {})
+
+
+def journal(estate: Estate, dag_id: str, run_id: str) -> dict[str, Any]:
+    p = journal_path(estate.journal.location, estate.journal.conn_id, dag_id, run_id)
+    assert p.exists(), f"no journal at {p}"
+    return json.loads(p.read_text())
+
+
+def failures(doc: dict[str, Any]) -> str:
+    return "\n".join(doc["failures"])
+
+
+def step(doc: dict[str, Any], task_id: str) -> dict[str, Any]:
+    return next(s for s in doc["steps"] if s["task_id"] == task_id)
+
+
+def scratch_dirs(estate: Estate) -> list[Path]:
+    root = estate.scratch.root
+    return sorted(root.iterdir()) if root.exists() else []
+
+
+def canary_rows(estate: Estate, run_id: str) -> int:
+    c = estate.cluster("main")
+    with pg.connect(c, c.primary.host, c.primary.port) as conn:
+        return pg.query_one(conn, "SELECT count(*) FROM drdrill.canary WHERE run_id = %s", (run_id,))[0]
+
+
+def postgres_processes_under(path: Path) -> list[int]:
+    """PIDs of postmasters whose data directory is under ``path`` (from /proc, not by name)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(str(path).encode() in a for a in cmd) and cmd and cmd[0].endswith(b"postgres"):
+            out.append(int(proc.name))
+    return out
