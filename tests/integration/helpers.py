@@ -12,9 +12,16 @@ from drdrill.journal import journal_path
 
 
 def run_dag(dagbag, dag_id: str, conf: dict[str, Any] | None = None):
-    """Run one DAG run in-process; return the DagRun (failed tasks are logged, not raised)."""
+    """Run one DAG run in-process; return the DagRun (failed tasks are logged, not raised).
+
+    The DAG is parsed afresh for every run: in-process runs share the DAG object, and the
+    params of one run must not leak into the next (each task is a new process in production).
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
     assert not dagbag.import_errors, dagbag.import_errors
-    return dagbag.get_dag(dag_id).test(run_conf=conf or {})
+    fresh = DagBag(dag_folder=dagbag.get_dag(dag_id).fileloc)
+    return fresh.get_dag(dag_id).test(run_conf=conf or {})
 
 
 def journal(estate: Estate, dag_id: str, run_id: str) -> dict[str, Any]:

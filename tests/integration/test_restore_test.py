@@ -1,0 +1,166 @@
+"""dr_monthly_restore_test end to end on the real sandbox: real restores, real row counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drdrill import pg, scratch
+from integration.helpers import (
+    canary_rows,
+    failures,
+    journal,
+    postgres_processes_under,
+    run_dag,
+    scratch_dirs,
+    step,
+)
+
+pytestmark = pytest.mark.sandbox
+DAG = "dr_monthly_restore_test"
+
+
+def assert_nothing_left(estate, doc):
+    assert scratch_dirs(estate) == [], "scratch directory left behind"
+    assert postgres_processes_under(estate.scratch.root) == [], "scratch server left running"
+    sc = doc.get("scratch")
+    if sc:
+        assert scratch.port_free(sc["host"], sc["port"]), f"port {sc['port']} still in use"
+
+
+@pytest.mark.parametrize("repo", [1, 2])
+@pytest.mark.parametrize("point", ["latest", "pitr"])
+def test_restore_passes_and_proves_the_data(dagbag, estate, repo, point):
+    dr = run_dag(dagbag, DAG, {"repo": repo, "recovery_point": point})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    res = {r["name"]: r for r in doc["results"]}
+    # Every ledger table was counted on the restored copy and matched exactly.
+    for table, n in doc["ledger"]["counts"].items():
+        assert res[f"row_count.{table}"]["status"] == "pass"
+        assert res[f"row_count.{table}"]["value"] == n
+    assert doc["ledger"]["counts"]["public.pgbench_accounts"] == 100000 * 20
+    assert res["canary.before"]["status"] == "pass" and res["canary.before"]["value"] == 1
+    # PITR stops before the second canary; latest replays it.
+    assert res["canary.after"]["value"] == (1 if point == "latest" else 0)
+    assert doc["restore"]["repo"] == repo
+    assert (doc["restore"]["target_time"] is None) == (point == "latest")
+    m = doc["measurements"]
+    assert m["total_seconds"] == pytest.approx(
+        m["restore_command_seconds"] + m["replay_promote_seconds"] + m["checks_seconds"], abs=0.01)
+    assert doc["teardown"]["removed"] == doc["scratch"]["dir"]
+    assert json.loads(open(doc["attachments"]["gx"].removeprefix("file://")).read())["validations"]
+    assert_nothing_left(estate, doc)
+
+
+@pytest.fixture
+def extra_rows_with_second_canary(estate):
+    """A real divergence: the transaction that writes the second canary also adds 5 orders.
+
+    The ledger counted app.orders before that, and a "latest" restore replays it, so the
+    restored copy has 5 rows more than the ledger: the drill must fail naming app.orders.
+    """
+    c = estate.cluster("main")
+    with pg.connect(c, c.primary.host, c.primary.port) as conn:
+        pg.query(conn, """
+            CREATE OR REPLACE FUNCTION drdrill.test_extra_orders() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.kind = 'after' THEN
+                INSERT INTO app.orders (customer_id, amount, created_at)
+                SELECT 1, 0.01, '1999-01-01' FROM generate_series(1, 5);
+              END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_extra_orders AFTER INSERT ON drdrill.canary
+              FOR EACH ROW EXECUTE FUNCTION drdrill.test_extra_orders();""")
+    yield
+    with pg.connect(c, c.primary.host, c.primary.port) as conn:
+        pg.query(conn, "DROP TRIGGER test_extra_orders ON drdrill.canary; "
+                       "DROP FUNCTION drdrill.test_extra_orders(); "
+                       "DELETE FROM app.orders WHERE created_at = '1999-01-01'")
+
+
+def test_row_count_mismatch_fails_naming_the_table(dagbag, estate, extra_rows_with_second_canary):
+    dr = run_dag(dagbag, DAG, {"repo": 1, "recovery_point": "latest"})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed"
+    failed = [r for r in doc["results"] if r["status"] == "fail"]
+    assert [r["name"] for r in failed] == ["row_count.app.orders"], failures(doc)
+    expected = doc["ledger"]["counts"]["app.orders"]
+    assert f"found {expected + 5} rows, expected {expected}" in failed[0]["message"]
+    # Teardown ran although the drill failed.
+    assert step(doc, "teardown_scratch")["status"] == "success"
+    assert_nothing_left(estate, doc)
+
+
+def _refused(dagbag, estate, conf, *phrases):
+    dr = run_dag(dagbag, DAG, conf)
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed"
+    assert step(doc, "preflight")["status"] == "failed"
+    msg = step(doc, "preflight")["error"]
+    for p in phrases:
+        assert p in msg, msg
+    # Refused before anything was touched: no canary written, no scratch, no restore.
+    assert canary_rows(estate, dr.run_id) == 0
+    assert {"ledger", "setup_scratch", "restore", "teardown_scratch"} <= set(doc["not_run"])
+    assert_nothing_left(estate, doc)
+    return doc
+
+
+def test_pitr_target_in_the_future_is_refused(dagbag, estate):
+    _refused(dagbag, estate, {"recovery_point": "pitr", "target_time": "2999-01-01T00:00:00+00:00"},
+             "is in the future")
+
+
+def test_pitr_target_before_the_oldest_backup_is_refused(dagbag, estate):
+    _refused(dagbag, estate, {"recovery_point": "pitr", "target_time": "2020-01-01T00:00:00+00:00"},
+             "before the recoverable window of repo1", "oldest backup")
+
+
+def test_pitr_target_without_zone_is_refused(dagbag, estate):
+    _refused(dagbag, estate, {"recovery_point": "pitr", "target_time": "2026-01-01 00:00:00"}, "no time zone")
+
+
+def test_scratch_port_of_the_primary_is_refused(dagbag, estate):
+    port = estate.cluster("main").primary.port
+    _refused(dagbag, estate, {"scratch_port": port}, f"scratch port {port} is the port of a server")
+
+
+def test_scratch_dir_on_the_primary_is_refused(dagbag, estate):
+    data = estate.cluster("main").primary.data_dir
+    _refused(dagbag, estate, {"scratch_dir": str(data)}, "overlaps the data directory")
+    assert (data / "PG_VERSION").exists()
+
+
+def test_unknown_cluster_and_repo_are_refused(dagbag, estate):
+    _refused(dagbag, estate, {"cluster": "billing"}, "unknown cluster 'billing'", "main")
+    _refused(dagbag, estate, {"repo": 3}, "no repo3", "1, 2")
+
+
+def test_dry_run_walks_the_graph_without_acting(dagbag, estate):
+    dr = run_dag(dagbag, DAG, {"dry_run": True, "recovery_point": "pitr", "repo": 2})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert all(s["status"] == "success" for s in doc["steps"]), doc["steps"]
+    assert canary_rows(estate, dr.run_id) == 0
+    assert doc["ledger"] == {"dry_run": True}
+    assert_nothing_left(estate, doc)
+
+
+def test_leftover_scratch_of_a_dead_run_is_removed_first(dagbag, estate, sandbox):
+    # A worker died mid-run: its tagged scratch directory stayed, with a server running in it.
+    s = scratch.allocate(estate, "manual__dead_worker")
+    scratch.create(s, sandbox.pg, "postgres")
+    cluster = estate.cluster("main")
+    sandbox.pg.run([str(cluster.postgres.bin_dir / "initdb"), "-D", str(s.data_dir), "--no-instructions",
+                    "-U", "postgres"], timeout=120)
+    sandbox.pg.run([str(cluster.postgres.bin_dir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.logfile),
+                    "-o", f"-p {s.port} -k {s.socket_dir} -c listen_addresses=127.0.0.1", "-w", "start"], timeout=60)
+    assert postgres_processes_under(s.data_dir)
+    dr = run_dag(dagbag, DAG, {"repo": 1})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert doc["scratch"]["leftovers_removed"] == [s.dir]
+    assert_nothing_left(estate, doc)
