@@ -8,6 +8,7 @@ Arguments that look like secrets are redacted before anything is logged.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -24,15 +25,15 @@ from drdrill.estate import RunnerSpec
 
 log = logging.getLogger(__name__)
 
-_SECRET = re.compile(r"(?i)(pass|secret|key|token|password)[^=]*=")
+_SECRET = re.compile(r"(?i)(pass|secret|key|token|password)")
 
 
 def redact(argv: list[str]) -> str:
     """The command as a log line, with the value of any secret-looking option hidden."""
     out = []
     for a in argv:
-        m = _SECRET.match(a.lstrip("-"))
-        out.append(a.split("=", 1)[0] + "=***" if m and "=" in a else a)
+        name = a.split("=", 1)[0]
+        out.append(f"{name}=***" if "=" in a and _SECRET.search(name) else a)
     return shlex.join(out)
 
 
@@ -86,6 +87,14 @@ class LocalRunner:
             out, err = proc.communicate()
             raise CommandError(f"timed out after {timeout:.0f}s: {shown}", argv=list(argv),
                                output=(err or "")[-2000:]) from None
+        except BaseException:
+            # The task was killed or interrupted: do not leave e.g. a restore writing into a
+            # scratch directory that teardown is about to remove.
+            log.warning("interrupted: killing %s", shown)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         res = CommandResult(list(argv), proc.returncode, out, err, time.monotonic() - t0)
         if check and proc.returncode != 0:
             tail = (err or out or "").strip()[-2000:]

@@ -73,7 +73,8 @@ class PostgresPromotedSensor(BaseSensorOperator):
         self.defer(trigger=trig, method_name="execute_complete", kwargs={"started": started})
 
     def execute_complete(self, context: Any, event: dict[str, Any], started: float | None = None) -> Any:
-        started = started or time.time()
+        # Airflow may resume without the defer kwargs; the trigger carries the start time too.
+        started = started or event.get("started_at") or time.time()
         if event.get("status") != "success":
             self._record(context, "failed", started, event.get("message"))
             from drdrill.errors import DrillError

@@ -26,7 +26,7 @@ class PostgresPromotedTrigger(BaseTrigger):
     """
 
     def __init__(self, *, host: str, port: int, user: str, dbname: str, conn_id: str | None = None,
-                 timeout: float = 600.0, poll_interval: float = 0.25, started_at: float | None = None,
+                 timeout: float = 600.0, poll_interval: float = 0.1, started_at: float | None = None,
                  down_grace: float = 30.0) -> None:
         super().__init__()
         self.host = host
@@ -64,7 +64,10 @@ class PostgresPromotedTrigger(BaseTrigger):
                 host=self.host, port=self.port, user=self.user, dbname=self.dbname, password=password,
                 connect_timeout=2, autocommit=True, application_name="drdrill-trigger")
         except psycopg.Error as e:
-            return False, f"not accepting connections: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+            text = " ".join(str(e).split())
+            if "refused" in text or "No such file" in text:
+                return False, f"not running (connection refused): {text}"
+            return False, f"not accepting connections: {text}"
         async with conn:
             cur = await conn.execute("SELECT pg_is_in_recovery()")
             row = await cur.fetchone()
@@ -76,7 +79,7 @@ class PostgresPromotedTrigger(BaseTrigger):
         down_since: float | None = None
         while True:
             ok, seen = await self.probe(password)
-            refused = "refused" in seen or "No such file" in seen
+            refused = seen.startswith("not running")
             down_since = (down_since or time.time()) if refused else None
             if down_since and time.time() - down_since > self.down_grace:
                 yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
@@ -85,7 +88,8 @@ class PostgresPromotedTrigger(BaseTrigger):
                                                f"during recovery: read its log"})
                 return
             if ok:
-                yield TriggerEvent({"status": "success", "ready_at": time.time(), "host": self.host,
+                yield TriggerEvent({"status": "success", "ready_at": time.time(), "started_at": self.started_at,
+                                    "host": self.host,
                                     "port": self.port, "message": seen})
                 return
             if time.time() - self.started_at > self.timeout:

@@ -1,0 +1,528 @@
+"""How much does running the restore test through Airflow cost, against doing the same by hand?
+
+Prints figures; it never asserts a timing. On the estate the environment selects (default: the
+project's sandbox; ``$DRDRILL_ESTATE`` / ``$DRDRILL_SANDBOX_DIR`` pick another one):
+
+1. the BARE sequence, in its own process with no Airflow: ``pgbackrest restore`` with the drill's
+   options into a fresh scratch directory (drdrill's scratch rules), ``pg_ctl start`` on a free
+   scratch port, wait until it accepts connections and is out of recovery, exact ``count(*)`` of
+   every user table; then ``pg_ctl stop -m immediate`` and ``rm -r``, always;
+2. the SAME WORK done by ``dr_monthly_restore_test`` under ``airflow dags test``, timed from the
+   run's journal (step seconds and measurements), with Airflow's fixed start-up shown apart and
+   Great Expectations' fixed cost (import, context) measured apart;
+3. the parse time of every DAG file (fresh process, Airflow already imported) and peak memory.
+
+Usage: python bench/restore_overhead.py [--repo 1|2] [--recovery-point latest|pitr] [--runs N] [--json]
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DRILL = "dr_monthly_restore_test"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+POLL_SECONDS = 0.05  # bare sequence: how often "promoted and accepting connections?" is asked
+PARSE_MIN_SAMPLES = 3  # parse times are milliseconds: never fewer samples than this
+
+
+# --------------------------------------------------------------------------- environment
+def airflow_env() -> dict[str, str]:
+    """The environment `make` gives Airflow, for whatever the caller did not set."""
+    env = dict(os.environ)
+    include = str(PROJECT_ROOT / "include")
+    if include not in env.get("PYTHONPATH", "").split(os.pathsep):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (include, env.get("PYTHONPATH")) if p)
+    for key, value in {
+        "AIRFLOW_HOME": str(PROJECT_ROOT / "airflow-home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+    }.items():
+        env.setdefault(key, value)
+    return env
+
+
+def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float, int]:
+    """Run a command with output to ``log``: (exit code, wall seconds, ru_maxrss in KiB).
+
+    ``ru_maxrss`` from wait4 is the largest single process of the tree (the process itself or
+    a child it waited for); daemonized servers (the scratch postmaster) are in neither figure.
+    """
+    t0 = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.terminate()  # our own child, by PID
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.monotonic() - t0, usage.ru_maxrss
+
+
+def py_json(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
+    res = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"measurement subprocess failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- 1. bare sequence
+def prepare_primary(cluster: Any, recovery_point: str) -> str | None:
+    """Untimed, like the drill's ledger: a PITR target, a commit after it, WAL switched and archived.
+
+    Returns the PITR target (PostgreSQL time text) or None for "latest". The commit after the
+    target is ``txid_current()`` in its own transaction: a commit record, no data.
+    """
+    from drdrill import pg
+
+    p = cluster.primary
+    with pg.connect(cluster, p.host, p.port) as c:
+        target = pg.query_one(c, "SELECT clock_timestamp()")[0]
+        time.sleep(0.005)
+        pg.query_one(c, "SELECT txid_current()")
+        segment = pg.query_one(c, "SELECT pg_walfile_name(pg_switch_wal())")[0]
+        pg.wait_until(lambda: pg.query_one(c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[0]
+                      >= segment, timeout=300, interval=0.1, what=f"WAL segment {segment} to be archived")
+    return target.isoformat(sep=" ") if recovery_point == "pitr" else None
+
+
+class Tool:
+    """One command of the bare sequence, run as the cluster's OS user in its own process group.
+
+    Unlike a plain wait, an interrupted run (Ctrl-C, SIGTERM) stops the command's whole group
+    before the scratch directory is removed, so no pgbackrest keeps writing into it.
+    """
+
+    def __init__(self, run_as: str | None) -> None:
+        self.run_as = run_as
+
+    def run(self, argv: list[str], timeout: float) -> None:
+        if self.run_as and self.run_as != "root" and os.geteuid() == 0:
+            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except BaseException:
+            self._stop(proc)
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"exit code {proc.returncode} from {argv[0]} ... {argv[-1]}:\n{out[-2000:]}")
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen) -> None:
+        """SIGTERM, then SIGKILL, to the process group this tool started (by its id)."""
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=grace)
+                time.sleep(0.2)  # pgbackrest's worker processes exit just after their parent
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str, Any]:
+    """Restore, start, wait, count by hand; the scratch server and directory are removed always."""
+    from drdrill import pg, scratch
+    from drdrill.backrest import PgBackRest
+    from drdrill.estate import load_estate
+    from drdrill.runner import runner_for
+
+    estate = load_estate()
+    cluster = estate.cluster(cluster_name)
+    if cluster.runner.kind != "local":
+        raise SystemExit(f"the bare sequence runs the tools on this machine; cluster {cluster.name} uses a "
+                         f"{cluster.runner.kind!r} runner")
+    runner = runner_for(cluster.runner)  # scratch create/remove: the drill's own rules
+    tool = Tool(cluster.runner.run_as)
+    bin_dir = cluster.postgres.bin_dir
+    target = prepare_primary(cluster, recovery_point)
+    s = scratch.allocate(estate, f"bench-bare-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
+    out: dict[str, Any] = {"scratch_dir": s.dir, "scratch_port": s.port, "target_time": target}
+    t = time.monotonic()
+    try:
+        scratch.create(s, runner, cluster.runner.run_as)
+        out["create_scratch"] = time.monotonic() - t
+
+        # The drill's options (drdrill.backrest.PgBackRest.restore), written out by hand.
+        opts = [f"--repo={repo}", f"--pg1-path={s.data_dir}", "--delta", "--archive-mode=off",
+                f"--process-max={cluster.pgbackrest.process_max}"]
+        if target:
+            opts += ["--type=time", f"--target={target}", "--target-action=promote"]
+        t = time.monotonic()
+        tool.run(PgBackRest(cluster, runner).argv("restore", *opts), timeout=7200)
+        out["restore"] = time.monotonic() - t
+
+        # The drill's server options (drdrill.drills.restore.start_scratch); -W: do not wait.
+        server_opts = (f"-p {s.port} -k {s.socket_dir} -c listen_addresses={s.host} -c archive_mode=off "
+                       "-c archive_command= -c hot_standby=on -c shared_buffers=128MB -c logging_collector=off")
+        t = time.monotonic()
+        tool.run([str(bin_dir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.logfile), "-o", server_opts,
+                  "-W", "start"], timeout=60)
+        out["start"] = time.monotonic() - t
+
+        t = time.monotonic()
+        deadline = t + 1800
+        while True:
+            try:
+                with pg.connect(cluster, s.host, s.port, "postgres") as c:
+                    if not pg.query_one(c, "SELECT pg_is_in_recovery()")[0]:
+                        break
+            except Exception:  # noqa: BLE001 - "not up yet", like the drill's trigger
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"scratch server {s.host}:{s.port} not promoted; see {s.logfile}")
+            time.sleep(POLL_SECONDS)
+        out["wait_for_promotion"] = time.monotonic() - t
+
+        t = time.monotonic()
+        with pg.connect(cluster, s.host, s.port) as c:
+            tables = pg.user_tables(c, cluster.restore_test.exclude_schemas)
+            counts = pg.count_rows(c, tables)
+        out["count_rows"] = time.monotonic() - t
+        out["tables"] = len(tables)
+        out["rows"] = sum(counts.values())
+        out["total"] = out["restore"] + out["start"] + out["wait_for_promotion"] + out["count_rows"]
+    finally:
+        t = time.monotonic()
+        scratch.remove(Path(s.dir), runner, bin_dir)  # pg_ctl stop -m immediate, then rm -r
+        out["cleanup"] = time.monotonic() - t
+    return out
+
+
+def bare_child(result: Path, cluster: str, repo: int, recovery_point: str) -> int:
+    """Entry point of the bare-sequence process (so its peak memory is its own)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: clean up the scratch
+    result.write_text(json.dumps(bare_sequence(cluster, repo, recovery_point)))
+    return 0
+
+
+def run_bare(args: argparse.Namespace, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="drdrill-bench-") as tmp:
+        result = Path(tmp) / "bare.json"
+        log = logdir / f"{n}-bare.log"
+        rc, wall, rss = run_measured([sys.executable, str(Path(__file__).resolve()), "--bare-child", str(result),
+                                      "--cluster", args.cluster, "--repo", str(args.repo),
+                                      "--recovery-point", args.recovery_point], env, log)
+        if rc != 0 or not result.exists():
+            raise SystemExit(f"bare sequence failed (exit code {rc}); see {log}:\n{log.read_text()[-2000:]}")
+        return {**json.loads(result.read_text()), "process_wall": wall, "maxrss_kb": rss, "log": str(log)}
+
+
+# --------------------------------------------------------------------------- 2. the drill
+def journals(location: str, conn_id: str | None) -> set[str]:
+    from airflow.sdk import ObjectStoragePath
+
+    base = ObjectStoragePath(location, conn_id=conn_id) if conn_id else ObjectStoragePath(location)
+    d = base / DRILL
+    if not d.exists():
+        return set()
+    return {str(p) for p in d.iterdir() if p.name.endswith(".json") and p.name.count(".") == 2}
+
+
+def read_journal(path: str, conn_id: str | None) -> dict[str, Any]:
+    from airflow.sdk import ObjectStoragePath
+
+    return json.loads((ObjectStoragePath(path, conn_id=conn_id) if conn_id else ObjectStoragePath(path)).read_text())
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def run_drill(args: argparse.Namespace, estate: Any, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
+    loc, conn = estate.journal.location, estate.journal.conn_id
+    before = journals(loc, conn)
+    conf = {"cluster": args.cluster, "repo": args.repo, "recovery_point": args.recovery_point}
+    log = logdir / f"{n}-drill.log"
+    launched = time.time()
+    rc, wall, rss = run_measured([str(Path(sys.executable).parent / "airflow"), "dags", "test", DRILL,
+                                  "-c", json.dumps(conf)], env, log)
+    new = sorted(journals(loc, conn) - before)
+    if not new:
+        raise SystemExit(f"the drill wrote no journal (airflow exit code {rc}); see {log}")
+    doc = read_journal(new[-1], conn)
+    steps = {s["task_id"]: s for s in doc["steps"] if "seconds" in s}
+    sec = {k: float(v["seconds"]) for k, v in steps.items()}
+    m = doc.get("measurements") or {}
+    out: dict[str, Any] = {"status": doc["status"], "failures": doc.get("failures", []), "journal": new[-1],
+                           "log": str(log), "exit_code": rc, "process_wall": wall, "maxrss_kb": rss,
+                           "steps": sec}
+    if doc["status"] != "passed" or not m:
+        return out
+    # Start + wait = the drill's own measurement (pg_ctl start issued -> sensor saw it promoted),
+    # which includes the hand-over between the two tasks. The journal's wait_for_promotion step
+    # can read ~0 under `dags test`, which drops the sensor's defer kwargs (its start time).
+    replay = float(m["replay_promote_seconds"])
+    wait = max(sec.get("wait_for_promotion", 0.0), replay - sec["start_scratch"])
+    out.update(
+        restore=sec["restore"], start=sec["start_scratch"], wait_for_promotion=wait,
+        wait_step_journal=sec.get("wait_for_promotion"), data_quality=sec["data_quality"],
+        total=sec["restore"] + sec["start_scratch"] + wait + sec["data_quality"],
+        span=_epoch(steps["data_quality"]["ended_at"]) - _epoch(steps["restore"]["started_at"]),
+        startup=min(_epoch(s["started_at"]) for s in steps.values()) - launched,
+        steps_sum=sum(sec.values()) - sec.get("wait_for_promotion", 0.0) + wait,
+        ledger=sec.get("ledger"), measurements=m)
+    out["other"] = wall - out["startup"] - out["steps_sum"]
+    return out
+
+
+def ensure_airflow_db(env: dict[str, str], logdir: Path) -> float | None:
+    """``airflow db migrate`` when AIRFLOW_HOME has no airflow.db yet: its seconds, else None."""
+    if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or (Path(env["AIRFLOW_HOME"]) / "airflow.db").exists():
+        return None
+    progress(f"no airflow.db in {env['AIRFLOW_HOME']}: airflow db migrate ...")
+    rc, wall, _ = run_measured([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env,
+                               logdir / "migrate.log")
+    if rc != 0:
+        raise SystemExit(f"airflow db migrate failed; see {logdir / 'migrate.log'}")
+    return wall
+
+
+# --------------------------------------------------------------------------- 3. fixed costs
+PARSE_CODE = """
+import json, resource, runpy, sys, time
+import airflow, airflow.sdk
+t0 = time.perf_counter()
+runpy.run_path(sys.argv[1], run_name="drdrill_bench_parse")
+ms = (time.perf_counter() - t0) * 1000
+print(json.dumps({"ms": ms, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+AIRFLOW_IMPORT_CODE = """
+import json, time
+t0 = time.perf_counter()
+import airflow, airflow.sdk
+print(json.dumps({"seconds": time.perf_counter() - t0}))
+"""
+
+GX_CODE = """
+import json, logging, time
+import airflow.sdk, sqlalchemy
+t0 = time.perf_counter()
+import great_expectations as gx
+import great_expectations.expectations
+t1 = time.perf_counter()
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+gx.get_context(mode="ephemeral")
+t2 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "context": t2 - t1}))
+"""
+
+
+def dag_files(env: dict[str, str]) -> list[Path]:
+    folder = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
+    return sorted(p for p in folder.glob("*.py") if p.name != "__init__.py")
+
+
+# --------------------------------------------------------------------------- report
+def stat(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4)}
+
+
+def fmt(values: list[float], unit: str = "s", digits: int = 2) -> str:
+    med = f"{statistics.median(values):.{digits}f}"
+    if len(values) == 1:
+        return f"{med} {unit}"
+    return f"{med} {unit} (min {min(values):.{digits}f})"
+
+
+def database_facts(cluster: Any) -> dict[str, Any]:
+    from drdrill import pg
+
+    p = cluster.primary
+    with pg.connect(cluster, p.host, p.port) as c:
+        size = pg.query_one(c, "SELECT pg_database_size(current_database())")[0]
+    return {"database": cluster.postgres.database, "database_size_bytes": int(size),
+            "pgbench_scale": cluster.sandbox.pgbench_scale if cluster.sandbox else None}
+
+
+def report(r: dict[str, Any]) -> None:
+    bare, drill = r["bare_samples"], r["drill_samples"]
+
+    def col(samples: list[dict[str, Any]], key: str) -> list[float]:
+        return [s[key] for s in samples]
+
+    def row(label: str, b: list[float] | None, d: list[float] | None) -> None:
+        bs = fmt(b) if b else "-"
+        ds = fmt(d) if d else "-"
+        ratio = f"{statistics.median(d) / statistics.median(b):.2f}" if b and d else ""
+        print(f"  {label:<40} {bs:>20} {ds:>20} {ratio:>10}")
+
+    scale = r["pgbench_scale"] if r["pgbench_scale"] is not None else "n/a (not a sandbox estate)"
+    print(f"drdrill restore overhead: estate {r['estate']!r} ({r['estate_file']}), cluster {r['cluster']}")
+    print(f"  pgbench scale {scale}; database {r['database']} {r['database_size_bytes'] / 2**20:.0f} MB "
+          f"(pg_database_size); {bare[0]['tables']} user tables, {bare[0]['rows']:,} rows")
+    print(f"  repo{r['repo']}, recovery point {r['recovery_point']}, {r['runs']} run(s): median (min)")
+    if r["airflow_db_migrate_seconds"] is not None:
+        print(f"  airflow db migrate (first use of this AIRFLOW_HOME, not in any figure below): "
+              f"{r['airflow_db_migrate_seconds']:.1f} s")
+    print()
+    print(f"  {'comparable work':<40} {'bare':>20} {'drill':>20} {'drill/bare':>10}")
+    row("restore (pgbackrest restore)", col(bare, "restore"), col(drill, "restore"))
+    row("start (pg_ctl start -W)", col(bare, "start"), col(drill, "start"))
+    row("wait: promoted + accepting connections", col(bare, "wait_for_promotion"),
+        col(drill, "wait_for_promotion"))
+    row("count(*) every table | data_quality (GX)", col(bare, "count_rows"), col(drill, "data_quality"))
+    row("TOTAL (target drill/bare <= 1.3)", col(bare, "total"), col(drill, "total"))
+    gx_fixed = [g["import"] + g["context"] for g in r["gx_samples"]]
+    no_gx = [d["total"] - statistics.median(gx_fixed) for d in drill]
+    row("TOTAL without GX import + context", col(bare, "total"), no_gx)
+    row("same work as wall span (task hand-overs)", col(bare, "total"), col(drill, "span"))
+    print()
+    print(f"  bare only:  scratch create {fmt(col(bare, 'create_scratch'), digits=3)}; cleanup (pg_ctl stop "
+          f"-m immediate, rm -r) {fmt(col(bare, 'cleanup'))}; wait polled every {POLL_SECONDS * 1000:.0f} ms")
+    only = [k for k in ("preflight", "ledger", "setup_scratch", "measure", "teardown_scratch")
+            if all(k in d["steps"] for d in drill)]
+    print("  drill only: " + "; ".join(f"{k} {statistics.median([d['steps'][k] for d in drill]):.2f} s"
+                                       for k in only) + " (medians)")
+    w = [d["wait_step_journal"] for d in drill]
+    if any(x is not None and x < 0.01 for x in w):
+        print("  note: the journal's wait_for_promotion step reads ~0 s under `airflow dags test` (it drops the "
+              "sensor's defer kwargs);\n        wait above = measurements.replay_promote_seconds - start_scratch")
+    def line(label: str, value: str) -> None:
+        print(f"    {label:<44} {value:>22}")
+
+    print()
+    print("  Great Expectations fixed cost (fresh process, airflow.sdk + sqlalchemy already imported)")
+    line("import great_expectations", fmt([g["import"] for g in r["gx_samples"]]))
+    line("ephemeral data context", fmt([g["context"] for g in r["gx_samples"]], digits=3))
+    print()
+    print("  Airflow, whole `airflow dags test` run")
+    line("wall time", fmt(col(drill, "process_wall")))
+    line("fixed start-up (launch -> first task's code)", fmt(col(drill, "startup")))
+    line("sum of step seconds (all steps)", fmt(col(drill, "steps_sum")))
+    line("rest (task hand-overs, journal, exit)", fmt(col(drill, "other")))
+    print()
+    samples = len(next(iter(r["parse_ms"].values())))
+    print(f"  DAG parse time per file (fresh process, file import only, {samples} samples; "
+          f"import airflow + airflow.sdk before it: {fmt(r['airflow_import_samples'])})")
+    for name, ms in r["parse_ms"].items():
+        line(name, fmt(ms, "ms", 0))
+    print()
+    print("  peak memory (ru_maxrss of the largest process of the tree; the scratch postmaster is in neither)")
+    line("bare sequence (python + pgbackrest/pg_ctl)", fmt([b["maxrss_kb"] / 1024 for b in bare], "MB", 0))
+    line("drill (airflow dags test)", fmt([d["maxrss_kb"] / 1024 for d in drill], "MB", 0))
+    line("DAG parse process (largest file)", f"{max(r['parse_maxrss_kb'].values()) / 1024:.0f} MB")
+    print()
+    print(f"  logs: {r['logdir']}; last journal: {drill[-1]['journal']}")
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=int, default=1, help="pgBackRest repo to restore from (default 1)")
+    ap.add_argument("--recovery-point", choices=["latest", "pitr"], default="latest")
+    ap.add_argument("--runs", type=int, default=1, help="repeat bare + drill N times; print median and min")
+    ap.add_argument("--cluster", default=None, help="cluster of the estate (default: first allowing the drill)")
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON document")
+    ap.add_argument("--bare-child", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(PROJECT_ROOT / "include"))
+    if args.bare_child:
+        return bare_child(args.bare_child, args.cluster, args.repo, args.recovery_point)
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+
+    env = airflow_env()
+    os.environ.update(env)  # journals are read through Airflow's ObjectStoragePath in this process
+    from drdrill.estate import load_estate
+
+    estate = load_estate()
+    if args.cluster is None:
+        allowed = estate.clusters_for(DRILL)
+        if not allowed:
+            ap.error(f"no cluster in {estate.source} allows {DRILL}")
+        args.cluster = allowed[0].name
+    cluster = estate.cluster(args.cluster)
+    cluster.pgbackrest.repo(args.repo)  # names the repos that exist
+    try:
+        facts = database_facts(cluster)
+    except Exception as e:  # noqa: BLE001 - tell the user what to start
+        print(f"cannot reach the primary of {cluster.name} ({e}); start the sandbox: make sandbox-up",
+              file=sys.stderr)
+        return 2
+    logdir = Path(env["AIRFLOW_HOME"]) / "bench"
+    logdir.mkdir(parents=True, exist_ok=True)
+    migrate = ensure_airflow_db(env, logdir)
+
+    bare, drill = [], []
+    for n in range(1, args.runs + 1):
+        progress(f"run {n}/{args.runs}: bare sequence ...")
+        bare.append(run_bare(args, env, logdir, n))
+        progress(f"run {n}/{args.runs}: airflow dags test {DRILL} ...")
+        d = run_drill(args, estate, env, logdir, n)
+        if d["status"] != "passed":
+            print(f"the drill FAILED (journal {d['journal']}, log {d['log']}):", file=sys.stderr)
+            for f in d["failures"]:
+                print(f"  {f}", file=sys.stderr)
+            return 1
+        drill.append(d)
+
+    progress("fixed costs: Great Expectations import, DAG parse ...")
+    gx = [py_json(GX_CODE, env) for _ in range(args.runs)]
+    af = [py_json(AIRFLOW_IMPORT_CODE, env)["seconds"] for _ in range(args.runs)]
+    parse_ms: dict[str, list[float]] = {}
+    parse_rss: dict[str, int] = {}
+    for _ in range(max(PARSE_MIN_SAMPLES, args.runs)):
+        for f in dag_files(env):
+            res = py_json(PARSE_CODE, env, str(f))
+            parse_ms.setdefault(f.name, []).append(res["ms"])
+            parse_rss[f.name] = max(parse_rss.get(f.name, 0), res["maxrss_kb"])
+
+    r: dict[str, Any] = {
+        "estate": estate.name, "estate_file": str(estate.source), "cluster": cluster.name, **facts,
+        "repo": args.repo, "recovery_point": args.recovery_point, "runs": args.runs,
+        "airflow_db_migrate_seconds": migrate, "bare_samples": bare, "drill_samples": drill, "gx_samples": gx,
+        "airflow_import_samples": af, "parse_ms": parse_ms, "parse_maxrss_kb": parse_rss, "logdir": str(logdir),
+    }
+    if args.json:
+        keys = ("restore", "start", "wait_for_promotion", "total")
+        bare_med = statistics.median([b["total"] for b in bare])
+        gx_fixed = statistics.median([g["import"] + g["context"] for g in gx])
+        summary = {
+            "bare": {k: stat([b[k] for b in bare]) for k in (*keys, "count_rows", "cleanup", "maxrss_kb")},
+            "drill": {k: stat([d[k] for d in drill]) for k in (*keys, "data_quality", "span", "process_wall",
+                                                                  "startup", "steps_sum", "other", "maxrss_kb")},
+            "ratio_drill_over_bare": bare_med and statistics.median([d["total"] for d in drill]) / bare_med,
+            "ratio_without_gx_fixed": bare_med and (statistics.median([d["total"] for d in drill])
+                                                    - gx_fixed) / bare_med,
+            "ratio_span": bare_med and statistics.median([d["span"] for d in drill]) / bare_med,
+            "gx": {k: stat([g[k] for g in gx]) for k in ("import", "context")},
+            "airflow_import_seconds": stat(af),
+            "dag_parse_ms": {k: stat(v) for k, v in parse_ms.items()},
+        }
+        print(json.dumps({"summary": summary, **r}, indent=2, default=str))
+    else:
+        report(r)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

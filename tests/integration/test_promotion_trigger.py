@@ -1,0 +1,72 @@
+"""The promotion trigger and its deferrable sensor, against real servers of the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from drdrill import scratch
+from drdrill.sensors.postgres import PostgresPromotedSensor
+from drdrill.triggers.postgres import PostgresPromotedTrigger
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_serialize_is_exact():
+    t = PostgresPromotedTrigger(host="h", port=5, user="u", dbname="d", timeout=9, poll_interval=0.5,
+                                started_at=100.0, down_grace=3)
+    assert t.serialize() == ("drdrill.triggers.postgres.PostgresPromotedTrigger", {
+        "host": "h", "port": 5, "user": "u", "dbname": "d", "conn_id": None, "timeout": 9.0,
+        "poll_interval": 0.5, "started_at": 100.0, "down_grace": 3.0})
+    cls_path, kwargs = t.serialize()
+    assert PostgresPromotedTrigger(**kwargs).serialize() == t.serialize()
+
+
+async def _first_event(trigger):
+    async for ev in trigger.run():
+        return ev.payload
+
+
+def _trigger(node, **kw):
+    return PostgresPromotedTrigger(host=node.host, port=node.port, user="postgres", dbname="postgres", **kw)
+
+
+def test_fires_success_for_a_primary(estate):
+    ev = asyncio.run(_first_event(_trigger(estate.cluster("main").primary)))
+    assert ev["status"] == "success" and ev["message"] == "promoted" and ev["ready_at"] > 0
+
+
+def test_times_out_while_the_server_stays_in_recovery(estate):
+    ev = asyncio.run(_first_event(_trigger(estate.cluster("main").standbys[0], timeout=0.5)))
+    assert ev["status"] == "error" and "not promoted after" in ev["message"] and "still in recovery" in ev["message"]
+
+
+def test_gives_up_early_when_nothing_listens(estate):
+    port = scratch.allocate(estate, "probe").port
+    t = PostgresPromotedTrigger(host="127.0.0.1", port=port, user="postgres", dbname="postgres", down_grace=0.3)
+    ev = asyncio.run(_first_event(t))
+    assert ev["status"] == "error" and "is not running" in ev["message"]
+
+
+def test_sensor_defers_while_in_recovery(estate):
+    standby = estate.cluster("main").standbys[0]
+    s = PostgresPromotedSensor(task_id="wait", target={"host": standby.host, "port": standby.port})
+    with pytest.raises(TaskDeferred) as d:
+        s.execute(context={})
+    assert isinstance(d.value.trigger, PostgresPromotedTrigger)
+    assert d.value.method_name == "execute_complete"
+
+
+def test_sensor_fails_with_the_trigger_message():
+    s = PostgresPromotedSensor(task_id="wait", target={"host": "h", "port": 1})
+
+    class TI:
+        def xcom_push(self, key, value):
+            self.pushed = value
+
+    ti = TI()
+    with pytest.raises(Exception, match="not promoted after 5s"):
+        s.execute_complete({"ti": ti}, {"status": "error", "message": "h:1 not promoted after 5s"}, started=1.0)
+    assert ti.pushed["status"] == "failed"

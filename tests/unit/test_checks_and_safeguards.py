@@ -1,0 +1,86 @@
+"""Threshold logic, scratch safeguards and secret redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drdrill import scratch
+from drdrill.checks import CheckResult, Status, at_most, summarize
+from drdrill.errors import PreflightError
+from drdrill.estate import load_estate
+from drdrill.paths import DEFAULT_ESTATE
+from drdrill.runner import LocalRunner, redact
+
+
+def test_at_most_passes_fails_and_skips():
+    assert at_most("lag", 10, 300, unit="s").status is Status.PASS
+    assert at_most("lag", 300, 300, unit="s").status is Status.PASS
+    r = at_most("lag", 301.5, 300, unit="s", target="main/pg1", fix="Check archiving.")
+    assert r.status is Status.FAIL
+    assert r.message == "lag 301.5s exceeds the target of 300s. Check archiving."
+    assert at_most("lag", 1, None).status is Status.SKIP
+
+
+def test_nothing_measured_is_a_failure_not_a_pass():
+    r = at_most("backup_age", None, 24, unit="h")
+    assert r.failed and "nothing measured" in r.message
+
+
+def test_summary_lists_failures_first():
+    rs = [CheckResult("a", Status.PASS, "fine"), CheckResult("b", Status.FAIL, "broken", "main")]
+    s = summarize(rs)
+    assert s.splitlines()[0] == "1 of 2 checks failed"
+    assert s.splitlines()[1] == "FAIL b [main]: broken"
+
+
+def test_result_round_trips_through_xcom_dicts():
+    r = CheckResult("x", Status.FAIL, "m", "t", 1, 2, {"k": "v"})
+    assert CheckResult.from_dict(r.to_dict()) == r
+
+
+@pytest.fixture
+def estate():
+    return load_estate(DEFAULT_ESTATE)
+
+
+def test_scratch_inside_a_data_directory_is_refused(estate):
+    data = estate.cluster("main").primary.data_dir
+    for target in (data, data / "sub", data.parent):
+        with pytest.raises(PreflightError, match="overlaps the data directory"):
+            scratch.refuse_production(estate, target, None)
+
+
+def test_scratch_on_a_server_port_is_refused(estate):
+    with pytest.raises(PreflightError, match="scratch port 55433 is the port of a server"):
+        scratch.refuse_production(estate, estate.scratch.root / "x", 55433)
+
+
+def test_allocation_picks_a_free_port_in_range_and_a_tagged_dir(estate):
+    s = scratch.allocate(estate, "manual__2026-01-01T00:00:00+00:00")
+    lo, hi = estate.scratch.port_range
+    assert lo <= s.port <= hi
+    assert Path(s.dir).parent == estate.scratch.root
+    assert Path(s.dir).name == "manual__2026-01-01T00_00_00_00_00"
+
+
+def test_untagged_directory_is_never_removed(tmp_path):
+    (tmp_path / "precious").mkdir()
+    with pytest.raises(PreflightError, match="has no drdrill-scratch.json"):
+        scratch.remove(tmp_path / "precious", LocalRunner(None), Path("/usr/lib/postgresql/15/bin"))
+    assert (tmp_path / "precious").exists()
+
+
+def test_leftovers_skip_the_current_run(tmp_path):
+    for rid in ("run_a", "run_b"):
+        s = scratch.Scratch(rid, str(tmp_path / rid), 1, "127.0.0.1")
+        scratch.create(s, LocalRunner(None), None)
+    (tmp_path / "not-ours").mkdir()
+    assert scratch.leftovers(tmp_path, keep_run_id="run_b") == [tmp_path / "run_a"]
+
+
+def test_secrets_are_redacted_from_logged_commands():
+    line = redact(["pgbackrest", "--repo2-cipher-pass=hunter2", "--repo2-s3-key-secret=abc", "--stanza=main"])
+    assert "hunter2" not in line and "abc" not in line
+    assert "--stanza=main" in line and "--repo2-cipher-pass=***" in line

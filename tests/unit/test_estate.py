@@ -1,0 +1,113 @@
+"""Estate validation: the sandbox estate is valid, and each kind of bad file says what to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drdrill.errors import EstateError
+from drdrill.estate import load_estate, parse_estate
+from drdrill.paths import DEFAULT_ESTATE
+
+GOOD = DEFAULT_ESTATE.read_text()
+
+
+def _mutated(fn) -> str:
+    raw = yaml.safe_load(GOOD)
+    fn(raw)
+    return yaml.safe_dump(raw)
+
+
+def _error(text: str) -> str:
+    with pytest.raises(EstateError) as e:
+        parse_estate(text, Path("/etc/drdrill/estate.yaml"))
+    return str(e.value)
+
+
+def test_sandbox_estate_is_valid():
+    e = load_estate(DEFAULT_ESTATE)
+    c = e.cluster("main")
+    assert c.primary.name == "pg1" and [n.name for n in c.standbys] == ["pg2"]
+    assert [r.index for r in c.pgbackrest.repos] == [1, 2]
+    assert c.allows("dr_monthly_restore_test")
+    assert str(c.primary.data_dir).endswith(".sandbox/pg1/data")
+    assert e.journal.location.startswith("file://")
+
+
+def test_sandbox_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("DRDRILL_SANDBOX_DIR", str(tmp_path))
+    e = parse_estate(GOOD, DEFAULT_ESTATE)
+    assert e.cluster("main").primary.data_dir == tmp_path / "pg1" / "data"
+
+
+def test_malformed_yaml_names_file_and_line():
+    msg = _error("name: x\nclusters: [\n  - name: a\n")
+    assert "/etc/drdrill/estate.yaml" in msg and "not valid YAML" in msg and "line" in msg
+
+
+def test_not_a_mapping():
+    assert "expected a mapping" in _error("- just\n- a list\n")
+
+
+def test_missing_field_names_the_field_path():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["pgbackrest"].pop("stanza")))
+    assert "clusters[main].pgbackrest.stanza: required field is missing" in msg
+
+
+def test_unknown_field_is_refused_as_a_typo():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["targets"].update(max_restor_minutes=5)))
+    assert "clusters[main].targets.max_restor_minutes: unknown field" in msg
+
+
+def test_wrong_type_names_the_field():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["targets"].update(rpo_minutes="soon")))
+    assert "clusters[main].targets.rpo_minutes" in msg
+
+
+def test_unknown_drill_in_allow_list():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["allowed_drills"].append("dr_yolo")))
+    assert "unknown drill(s) ['dr_yolo']" in msg
+
+
+def test_two_primaries_are_refused():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["nodes"][1].update(role="primary")))
+    assert "exactly one node with role 'primary'" in msg
+
+
+def test_unqualified_critical_table():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["restore_test"].update(critical_tables=["orders"])))
+    assert "schema-qualified" in msg
+
+
+def test_journal_location_must_be_a_url():
+    msg = _error(_mutated(lambda r: r["journal"].update(location="/var/lib/journal")))
+    assert "journal.location" in msg and "s3://" in msg
+
+
+def test_unset_environment_variable():
+    msg = _error(GOOD.replace("port: 55432", "port: ${PRIMARY_PORT_NOT_SET}"))
+    assert "${PRIMARY_PORT_NOT_SET} is used but not set" in msg
+
+
+def test_ssh_runner_needs_a_connection():
+    msg = _error(_mutated(lambda r: r["clusters"][0].update(runner={"kind": "ssh"})))
+    assert "ssh_conn_id" in msg
+
+
+def test_unknown_cluster_lists_the_known_ones():
+    with pytest.raises(EstateError, match="unknown cluster 'billing'.*defines main"):
+        load_estate(DEFAULT_ESTATE).cluster("billing")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(EstateError, match="does not exist; set DRDRILL_ESTATE"):
+        load_estate(tmp_path / "nope.yaml")
+
+
+def test_estate_selected_by_environment(monkeypatch, tmp_path):
+    f = tmp_path / "prod.yaml"
+    f.write_text(GOOD.replace("name: sandbox", "name: production-eu"))
+    monkeypatch.setenv("DRDRILL_ESTATE", str(f))
+    assert load_estate().name == "production-eu"
