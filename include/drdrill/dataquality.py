@@ -352,11 +352,12 @@ def _import_gx() -> tuple[Any, Any]:
     """Import GX only when a restore is validated: the import alone takes seconds."""
     # No telemetry from a DR drill, unless the operator explicitly asked for it.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX logs hundreds of lines at INFO while it imports and builds assets, which would drown
+    # the drill's own task log: quiet it before the import.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    # GX logs every asset it builds at INFO, which would drown the drill's own task log.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     return gx, gxe
 
 

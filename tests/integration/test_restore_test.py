@@ -164,3 +164,31 @@ def test_leftover_scratch_of_a_dead_run_is_removed_first(dagbag, estate, sandbox
     assert dr.state == "success", failures(doc)
     assert doc["scratch"]["leftovers_removed"] == [s.dir]
     assert_nothing_left(estate, doc)
+
+
+def _step_record(run_id: str, task_id: str) -> dict:
+    """The step record a task pushed, read from the metadata DB (no journal without an estate)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as s:
+        value = s.scalar(select(XComModel.value).where(XComModel.run_id == run_id, XComModel.task_id == task_id,
+                                                       XComModel.key == "drill_step"))
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_malformed_estate_fails_preflight_naming_file_and_field(dagbag, estate, tmp_path, monkeypatch):
+    from drdrill.paths import DEFAULT_ESTATE
+
+    bad = tmp_path / "estate.yaml"
+    bad.write_text(DEFAULT_ESTATE.read_text().replace("stanza: main", "stanzaa: main"))
+    monkeypatch.setenv("DRDRILL_ESTATE", str(bad))
+    dr = run_dag(dagbag, DAG, {})
+    assert dr.state == "failed"
+    err = _step_record(dr.run_id, "preflight")["error"]
+    assert str(bad) in err
+    assert "clusters[main].pgbackrest.stanza: required field is missing" in err
+    assert "clusters[main].pgbackrest.stanzaa: unknown field" in err
+    assert canary_rows(estate, dr.run_id) == 0
+    assert scratch_dirs(estate) == []

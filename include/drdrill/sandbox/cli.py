@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    if args.command == "status":
+        logging.getLogger("drdrill.runner").setLevel(logging.WARNING)
     from drdrill.sandbox import Sandbox
 
     try:
