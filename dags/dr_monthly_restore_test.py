@@ -66,7 +66,16 @@ def dr_monthly_restore_test():
     def setup_scratch(plan: dict) -> dict:
         from drdrill.drills import restore
 
-        return restore.setup_scratch(restore.Plan.from_dict(plan), _ctx()[1])
+        ti = get_current_context()["ti"]
+
+        def is_active(tag: dict) -> bool:
+            try:
+                return ti.get_dagrun_state(dag_id=tag.get("dag_id") or restore.DRILL,
+                                           run_id=tag["run_id"]) in ("queued", "running")
+            except Exception:  # noqa: BLE001 - a run Airflow does not know is not active
+                return False
+
+        return restore.setup_scratch(restore.Plan.from_dict(plan), _ctx()[1], is_active=is_active)
 
     @task
     @step

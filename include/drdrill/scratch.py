@@ -13,6 +13,7 @@ import logging
 import re
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Scratch:
     dir: str
     port: int
     host: str
+    dag_id: str = ""
 
     @property
     def data_dir(self) -> Path:
@@ -87,7 +89,8 @@ def refuse_production(estate: Estate, scratch_dir: Path, port: int | None) -> No
                              f"{list(estate.scratch.port_range)}).")
 
 
-def allocate(estate: Estate, run_id: str, *, scratch_dir: str | None = None, port: int | None = None) -> Scratch:
+def allocate(estate: Estate, run_id: str, *, scratch_dir: str | None = None, port: int | None = None,
+             dag_id: str = "") -> Scratch:
     """Choose the scratch directory and a free port for this run (nothing is created)."""
     root = Path(scratch_dir) if scratch_dir else estate.scratch.root
     d = root / run_tag(run_id)
@@ -102,7 +105,7 @@ def allocate(estate: Estate, run_id: str, *, scratch_dir: str | None = None, por
                                  f"run `make sandbox-status` or widen the range")
     elif not port_free(host, port):
         raise PreflightError(f"scratch port {port} is already in use on {host}")
-    return Scratch(run_id=run_id, dir=str(d), port=port, host=host)
+    return Scratch(run_id=run_id, dir=str(d), port=port, host=host, dag_id=dag_id)
 
 
 def create(scratch: Scratch, runner: Runner, owner: str | None) -> None:
@@ -141,26 +144,40 @@ def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:
     log.info("removed scratch directory %s", scratch_dir)
 
 
-def leftovers(root: Path, keep_run_id: str | None = None) -> list[Path]:
-    """Tagged scratch directories under ``root`` left by other runs."""
+def read_tag(d: Path) -> dict:
+    try:
+        return json.loads((d / TAG_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def leftovers(root: Path, keep_run_id: str | None = None,
+              is_active: Callable[[dict], bool] | None = None) -> list[Path]:
+    """Tagged scratch directories under ``root`` left by other runs that are no longer active.
+
+    ``is_active(tag)`` says whether the run that made a directory is still running (asked of
+    Airflow by the caller): a concurrent run's scratch is never taken for a leftover.
+    """
     if not root.exists():
         return []
     out = []
     for d in sorted(root.iterdir()):
-        tag = d / TAG_FILE
-        if d.is_dir() and tag.exists():
-            try:
-                rid = json.loads(tag.read_text()).get("run_id")
-            except ValueError:
-                rid = None
-            if rid != keep_run_id:
-                out.append(d)
+        if not (d.is_dir() and (d / TAG_FILE).exists()):
+            continue
+        tag = read_tag(d)
+        if tag.get("run_id") == keep_run_id:
+            continue
+        if is_active and tag and is_active(tag):
+            log.info("scratch %s belongs to run %s, which is still active: left alone", d, tag.get("run_id"))
+            continue
+        out.append(d)
     return out
 
 
-def remove_all_scratch(root: Path, runner: Runner, bin_dir: Path, keep_run_id: str | None = None) -> list[Path]:
+def remove_all_scratch(root: Path, runner: Runner, bin_dir: Path, keep_run_id: str | None = None,
+                       is_active: Callable[[dict], bool] | None = None) -> list[Path]:
     """Remove every leftover scratch of other runs (a worker died mid-run); returns what was removed."""
-    removed = leftovers(root, keep_run_id)
+    removed = leftovers(root, keep_run_id, is_active)
     for d in removed:
         log.warning("removing leftover scratch %s (from a run that did not clean up)", d)
         remove(d, runner, bin_dir)

@@ -84,3 +84,12 @@ def test_secrets_are_redacted_from_logged_commands():
     line = redact(["pgbackrest", "--repo2-cipher-pass=hunter2", "--repo2-s3-key-secret=abc", "--stanza=main"])
     assert "hunter2" not in line and "abc" not in line
     assert "--stanza=main" in line and "--repo2-cipher-pass=***" in line
+
+
+def test_scratch_of_a_run_still_active_is_not_a_leftover(tmp_path):
+    for rid in ("dead_run", "live_run"):
+        scratch.create(scratch.Scratch(rid, str(tmp_path / rid), 1, "127.0.0.1", "dr_x"), LocalRunner(None), None)
+    active = {"live_run"}
+    found = scratch.leftovers(tmp_path, keep_run_id="me", is_active=lambda tag: tag["run_id"] in active)
+    assert found == [tmp_path / "dead_run"]
+    assert scratch.read_tag(tmp_path / "live_run")["dag_id"] == "dr_x"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,14 +171,19 @@ def pitr_target(plan: Plan, led: dict[str, Any]) -> str | None:
     return plan.target_time or led["snapshot_time"]
 
 
-def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, Any]:
-    """Remove leftovers of dead runs, then allocate and create this run's scratch dir and port."""
+def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
+                  is_active: Callable[[dict], bool] | None = None) -> dict[str, Any]:
+    """Remove leftovers of dead runs, then allocate and create this run's scratch dir and port.
+
+    ``is_active(tag)`` tells whether the run that made a scratch directory is still running.
+    """
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
     runner = runner_for(cluster.runner)
     root = Path(plan.scratch_dir) if plan.scratch_dir else estate.scratch.root
-    removed = scratch.remove_all_scratch(root, runner, cluster.postgres.bin_dir, keep_run_id=run_id)
-    s = scratch.allocate(estate, run_id, scratch_dir=plan.scratch_dir, port=plan.scratch_port)
+    removed = scratch.remove_all_scratch(root, runner, cluster.postgres.bin_dir, keep_run_id=run_id,
+                                         is_active=is_active)
+    s = scratch.allocate(estate, run_id, scratch_dir=plan.scratch_dir, port=plan.scratch_port, dag_id=DRILL)
     if plan.dry_run:
         log.info("[DRY RUN] would create scratch %s on port %s", s.dir, s.port)
     else:
