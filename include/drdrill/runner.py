@@ -103,29 +103,34 @@ class LocalRunner:
         return res
 
 
-class SSHRunner:
+class _NotYetRunner:
+    """A place commands will run in a later version: refuses with the alternative."""
+
+    where = ""
+
+    def __init__(self, spec: RunnerSpec) -> None:
+        self.spec = spec
+
+    def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
+            env: dict[str, str] | None = None) -> CommandResult:
+        raise EstateError(f"runner kind {self.spec.kind!r} ({self.where}) is not available in this version; use "
+                          f"kind 'local' on a worker that has pgBackRest and reaches the database")
+
+
+class SSHRunner(_NotYetRunner):
     """Runs commands on the database host over SSH (Airflow SSH connection). Seam: not built yet."""
 
-    def __init__(self, spec: RunnerSpec) -> None:
-        self.spec = spec
-
-    def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None) -> CommandResult:
-        raise EstateError(f"runner kind 'ssh' (connection {self.spec.ssh_conn_id!r}) is not available in "
-                          f"this version; use kind 'local' on a worker that has pgBackRest and reaches the "
-                          f"database, or kind 'kubernetes'")
+    @property
+    def where(self) -> str:  # type: ignore[override]
+        return f"connection {self.spec.ssh_conn_id}"
 
 
-class KubernetesRunner:
+class KubernetesRunner(_NotYetRunner):
     """Runs commands in a pod through the Kubernetes exec API. Seam: not built yet."""
 
-    def __init__(self, spec: RunnerSpec) -> None:
-        self.spec = spec
-
-    def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None) -> CommandResult:
-        raise EstateError(f"runner kind 'kubernetes' (pod {self.spec.namespace}/{self.spec.pod}) is not "
-                          f"available in this version; use kind 'local'")
+    @property
+    def where(self) -> str:  # type: ignore[override]
+        return f"pod {self.spec.namespace}/{self.spec.pod}"
 
 
 def runner_for(spec: RunnerSpec) -> Runner:

@@ -93,3 +93,13 @@ def test_scratch_of_a_run_still_active_is_not_a_leftover(tmp_path):
     found = scratch.leftovers(tmp_path, keep_run_id="me", is_active=lambda tag: tag["run_id"] in active)
     assert found == [tmp_path / "dead_run"]
     assert scratch.read_tag(tmp_path / "live_run")["dag_id"] == "dr_x"
+
+
+def test_runner_seams_refuse_with_the_alternative():
+    from drdrill.errors import EstateError
+    from drdrill.estate import RunnerSpec
+    from drdrill.runner import runner_for
+
+    r = runner_for(RunnerSpec(kind="ssh", ssh_conn_id="db_host"))
+    with pytest.raises(EstateError, match="runner kind 'ssh' \\(connection db_host\\) is not available.*'local'"):
+        r.run(["pgbackrest", "info"])
