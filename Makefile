@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# `airflow standalone` starts its components as `airflow ...` from PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)/include
 export AIRFLOW_HOME ?= $(CURDIR)/airflow-home
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
