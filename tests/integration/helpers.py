@@ -62,3 +62,13 @@ def postgres_processes_under(path: Path) -> list[int]:
         if any(str(path).encode() in a for a in cmd) and cmd and cmd[0].endswith(b"postgres"):
             out.append(int(proc.name))
     return out
+
+
+def assert_no_secret_in(sandbox, *texts: str) -> None:
+    """No sandbox secret (repo cipher passphrase, S3 keys) appears in logs or evidence."""
+    secrets = [p.read_text().strip() for p in sandbox.layout.secrets.iterdir()]
+    assert len(secrets) >= 3
+    assert "pgbackrest" in "".join(texts), "the logs were not captured: this check would prove nothing"
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text

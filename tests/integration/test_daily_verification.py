@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from integration.helpers import failures, journal, run_dag
+from integration.helpers import assert_no_secret_in, failures, journal, run_dag
 
 pytestmark = pytest.mark.sandbox
 DAG = "dr_daily_verification"
 
 
-def test_healthy_estate_passes_and_journals_every_check(dagbag, estate):
+def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox, capfd, caplog):
     dr = run_dag(dagbag, DAG)
     doc = journal(estate, DAG, dr.run_id)
+    out, err = capfd.readouterr()
+    assert_no_secret_in(sandbox, out, err, caplog.text, json.dumps(doc))
     assert dr.state == "success", failures(doc)
     assert doc["status"] == "passed"
     names = {r["name"] for r in doc["results"]}

@@ -8,6 +8,7 @@ import pytest
 
 from drdrill import pg, scratch
 from integration.helpers import (
+    assert_no_secret_in,
     canary_rows,
     failures,
     journal,
@@ -31,9 +32,11 @@ def assert_nothing_left(estate, doc):
 
 @pytest.mark.parametrize("repo", [1, 2])
 @pytest.mark.parametrize("point", ["latest", "pitr"])
-def test_restore_passes_and_proves_the_data(dagbag, estate, repo, point):
+def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point, capfd, caplog):
     dr = run_dag(dagbag, DAG, {"repo": repo, "recovery_point": point})
     doc = journal(estate, DAG, dr.run_id)
+    out, err = capfd.readouterr()
+    assert_no_secret_in(sandbox, out, err, caplog.text, json.dumps(doc))
     assert dr.state == "success", failures(doc)
     res = {r["name"]: r for r in doc["results"]}
     # Every ledger table was counted on the restored copy and matched exactly.
