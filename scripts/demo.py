@@ -44,8 +44,11 @@ def run_drill(dag_id: str, conf: dict, logdir: Path, n: int) -> tuple[int, float
 
 def show(doc: dict) -> None:
     for r in doc["results"]:
+        if r["name"].startswith("row_count.") and r["status"] == "pass":
+            continue  # shown in the row-count table below
         mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}[r["status"]]
-        print(f"    {mark}  {r['name']:<34} {r['target']:<22} {r['message'][:110]}")
+        msg = r["message"] if r["status"] == "fail" else r["message"][:90]
+        print(f"    {mark}  {r['name']:<40} {r['target']:<20} {msg}")
     m = doc.get("measurements") or {}
     if m:
         print(f"    restore time: restore command {m['restore_command_seconds']:.1f}s | replay/promote "
@@ -56,7 +59,7 @@ def show(doc: dict) -> None:
         print(f"    row counts:   {'table':<28} {'ledger':>10} {'restored':>10}")
         for r in counts:
             print(f"                  {r['name'].removeprefix('row_count.'):<28} {r['threshold']['expected']:>10} "
-                  f"{r['value'] if r['value'] is not None else '-':>10}")
+                  f"{r['value'] if r['value'] is not None else '-':>10}  {r['status'].upper()}")
     for st in doc["steps"]:
         if st.get("status") == "failed":
             print(f"    step {st['task_id']} failed: {st.get('error', '')[:200]}")

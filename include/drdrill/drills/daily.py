@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg2
@@ -117,9 +118,14 @@ def wal_archiving(cluster: Cluster) -> list[CheckResult]:
         # Idle databases archive nothing for hours; that is not lag. Lag is time since archiving
         # last progressed while segments wait (.ready files).
         lag = 0.0 if ready == 0 else (float(age) if age is not None else None)
-        out.append(at_most("wal_archive_lag", lag, t.max_wal_archive_lag_seconds, unit="s", target=target,
-                           what=f"WAL archive lag ({ready} segment(s) waiting, last archived {last_wal})",
-                           fix="Check archive_command errors in the PostgreSQL log and repo reachability."))
+        lag_check = at_most("wal_archive_lag", lag, min(t.max_wal_archive_lag_seconds, t.rpo_minutes * 60),
+                            unit="s", target=target,
+                            what=f"WAL archive lag ({ready} segment(s) waiting, last archived {last_wal})",
+                            fix="Check archive_command errors in the PostgreSQL log and repo reachability.")
+        out.append(replace(lag_check, details={
+            "last_archived_wal": last_wal, "last_archived_time": str(last_time),
+            "last_archived_age_seconds": round(float(age), 1) if age is not None else None,
+            "archived_count": count, "rpo_seconds": t.rpo_minutes * 60}))
         failing_now = failed_time is not None and (last_time is None or failed_time > last_time)
         out.append(CheckResult(
             "archive_failures", Status.FAIL if failing_now and failed > t.max_archive_failures else Status.PASS,
