@@ -72,6 +72,8 @@ class Repo(_Model):
     index: int = Field(ge=1, le=256)
     type: Literal["posix", "s3", "gcs", "azure", "cifs", "sftp"]
     description: str = ""
+    max_backup_age_hours: dict[Literal["full", "diff", "incr"], float] | None = Field(
+        None, description="replaces the cluster's thresholds for this repo (e.g. full-only offsite copy)")
 
 
 class PgBackRest(_Model):

@@ -163,14 +163,17 @@ def select_stanza(stanzas: list[StanzaInfo], name: str) -> StanzaInfo:
 
 
 def evaluate_info(stanza: StanzaInfo, *, max_age_hours: dict[str, float], now: datetime,
-                  target: str) -> list[CheckResult]:
+                  target: str, repo_max_age_hours: dict[int, dict[str, float]] | None = None) -> list[CheckResult]:
     """Checks for one stanza: stanza status, then per repo its status, backup ages, error flags and WAL range.
 
     ``max_age_hours`` maps a backup type (full/diff/incr) to the maximum age in hours of the newest backup
     of *exactly* that type on each repo: a newer full does not satisfy a diff threshold, because the drill
     checks that each schedule actually ran. Types without a threshold are not checked.
+    ``repo_max_age_hours`` replaces those thresholds for the repos it names (e.g. an offsite repo
+    that only receives full backups).
     """
-    unknown = sorted(set(max_age_hours) - set(BACKUP_TYPES))
+    overrides = repo_max_age_hours or {}
+    unknown = sorted({t for m in (max_age_hours, *overrides.values()) for t in m} - set(BACKUP_TYPES))
     if unknown:
         raise PreflightError(f"max_age_hours has unknown backup type(s) {unknown}; expected keys among "
                              f"{list(BACKUP_TYPES)}. Fix the threshold names in the estate.")
@@ -181,9 +184,10 @@ def evaluate_info(stanza: StanzaInfo, *, max_age_hours: dict[str, float], now: d
     for key in stanza.repo_keys():
         where = f"{target}/repo{key}"
         results.append(_repo_status(stanza, key, where))
+        limits = overrides.get(key, max_age_hours)
         for btype in BACKUP_TYPES:
-            if btype in max_age_hours:
-                results.append(_backup_age(stanza, key, btype, max_age_hours[btype], now, where))
+            if btype in limits:
+                results.append(_backup_age(stanza, key, btype, limits[btype], now, where))
         results.append(_backup_errors(stanza, key, where))
         results.append(_wal_range(stanza, key, where))
     return results

@@ -111,3 +111,13 @@ def test_estate_selected_by_environment(monkeypatch, tmp_path):
     f.write_text(GOOD.replace("name: sandbox", "name: production-eu"))
     monkeypatch.setenv("DRDRILL_ESTATE", str(f))
     assert load_estate().name == "production-eu"
+
+
+def test_the_documented_production_example_is_a_valid_estate():
+    readme = (DEFAULT_ESTATE.parent / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    e = parse_estate(block, Path("include/estate/README.md"))
+    c = e.cluster("main")
+    assert e.journal.location.startswith("s3://")
+    assert c.pgbackrest.repo(2).max_backup_age_hours == {"full": 192}
+    assert c.restore_test.row_count_tolerance == {"public.events": 100}

@@ -170,6 +170,15 @@ def test_diff_threshold_fails_repo_without_diff():
     assert "no diff backup found on repo2" in missing.message and "--repo=2 --type=diff" in missing.message
 
 
+def test_full_only_offsite_repo_gets_its_own_thresholds():
+    # The seed's cross-region repo2 only receives full backups: a per-repo threshold says so.
+    results = evaluate_info(info("info-healthy.json"), max_age_hours={"full": 24, "diff": 12}, now=SOON,
+                            target="main", repo_max_age_hours={2: {"full": 48}})
+    assert by_key(results, "backup_age.diff", "main/repo1").status is Status.PASS
+    assert not [r for r in results if r.name == "backup_age.diff" and r.target == "main/repo2"]
+    assert by_key(results, "backup_age.full", "main/repo2").threshold == 48
+
+
 def test_type_without_threshold_is_not_checked():
     results = evaluate_info(info("info-backup-error.json"), max_age_hours={"full": 24}, now=SOON,
                             target="main")

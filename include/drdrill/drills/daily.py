@@ -64,8 +64,10 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
             out.append(CheckResult("repos_configured", Status.FAIL,
                                    f"the estate lists repo {sorted(expected)} but pgBackRest reports "
                                    f"{sorted(seen)}; fix the stanza's pgbackrest.conf or the estate", target))
+        per_repo = {r.index: dict(r.max_backup_age_hours) for r in cluster.pgbackrest.repos
+                    if r.max_backup_age_hours is not None}
         out += evaluate_info(stanzas[0], max_age_hours=dict(cluster.targets.max_backup_age_hours),
-                             now=now or datetime.now(UTC), target=target)
+                             now=now or datetime.now(UTC), target=target, repo_max_age_hours=per_repo)
         return out
 
     return guarded("backup_repository", target, run)
