@@ -19,15 +19,18 @@ class PgBackRest:
         self.cluster = cluster
         self.runner = runner or runner_for(cluster.runner)
 
-    def argv(self, command: str, *options: str) -> list[str]:
+    def argv(self, command: str, *options: str, console: str = "warn") -> list[str]:
         cfg = self.cluster.pgbackrest.config
         base = ["pgbackrest", f"--stanza={self.cluster.pgbackrest.stanza}"]
         if cfg:
             base.insert(1, f"--config={cfg}")
-        return [*base, "--log-level-console=warn", *options, command]
+        return [*base, f"--log-level-console={console}", *options, command]
 
-    def run(self, command: str, *options: str, timeout: float = 1800, check: bool = True) -> CommandResult:
-        return self.runner.run(self.argv(command, *options), timeout=timeout, check=check)
+    def run(self, command: str, *options: str, timeout: float = 1800, check: bool = True,
+            progress: bool = False) -> CommandResult:
+        """Run a command; ``progress`` logs pgBackRest's info lines as they come (long operations)."""
+        return self.runner.run(self.argv(command, *options, console="info" if progress else "warn"),
+                               timeout=timeout, check=check, stream=progress)
 
     def check(self, *, timeout: float = 120) -> CommandResult:
         """Archive round trip on every repo: WAL switch, push, and find it in each repo."""
@@ -47,7 +50,7 @@ class PgBackRest:
         return parse_verify(res.stdout + res.stderr, repo_key=repo), res
 
     def backup(self, *, repo: int, type: str = "full") -> CommandResult:
-        return self.run("backup", f"--repo={repo}", f"--type={type}", timeout=7200)
+        return self.run("backup", f"--repo={repo}", f"--type={type}", timeout=7200, progress=True)
 
     def restore(self, *, repo: int, pg_path: Path, target_time: str | None = None,
                 process_max: int | None = None) -> CommandResult:
@@ -56,4 +59,4 @@ class PgBackRest:
                 f"--process-max={process_max or self.cluster.pgbackrest.process_max}"]
         if target_time:
             opts += ["--type=time", f"--target={target_time}", "--target-action=promote"]
-        return self.run("restore", *opts, timeout=7200)
+        return self.run("restore", *opts, timeout=7200, progress=True)

@@ -16,6 +16,7 @@ import re
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,7 +51,7 @@ class Runner(Protocol):
     """Runs one command on the place a cluster's commands must run."""
 
     def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None) -> CommandResult: ...
+            env: dict[str, str] | None = None, stream: bool = False) -> CommandResult: ...
 
 
 class LocalRunner:
@@ -72,7 +73,8 @@ class LocalRunner:
         return argv
 
     def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None) -> CommandResult:
+            env: dict[str, str] | None = None, stream: bool = False) -> CommandResult:
+        """Run ``argv``; with ``stream`` every output line is logged as it arrives (long restores)."""
         full = self._wrap(list(argv))
         shown = redact(list(argv))
         log.info("run: %s", shown)
@@ -81,7 +83,7 @@ class LocalRunner:
                                 start_new_session=True, env={**os.environ, **(env or {})},
                                 stdin=subprocess.DEVNULL)
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = self._stream(proc, timeout) if stream else proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
@@ -96,11 +98,32 @@ class LocalRunner:
             proc.wait()
             raise
         res = CommandResult(list(argv), proc.returncode, out, err, time.monotonic() - t0)
+        log.info("exit code %s after %.1fs", proc.returncode, res.seconds)
         if check and proc.returncode != 0:
             tail = (err or out or "").strip()[-2000:]
             raise CommandError(f"exit code {proc.returncode} from: {shown}\n{tail}", argv=list(argv),
                                returncode=proc.returncode, output=tail)
         return res
+
+
+    @staticmethod
+    def _stream(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+        """Log each line of both pipes as it comes; return everything read, like communicate()."""
+        chunks: dict[str, list[str]] = {"out": [], "err": []}
+
+        def pump(pipe, key: str) -> None:
+            for line in pipe:
+                chunks[key].append(line)
+                log.info("  %s", line.rstrip())
+
+        threads = [threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True)]
+        for t in threads:
+            t.start()
+        proc.wait(timeout=timeout)
+        for t in threads:
+            t.join()
+        return "".join(chunks["out"]), "".join(chunks["err"])
 
 
 class _NotYetRunner:
@@ -112,7 +135,7 @@ class _NotYetRunner:
         self.spec = spec
 
     def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None) -> CommandResult:
+            env: dict[str, str] | None = None, stream: bool = False) -> CommandResult:
         raise EstateError(f"runner kind {self.spec.kind!r} ({self.where}) is not available in this version; use "
                           f"kind 'local' on a worker that has pgBackRest and reaches the database")
 

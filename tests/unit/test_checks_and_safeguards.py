@@ -103,3 +103,27 @@ def test_runner_seams_refuse_with_the_alternative():
     r = runner_for(RunnerSpec(kind="ssh", ssh_conn_id="db_host"))
     with pytest.raises(EstateError, match="runner kind 'ssh' \\(connection db_host\\) is not available.*'local'"):
         r.run(["pgbackrest", "info"])
+
+
+def test_streamed_command_logs_each_line_and_returns_the_output(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="drdrill.runner")
+    res = LocalRunner(None).run(["sh", "-c", "echo one; echo two >&2; echo three"], stream=True)
+    assert res.stdout == "one\nthree\n" and res.stderr == "two\n"
+    logged = [r.getMessage() for r in caplog.records]
+    assert "  one" in logged and "  two" in logged and "  three" in logged
+
+
+def test_failed_command_says_exit_code_and_tail():
+    from drdrill.errors import CommandError
+
+    with pytest.raises(CommandError, match="exit code 3 from: sh -c .*\nboom"):
+        LocalRunner(None).run(["sh", "-c", "echo boom >&2; exit 3"])
+
+
+def test_timeout_kills_the_process_group():
+    from drdrill.errors import CommandError
+
+    with pytest.raises(CommandError, match="timed out after 1s"):
+        LocalRunner(None).run(["sh", "-c", "sleep 30 & sleep 30"], timeout=1)
