@@ -18,8 +18,8 @@ from typing import Any
 
 from drdrill import pg, scratch
 from drdrill.backrest import PgBackRest
-from drdrill.checks import CheckResult, Status, at_most
-from drdrill.errors import DrillError, PreflightError
+from drdrill.checks import CheckResult, at_most
+from drdrill.errors import PreflightError
 from drdrill.estate import Cluster, Estate, load_estate
 from drdrill.runner import runner_for
 
@@ -189,7 +189,7 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
     else:
         scratch.create(s, runner, cluster.runner.run_as)
         log.info("scratch %s allocated on port %s", s.dir, s.port)
-    return {**s.to_dict(), "leftovers_removed": [str(d) for d in removed]}
+    return {**s.to_dict(), "cluster": cluster.name, "leftovers_removed": [str(d) for d in removed]}
 
 
 def restore(plan: Plan, led: dict[str, Any], s: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
@@ -285,23 +285,11 @@ def teardown_scratch(s: dict[str, Any] | None, estate: Estate | None = None) -> 
     if not s:
         return {"removed": None}
     estate = estate or load_estate()
-    cluster = next((c for c in estate.clusters if c.allows(DRILL)), estate.clusters[0])
+    cluster = estate.cluster(s["cluster"])
     scratch.remove(Path(s["dir"]), runner_for(cluster.runner), cluster.postgres.bin_dir)
     return {"removed": s["dir"], "port_freed": scratch.port_free(s["host"], s["port"])}
-
-
-def failed_step_results(steps: list[dict[str, Any]]) -> list[CheckResult]:
-    """A failed or unrun step is a failed check in the journal, with the error that stopped it."""
-    out = []
-    for st in steps:
-        if st["status"] == "failed":
-            out.append(CheckResult(f"step.{st['task_id']}", Status.FAIL, st.get("error", "failed"), "", None, None))
-    return out
 
 
 def as_results(dicts: list[dict[str, Any]] | None) -> list[CheckResult]:
     return [CheckResult.from_dict(d) for d in (dicts or [])]
 
-
-__all__ = ["DrillError", "Plan", "preflight", "ledger", "setup_scratch", "restore", "start_scratch",
-           "data_quality", "measure", "teardown_scratch"]
