@@ -53,10 +53,10 @@ class PgBackRest:
         return self.run("backup", f"--repo={repo}", f"--type={type}", timeout=7200, progress=True)
 
     def restore(self, *, repo: int, pg_path: Path, target_time: str | None = None,
-                process_max: int | None = None) -> CommandResult:
+                process_max: int | None = None, check: bool = True) -> CommandResult:
         """Restore into ``pg_path`` as an isolated copy: it never archives into the stanza."""
         opts = [f"--repo={repo}", f"--pg1-path={pg_path}", "--delta", "--archive-mode=off",
                 f"--process-max={process_max or self.cluster.pgbackrest.process_max}"]
         if target_time:
             opts += ["--type=time", f"--target={target_time}", "--target-action=promote"]
-        return self.run("restore", *opts, timeout=7200, progress=True)
+        return self.run("restore", *opts, timeout=7200, progress=True, check=check)

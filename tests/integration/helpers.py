@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,28 @@ def assert_no_secret_in(sandbox, *texts: str) -> None:
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+@contextmanager
+def corrupted_newest_full(estate: Estate) -> Iterator[str]:
+    """Flip bytes in the biggest data file of repo1's newest full backup; put them back after.
+
+    Yields the backup label. The file is a table's heap, which every restore of that backup
+    set (and of diffs based on it) must read.
+    """
+    from drdrill.backrest import PgBackRest
+
+    cluster = estate.cluster("main")
+    info = [s for s in PgBackRest(cluster).info() if s.name == "main"][0]
+    label = info.newest("full", 1).label
+    repo1 = Path(estate.scratch.root).parent / "pgbackrest" / "repo1" / "backup" / "main" / label
+    victim = max((p for p in (repo1 / "pg_data" / "base").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    original = victim.read_bytes()
+    damaged = bytearray(original)
+    mid = len(damaged) // 2
+    damaged[mid:mid + 64] = bytes(b ^ 0xFF for b in damaged[mid:mid + 64])
+    try:
+        victim.write_bytes(bytes(damaged))
+        yield label
+    finally:
+        victim.write_bytes(original)

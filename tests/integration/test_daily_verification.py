@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from integration.helpers import assert_no_secret_in, failures, journal, run_dag
+from integration.helpers import assert_no_secret_in, corrupted_newest_full, failures, journal, run_dag
 
 pytestmark = pytest.mark.sandbox
 DAG = "dr_daily_verification"
@@ -31,29 +30,9 @@ def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox,
     assert all(s["status"] == "success" for s in doc["steps"]), doc["steps"]
 
 
-def _newest_full_file(estate) -> tuple[str, Path]:
-    """The biggest data file of repo1's newest full backup (a table's heap, compressed)."""
-    from drdrill.backrest import PgBackRest
-
-    cluster = estate.cluster("main")
-    info = [s for s in PgBackRest(cluster).info() if s.name == "main"][0]
-    label = info.newest("full", 1).label
-    repo1 = Path(estate.scratch.root).parent / "pgbackrest" / "repo1" / "backup" / "main" / label
-    files = sorted((repo1 / "pg_data" / "base").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
-    return label, files[-1]
-
-
 def test_corrupted_backup_file_fails_naming_the_backup(dagbag, estate):
-    label, victim = _newest_full_file(estate)
-    original = victim.read_bytes()
-    damaged = bytearray(original)
-    mid = len(damaged) // 2
-    damaged[mid:mid + 64] = bytes(b ^ 0xFF for b in damaged[mid:mid + 64])
-    try:
-        victim.write_bytes(bytes(damaged))
+    with corrupted_newest_full(estate) as label:
         dr = run_dag(dagbag, DAG)
-    finally:
-        victim.write_bytes(original)
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "failed"
     assert doc["status"] == "failed"

@@ -10,6 +10,7 @@ from drdrill import pg, scratch
 from integration.helpers import (
     assert_no_secret_in,
     canary_rows,
+    corrupted_newest_full,
     failures,
     journal,
     postgres_processes_under,
@@ -195,3 +196,15 @@ def test_malformed_estate_fails_preflight_naming_file_and_field(dagbag, estate, 
     assert "clusters[main].pgbackrest.stanzaa: unknown field" in err
     assert canary_rows(estate, dr.run_id) == 0
     assert scratch_dirs(estate) == []
+
+
+def test_corrupt_backup_fails_the_restore_and_still_tears_down(dagbag, estate):
+    with corrupted_newest_full(estate) as label:
+        dr = run_dag(dagbag, DAG, {"repo": 1, "recovery_point": "latest"})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed"
+    err = step(doc, "restore")["error"]
+    assert "pgbackrest" in err and label in err, err
+    assert {"start_scratch", "wait_for_promotion", "data_quality", "measure"} <= set(doc["not_run"])
+    assert step(doc, "teardown_scratch")["status"] == "success"
+    assert_nothing_left(estate, doc)

@@ -9,6 +9,7 @@ second; a "latest" restore must show both. Counts must match within the table's 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ from typing import Any
 from drdrill import pg, scratch
 from drdrill.backrest import PgBackRest
 from drdrill.checks import CheckResult, at_most
-from drdrill.errors import PreflightError
+from drdrill.errors import DrillError, PreflightError
 from drdrill.estate import Cluster, Estate, load_estate
 from drdrill.runner import runner_for
 
@@ -201,7 +202,16 @@ def restore(plan: Plan, led: dict[str, Any], s: dict[str, Any], estate: Estate |
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
     sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
-    res = PgBackRest(cluster).restore(repo=plan.repo, pg_path=sc.data_dir, target_time=_pg_time(target))
+    res = PgBackRest(cluster).restore(repo=plan.repo, pg_path=sc.data_dir, target_time=_pg_time(target),
+                                      check=False)
+    if res.returncode != 0:
+        chosen = re.search(r"restore backup set (\S+?),? ", res.stdout + res.stderr)
+        errors = [ln.strip() for ln in res.stderr.splitlines() if "ERROR" in ln] or res.stderr.strip().splitlines()
+        raise DrillError(f"pgbackrest restore from repo{plan.repo} failed (exit code {res.returncode}) while "
+                         f"restoring backup set {chosen.group(1) if chosen else '(not reached)'}: "
+                         f"{' | '.join(errors[-3:])}. The backup set may be damaged: run dr_daily_verification "
+                         f"(pgbackrest verify) for repo{plan.repo}, take a new full backup and expire the damaged "
+                         f"set.")
     log.info("restored from repo%s into %s in %.1fs (target %s)", plan.repo, sc.data_dir, res.seconds,
              target or "end of archive")
     return {"seconds": round(res.seconds, 3), "target_time": target, "repo": plan.repo}
