@@ -1,0 +1,63 @@
+"""The journal is written once, through ObjectStoragePath, and never overwritten."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drdrill import journal
+from drdrill.errors import DrillError
+
+
+def _doc() -> dict:
+    return {"drill": "dr_x", "run_id": "manual__2026-11-25T10:00:00+00:00", "status": "passed"}
+
+
+def test_written_once_with_attachments_beside_it(tmp_path):
+    loc = f"file://{tmp_path}/journal"
+    path = journal.write(loc, None, _doc(), {"gx": {"validations": {"a": 1}}})
+    main = tmp_path / "journal" / "dr_x" / "manual__2026-11-25T10_00_00_00_00.json"
+    assert path.endswith(str(main))
+    doc = json.loads(main.read_text())
+    assert doc["status"] == "passed"
+    assert json.loads((main.parent / "manual__2026-11-25T10_00_00_00_00.gx.json").read_text()) == {
+        "validations": {"a": 1}}
+    assert doc["attachments"]["gx"].endswith(".gx.json")
+
+
+def test_never_overwritten(tmp_path):
+    loc = f"file://{tmp_path}"
+    journal.write(loc, None, _doc())
+    with pytest.raises(DrillError, match="already exists; journals are written once"):
+        journal.write(loc, None, {**_doc(), "status": "failed"})
+    assert json.loads(next(tmp_path.rglob("*.json")).read_text())["status"] == "passed"
+
+
+class _TI:
+    def __init__(self, records: dict):
+        self.records = records
+
+    def xcom_pull(self, task_ids, key):
+        return [r for tid in task_ids for r in self.records.get(tid, [None])]
+
+
+def test_steps_of_mapped_tasks_and_tasks_that_never_ran():
+    ti = _TI({"a": [{"task_id": "a", "status": "success"}],
+              "m": [{"task_id": "m", "map_index": 0, "status": "success"},
+                    {"task_id": "m", "map_index": 1, "status": "failed"}]})
+    steps = journal.gather_steps(ti, ["a", "m", "never"])
+    assert [(s["task_id"], s["status"]) for s in steps] == [
+        ("a", "success"), ("m", "success"), ("m", "failed"), ("never", "not run")]
+
+
+def test_code_version_is_the_git_commit():
+    import subprocess
+
+    from drdrill.paths import PROJECT_ROOT
+
+    head = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        assert journal.code_version() == "unknown"
+    else:
+        assert head.stdout.startswith(journal.code_version().split("-")[0])
