@@ -49,7 +49,8 @@ sandbox-status: ## servers, ports, PIDs and backups per repo
 demo: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## run every drill on the sandbox through Airflow and show the results
 	@$(PY) scripts/demo.py
 
-test: install  ## the whole test suite, end-to-end drills included
+test: install  ## lint, then the whole test suite, end-to-end drills included
+	@$(VENV)/bin/ruff check dags include tests bench scripts plugins
 	@$(PY) -m pytest
 
 lint: install  ## ruff (with Airflow's AIR rules)

@@ -127,3 +127,14 @@ def test_timeout_kills_the_process_group():
 
     with pytest.raises(CommandError, match="timed out after 1s"):
         LocalRunner(None).run(["sh", "-c", "sleep 30 & sleep 30"], timeout=1)
+
+
+def test_scratch_settings_are_quoted_for_postgresql(tmp_path):
+    s = scratch.Scratch("r", str(tmp_path), 55501, "127.0.0.1")
+    s.data_dir.mkdir()
+    (s.data_dir / "postgresql.auto.conf").write_text("restore_command = 'pgbackrest archive-get %f \"%p\"'\n")
+    scratch.append_settings(s, {"port": 55501, "archive_command": "", "unix_socket_directories": "/a b/it's"}, None)
+    text = (s.data_dir / "postgresql.auto.conf").read_text()
+    assert text.startswith("restore_command")
+    assert "port = '55501'\n" in text and "archive_command = ''\n" in text
+    assert "unix_socket_directories = '/a b/it''s'\n" in text

@@ -229,11 +229,15 @@ def start_scratch(plan: Plan, s: dict[str, Any], estate: Estate | None = None) -
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
     sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
-    opts = (f"-p {sc.port} -k {sc.socket_dir} -c listen_addresses={sc.host} -c archive_mode=off "
-            "-c archive_command= -c hot_standby=on -c shared_buffers=128MB -c logging_collector=off")
+    # Settings go into the restored copy's postgresql.auto.conf (read last, so they win over
+    # the primary's postgresql.conf), not into a `pg_ctl -o` string that a shell would parse.
+    scratch.append_settings(sc, {
+        "port": sc.port, "unix_socket_directories": str(sc.socket_dir), "listen_addresses": sc.host,
+        "archive_mode": "off", "archive_command": "", "hot_standby": "on", "shared_buffers": "128MB",
+        "logging_collector": "off"}, owner=cluster.runner.run_as)
     started = time.time()
     runner_for(cluster.runner).run([str(cluster.postgres.bin_dir / "pg_ctl"), "-D", str(sc.data_dir),
-                                    "-l", str(sc.logfile), "-o", opts, "-W", "start"], timeout=60)
+                                    "-l", str(sc.logfile), "-W", "start"], timeout=60)
     log.info("scratch server starting on %s:%s (log %s)", sc.host, sc.port, sc.logfile)
     return {"started_at": started, "host": sc.host, "port": sc.port, "log": str(sc.logfile)}
 
