@@ -178,12 +178,13 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
         tool.run(PgBackRest(cluster, runner).argv("restore", *opts), timeout=7200)
         out["restore"] = time.monotonic() - t
 
-        # The drill's server options (drdrill.drills.restore.start_scratch); -W: do not wait.
-        server_opts = (f"-p {s.port} -k {s.socket_dir} -c listen_addresses={s.host} -c archive_mode=off "
-                       "-c archive_command= -c hot_standby=on -c shared_buffers=128MB -c logging_collector=off")
+        # The drill's server settings (drdrill.drills.restore.start_scratch); -W: do not wait.
+        from drdrill.drills.restore import scratch_settings
+
         t = time.monotonic()
-        tool.run([str(bin_dir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.logfile), "-o", server_opts,
-                  "-W", "start"], timeout=60)
+        scratch.append_settings(s, scratch_settings(s), owner=cluster.runner.run_as)
+        tool.run([str(bin_dir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.logfile), "-W", "start"],
+                 timeout=60)
         out["start"] = time.monotonic() - t
 
         t = time.monotonic()

@@ -221,6 +221,13 @@ def _pg_time(iso: str | None) -> str | None:
     return parse_time(iso).isoformat(sep=" ") if iso else None
 
 
+def scratch_settings(sc: scratch.Scratch) -> dict[str, Any]:
+    """A restored copy's own port and socket; it never archives into the production stanza."""
+    return {"port": sc.port, "unix_socket_directories": str(sc.socket_dir), "listen_addresses": sc.host,
+            "archive_mode": "off", "archive_command": "", "hot_standby": "on", "shared_buffers": "128MB",
+            "logging_collector": "off"}
+
+
 def start_scratch(plan: Plan, s: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
     """Start the restored server on its own port and socket, never archiving; do not wait."""
     if plan.dry_run:
@@ -231,10 +238,7 @@ def start_scratch(plan: Plan, s: dict[str, Any], estate: Estate | None = None) -
     sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
     # Settings go into the restored copy's postgresql.auto.conf (read last, so they win over
     # the primary's postgresql.conf), not into a `pg_ctl -o` string that a shell would parse.
-    scratch.append_settings(sc, {
-        "port": sc.port, "unix_socket_directories": str(sc.socket_dir), "listen_addresses": sc.host,
-        "archive_mode": "off", "archive_command": "", "hot_standby": "on", "shared_buffers": "128MB",
-        "logging_collector": "off"}, owner=cluster.runner.run_as)
+    scratch.append_settings(sc, scratch_settings(sc), owner=cluster.runner.run_as)
     started = time.time()
     runner_for(cluster.runner).run([str(cluster.postgres.bin_dir / "pg_ctl"), "-D", str(sc.data_dir),
                                     "-l", str(sc.logfile), "-W", "start"], timeout=60)
