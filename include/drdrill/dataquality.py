@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -32,18 +33,6 @@ if TYPE_CHECKING:
     from great_expectations.datasource.fluent import PostgresDatasource
 
 log = logging.getLogger(__name__)
-
-# Schemas that never hold user data; `drdrill` holds the canary, which changes on every drill.
-EXCLUDED_SCHEMAS = ("pg_catalog", "information_schema", "drdrill")
-
-# One definition of "user table", shared with the ledger step so both sides count the same set:
-# ordinary and partitioned tables (relkind r/p), no temporary tables of other sessions.
-USER_TABLES_SQL = sa.text(
-    "SELECT n.nspname AS schema_name, c.relname AS table_name"
-    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'"
-    " AND n.nspname NOT IN :excluded ORDER BY 1, 2"
-).bindparams(sa.bindparam("excluded", value=list(EXCLUDED_SCHEMAS), expanding=True))
 
 # Airflow's default `allowed_run_id_pattern`. The canary query is handed to GX as SQL text (query
 # assets take no bound parameters), so a run_id outside this set is refused rather than quoted.
@@ -94,14 +83,21 @@ class DataQualityReport:
         return [r for r in self.results if r.failed]
 
 
-def list_user_tables(conn: sa.Connection) -> dict[str, tuple[str, str]]:
-    """User tables of the connected database, as ``{"schema.table": (schema, table)}``."""
-    return {f"{s}.{t}": (s, t) for s, t in conn.execute(USER_TABLES_SQL)}
+def list_user_tables(conn: sa.Connection, exclude_schemas: tuple[str, ...] = ()) -> dict[str, tuple[str, str]]:
+    """User tables of the connected database, as ``{"schema.table": (schema, table)}``.
+
+    Same definition as the ledger's (`drdrill.pg.USER_TABLES_SQL`), so both sides list one set.
+    """
+    from drdrill.pg import user_table_pairs
+
+    raw = conn.connection.dbapi_connection
+    return {f"{s}.{t}": (s, t) for s, t in user_table_pairs(raw, exclude_schemas)}
 
 
 def validate_restore(*, sqlalchemy_url: str, expected_tables: list[str], expected_counts: dict[str, int] | None,
                      tolerances: dict[str, int], critical_tables: list[str],
-                     canaries: list[CanaryExpectation], target: str) -> DataQualityReport:
+                     canaries: list[CanaryExpectation], target: str,
+                     exclude_schemas: tuple[str, ...] = ()) -> DataQualityReport:
     """Check a restored PostgreSQL database against the ledger; see the module docstring.
 
     ``expected_counts`` is None when the restore target has no ledger (a user-given PITR time):
@@ -116,8 +112,8 @@ def validate_restore(*, sqlalchemy_url: str, expected_tables: list[str], expecte
     # 1. tables_match, with plain SQL: it also tells the GX checks which tables exist, because GX
     # refuses to even build an asset for a missing table.
     try:
-        found = _fetch_user_tables(sqlalchemy_url)
-    except sa.exc.SQLAlchemyError as exc:
+        found = _fetch_user_tables(sqlalchemy_url, tuple(exclude_schemas))
+    except (sa.exc.SQLAlchemyError, psycopg2.Error) as exc:
         msg = (f"could not list the tables of the restored database at {shown_url}: "
                f"{_redact(_first_line(exc), sqlalchemy_url)}. Expected a reachable database; check that "
                "the restored instance is running and accepts connections, then rerun the check.")
@@ -377,11 +373,11 @@ def _canary_sql(canary: CanaryExpectation) -> str:
     return str(query.compile(dialect=_PG, compile_kwargs={"literal_binds": True}))
 
 
-def _fetch_user_tables(url: str) -> dict[str, tuple[str, str]]:
+def _fetch_user_tables(url: str, exclude_schemas: tuple[str, ...]) -> dict[str, tuple[str, str]]:
     engine = sa.create_engine(url, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S}, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            return list_user_tables(conn)
+            return list_user_tables(conn, exclude_schemas)
     finally:
         engine.dispose()
 

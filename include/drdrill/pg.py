@@ -80,20 +80,30 @@ def is_ready(cluster: Cluster, host: str, port: int, dbname: str | None = None) 
         return False, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+# The one definition of "user table", used by the ledger on the primary and by the data-quality
+# check on the restored copy, so both sides list the same set: ordinary and partitioned tables and
+# each partition (a lost partition shows up by name), no temporary tables, not drdrill's own schema.
 USER_TABLES_SQL = """
-SELECT n.nspname || '.' || c.relname
+SELECT n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'drdrill')
   AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'
   AND NOT (n.nspname = ANY(%s))
-ORDER BY 1
+ORDER BY 1, 2
 """
 
 
+def user_table_pairs(conn: Any, exclude_schemas: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Every user table as (schema, table); ``conn`` is any DB-API connection to PostgreSQL."""
+    with conn.cursor() as cur:
+        cur.execute(USER_TABLES_SQL, (list(exclude_schemas),))
+        return [(r[0], r[1]) for r in cur.fetchall()]
+
+
 def user_tables(conn: psycopg2.extensions.connection, exclude_schemas: list[str] | None = None) -> list[str]:
-    """Every user table as schema.table (drdrill's own schema excluded)."""
-    return [r[0] for r in query(conn, USER_TABLES_SQL, (list(exclude_schemas or []),))]
+    """Every user table as schema.table."""
+    return [f"{s}.{t}" for s, t in user_table_pairs(conn, exclude_schemas or ())]
 
 
 def count_rows(conn: psycopg2.extensions.connection, tables: list[str]) -> dict[str, int]:

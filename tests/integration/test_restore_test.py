@@ -208,3 +208,37 @@ def test_corrupt_backup_fails_the_restore_and_still_tears_down(dagbag, estate):
     assert {"start_scratch", "wait_for_promotion", "data_quality", "measure"} <= set(doc["not_run"])
     assert step(doc, "teardown_scratch")["status"] == "success"
     assert_nothing_left(estate, doc)
+
+
+@pytest.fixture
+def partitions_and_excluded_schema(estate, tmp_path, monkeypatch):
+    """A partitioned table, and a schema the estate excludes from the restore test."""
+    from drdrill.paths import DEFAULT_ESTATE
+
+    f = tmp_path / "estate.yaml"
+    f.write_text(DEFAULT_ESTATE.read_text().replace("row_count_tolerance: {}", "row_count_tolerance: {}\n"
+                                                    "      exclude_schemas: [scratchpad]"))
+    monkeypatch.setenv("DRDRILL_ESTATE", str(f))
+    c = estate.cluster("main")
+    with pg.connect(c, c.primary.host, c.primary.port) as conn:
+        pg.query(conn, """
+            CREATE TABLE app.events (id int NOT NULL) PARTITION BY RANGE (id);
+            CREATE TABLE app.events_p1 PARTITION OF app.events FOR VALUES FROM (0) TO (100);
+            CREATE TABLE app.events_p2 PARTITION OF app.events FOR VALUES FROM (100) TO (200);
+            INSERT INTO app.events SELECT g FROM generate_series(1, 150) g;
+            CREATE SCHEMA scratchpad; CREATE TABLE scratchpad.tmp AS SELECT 1 AS x;""")
+    yield
+    with pg.connect(c, c.primary.host, c.primary.port) as conn:
+        pg.query(conn, "DROP TABLE app.events; DROP SCHEMA scratchpad CASCADE")
+
+
+def test_partitions_are_counted_and_excluded_schemas_are_not(dagbag, estate, partitions_and_excluded_schema):
+    dr = run_dag(dagbag, DAG, {"repo": 1, "recovery_point": "pitr"})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    counts = doc["ledger"]["counts"]
+    assert counts["app.events"] == 150 and counts["app.events_p1"] == 99 and counts["app.events_p2"] == 51
+    assert not [t for t in counts if t.startswith("scratchpad.")]
+    res = {r["name"]: r for r in doc["results"]}
+    assert res["row_count.app.events_p2"]["value"] == 51
+    assert_nothing_left(estate, doc)

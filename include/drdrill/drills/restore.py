@@ -267,7 +267,7 @@ def data_quality(plan: Plan, led: dict[str, Any], s: dict[str, Any], run_id: str
         # A user-given PITR time has no ledger: the counts at that moment are unknown.
         expected_counts=led["counts"] if at_snapshot else None,
         tolerances=dict(rt.row_count_tolerance), critical_tables=list(rt.critical_tables),
-        canaries=canaries, target=f"{cluster.name}/scratch:{s['port']}")
+        canaries=canaries, target=f"{cluster.name}/scratch:{s['port']}", exclude_schemas=tuple(rt.exclude_schemas))
     secs = time.monotonic() - t0
     for r in report.results:
         (log.warning if r.failed else log.info)("%s", r.line())
