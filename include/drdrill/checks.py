@@ -74,4 +74,6 @@ def summarize(results: list[CheckResult]) -> str:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.1f}" if isinstance(v, float) else str(v)
+    if not isinstance(v, float):
+        return str(v)
+    return f"{v:.1f}" if abs(v) >= 1 or v == 0 else f"{v:.2g}"

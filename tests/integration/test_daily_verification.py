@@ -71,3 +71,89 @@ def test_unknown_cluster_param_fails_before_any_check(dagbag, estate):
     assert "unknown cluster 'nope'" in failures(doc) and "main" in failures(doc)
     assert doc["results"] == [] or all(r["name"].startswith("step.") for r in doc["results"])
     assert set(doc["not_run"]) == {"backup_repository", "backup_integrity", "wal_archiving", "replication"}
+
+
+def _estate_with(tmp_path, monkeypatch, old: str, new: str) -> None:
+    from drdrill.paths import DEFAULT_ESTATE
+
+    text = DEFAULT_ESTATE.read_text()
+    assert old in text
+    f = tmp_path / "estate.yaml"
+    f.write_text(text.replace(old, new))
+    monkeypatch.setenv("DRDRILL_ESTATE", str(f))
+
+
+def _failed(doc) -> set[tuple[str, str]]:
+    return {(r["name"], r["target"]) for r in doc["results"] if r["status"] == "fail"}
+
+
+def test_backups_older_than_the_target_fail_on_every_repo(dagbag, estate, tmp_path, monkeypatch):
+    _estate_with(tmp_path, monkeypatch, "max_backup_age_hours: {full: 192, diff: 36}",
+                 "max_backup_age_hours: {full: 0.0001, diff: 36}")
+    dr = run_dag(dagbag, DAG)
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed"
+    assert _failed(doc) == {("backup_age.full", "main/repo1"), ("backup_age.full", "main/repo2")}
+    assert "exceeds the target of 0.0001h" in failures(doc)
+
+
+@pytest.fixture
+def replay_paused(estate):
+    """The standby stops replaying while the primary writes about 2 MB of WAL."""
+    from drdrill import pg
+
+    c = estate.cluster("main")
+    standby, primary = c.standbys[0], c.primary
+    with pg.connect(c, standby.host, standby.port) as s:
+        pg.query(s, "SELECT pg_wal_replay_pause()")
+    with pg.connect(c, primary.host, primary.port) as p:
+        pg.query(p, "CREATE TABLE app.lag_probe AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 8000) g")
+    yield
+    with pg.connect(c, standby.host, standby.port) as s:
+        pg.query(s, "SELECT pg_wal_replay_resume()")
+    with pg.connect(c, primary.host, primary.port) as p:
+        pg.query(p, "DROP TABLE app.lag_probe")
+
+
+def test_replication_lag_over_the_limit_fails_naming_the_standby(dagbag, estate, replay_paused, tmp_path,
+                                                                 monkeypatch):
+    _estate_with(tmp_path, monkeypatch, "max_replication_lag_bytes: 16777216", "max_replication_lag_bytes: 65536")
+    dr = run_dag(dagbag, DAG)
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed"
+    assert _failed(doc) == {("replication_lag_bytes", "main/pg2")}, failures(doc)
+    lag = next(r for r in doc["results"] if r["name"] == "replication_lag_bytes")
+    assert lag["value"] > 65536 and lag["threshold"] == 65536
+
+
+@pytest.fixture
+def archiving_broken(estate, sandbox):
+    """archive_command fails on the primary (e.g. a repo unreachable), then is put back."""
+    from drdrill import pg
+
+    c = estate.cluster("main")
+    p = c.primary
+    with pg.connect(c, p.host, p.port) as conn:
+        pg.query(conn, "ALTER SYSTEM SET archive_command = 'false'")
+        pg.query(conn, "SELECT pg_reload_conf()")
+        pg.query(conn, "INSERT INTO app.audit_log(event) VALUES ('archiving broken on purpose')")
+        pg.query(conn, "SELECT pg_switch_wal()")
+        pg.wait_until(lambda: pg.query_one(conn, "SELECT failed_count > 0 AND last_failed_time > "
+                                                 "coalesce(last_archived_time, 'epoch') FROM pg_stat_archiver")[0],
+                      timeout=60, what="the archiver to fail")
+    yield
+    with pg.connect(c, p.host, p.port) as conn:
+        pg.query(conn, "ALTER SYSTEM RESET archive_command")
+        pg.query(conn, "SELECT pg_reload_conf()")
+        pg.wait_until(lambda: pg.query_one(conn, "SELECT count(*) = 0 FROM pg_ls_archive_statusdir() "
+                                                 "WHERE name LIKE '%.ready'")[0], timeout=120,
+                      what="the archiver to catch up")
+
+
+def test_broken_archiving_fails_the_round_trip_and_the_archiver_check(dagbag, estate, archiving_broken):
+    dr = run_dag(dagbag, DAG)
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed"
+    failed = _failed(doc)
+    assert ("archive_failures", "main/pg1") in failed and ("archive_round_trip", "main") in failed, failures(doc)
+    assert "archiving is failing" in failures(doc)
