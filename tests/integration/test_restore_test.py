@@ -242,3 +242,12 @@ def test_partitions_are_counted_and_excluded_schemas_are_not(dagbag, estate, par
     res = {r["name"]: r for r in doc["results"]}
     assert res["row_count.app.events_p2"]["value"] == 51
     assert_nothing_left(estate, doc)
+
+
+def test_cluster_that_does_not_allow_the_drill_is_refused(dagbag, estate, tmp_path, monkeypatch):
+    from drdrill.paths import DEFAULT_ESTATE
+
+    f = tmp_path / "estate.yaml"
+    f.write_text(DEFAULT_ESTATE.read_text().replace("      - dr_monthly_restore_test\n", ""))
+    monkeypatch.setenv("DRDRILL_ESTATE", str(f))
+    _refused(dagbag, estate, {}, "does not allow dr_monthly_restore_test", "allowed_drills")

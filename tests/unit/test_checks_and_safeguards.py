@@ -138,3 +138,17 @@ def test_scratch_settings_are_quoted_for_postgresql(tmp_path):
     assert text.startswith("restore_command")
     assert "port = '55501'\n" in text and "archive_command = ''\n" in text
     assert "unix_socket_directories = '/a b/it''s'\n" in text
+
+
+def test_no_free_scratch_port_is_a_clear_preflight_error(estate):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        narrow = estate.model_copy(update={"scratch": estate.scratch.model_copy(update={"port_range": (port, port)})})
+        with pytest.raises(PreflightError, match=f"no free port in scratch.port_range {port}-{port}"):
+            scratch.allocate(narrow, "r")
+        with pytest.raises(PreflightError, match=f"scratch port {port} is already in use"):
+            scratch.allocate(estate, "r", port=port)
