@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from drdrill.backrest import PgBackRest
 from drdrill.errors import DrillError
 from drdrill.estate import Cluster, Estate, load_estate
 from drdrill.paths import PROJECT_ROOT, sandbox_dir
@@ -288,11 +289,6 @@ class Sandbox:
         assert cfg is not None
         self._write_as_postgres(cfg, conf, 0o640)
 
-    def backrest(self, *args: str, timeout: float = 600):
-        cfg = self.cluster.pgbackrest.config
-        return self.pg.run(["pgbackrest", f"--config={cfg}", f"--stanza={self.cluster.pgbackrest.stanza}",
-                            "--log-level-console=warn", *args], timeout=timeout)
-
     # ---------------------------------------------------------------- PostgreSQL
     def _start_pg(self, node) -> int:
         logfile = self.layout.logs / f"{node.name}.log"
@@ -369,20 +365,21 @@ class Sandbox:
         primary = self.cluster.primary
         self._init_primary(primary)
         self._start_pg(primary)
-        self.backrest("stanza-create")
+        br = PgBackRest(self.cluster, self.pg)
+        br.run("stanza-create", timeout=120)
         self._demo_data(primary)
         for node in self.cluster.standbys:
             self._standby(primary, node)
             self._start_pg(node)
-        self.backrest("check", timeout=120)
+        br.run("check", timeout=120)
         for repo in self.cluster.pgbackrest.repos:
             t = time.monotonic()
-            self.backrest("backup", f"--repo={repo.index}", "--type=full", timeout=1800)
+            br.backup(repo=repo.index, type="full")
             log.info("full backup to repo%s in %.1fs", repo.index, time.monotonic() - t)
         self._psql(primary, "INSERT INTO app.audit_log(event) VALUES ('after full backup')",
                    self.cluster.postgres.database)
         for repo in self.cluster.pgbackrest.repos:
-            self.backrest("backup", f"--repo={repo.index}", "--type=diff", timeout=1800)
+            br.backup(repo=repo.index, type="diff")
         log.info("sandbox up in %.1fs at %s", time.monotonic() - t0, self.layout.root)
 
     def _preflight(self) -> None:
@@ -462,8 +459,6 @@ class Sandbox:
         backups: list[dict] = []
         if not self.problems():
             try:
-                from drdrill.backrest import PgBackRest
-
                 for st in PgBackRest(self.cluster).info():
                     for b in st.backups:
                         backups.append({"repo": b.repo_key, "label": b.label, "type": b.type,
