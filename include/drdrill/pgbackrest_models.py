@@ -302,10 +302,6 @@ class VerifyReport(_Model):
     problems: list[VerifyProblem]
     repos: list[VerifyRepoResult]
 
-    def problems_for(self, repo_key: int | None) -> list[VerifyProblem]:
-        """Problems found on one repo."""
-        return [p for p in self.problems if p.repo_key == repo_key]
-
 
 # Console log lines: "2026-11-25 12:56:29.885 P01   INFO: msg", or "WARN: msg" without a timestamp.
 _LOG_LINE = re.compile(r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} )?(?:P\d+ +)?"
