@@ -32,9 +32,23 @@ class PgBackRest:
         return self.runner.run(self.argv(command, *options, console="info" if progress else "warn"),
                                timeout=timeout, check=check, stream=progress)
 
+    def primary_options(self) -> list[str]:
+        """Point pg1 at the current primary (it changes with failovers; see `drdrill.topology`).
+
+        Commands that connect to the database (check, backup) need them; pgbackrest.conf on a
+        host that was built as standby would otherwise name the wrong server or none.
+        """
+        p = self.cluster.primary
+        opts = [f"--pg1-port={p.port}"]
+        if p.data_dir:
+            opts.append(f"--pg1-path={p.data_dir}")
+        if p.socket_dir:
+            opts.append(f"--pg1-socket-path={p.socket_dir}")
+        return opts
+
     def check(self, *, timeout: float = 120) -> CommandResult:
         """Archive round trip on every repo: WAL switch, push, and find it in each repo."""
-        return self.run("check", timeout=timeout, check=False)
+        return self.run("check", *self.primary_options(), timeout=timeout, check=False)
 
     def info(self):
         from drdrill.pgbackrest_models import parse_info
@@ -50,7 +64,8 @@ class PgBackRest:
         return parse_verify(res.stdout + res.stderr, repo_key=repo), res
 
     def backup(self, *, repo: int, type: str = "full") -> CommandResult:
-        return self.run("backup", f"--repo={repo}", f"--type={type}", timeout=7200, progress=True)
+        return self.run("backup", *self.primary_options(), f"--repo={repo}", f"--type={type}", timeout=7200,
+                        progress=True)
 
     def restore(self, *, repo: int, pg_path: Path, target_time: str | None = None,
                 process_max: int | None = None, check: bool = True) -> CommandResult:

@@ -64,6 +64,7 @@ class Node(_Model):
     port: Port = 5432
     data_dir: Path | None = Field(None, description="PGDATA on the host (needed for local actions)")
     socket_dir: Path | None = None
+    dns_name: str | None = Field(None, description="what the service record points at while this node is primary")
 
 
 class Repo(_Model):
@@ -128,6 +129,76 @@ class RestoreTest(_Model):
         return v
 
 
+class Dns(_Model):
+    """The service endpoint applications resolve: a Route53 record switched to the new primary."""
+
+    conn_id: str = Field("aws_default", description="Airflow AWS connection (endpoint_url in its extra for moto)")
+    zone: str = Field(description="hosted zone name, e.g. prod.example.com")
+    hosted_zone_id: str | None = Field(None, description="needed only when several zones share the name")
+    record: str = Field(description="the service record, e.g. db.prod.example.com")
+    type: Literal["CNAME", "A"] = "CNAME"
+    ttl: int = Field(60, ge=0, le=86400)
+    insync_timeout_seconds: float = Field(300, gt=0)
+
+    @field_validator("zone", "record")
+    @classmethod
+    def _fqdn(cls, v: str) -> str:
+        return v.rstrip(".").lower()
+
+    @model_validator(mode="after")
+    def _in_zone(self) -> Dns:
+        if not (self.record == self.zone or self.record.endswith("." + self.zone)):
+            raise ValueError(f"record {self.record!r} is not inside zone {self.zone!r}")
+        return self
+
+
+class Service(_Model):
+    """The application in front of the database: the customer-visible probe and the canary path."""
+
+    urls: list[str] = Field(min_length=1, description="base URLs of the replicas (or one load balancer)")
+    health_path: str = "/health"
+    write_path: str = "/write"
+    timeout_seconds: float = Field(2, gt=0)
+    max_error_rate: float = Field(0.05, ge=0, le=1, description="steady state before a drill acts")
+
+
+class Notify(_Model):
+    """Where the runbook's communication messages go; every message is also logged."""
+
+    kind: Literal["log", "smtp", "slack"]
+    conn_id: str | None = None
+    to: list[str] = Field(default_factory=list, description="smtp: recipients")
+    channel: str | None = Field(None, description="slack: channel")
+
+    @model_validator(mode="after")
+    def _needs(self) -> Notify:
+        if self.kind in ("smtp", "slack") and not self.conn_id:
+            raise ValueError(f"notify kind {self.kind!r} needs conn_id (an Airflow connection)")
+        if self.kind == "smtp" and not self.to:
+            raise ValueError("notify kind 'smtp' needs 'to' (recipients)")
+        return self
+
+
+class Failover(_Model):
+    """The PostgreSQL primary failure runbook for this cluster (both failover DAGs)."""
+
+    health_check_failed_minutes: float = Field(2, gt=0, description="incident trigger: primary down this long")
+    health_check_interval_seconds: float = Field(10, gt=0)
+    max_standby_lag_bytes: int | None = Field(None, ge=0, description="default: targets.max_replication_lag_bytes")
+    max_standby_lag_seconds: float | None = Field(None, gt=0,
+                                                  description="default: targets.max_replication_lag_seconds")
+    approval_timeout_minutes: float = Field(15, gt=0, description="no answer in time means reject")
+    promote_timeout_seconds: float = Field(300, gt=0)
+    new_standby: Literal["rewind", "restore"] = Field(
+        "rewind", description="rebuild the old primary as standby: pg_rewind, or pgBackRest --type=standby")
+    standby_streaming_timeout_seconds: float = Field(600, gt=0)
+    canary_interval_ms: int = Field(100, ge=10, le=10000)
+    dns: Dns | None = None
+    service: Service | None = None
+    notify: list[Notify] = Field(default_factory=lambda: [Notify(kind="log")])
+    incident_contact: str = Field("on-call engineer (PagerDuty)", description="named in every message")
+
+
 class SandboxSpec(_Model):
     """Only read by the sandbox bring-up, never by drill logic."""
 
@@ -146,6 +217,7 @@ class Cluster(_Model):
     pgbackrest: PgBackRest
     targets: Targets = Targets()
     restore_test: RestoreTest = RestoreTest()
+    failover: Failover | None = None
     sandbox: SandboxSpec | None = None
 
     @field_validator("allowed_drills")
@@ -177,6 +249,19 @@ class Cluster(_Model):
     def allows(self, drill: str) -> bool:
         return drill in self.allowed_drills
 
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise EstateError(f"cluster {self.name!r} has no node {name!r}; its nodes are "
+                          f"{', '.join(n.name for n in self.nodes)}")
+
+    def with_primary(self, name: str) -> Cluster:
+        """The same cluster with ``name`` as primary and every other node as standby."""
+        self.node(name)
+        nodes = [n.model_copy(update={"role": "primary" if n.name == name else "standby"}) for n in self.nodes]
+        return self.model_copy(update={"nodes": nodes})
+
 
 class Scratch(_Model):
     """Where restore tests may create throw-away servers. Never a production path or port."""
@@ -193,6 +278,13 @@ class Scratch(_Model):
         return self
 
 
+def _object_url(v: str) -> str:
+    if not re.match(r"^(file|s3|gs|gcs|abfs|az)://", v):
+        raise ValueError(f"location must be a URL like file:///var/lib/drdrill/journal or "
+                         f"s3://bucket/drdrill, got {v!r}")
+    return v
+
+
 class Journal(_Model):
     location: str = Field(description="file:///dir or s3://bucket/prefix (through ObjectStoragePath)")
     conn_id: str | None = Field(None, description="Airflow connection for object storage (e.g. aws_default)")
@@ -200,16 +292,26 @@ class Journal(_Model):
     @field_validator("location")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not re.match(r"^(file|s3|gs|gcs|abfs|az)://", v):
-            raise ValueError(f"journal location must be a URL like file:///var/lib/drdrill/journal or "
-                             f"s3://bucket/drdrill, got {v!r}")
-        return v
+        return _object_url(v)
+
+
+class State(_Model):
+    """Where drills record what changes at run time (who is primary after a failover)."""
+
+    location: str = Field(description="file:///dir or s3://bucket/prefix (through ObjectStoragePath)")
+    conn_id: str | None = None
+
+    @field_validator("location")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        return _object_url(v)
 
 
 class Estate(_Model):
     version: Literal[1] = 1
     name: str
     journal: Journal
+    state: State | None = Field(None, description="default: <journal.location>/_state")
     scratch: Scratch
     clusters: list[Cluster] = Field(min_length=1)
     source: Path | None = Field(None, exclude=True)
@@ -228,6 +330,11 @@ class Estate(_Model):
         known = ", ".join(c.name for c in self.clusters)
         raise EstateError(f"unknown cluster {name!r} in estate {self.source}: the estate defines {known}. "
                           f"Pick one of those or add the cluster to the estate file.")
+
+    @property
+    def state_store(self) -> State:
+        return self.state or State(location=self.journal.location.rstrip("/") + "/_state",
+                                   conn_id=self.journal.conn_id)
 
     def clusters_for(self, drill: str) -> list[Cluster]:
         return [c for c in self.clusters if c.allows(drill)]
@@ -303,12 +410,21 @@ def _load_cached(path: Path, mtime_ns: int) -> Estate:
     return parse_estate(path.read_text(), path)
 
 
-def load_estate(path: Path | str | None = None) -> Estate:
-    """Load and validate the estate (cached per file version)."""
+def load_estate(path: Path | str | None = None, *, topology: bool = True) -> Estate:
+    """Load and validate the estate (cached per file version).
+
+    With ``topology`` (the default) each cluster's roles are the ones recorded by the last
+    failover (`drdrill.topology`); without it, the roles as written in the file.
+    """
     p = Path(path) if path else estate_path()
     try:
         st = p.stat()
     except FileNotFoundError:
         raise EstateError(f"estate file {p} does not exist; set DRDRILL_ESTATE to your estate file "
                           f"(default: include/estate/sandbox.yaml)") from None
-    return _load_cached(p.resolve(), st.st_mtime_ns)
+    estate = _load_cached(p.resolve(), st.st_mtime_ns)
+    if not topology:
+        return estate
+    from drdrill import topology as topo
+
+    return topo.apply(estate)

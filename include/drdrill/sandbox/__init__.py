@@ -127,7 +127,8 @@ class Sandbox:
     """Bring-up, tear-down and status of the sandbox estate."""
 
     def __init__(self, estate: Estate | None = None) -> None:
-        self.estate = estate or load_estate()
+        # The roles as written: the sandbox is built with pg1 primary; a rebuild forgets failovers.
+        self.estate = estate or load_estate(topology=False)
         self.cluster = _cluster(self.estate)
         self.layout = Layout(sandbox_dir())
         self.pg = LocalRunner(PG_USER)
@@ -358,6 +359,9 @@ class Sandbox:
             self.down()
         self._preflight()
         t0 = time.monotonic()
+        from drdrill import topology
+
+        topology.reset(self.estate.state_store)
         self._mkdirs()
         self._tls()
         self._start_s3()
