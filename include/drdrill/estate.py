@@ -65,6 +65,7 @@ class Node(_Model):
     data_dir: Path | None = Field(None, description="PGDATA on the host (needed for local actions)")
     socket_dir: Path | None = None
     dns_name: str | None = Field(None, description="what the service record points at while this node is primary")
+    log_file: Path | None = Field(None, description="server log for pg_ctl start (default: <data_dir>/pg_ctl.log)")
 
 
 class Repo(_Model):
@@ -187,7 +188,6 @@ class Failover(_Model):
     max_standby_lag_bytes: int | None = Field(None, ge=0, description="default: targets.max_replication_lag_bytes")
     max_standby_lag_seconds: float | None = Field(None, gt=0,
                                                   description="default: targets.max_replication_lag_seconds")
-    approval_timeout_minutes: float = Field(15, gt=0, description="no answer in time means reject")
     promote_timeout_seconds: float = Field(300, gt=0)
     new_standby: Literal["rewind", "restore"] = Field(
         "rewind", description="rebuild the old primary as standby: pg_rewind, or pgBackRest --type=standby")

@@ -85,16 +85,21 @@ def journal_path(location: str, conn_id: str | None, dag_id: str, run_id: str):
 
 def write(location: str, conn_id: str | None, doc: dict[str, Any],
           attachments: dict[str, Any] | None = None) -> str:
-    """Write the journal (and attachments beside it, e.g. the GX result); never overwrite."""
+    """Write the journal (and attachments beside it: the GX result, a timeline.md); never overwrite."""
     path = journal_path(location, conn_id, doc["drill"], doc["run_id"])
     if path.exists():
         raise DrillError(f"journal {path} already exists; journals are written once and never overwritten")
     path.parent.mkdir(parents=True, exist_ok=True)
     for name, content in (attachments or {}).items():
-        extra = path.parent / path.name.replace(".json", f".{name}.json")
+        # A text attachment keeps its own extension (timeline.md); anything else is JSON.
+        suffix = name if isinstance(content, str) and "." in name else f"{name}.json"
+        extra = path.parent / path.name.replace(".json", f".{suffix}")
         doc.setdefault("attachments", {})[name] = str(extra)
         with extra.open("w") as f:
-            json.dump(content, f, indent=1, default=str)
+            if isinstance(content, str):
+                f.write(content)
+            else:
+                json.dump(content, f, indent=1, default=str)
     with path.open("w") as f:
         json.dump(doc, f, indent=2, default=str)
     log.info("journal written to %s", path)
@@ -118,7 +123,8 @@ def base_document(context: dict[str, Any], *, estate: Any, cluster: str | None) 
 
 
 def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], cluster: str | None,
-           extra: dict[str, Any] | None = None, attachments: dict[str, Any] | None = None) -> dict[str, Any]:
+           extra: dict[str, Any] | None = None, attachments: dict[str, Any] | None = None,
+           attachments_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write the drill's journal, then fail the run if any step or check failed.
 
     Called by every drill's last task (trigger rule ``all_done``), so a journal exists for
@@ -139,6 +145,8 @@ def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], 
     doc = base_document(context, estate=estate, cluster=cluster)
     doc.update(status="failed" if failed else "passed", steps=steps, not_run=not_run,
                results=[c.to_dict() for c in checks], failures=[c.line() for c in failed], **(extra or {}))
+    if attachments_for:  # built from the finished document (e.g. the timeline of a failover)
+        attachments = {**(attachments or {}), **attachments_for(doc)}
     path = write(estate.journal.location, estate.journal.conn_id, doc, attachments)
     summary = summarize(checks)
     if failed:

@@ -51,7 +51,7 @@ class Runner(Protocol):
     """Runs one command on the place a cluster's commands must run."""
 
     def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None, stream: bool = False) -> CommandResult: ...
+            env: dict[str, str] | None = None, stream: bool = False, input: str | None = None) -> CommandResult: ...
 
 
 class LocalRunner:
@@ -73,17 +73,21 @@ class LocalRunner:
         return argv
 
     def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None, stream: bool = False) -> CommandResult:
-        """Run ``argv``; with ``stream`` every output line is logged as it arrives (long restores)."""
+            env: dict[str, str] | None = None, stream: bool = False, input: str | None = None) -> CommandResult:
+        """Run ``argv``; with ``stream`` every output line is logged as it arrives (long restores).
+
+        ``input`` is written to the command's stdin (e.g. a config file through ``tee``).
+        """
         full = self._wrap(list(argv))
         shown = redact(list(argv))
         log.info("run: %s", shown)
         t0 = time.monotonic()
         proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True, env={**os.environ, **(env or {})},
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL if input is None else subprocess.PIPE)
         try:
-            out, err = self._stream(proc, timeout) if stream else proc.communicate(timeout=timeout)
+            out, err = (self._stream(proc, timeout) if stream and input is None
+                        else proc.communicate(input=input, timeout=timeout))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
@@ -135,7 +139,7 @@ class _NotYetRunner:
         self.spec = spec
 
     def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
-            env: dict[str, str] | None = None, stream: bool = False) -> CommandResult:
+            env: dict[str, str] | None = None, stream: bool = False, input: str | None = None) -> CommandResult:
         raise EstateError(f"runner kind {self.spec.kind!r} ({self.where}) is not available in this version; use "
                           f"kind 'local' on a worker that has pgBackRest and reaches the database")
 

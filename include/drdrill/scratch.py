@@ -1,4 +1,4 @@
-"""Scratch servers for restore tests: allocate, tag, start, stop, remove.
+"""Scratch directories of drill runs: restore tests' servers, failover runs' canary writers.
 
 A scratch directory is ``<scratch root>/<run tag>/`` and holds a tag file naming the run that
 made it. Only directories with a tag file are ever removed, so a mistyped root can never
@@ -153,6 +153,10 @@ def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:
         raise PreflightError(f"refusing to remove {scratch_dir}: it has no {TAG_FILE}, so drdrill did not create it")
     if stop_server(scratch_dir / "data", runner, bin_dir):
         log.info("stopped scratch server in %s", scratch_dir)
+    from drdrill import canary
+
+    if canary.stop(scratch_dir):  # a failover run's canary writer lives in its scratch directory
+        log.info("stopped the canary writer of %s", scratch_dir)
     shutil.rmtree(scratch_dir)
     log.info("removed scratch directory %s", scratch_dir)
 

@@ -6,22 +6,32 @@ over TLS on loopback by moto, repo cipher aes-256-cbc), a streaming standby with
 archive settings, demo data and backups. Servers run as the ``postgres`` user, are started in
 the background with their own session, recorded by PID and stopped by PID.
 
+The same moto server serves Route53: the hosted zone and the database's service record
+(``failover.dns``, a CNAME to the primary's ``dns_name``). In front of the database run two
+replicas of a demo service (`drdrill.sandbox.service`, "the application") under supervisord,
+at ``failover.service.urls``; they find the database through that record.
+
 This module is a tool that builds the estate; drill logic never imports it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from drdrill.backrest import PgBackRest
 from drdrill.errors import DrillError
@@ -34,6 +44,10 @@ log = logging.getLogger("drdrill.sandbox")
 PG_USER = "postgres"
 BUCKET = "drdrill-sandbox-repo2"
 REGION = "us-east-1"
+# The Airflow connection to the sandbox's moto (S3 and Route53); `airflow_env()` defines it.
+CONN_ID = "aws_sandbox"
+# Run as a script by path, so the service imports nothing of drdrill (it is "the application").
+SERVICE_SCRIPT = Path(__file__).resolve().with_name("service.py")
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,18 @@ class Layout:
     def scratch(self) -> Path:
         return self.root / "scratch"
 
+    @property
+    def service(self) -> Path:
+        return self.root / "service"
+
+    @property
+    def supervisor_conf(self) -> Path:
+        return self.service / "supervisord.conf"
+
+    @property
+    def supervisor_sock(self) -> Path:
+        return self.run / "supervisor.sock"
+
     def pidfile(self, name: str) -> Path:
         return self.pids / f"{name}.pid"
 
@@ -117,6 +143,29 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
+def _is_ours(pid: int | None, *needles: str) -> bool:
+    """The process's command line names every one of ``needles`` (guards against recycled PIDs)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return all(n in cmd for n in needles)
+
+
+def _get_json(url: str, timeout: float = 2) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of a GET; status 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read() or b"{}")
+        except ValueError:
+            return e.code, {"error": str(e)}
+    except (OSError, ValueError) as e:
+        return 0, {"error": f"{type(e).__name__}: {e}"}
+
+
 def postmaster_pid(data_dir: Path) -> int | None:
     """The running server's PID from ``postmaster.pid``, if that process is alive."""
     pid = _read_pid(data_dir / "postmaster.pid")
@@ -137,6 +186,22 @@ class Sandbox:
         spec = self.cluster.sandbox
         assert spec is not None
         self.spec = spec
+        failover = self.cluster.failover
+        self.dns = failover.dns if failover else None
+        self.service = failover.service if failover and self.dns else None
+
+    def replicas(self) -> list[tuple[str, str, int]]:
+        """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""
+        if not self.service:
+            return []
+        out = []
+        for i, url in enumerate(self.service.urls, 1):
+            u = urlsplit(url)
+            if u.scheme != "http" or u.hostname not in ("127.0.0.1", "localhost") or not u.port:
+                raise DrillError(f"{self.estate.source}: the sandbox runs its demo service on loopback: "
+                                 f"failover.service.urls must be http://127.0.0.1:PORT, got {url!r}")
+            out.append((f"service-{i}", url.rstrip("/"), u.port))
+        return out
 
     # ---------------------------------------------------------------- helpers
     def _pgbin(self, name: str) -> str:
@@ -239,6 +304,188 @@ class Sandbox:
         return boto3.client("s3", endpoint_url=f"https://localhost:{self.spec.s3_port}", region_name=REGION,
                             aws_access_key_id=self._secret("s3-key"),
                             aws_secret_access_key=self._secret("s3-key-secret"), verify=str(self.layout.ca))
+
+    def route53_client(self):
+        import boto3
+
+        # moto's Route53 takes any key (no secret here: the record is not confidential).
+        return boto3.client("route53", endpoint_url=f"https://localhost:{self.spec.s3_port}", region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing",
+                            verify=str(self.layout.ca))
+
+    def airflow_env(self) -> dict[str, str]:
+        """The Airflow connection to this sandbox's moto (S3 and Route53 over TLS), as env vars.
+
+        moto accepts any key, so login/password are placeholders; the CA is the sandbox's own
+        self-signed certificate, by absolute path (Airflow may run from another directory).
+        """
+        conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+                "extra": {"endpoint_url": f"https://localhost:{self.spec.s3_port}", "region_name": REGION,
+                          "verify": str(self.layout.ca.resolve())}}
+        return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(conn)}
+
+    # ---------------------------------------------------------------- Route53
+    def _zone_id(self, r53) -> str | None:
+        assert self.dns is not None
+        zones = r53.list_hosted_zones_by_name(DNSName=self.dns.zone)["HostedZones"]
+        ids = [z["Id"].split("/")[-1] for z in zones if z["Name"].rstrip(".").lower() == self.dns.zone]
+        return ids[0] if ids else None
+
+    def _route53(self) -> None:
+        """The hosted zone, the service record -> the primary's dns_name, and an A record per node."""
+        dns = self.dns
+        if dns is None:
+            return
+        primary = self.cluster.primary
+        if not primary.dns_name:
+            raise DrillError(f"{self.estate.source}: node {primary.name} needs dns_name (failover.dns is set)")
+        r53 = self.route53_client()
+        zone_id = self._zone_id(r53) or r53.create_hosted_zone(
+            Name=dns.zone, CallerReference=f"drdrill-sandbox-{time.time_ns()}",
+            HostedZoneConfig={"Comment": "drdrill sandbox", "PrivateZone": False})["HostedZone"]["Id"].split("/")[-1]
+        target = primary.dns_name if dns.type == "CNAME" else primary.host
+        changes = [{"Action": "UPSERT", "ResourceRecordSet": {
+            "Name": dns.record, "Type": dns.type, "TTL": dns.ttl, "ResourceRecords": [{"Value": target}]}}]
+        for node in self.cluster.nodes:  # cosmetic: nothing resolves these in the sandbox
+            if node.dns_name:
+                changes.append({"Action": "UPSERT", "ResourceRecordSet": {
+                    "Name": node.dns_name, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": node.host}]}})
+        r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
+            "Comment": "drdrill sandbox bring-up", "Changes": changes})
+        log.info("Route53 zone %s (%s): %s %s -> %s (TTL %ss)", dns.zone, zone_id, dns.record, dns.type, target,
+                 dns.ttl)
+
+    def dns_record(self) -> dict | None:
+        """The service record as Route53 has it now (``value`` None when it is missing)."""
+        dns = self.dns
+        if dns is None:
+            return None
+        out = {"zone": dns.zone, "record": dns.record, "type": dns.type, "ttl": None, "value": None}
+        r53 = self.route53_client()
+        zone_id = self._zone_id(r53)
+        if zone_id:
+            sets = r53.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=dns.record,
+                                                 MaxItems="10")["ResourceRecordSets"]
+            for rs in sets:
+                if rs["Name"].rstrip(".").lower() == dns.record and rs["Type"] == dns.type:
+                    out["ttl"] = rs.get("TTL")
+                    out["value"] = ", ".join(r["Value"] for r in rs.get("ResourceRecords", []))
+        return out
+
+    # ---------------------------------------------------------------- demo service (supervisord)
+    def _bin(self, name: str) -> str:
+        """A console script of this Python's environment (the venv's supervisord), else from PATH."""
+        p = Path(sys.executable).parent / name
+        return str(p) if p.exists() else (shutil.which(name) or name)
+
+    def _supervisord_conf(self) -> str:
+        L, dns = self.layout, self.dns
+        assert dns is not None
+        db = self.cluster.postgres
+
+        def q(argv: list[str]) -> str:
+            return shlex.join(argv).replace("%", "%%")  # supervisord expands %(name)s in values
+
+        lines = [
+            "; Written by drdrill's sandbox: the demo service's replicas. `supervisorctl -c <this file> status`",
+            "[unix_http_server]", f"file={L.supervisor_sock}", "chmod=0700", "",
+            "[supervisord]", "nodaemon=true", "silent=true", "user=root",
+            f"logfile={L.logs / 'supervisord.log'}", "logfile_backups=0",
+            f"pidfile={L.pidfile('supervisord')}", f"childlogdir={L.logs}", "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
+            "[supervisorctl]", f"serverurl=unix://{L.supervisor_sock}", "",
+        ]
+        for name, _url, port in self.replicas():
+            argv = [sys.executable, str(SERVICE_SCRIPT), "--name", name, "--port", str(port),
+                    "--route53-endpoint", f"https://localhost:{self.spec.s3_port}", "--ca", str(L.ca),
+                    "--zone", dns.zone, "--record", dns.record, "--database", db.database, "--user", db.user,
+                    "--pidfile", str(L.pidfile(name))]
+            for node in self.cluster.nodes:
+                if node.dns_name:
+                    argv += ["--node", f"{node.dns_name}={node.host}:{node.port}"]
+            lines += [
+                f"[program:{name}]", f"command={q(argv)}", f"directory={L.service}",
+                "autostart=true", "autorestart=true", "startsecs=1", "startretries=5",
+                "stopsignal=TERM", "stopwaitsecs=5",
+                f"stdout_logfile={L.logs / (name + '.log')}", "stdout_logfile_backups=0",
+                f"stderr_logfile={L.logs / (name + '.err.log')}", "stderr_logfile_backups=0",
+                "environment=PYTHONUNBUFFERED=\"1\"", "",
+            ]
+        return "\n".join(lines)
+
+    def _start_services(self) -> None:
+        """supervisord (foreground, own session, recorded by PID) running the replicas."""
+        if not self.service:
+            return
+        L = self.layout
+        L.service.mkdir(exist_ok=True)
+        L.supervisor_conf.write_text(self._supervisord_conf())
+        logf = open(L.logs / "supervisord.out", "ab")
+        proc = subprocess.Popen([self._bin("supervisord"), "-n", "-c", str(L.supervisor_conf)], stdout=logf,
+                                stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True, cwd=L.service)
+        L.pidfile("supervisord").write_text(str(proc.pid))
+        log.info("supervisord up (pid %s) with %s replicas of the demo service", proc.pid, len(self.replicas()))
+
+    def _wait_services(self, timeout: float = 60) -> None:
+        """Until every replica answers /health with 200 (it reached the primary through the record)."""
+        deadline = time.monotonic() + timeout
+        for name, url, _port in self.replicas():
+            while True:
+                code, body = _get_json(url + "/health")
+                if code == 200:
+                    log.info("%s healthy on %s (pid %s, db %s)", name, url, body.get("pid"), body.get("db"))
+                    break
+                if not _pid_alive(_read_pid(self.layout.pidfile("supervisord"))) or time.monotonic() > deadline:
+                    raise DrillError(f"demo service {name} not healthy on {url}: {body.get('error', body)}; see "
+                                     f"{self.layout.logs / (name + '.err.log')} and "
+                                     f"{self.layout.logs / 'supervisord.log'}")
+                time.sleep(0.2)
+
+    def supervised(self) -> dict[str, dict]:
+        """supervisord's view of its programs (``supervisorctl status`` over its socket), by name."""
+        import xmlrpc.client
+
+        from supervisor.xmlrpc import SupervisorTransport
+
+        sock = self.layout.supervisor_sock
+        if not sock.exists():
+            return {}
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1",
+                                          transport=SupervisorTransport(serverurl=f"unix://{sock}"))
+        try:
+            infos = proxy.supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error):
+            return {}
+        return {i["name"]: {"pid": i["pid"] or None, "state": i["statename"]} for i in infos}
+
+    def _stop_services(self) -> None:
+        """SIGTERM to supervisord (it stops the replicas first), wait for it; strays by their own PID."""
+        L = self.layout
+        pid = _read_pid(L.pidfile("supervisord"))
+        if _pid_alive(pid) and _is_ours(pid, str(L.supervisor_conf)):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                if not _pid_alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                log.warning("supervisord (pid %s) still running 30s after SIGTERM: SIGKILL", pid)
+                os.kill(pid, signal.SIGKILL)
+            log.info("supervisord and the demo service stopped (pid %s)", pid)
+        # A replica left behind (supervisord killed with -9) is found by its own pidfile, checked
+        # against its command line so a recycled PID is never signalled.
+        for name, _url, _port in self.replicas():
+            spid = _read_pid(L.pidfile(name))
+            if _pid_alive(spid) and _is_ours(spid, str(SERVICE_SCRIPT), str(L.root)):
+                log.warning("%s (pid %s) outlived supervisord: SIGTERM", name, spid)
+                os.kill(spid, signal.SIGTERM)
+                for _ in range(50):
+                    if not _pid_alive(spid):
+                        break
+                    time.sleep(0.1)
+                else:
+                    os.kill(spid, signal.SIGKILL)
 
     def _secret(self, name: str) -> str:
         """A generated secret kept in the sandbox's secrets dir (mode 0600), never printed."""
@@ -365,6 +612,7 @@ class Sandbox:
         self._mkdirs()
         self._tls()
         self._start_s3()
+        self._route53()
         self._backrest_conf()
         primary = self.cluster.primary
         self._init_primary(primary)
@@ -375,6 +623,7 @@ class Sandbox:
         for node in self.cluster.standbys:
             self._standby(primary, node)
             self._start_pg(node)
+        self._start_services()  # they start while the backups run; waited for at the end
         br.run("check", timeout=120)
         for repo in self.cluster.pgbackrest.repos:
             t = time.monotonic()
@@ -384,10 +633,13 @@ class Sandbox:
                    self.cluster.postgres.database)
         for repo in self.cluster.pgbackrest.repos:
             br.backup(repo=repo.index, type="diff")
+        self._wait_services()
         log.info("sandbox up in %.1fs at %s", time.monotonic() - t0, self.layout.root)
 
     def _preflight(self) -> None:
         missing = [b for b in ("pgbackrest", "openssl", "runuser") if not shutil.which(b)]
+        if self.service and not Path(self._bin("supervisord")).exists():
+            missing.append("supervisord (pip install supervisor)")
         if not (self.bin / "postgres").exists():
             missing.append(str(self.bin / "postgres"))
         if missing:
@@ -401,13 +653,15 @@ class Sandbox:
                              f"in {self.estate.source}")
 
     def _ports(self) -> list[int]:
-        return [n.port for n in self.cluster.nodes] + [self.spec.s3_port]
+        return [n.port for n in self.cluster.nodes] + [self.spec.s3_port] + [p for _n, _u, p in self.replicas()]
 
     def down(self) -> None:
         """Stop every sandbox server by PID and remove the sandbox (journals are kept)."""
         from drdrill.scratch import remove_all_scratch
 
         root = self.layout.root
+        # The application first: it stops before its database, as in an orderly shutdown.
+        self._stop_services()
         if root.exists():
             remove_all_scratch(self.estate.scratch.root, self.pg, self.bin)
         for node in reversed(self.cluster.nodes):
@@ -439,6 +693,13 @@ class Sandbox:
                 out.append(f"{node.name} not running")
         if not (self.cluster.pgbackrest.config and self.cluster.pgbackrest.config.exists()):
             out.append("no pgbackrest.conf")
+        if self.service:
+            if not _pid_alive(_read_pid(self.layout.pidfile("supervisord"))):
+                out.append("supervisord (demo service) not running")
+            for name, url, _port in self.replicas():
+                code, _body = _get_json(url + "/health")
+                if code == 0:  # a 503 answers: the service is up, its database may not be
+                    out.append(f"{name} not answering on {url}")
         return out
 
     def status(self) -> dict:
@@ -460,8 +721,33 @@ class Sandbox:
                 except Exception as e:  # noqa: BLE001 - shown to the user as the state
                     state = f"not accepting connections ({e.__class__.__name__})"
             servers.append({"name": node.name, "role": node.role, "port": node.port, "pid": pid, "state": state})
+        dns = None
+        if self.service:
+            sup_pid = _read_pid(self.layout.pidfile("supervisord"))
+            sup_alive = _pid_alive(sup_pid)
+            servers.append({"name": "supervisord", "role": "demo service", "port": None,
+                            "pid": sup_pid if sup_alive else None, "state": "" if sup_alive else "down"})
+            programs = self.supervised() if sup_alive else {}
+            for name, url, port in self.replicas():
+                code, body = _get_json(url + "/health")
+                prog = programs.get(name, {})
+                pid = prog.get("pid") or body.get("pid")
+                if code == 200:
+                    state = f"ok, db {body.get('db')} ({body.get('db_addr')})"
+                elif code:
+                    state = f"degraded: {body.get('error')}"
+                else:
+                    state = f"not answering ({prog.get('state', 'no supervisord')})"
+                servers.append({"name": name, "role": "demo service", "port": port, "pid": pid, "state": state,
+                                "url": url})
+            if _pid_alive(_read_pid(self.layout.pidfile("moto"))):
+                try:
+                    dns = self.dns_record()
+                except Exception as e:  # noqa: BLE001 - shown to the user
+                    dns = {"error": f"{type(e).__name__}: {e}"}
+        problems = self.problems()
         backups: list[dict] = []
-        if not self.problems():
+        if not problems:
             try:
                 for st in PgBackRest(self.cluster).info():
                     for b in st.backups:
@@ -469,8 +755,8 @@ class Sandbox:
                                         "stop": b.stop.isoformat(timespec="seconds")})
             except DrillError as e:
                 backups.append({"error": str(e)})
-        return {"root": str(self.layout.root), "servers": servers, "backups": backups,
-                "problems": self.problems()}
+        return {"root": str(self.layout.root), "servers": servers, "dns": dns, "backups": backups,
+                "problems": problems}
 
 
 def _port_in_use(port: int) -> bool:
@@ -500,5 +786,8 @@ INSERT INTO app.audit_log (event) SELECT 'seed ' || g FROM generate_series(1, 20
 CREATE SCHEMA drdrill;
 CREATE TABLE drdrill.canary (id bigserial PRIMARY KEY, run_id text NOT NULL, kind text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT clock_timestamp());
+-- The demo service's writes (a failover drill's canary); production drills create it IF NOT EXISTS.
+CREATE TABLE drdrill.canary_writes (run_id text NOT NULL, seq bigint NOT NULL,
+  committed_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run_id, seq));
 ANALYZE;
 """

@@ -1,10 +1,15 @@
-"""Command line of the sandbox: ``python -m drdrill.sandbox up|down|status [--json]``."""
+"""Command line of the sandbox: ``python -m drdrill.sandbox up|down|status [--json]|env``.
+
+``env`` prints the Airflow connection to the sandbox's moto as shell ``export`` lines:
+``eval "$(python -m drdrill.sandbox env)"`` before starting Airflow.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import shlex
 import sys
 
 from drdrill.errors import DrillError
@@ -14,7 +19,14 @@ def _print_status(st: dict) -> None:
     print(f"sandbox: {st['root']}")
     print(f"  {'server':<16} {'role':<15} {'port':>6} {'pid':>8}  state")
     for s in st["servers"]:
-        print(f"  {s['name']:<16} {s['role']:<15} {s['port']:>6} {s['pid'] or '-':>8}  {s['state']}")
+        print(f"  {s['name']:<16} {s['role']:<15} {s['port'] or '-':>6} {s['pid'] or '-':>8}  {s['state']}")
+    dns = st.get("dns")
+    if dns:
+        if "error" in dns:
+            print(f"  dns: error: {dns['error']}")
+        else:
+            print(f"  dns: {dns['record']} {dns['type']} -> {dns['value'] or 'MISSING'} (TTL {dns['ttl']}, "
+                  f"zone {dns['zone']})")
     if st["backups"]:
         print("  backups:")
         for b in st["backups"]:
@@ -28,7 +40,7 @@ def _print_status(st: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m drdrill.sandbox", description=__doc__)
-    ap.add_argument("command", choices=["up", "down", "status"])
+    ap.add_argument("command", choices=["up", "down", "status", "env"])
     ap.add_argument("--json", action="store_true", help="status as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -39,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         sb = Sandbox()
-        if args.command == "up":
+        if args.command == "env":
+            for name, value in sb.airflow_env().items():
+                print(f"export {name}={shlex.quote(value)}")
+        elif args.command == "up":
             sb.up()
             _print_status(sb.status())
         elif args.command == "down":

@@ -12,6 +12,20 @@ from drdrill.journal import STEP_KEY
 from drdrill.triggers.postgres import PostgresPromotedTrigger
 
 
+def record_step(context: Any, task_id: str, status: str, started: float, error: str | None = None) -> None:
+    """The journal's step record for a sensor (it is not wrapped by `drdrill.journal.step`)."""
+    from datetime import datetime
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+    rec = {"task_id": task_id, "map_index": -1, "status": status, "started_at": iso(started),
+           "ended_at": iso(time.time()), "seconds": round(time.time() - started, 3)}
+    if error:
+        rec["error"] = error
+    context["ti"].xcom_push(key=STEP_KEY, value=rec)
+
+
 class PostgresPromotedSensor(BaseSensorOperator):
     """Pokes once, then defers to `PostgresPromotedTrigger` until the server is promoted.
 
@@ -44,16 +58,7 @@ class PostgresPromotedSensor(BaseSensorOperator):
                                        started_at=started_at)
 
     def _record(self, context: Any, status: str, started: float, error: str | None = None) -> None:
-        from datetime import datetime
-
-        def iso(t: float) -> str:
-            return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
-
-        rec = {"task_id": self.task_id, "map_index": -1, "status": status, "started_at": iso(started),
-               "ended_at": iso(time.time()), "seconds": round(time.time() - started, 3)}
-        if error:
-            rec["error"] = error
-        context["ti"].xcom_push(key=STEP_KEY, value=rec)
+        record_step(context, self.task_id, status, started, error)
 
     def execute(self, context: Any) -> Any:
         started = time.time()
@@ -82,4 +87,54 @@ class PostgresPromotedSensor(BaseSensorOperator):
             raise DrillError(event.get("message", "server was not promoted"))
         self.log.info("%s:%s promoted", event.get("host"), event.get("port"))
         self._record(context, "success", started)
+        return event
+
+
+class PostgresDownSensor(BaseSensorOperator):
+    """The runbook's trigger criteria: the primary failed health checks for N consecutive seconds.
+
+    Defers to `PostgresDownTrigger` (no worker slot held while waiting). ``plan`` is the
+    failover preflight's XCom; ``skip`` (templated) returns at once when the on-call engineer
+    has already confirmed the outage.
+    """
+
+    template_fields = ("plan", "skip", "wait_timeout")
+
+    def __init__(self, *, plan: Any, skip: Any = False, wait_timeout: Any = 3600, user: str = "postgres",
+                 dbname: str = "postgres", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.skip = skip
+        self.wait_timeout = wait_timeout
+        self.user = user
+        self.dbname = dbname
+
+    def execute(self, context: Any) -> Any:
+        from drdrill.triggers.postgres import PostgresDownTrigger
+
+        started = time.time()
+        p = self.plan
+        if str(self.skip).lower() in ("true", "1") or p.get("dry_run"):
+            why = "dry run" if p.get("dry_run") else "skip_health_wait: the on-call engineer confirmed the outage"
+            self.log.info("not waiting for the trigger criteria (%s)", why)
+            record_step(context, self.task_id, "success", started)
+            return {"skipped": True, "reason": why, "confirmed_at": started}
+        trig = PostgresDownTrigger(host=p["primary_addr"]["host"], port=int(p["primary_addr"]["port"]),
+                                   user=self.user, dbname=self.dbname, conn_id=p.get("conn_id"),
+                                   timeout=float(self.wait_timeout), failed_for=p["health_check_failed_seconds"],
+                                   poll_interval=p["health_check_interval_seconds"], started_at=started)
+        self.log.info("waiting until %s:%s fails every health check for %.0fs (check every %.0fs, give up "
+                      "after %.0fs)", trig.host, trig.port, trig.failed_for, trig.poll_interval, trig.timeout)
+        self.defer(trigger=trig, method_name="execute_complete", kwargs={"started": started})
+
+    def execute_complete(self, context: Any, event: dict[str, Any], started: float | None = None) -> Any:
+        started = started or event.get("started_at") or time.time()
+        if event.get("status") != "success":
+            record_step(context, self.task_id, "failed", started, event.get("message"))
+            from drdrill.errors import DrillError
+
+            raise DrillError(event.get("message", "trigger criteria not met"))
+        self.log.warning("%s:%s failed its health checks since %s: trigger criteria met", event.get("host"),
+                         event.get("port"), event.get("failing_since"))
+        record_step(context, self.task_id, "success", started)
         return event

@@ -98,3 +98,50 @@ class PostgresPromotedTrigger(BaseTrigger):
                                                f"last seen: {seen}"})
                 return
             await asyncio.sleep(self.poll_interval)
+
+
+class PostgresDownTrigger(PostgresPromotedTrigger):
+    """Fires when the server has failed every health check for ``failed_for`` consecutive seconds.
+
+    The runbook's trigger criterion ("primary fails health checks for >2 consecutive minutes"):
+    one successful check resets the count. Gives up with an error event after ``timeout``
+    (the primary stayed healthy: no failover).
+    """
+
+    def __init__(self, *, failed_for: float, **kwargs: Any) -> None:
+        kwargs.setdefault("poll_interval", 10.0)
+        super().__init__(**kwargs)
+        self.failed_for = float(failed_for)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        _, kw = super().serialize()
+        kw.pop("down_grace", None)
+        return ("drdrill.triggers.postgres.PostgresDownTrigger", {**kw, "failed_for": self.failed_for})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        password = await self._password()
+        failing_since: float | None = None
+        checks = failures = 0
+        while True:
+            _, seen = await self.probe(password)
+            checks += 1
+            healthy = not seen.startswith("not ")
+            if healthy:
+                failing_since = None
+            else:
+                failures += 1
+                failing_since = failing_since or time.time()
+                if time.time() - failing_since >= self.failed_for:
+                    yield TriggerEvent({"status": "success", "host": self.host, "port": self.port,
+                                        "failing_since": failing_since, "confirmed_at": time.time(),
+                                        "checks": checks, "failures": failures, "message": seen})
+                    return
+            if time.time() - self.started_at > self.timeout:
+                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
+                                    "message": f"{self.host}:{self.port} did not fail its health checks for "
+                                               f"{self.failed_for:.0f} consecutive seconds within {self.timeout:.0f}s "
+                                               f"(last check: {seen}); the trigger criteria are not met, so no "
+                                               f"failover. If the on-call engineer confirmed the outage, run "
+                                               f"again with skip_health_wait."})
+                return
+            await asyncio.sleep(self.poll_interval)

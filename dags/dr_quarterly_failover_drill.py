@@ -1,0 +1,42 @@
+"""Quarterly failover drill: the PostgreSQL primary failure runbook, with the fault injected.
+
+preflight -> assess -> approval (skipped for unattended clusters) -> failover (canary writer,
+fault: stop or kill -9 of the primary, promote, wait for writes) -> dns_switch -> verify ->
+stabilize (archiving, old primary rebuilt as standby, topology recorded) -> failback
+(planned switchover back) ; rollback when verify fails ; measure RTO/RPO ; journal + timeline.
+The graph is built by ``drdrill.runbook``; the logic lives in ``drdrill.drills.failover``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.sdk import Param, dag
+
+from drdrill.runbook import build_runbook, deadline_alert
+
+
+@dag(
+    dag_id="dr_quarterly_failover_drill",
+    schedule="0 5 1 1,4,7,10 *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["dr", "failover", "postgres", "runbook", "drill"],
+    default_args={"owner": "platform", "retries": 0},
+    deadline=deadline_alert(),
+    params={
+        "cluster": Param("main", type="string", description="cluster name from the estate"),
+        "fault": Param("kill", enum=["kill", "stop"],
+                       description="kill: kill -9 of the primary's postmaster; stop: pg_ctl stop -m immediate"),
+        "failback": Param(True, type="boolean", description="switch back to the original primary at the end"),
+        "standby": Param(None, type=["null", "string"], description="standby to promote (default: the only one)"),
+        "dry_run": Param(False, type="boolean", description="walk every step without acting"),
+    },
+    doc_md=__doc__,
+)
+def dr_quarterly_failover_drill():
+    build_runbook("drill")
+
+
+dr_quarterly_failover_drill()

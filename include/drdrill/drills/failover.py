@@ -1,0 +1,699 @@
+"""The PostgreSQL primary failure runbook, one function per runbook step.
+
+Both failover DAGs call these through the task graph built by `drdrill.runbook`:
+``dr_quarterly_failover_drill`` injects the fault itself and fails back at the end;
+``dr_postgres_primary_failover`` is for a real incident (no fault, human gate, trigger
+criteria first). Phases follow the seed runbook: Assess, Failover (promote + DNS switch),
+Verify, Stabilize; Rollback when Verify fails; Failback after a drill.
+
+Every action refuses to run on a stale picture: the safeguards are checked in Assess and
+again right before the primary is touched. Everything a step did is returned (XCom) and
+ends in the journal and the Markdown timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drdrill import canary, comms, pg
+from drdrill.checks import CheckResult, Status, at_most
+from drdrill.errors import DrillError, DrillFailed, PreflightError
+from drdrill.estate import Cluster, Estate, Node, load_estate
+from drdrill.node_ops import NodeOps
+
+log = logging.getLogger(__name__)
+
+DRILL = "dr_quarterly_failover_drill"
+INCIDENT = "dr_postgres_primary_failover"
+FAULTS = ("kill", "stop")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What this run will do, decided once by preflight and passed to every step."""
+
+    dag_id: str
+    run_id: str
+    cluster: str
+    primary: str
+    standby: str
+    fault: str | None  # drill only
+    failback: bool
+    dry_run: bool
+    workdir: str
+    started_at: float
+    approval_required: bool
+    skip_health_wait: bool
+    health_check_failed_seconds: float
+    health_check_interval_seconds: float
+    primary_addr: dict[str, Any]  # for the deferrable health-check sensor
+    conn_id: str | None
+
+    @property
+    def drill(self) -> bool:
+        return self.dag_id == DRILL
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def _cluster(plan: Plan, estate: Estate | None = None) -> Cluster:
+    return (estate or load_estate()).cluster(plan.cluster)
+
+
+def _lag_limits(cluster: Cluster) -> tuple[int, float]:
+    f = cluster.failover
+    assert f is not None
+    t = cluster.targets
+    return (f.max_standby_lag_bytes if f.max_standby_lag_bytes is not None else t.max_replication_lag_bytes,
+            f.max_standby_lag_seconds or t.max_replication_lag_seconds)
+
+
+# ---------------------------------------------------------------------------- preflight
+def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=None,
+              estate: Estate | None = None) -> dict[str, Any]:
+    """Validate params and estate; choose primary and standby. Nothing is touched here."""
+    from drdrill import scratch
+
+    estate = estate or load_estate()
+    cluster = estate.cluster(str(params.get("cluster") or ""))
+    if not cluster.allows(dag_id):
+        raise PreflightError(f"cluster {cluster.name!r} does not allow {dag_id}; add it to the cluster's "
+                             f"allowed_drills in {estate.source} if this is intended")
+    if cluster.failover is None:
+        raise PreflightError(f"cluster {cluster.name!r} has no 'failover:' section in {estate.source}; the runbook "
+                             f"needs at least the DNS record and thresholds (see include/estate/README.md)")
+    fault = params.get("fault") if dag_id == DRILL else None
+    if dag_id == DRILL and fault not in FAULTS:
+        raise PreflightError(f"fault must be one of {list(FAULTS)} (stop: pg_ctl stop -m immediate; kill: kill -9 "
+                             f"of the postmaster), got {fault!r}")
+    if not cluster.standbys:
+        raise PreflightError(f"cluster {cluster.name!r} has no standby: there is nothing to fail over to")
+    wanted = params.get("standby") or None
+    if wanted:
+        node = cluster.node(str(wanted))
+        if node.role != "standby":
+            raise PreflightError(f"{node.name} is the current primary of {cluster.name}, not a standby; "
+                                 f"choose one of {[n.name for n in cluster.standbys]}")
+        standby = node
+    elif len(cluster.standbys) == 1:
+        standby = cluster.standbys[0]
+    else:
+        raise PreflightError(f"cluster {cluster.name!r} has several standbys "
+                             f"{[n.name for n in cluster.standbys]}: choose one with the 'standby' param")
+    for n in (cluster.primary, standby):
+        if not n.data_dir and (dag_id == DRILL or cluster.failover.new_standby):
+            raise PreflightError(f"node {n.name} has no data_dir in the estate: it is needed to stop, start and "
+                                 f"rebuild servers")
+    if cluster.failover.dns:
+        from drdrill import dns
+
+        for n in (cluster.primary, standby):
+            dns.value_for(cluster.failover.dns, n)  # a CNAME needs a dns_name per node
+    comms.check_channels([ch.model_dump() for ch in cluster.failover.notify])
+    # A failover run's canary writer lives in a tagged scratch directory (cleaned up like a
+    # restore test's); leftovers of dead runs are removed first.
+    scratch.remove_all_scratch(estate.scratch.root, NodeOps(cluster).runner, cluster.postgres.bin_dir,
+                               keep_run_id=run_id, is_active=is_active)
+    workdir = Path(estate.scratch.root) / scratch.run_tag(run_id)
+    plan = Plan(dag_id=dag_id, run_id=run_id, cluster=cluster.name, primary=cluster.primary.name,
+                standby=standby.name, fault=fault, failback=bool(params.get("failback", dag_id == DRILL)),
+                dry_run=bool(params.get("dry_run", False)), workdir=str(workdir), started_at=time.time(),
+                approval_required=not cluster.unattended,
+                skip_health_wait=bool(params.get("skip_health_wait", False)),
+                health_check_failed_seconds=cluster.failover.health_check_failed_minutes * 60,
+                health_check_interval_seconds=cluster.failover.health_check_interval_seconds,
+                primary_addr={"host": cluster.primary.host, "port": cluster.primary.port},
+                conn_id=cluster.postgres.conn_id)
+    log.info("preflight ok: %s, primary %s -> standby %s%s%s", cluster.name, plan.primary, plan.standby,
+             f", fault {fault}" if fault else "", " [DRY RUN]" if plan.dry_run else "")
+    return plan.to_dict()
+
+
+# ---------------------------------------------------------------------------- assess
+STANDBY_SQL = """
+SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
+       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,
+       extract(epoch FROM now() - pg_last_xact_replay_timestamp()),
+       (SELECT status FROM pg_stat_wal_receiver LIMIT 1)
+"""
+
+
+def _http(url: str, *, timeout: float, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read() or b"{}")
+        except ValueError:
+            return e.code, {"error": str(e)}
+    except (OSError, ValueError) as e:
+        return 0, {"error": f"{type(e).__name__}: {e}"}
+
+
+def service_health(cluster: Cluster) -> dict[str, Any]:
+    """The customer-visible probe: every replica's /health (status, error rate, which DB)."""
+    svc = cluster.failover.service if cluster.failover else None
+    if svc is None:
+        return {"configured": False}
+    replicas = []
+    for url in svc.urls:
+        code, body = _http(url.rstrip("/") + svc.health_path, timeout=svc.timeout_seconds)
+        replicas.append({"url": url, "http": code, "status": body.get("status"), "db": body.get("db"),
+                         "error_rate": body.get("error_rate"), "error": body.get("error")})
+    rates = [r["error_rate"] for r in replicas if isinstance(r["error_rate"], int | float)]
+    return {"configured": True, "replicas": replicas, "healthy": sum(r["http"] == 200 for r in replicas),
+            "error_rate": max(rates) if rates else None}
+
+
+def probe(plan: Plan, cluster: Cluster | None = None) -> dict[str, Any]:
+    """Runbook Assess: pg_isready of both, standby recovery/streaming, LSNs and lag, service, DNS."""
+    cluster = cluster or _cluster(plan)
+    primary, standby = cluster.node(plan.primary), cluster.node(plan.standby)
+    out: dict[str, Any] = {"at": time.time()}
+    ok, why = pg.is_ready(cluster, primary.host, primary.port, "postgres")
+    p: dict[str, Any] = {"name": primary.name, "ready": ok, "why": why}
+    lag_from_primary = None
+    if ok:
+        try:
+            with pg.connect(cluster, primary.host, primary.port, "postgres") as c:
+                p["in_recovery"], p["wal_lsn"] = pg.query_one(
+                    c, "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL "
+                       "ELSE pg_current_wal_lsn()::text END")
+                rows = pg.query(c, "SELECT state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, "
+                                   "extract(epoch FROM coalesce(replay_lag, interval '0')) FROM pg_stat_replication "
+                                   "WHERE application_name = %s", (standby.name,))
+            if rows:
+                lag_from_primary = {"state": rows[0][0], "lag_bytes": int(rows[0][1] or 0),
+                                    "lag_seconds": float(rows[0][2] or 0)}
+        except Exception as e:  # noqa: BLE001 - a primary failing mid-probe is a finding
+            p.update(ready=False, why=str(e).strip().splitlines()[0])
+    out["primary"] = p
+    ok, why = pg.is_ready(cluster, standby.host, standby.port, "postgres")
+    s: dict[str, Any] = {"name": standby.name, "ready": ok, "why": why}
+    if ok:
+        with pg.connect(cluster, standby.host, standby.port, "postgres") as c:
+            in_rec, recv, replay, pending, since_replay, receiver = pg.query_one(c, STANDBY_SQL)
+        s.update(in_recovery=in_rec, receive_lsn=recv, replay_lsn=replay, receiver=receiver,
+                 replay_pending_bytes=int(pending or 0),
+                 last_replay_age_seconds=round(float(since_replay), 3) if since_replay is not None else None)
+        if lag_from_primary:
+            s.update(lag_bytes=lag_from_primary["lag_bytes"], lag_seconds=lag_from_primary["lag_seconds"],
+                     lag_source="primary pg_stat_replication")
+        else:
+            # Primary unreachable: what the standby received but has not replayed yet is the lag
+            # we can see; time only counts while something is waiting.
+            s.update(lag_bytes=int(pending or 0),
+                     lag_seconds=(float(since_replay or 0) if pending else 0.0), lag_source="standby only")
+    out["standby"] = s
+    out["service"] = service_health(cluster)
+    out["dns"] = dns_state(cluster)
+    return out
+
+
+def dns_state(cluster: Cluster) -> dict[str, Any]:
+    f = cluster.failover
+    if not f or not f.dns:
+        return {"configured": False}
+    from drdrill import dns
+
+    try:
+        st = dns.current(f.dns)
+    except PreflightError:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported as a failed safeguard
+        return {"configured": True, "error": f"{type(e).__name__}: {e}"}
+    node = dns.node_for_value(cluster.nodes, f.dns, st.value)
+    return {"configured": True, "record": f.dns.record, "value": st.value, "points_at": node.name if node else None,
+            "ttl": st.ttl}
+
+
+def safeguards(plan: Plan, figures: dict[str, Any], *, stage: str, cluster: Cluster | None = None
+               ) -> list[CheckResult]:
+    """The conditions that must hold before the primary is touched; raise with every reason if not."""
+    cluster = cluster or _cluster(plan)
+    max_bytes, max_s = _lag_limits(cluster)
+    target = f"{cluster.name}/{plan.standby}"
+    p, s = figures["primary"], figures["standby"]
+    out = [CheckResult("cluster_allows", Status.PASS if cluster.allows(plan.dag_id) else Status.FAIL,
+                       f"{plan.dag_id} {'is' if cluster.allows(plan.dag_id) else 'is NOT'} in allowed_drills",
+                       cluster.name)]
+    out.append(CheckResult("standby_ready", Status.PASS if s["ready"] else Status.FAIL,
+                           "standby accepts connections" if s["ready"] else
+                           f"standby {plan.standby} is not reachable ({s['why']}): failing over would leave no "
+                           f"database", target))
+    if s["ready"]:
+        out.append(CheckResult("standby_in_recovery", Status.PASS if s.get("in_recovery") else Status.FAIL,
+                               "standby is in recovery" if s.get("in_recovery") else
+                               f"{plan.standby} is NOT in recovery: it is already a primary (split brain?)", target))
+        out.append(at_most("standby_lag_bytes", s.get("lag_bytes"), max_bytes, unit=" B", target=target,
+                           what=f"standby lag ({s.get('lag_source')})",
+                           fix="Promoting now would lose that much WAL; wait for the standby to catch up."))
+        out.append(at_most("standby_lag_seconds", s.get("lag_seconds"), max_s, unit="s", target=target,
+                           what=f"standby replay lag ({s.get('lag_source')})"))
+    if plan.drill:
+        out.append(CheckResult("primary_ready", Status.PASS if p["ready"] else Status.FAIL,
+                               "primary accepts connections (steady state before the drill)" if p["ready"] else
+                               f"primary {plan.primary} is not reachable ({p['why']}): the estate is not in steady "
+                               f"state; this is an incident, not a drill (use {INCIDENT})", cluster.name))
+        if s["ready"]:
+            out.append(CheckResult("standby_streaming", Status.PASS if s.get("receiver") == "streaming"
+                                   else Status.FAIL, f"WAL receiver {s.get('receiver') or 'not running'}", target))
+        svc = figures.get("service") or {}
+        if svc.get("configured") and cluster.failover and cluster.failover.service:
+            out.append(at_most("service_error_rate", svc.get("error_rate"), cluster.failover.service.max_error_rate,
+                               target="service", what="service error rate before the drill",
+                               fix="The application is already failing: fix that before a drill."))
+    else:
+        out.append(CheckResult("primary_down", Status.PASS if not p["ready"] else Status.FAIL,
+                               f"primary {plan.primary} does not answer ({p['why']})" if not p["ready"] else
+                               f"primary {plan.primary} ACCEPTS connections: promoting the standby now would make "
+                               f"two primaries (split brain). Stop or fence it first, or cancel this run.",
+                               cluster.name))
+    d = figures.get("dns") or {}
+    if d.get("configured"):
+        ok = d.get("points_at") in (plan.primary,) or (not plan.drill and d.get("points_at") == plan.standby)
+        out.append(CheckResult("dns_record", Status.PASS if ok else Status.FAIL,
+                               f"{d.get('record')} -> {d.get('value')} ({d.get('points_at') or 'no estate node'})"
+                               + ("" if ok else f"; expected the primary {plan.primary}. Someone changed the record "
+                                  f"or the topology state is wrong: fix it before failing over."
+                                  if not d.get("error") else f"; cannot read it: {d['error']}"), "dns"))
+    failed = [r for r in out if r.failed]
+    for r in out:
+        (log.warning if r.failed else log.info)("%s", r.line())
+    if failed:
+        raise PreflightError(f"safeguards ({stage}) refuse the failover; the primary was not touched:\n"
+                             + "\n".join(r.line() for r in failed))
+    return out
+
+
+def assess(plan: Plan) -> dict[str, Any]:
+    figures = probe(plan)
+    results = safeguards(plan, figures, stage="assess")
+    s = figures["standby"]
+    msg = announce(plan, "assess", impact=_impact(figures))
+    summary = (f"Primary {plan.primary}: {'UP' if figures['primary']['ready'] else 'DOWN'} "
+               f"({figures['primary']['why']}). Standby {plan.standby}: in recovery={s.get('in_recovery')}, "
+               f"receiver={s.get('receiver')}, receive {s.get('receive_lsn')}, replay {s.get('replay_lsn')}, "
+               f"lag {s.get('lag_bytes')} B / {s.get('lag_seconds')} s. Service error rate "
+               f"{(figures.get('service') or {}).get('error_rate')}. DNS {figures['dns'].get('record')} -> "
+               f"{figures['dns'].get('points_at')}.")
+    return {"figures": figures, "results": [r.to_dict() for r in results], "summary": summary, "comms": msg}
+
+
+def _impact(figures: dict[str, Any]) -> str:
+    svc = figures.get("service") or {}
+    if not svc.get("configured"):
+        return "unknown (no service probe configured)"
+    return (f"{svc.get('healthy')}/{len(svc.get('replicas', []))} service replicas healthy, error rate "
+            f"{svc.get('error_rate')}")
+
+
+# ---------------------------------------------------------------------------- comms
+def announce(plan: Plan, phase: str, **kw: Any) -> dict[str, Any]:
+    cluster = _cluster(plan)
+    f = cluster.failover
+    assert f is not None
+    text = comms.render(phase, cluster=cluster.name, standby=kw.pop("standby", plan.standby),
+                        started_at=plan.started_at, rto_target_minutes=cluster.targets.rto_minutes,
+                        drill=plan.drill, **kw)
+    subject = f"{'[DRILL] ' if plan.drill else ''}{cluster.name}: {phase} ({plan.run_id})"
+    if plan.dry_run:
+        log.info("[DRY RUN] would send:\n%s", text)
+        return {"phase": phase, "at": time.time(), "subject": subject, "message": text, "sent": []}
+    notifier = comms.RunbookNotifier(message=text, subject=subject, channels=[c.model_dump() for c in f.notify])
+    notifier.notify({})
+    return {"phase": phase, "at": time.time(), "subject": subject, "message": text, "sent": notifier.sent}
+
+
+# ---------------------------------------------------------------------------- failover
+def start_canary(plan: Plan) -> dict[str, Any]:
+    from drdrill import scratch
+
+    cluster = _cluster(plan)
+    svc = cluster.failover.service if cluster.failover else None
+    if svc is None:
+        log.warning("no service configured for %s: no canary writer, RTO/RPO cannot be measured from the "
+                    "application's side", cluster.name)
+        return {"started": False, "reason": "no service configured"}
+    if plan.dry_run:
+        log.info("[DRY RUN] would start the canary writer through %s", svc.urls)
+        return {"started": False, "dry_run": True}
+    ops = NodeOps(cluster)
+    with pg.connect(cluster, cluster.primary.host, cluster.primary.port) as c:
+        pg.query(c, canary.TABLE_SQL)
+    workdir = Path(plan.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / scratch.TAG_FILE).write_text(json.dumps({"run_id": plan.run_id, "dag_id": plan.dag_id,
+                                                        "dir": str(workdir), "kind": "failover"}))
+    del ops
+    urls = [u.rstrip("/") + svc.write_path for u in svc.urls]
+    pid = canary.start(workdir, plan.run_id, urls, interval_ms=cluster.failover.canary_interval_ms,
+                       timeout=svc.timeout_seconds)
+    # Steady state from the application's side: acknowledged writes before the fault.
+    pg.wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30, interval=0.1,
+                  what="the canary writer's first acknowledged writes through the service")
+    return {"started": True, "pid": pid, "urls": urls, "workdir": str(workdir)}
+
+
+def recheck(plan: Plan) -> dict[str, Any]:
+    """The safeguards again, right before acting (the picture may have changed since Assess)."""
+    figures = probe(plan)
+    results = safeguards(plan, figures, stage="right before acting")
+    return {"figures": figures, "results": [r.to_dict() for r in results]}
+
+
+def inject_fault(plan: Plan, before: dict[str, Any]) -> dict[str, Any]:
+    cluster = _cluster(plan)
+    node = cluster.node(plan.primary)
+    lag = (before.get("figures") or {}).get("standby", {}).get("lag_bytes")
+    if plan.dry_run:
+        log.info("[DRY RUN] would %s the primary %s", plan.fault, node.name)
+        return {"fault": plan.fault, "fault_at": time.time(), "dry_run": True, "lag_bytes_before": lag}
+    ops = NodeOps(cluster)
+    rec = ops.kill(node) if plan.fault == "kill" else ops.stop(node, "immediate")
+    log.warning("FAULT INJECTED: %s of %s at %s", rec["action"], node.name,
+                datetime.fromtimestamp(rec["at"], UTC).isoformat(timespec="milliseconds"))
+    return {"fault": plan.fault, "fault_at": rec["at"], "action": rec["action"], "lag_bytes_before": lag}
+
+
+def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover") -> dict[str, Any]:
+    from drdrill import topology
+
+    estate = load_estate()
+    cluster = _cluster(plan, estate)
+    node = cluster.node(node_name or plan.standby)
+    target = {"host": node.host, "port": node.port, "node": node.name}
+    if plan.dry_run:
+        log.info("[DRY RUN] would promote %s with pg_promote(wait => true)", node.name)
+        return {**target, "dry_run": True, "promoted_at": time.time()}
+    rec = NodeOps(cluster).promote(node, wait_seconds=int(cluster.failover.promote_timeout_seconds))
+    # Recorded at once: from now on the next drill and the daily verification must see the truth.
+    topology.record(estate, cluster.name, node.name, run_id=plan.run_id, drill=plan.dag_id, reason=reason)
+    msg = announce(plan, "failover" if reason == "failover" else "failback", standby=node.name,
+                   impact="writes fail until the DNS switch completes")
+    return {**target, **rec, "comms": msg}
+
+
+def switch_dns(plan: Plan, node_name: str) -> dict[str, Any]:
+    cluster = _cluster(plan)
+    f = cluster.failover
+    if not f or not f.dns:
+        return {"switched": False, "reason": "no DNS record configured"}
+    from drdrill import dns
+
+    node = cluster.node(node_name)
+    if plan.dry_run:
+        log.info("[DRY RUN] would UPSERT %s -> %s", f.dns.record, dns.value_for(f.dns, node))
+        return {"switched": False, "dry_run": True}
+    out = dns.switch(f.dns, node, comment=f"drdrill {plan.dag_id} {plan.run_id}: {node.name} is primary")
+    return {"switched": True, "at": time.time(), **out}
+
+
+def resolve_endpoint(cluster: Cluster) -> Node:
+    """The node the service record points at (what applications connect to)."""
+    f = cluster.failover
+    if not f or not f.dns:
+        return cluster.primary
+    from drdrill import dns
+
+    st = dns.current(f.dns)
+    node = dns.node_for_value(cluster.nodes, f.dns, st.value)
+    if node is None:
+        raise DrillError(f"{f.dns.record} points at {st.value!r}, which is no node of {cluster.name}")
+    return node
+
+
+# ---------------------------------------------------------------------------- verify
+def verify(plan: Plan, node_name: str, *, fault_at: float | None, wait_canary: bool = True) -> dict[str, Any]:
+    """The runbook's verification commands; raise `DrillFailed` with every failed check."""
+    cluster = _cluster(plan)
+    node = cluster.node(node_name)
+    if plan.dry_run:
+        log.info("[DRY RUN] would verify %s: not in recovery, write test through the endpoint, smoke test", node.name)
+        return {"results": [], "dry_run": True}
+    target = f"{cluster.name}/{node.name}"
+    out: list[CheckResult] = []
+    try:
+        endpoint = resolve_endpoint(cluster)
+        out.append(CheckResult("endpoint_points_at_new_primary", Status.PASS if endpoint.name == node.name
+                               else Status.FAIL, f"the service record resolves to {endpoint.name}", target,
+                               endpoint.name, node.name))
+    except Exception as e:  # noqa: BLE001 - reported as a failed check
+        endpoint = node
+        out.append(CheckResult("endpoint_points_at_new_primary", Status.FAIL, f"cannot resolve the endpoint: {e}",
+                               target))
+    try:
+        with pg.connect(cluster, endpoint.host, endpoint.port) as c:
+            in_rec = pg.query_one(c, "SELECT pg_is_in_recovery()")[0]
+            out.append(CheckResult("not_in_recovery", Status.FAIL if in_rec else Status.PASS,
+                                   "pg_is_in_recovery() is false: it accepts writes" if not in_rec else
+                                   "pg_is_in_recovery() is TRUE: the endpoint is still a standby", target))
+            name = f"dr_test_{int(time.time() * 1000)}"
+            pg.query(c, f"CREATE TABLE drdrill.{name} (t timestamptz DEFAULT now()); "
+                        f"INSERT INTO drdrill.{name} DEFAULT VALUES; DROP TABLE drdrill.{name}")
+            out.append(CheckResult("write_test", Status.PASS, "CREATE TABLE / INSERT / DROP TABLE succeeded "
+                                   "through the endpoint", target))
+    except Exception as e:  # noqa: BLE001 - the failed check says why
+        out.append(CheckResult("write_test", Status.FAIL, f"write through the endpoint failed: "
+                               f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", target))
+    out += smoke_test(cluster, plan.run_id)
+    first_write = None
+    if wait_canary and fault_at and cluster.failover and cluster.failover.service:
+        try:
+            first_write = pg.wait_until(
+                lambda: next((r["done_at"] for r in canary.records(Path(plan.workdir))
+                              if r.get("ok") and r["sent_at"] >= fault_at), None),
+                timeout=60, interval=0.1, what="the first acknowledged canary write after the fault")
+            out.append(CheckResult("canary_writes_resumed", Status.PASS,
+                                   f"the canary's writes through the service succeed again "
+                                   f"{first_write - fault_at:.2f}s after the fault", "service",
+                                   round(first_write - fault_at, 3)))
+        except DrillError as e:
+            out.append(CheckResult("canary_writes_resumed", Status.FAIL, str(e), "service"))
+    failed = [r for r in out if r.failed]
+    for r in out:
+        (log.warning if r.failed else log.info)("%s", r.line())
+    if failed:
+        raise DrillFailed("verify failed:\n" + "\n".join(r.line() for r in failed))
+    msg = announce(plan, "verify", standby=node.name, impact="none: writes succeed through the endpoint")
+    return {"results": [r.to_dict() for r in out], "first_write_at": first_write, "comms": msg}
+
+
+def smoke_test(cluster: Cluster, run_id: str) -> list[CheckResult]:
+    """Every service replica: /health names a writable DB; a write and a read back through it."""
+    svc = cluster.failover.service if cluster.failover else None
+    if svc is None:
+        return [CheckResult("service_smoke_test", Status.SKIP, "no service configured", "service")]
+    out = []
+    for i, url in enumerate(svc.urls, 1):
+        base = url.rstrip("/")
+        smoke_id = f"{run_id}:smoke"
+
+        def attempt(base=base, smoke_id=smoke_id) -> tuple[bool, str]:
+            code, body = _http(base + svc.health_path, timeout=svc.timeout_seconds)
+            if code != 200:
+                return False, f"/health {code}: {body.get('error') or body.get('status')}"
+            seq = int(time.time() * 1000)
+            code, body = _http(base + svc.write_path, timeout=svc.timeout_seconds,
+                               body={"run_id": smoke_id, "seq": seq})
+            if code != 200:
+                return False, f"write {code}: {body.get('error')}"
+            code, body = _http(f"{base}/read?run_id={urllib.request.quote(smoke_id)}", timeout=svc.timeout_seconds)
+            if code != 200 or (body.get("max_seq") or 0) < seq:
+                return False, f"read back {code}: {body}"
+            return True, f"health ok (db {body.get('db')}), write + read back ok"
+
+        ok, why = False, ""
+        deadline = time.monotonic() + max(10.0, 3 * svc.timeout_seconds)  # the service re-resolves the record
+        while time.monotonic() < deadline:
+            ok, why = attempt()
+            if ok:
+                break
+            time.sleep(0.3)
+        out.append(CheckResult(f"service_smoke_test.{i}", Status.PASS if ok else Status.FAIL, why, base))
+    return out
+
+
+# ---------------------------------------------------------------------------- rollback
+def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
+    """Put the original primary back when Verify failed and it is recoverable; else escalate."""
+    from drdrill import topology
+
+    promoted = steps.get("promote") == "success"
+    if not promoted:
+        log.info("the standby was never promoted: nothing to roll back")
+        return {"rolled_back": False, "reason": "nothing was changed"}
+    estate = load_estate()
+    cluster = _cluster(plan, estate)
+    old, failed_new = cluster.node(plan.primary), cluster.node(plan.standby)
+    ops = NodeOps(cluster)
+    out: dict[str, Any] = {"reason": reason, "actions": []}
+    if plan.dry_run:
+        return {"rolled_back": False, "dry_run": True}
+    ready, why = ops.is_ready(old)
+    if not ready and plan.drill and not ops.running_pid(old):
+        ops.start(old)  # the fault was ours: the original primary is recoverable
+        out["actions"].append(f"restarted {old.name}")
+        ready, why = ops.is_ready(old)
+    if not ready:
+        msg = announce(plan, "failed", reason=f"verify failed ({reason}) and the original primary {old.name} is not "
+                       f"recoverable ({why}); staying on {failed_new.name}")
+        return {"rolled_back": False, "recoverable": False, "why": why, "comms": msg, **out}
+    # Fence the failed new primary before sending clients back: never two writable endpoints.
+    if ops.running_pid(failed_new):
+        ops.stop(failed_new, "fast")
+        out["actions"].append(f"stopped {failed_new.name}")
+    if cluster.failover and cluster.failover.dns:
+        out["dns"] = switch_dns(plan, old.name)
+        out["actions"].append(f"DNS back to {old.name}")
+    topology.record(estate, cluster.name, old.name, run_id=plan.run_id, drill=plan.dag_id, reason="rollback")
+    try:
+        out["standby"] = ops.rebuild_standby(failed_new, old, method=cluster.failover.new_standby,
+                                             timeout=cluster.failover.standby_streaming_timeout_seconds)
+        out["actions"].append(f"{failed_new.name} rebuilt as standby of {old.name}")
+    except DrillError as e:
+        out["standby_error"] = str(e)
+    out["comms"] = announce(plan, "rollback", reason=reason, standby=old.name)
+    out["rolled_back"] = True
+    return out
+
+
+# ---------------------------------------------------------------------------- stabilize
+def archiving(plan: Plan) -> dict[str, Any]:
+    """pgBackRest check on the new primary: WAL from the new timeline reaches every repo."""
+    from drdrill.backrest import PgBackRest
+
+    cluster = _cluster(plan)
+    if plan.dry_run:
+        log.info("[DRY RUN] would run pgbackrest check on %s", cluster.primary.name)
+        return {"results": []}
+    with pg.connect(cluster, cluster.primary.host, cluster.primary.port, "postgres") as c:
+        mode, cmd = pg.query_one(c, "SELECT current_setting('archive_mode'), current_setting('archive_command')")
+    res = PgBackRest(cluster).check(timeout=300)
+    r = [CheckResult("archive_mode", Status.PASS if mode in ("on", "always") and cmd else Status.FAIL,
+                     f"archive_mode={mode}, archive_command {'set' if cmd else 'EMPTY'} on {cluster.primary.name}",
+                     f"{cluster.name}/{cluster.primary.name}"),
+         CheckResult("archive_round_trip", Status.PASS if res.returncode == 0 else Status.FAIL,
+                     f"pgbackrest check on the new primary {cluster.primary.name}: " +
+                     ("WAL reached every repo" if res.returncode == 0 else
+                      " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])),
+                     f"{cluster.name}/{cluster.primary.name}")]
+    if any(x.failed for x in r):
+        raise DrillFailed("archiving on the new primary does not work:\n" + "\n".join(x.line() for x in r))
+    return {"results": [x.to_dict() for x in r]}
+
+
+def new_standby(plan: Plan, old_name: str, new_primary: str) -> dict[str, Any]:
+    """Provision a standby: the old primary rebuilt (pg_rewind or pgBackRest) and streaming."""
+    cluster = _cluster(plan)
+    f = cluster.failover
+    if plan.dry_run:
+        log.info("[DRY RUN] would rebuild %s as standby of %s (%s)", old_name, new_primary, f.new_standby)
+        return {"dry_run": True}
+    return NodeOps(cluster).rebuild_standby(cluster.node(old_name), cluster.node(new_primary),
+                                             method=f.new_standby, timeout=f.standby_streaming_timeout_seconds)
+
+
+def topology_state(plan: Plan, phase: str) -> dict[str, Any]:
+    from drdrill import topology
+
+    estate = load_estate()
+    cluster = _cluster(plan, estate)
+    state = topology.read(estate.state_store).get(cluster.name, {})
+    msg = announce(plan, phase, standby=cluster.primary.name, impact="none")
+    return {"primary": cluster.primary.name, "standbys": [n.name for n in cluster.standbys],
+            "recorded": {k: state.get(k) for k in ("primary", "since", "run_id")}, "comms": msg}
+
+
+# ---------------------------------------------------------------------------- failback
+def failback_switchover(plan: Plan) -> dict[str, Any]:
+    """Planned switchover back to the original primary: clean stop, replayed, promote."""
+    cluster = _cluster(plan)
+    current, original = cluster.node(plan.standby), cluster.node(plan.primary)
+    if plan.dry_run:
+        log.info("[DRY RUN] would stop %s cleanly and promote %s", current.name, original.name)
+        return {"dry_run": True, "host": original.host, "port": original.port}
+    t0 = time.time()
+    stopped = NodeOps(cluster).switchover_stop(current, original)
+    rec = promote(plan, original.name, reason="failback")
+    return {**rec, "stopped": stopped, "stopped_at": t0}
+
+
+# ---------------------------------------------------------------------------- measure
+def measure(plan: Plan, fault: dict[str, Any] | None, verified: dict[str, Any] | None) -> dict[str, Any]:
+    """RTO and RPO against the estate's targets (a miss is a failed check, so a failed drill)."""
+    cluster = _cluster(plan)
+    t = cluster.targets
+    if plan.dry_run:
+        return {"measurements": {"dry_run": True}, "results": []}
+    start = (fault or {}).get("fault_at") if plan.drill else plan.started_at
+    recs = canary.records(Path(plan.workdir))
+    results: list[CheckResult] = []
+    m: dict[str, Any] = {"rto_start": "fault injected" if plan.drill else "run start",
+                         "rto_target_seconds": t.rto_minutes * 60, "rpo_target_seconds": t.rpo_minutes * 60,
+                         "lag_bytes_before_fault": (fault or {}).get("lag_bytes_before")}
+    if not recs or start is None:
+        results.append(CheckResult("rto", Status.FAIL, "no canary writes recorded: RTO/RPO not measured "
+                                   "(is the service configured and reachable?)", cluster.name))
+        return {"measurements": m, "results": [r.to_dict() for r in results]}
+    present = _present_seqs(cluster, plan.run_id)
+    report = canary.analyse(recs, present, start)
+    m["canary"] = report.to_dict()
+    rto = round(report.first_ack_after_fault - start, 3) if report.first_ack_after_fault else None
+    m["rto_seconds"] = rto
+    results.append(at_most("rto", rto, t.rto_minutes * 60, unit="s", target=cluster.name,
+                           what=f"RTO ({m['rto_start']} -> first write through the endpoint)"))
+    m["rpo_seconds"] = report.loss_window_seconds
+    m["lost_writes"] = len(report.lost)
+    results.append(at_most("rpo", report.loss_window_seconds, t.rpo_minutes * 60, unit="s", target=cluster.name,
+                           what=f"RPO (data lost: {len(report.lost)} acknowledged write(s))",
+                           fix="Acknowledged writes were lost beyond the target: check replication lag and "
+                               "consider synchronous_commit/synchronous_standby_names."))
+    holes = [s for s in report.lost if report.last_surviving_seq and s < report.last_surviving_seq]
+    results.append(CheckResult("canary_no_holes", Status.FAIL if holes else Status.PASS,
+                               f"{len(holes)} acknowledged write(s) missing BEFORE the last surviving one "
+                               f"(seq {holes[:10]})" if holes else
+                               "no acknowledged write is missing before the last surviving one", cluster.name,
+                               len(holes), 0))
+    for r in results:
+        (log.warning if r.failed else log.info)("%s", r.line())
+    return {"measurements": m, "results": [r.to_dict() for r in results]}
+
+
+def _present_seqs(cluster: Cluster, run_id: str) -> set[int]:
+    node = resolve_endpoint(cluster)
+    with pg.connect(cluster, node.host, node.port) as c:
+        return {r[0] for r in pg.query(c, "SELECT seq FROM drdrill.canary_writes WHERE run_id = %s", (run_id,))}
+
+
+def stop_canary(plan: Plan) -> dict[str, Any]:
+    stopped = canary.stop(Path(plan.workdir))
+    return {"stopped": stopped}
+
+
+def cleanup(plan: Plan) -> dict[str, Any]:
+    """Remove the run's scratch directory (the canary writer is stopped first)."""
+    from drdrill import scratch
+
+    cluster = _cluster(plan)
+    d = Path(plan.workdir)
+    if d.exists():
+        scratch.remove(d, NodeOps(cluster).runner, cluster.postgres.bin_dir)
+    return {"removed": str(d)}

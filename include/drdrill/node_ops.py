@@ -1,0 +1,221 @@
+"""Actions on one PostgreSQL server of a cluster: stop, kill, start, promote, rebuild as standby.
+
+Every command goes through the cluster's runner as an argv list (``pg_ctl``, ``pg_rewind``,
+pgBackRest), so the same code acts on the sandbox and on a database host. The SQL steps
+(``pg_promote``, replication slots, streaming state) go through `drdrill.pg`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from drdrill import pg
+from drdrill.backrest import PgBackRest
+from drdrill.errors import CommandError, DrillError
+from drdrill.estate import Cluster, Node
+from drdrill.runner import Runner, runner_for
+
+log = logging.getLogger(__name__)
+
+# Settings that make a server a standby of another; rewritten after a rewind or restore.
+STANDBY_KEYS = ("primary_conninfo", "primary_slot_name")
+
+
+class NodeOps:
+    """The server-level actions for one cluster, through its runner."""
+
+    def __init__(self, cluster: Cluster, runner: Runner | None = None) -> None:
+        self.cluster = cluster
+        self.runner = runner or runner_for(cluster.runner)
+
+    def _bin(self, name: str) -> str:
+        return str(self.cluster.postgres.bin_dir / name)
+
+    @staticmethod
+    def _data(node: Node) -> Path:
+        if not node.data_dir:
+            raise DrillError(f"node {node.name} has no data_dir in the estate; it is needed to stop, start or "
+                             f"rebuild the server")
+        return node.data_dir
+
+    # ------------------------------------------------------------ state
+    def running_pid(self, node: Node) -> int | None:
+        """The postmaster PID when the server runs (``pg_ctl status``), else None."""
+        res = self.runner.run([self._bin("pg_ctl"), "-D", str(self._data(node)), "status"], timeout=30, check=False)
+        if res.returncode != 0:
+            return None
+        for word in res.stdout.replace(")", " ").split():
+            if word.isdigit():
+                return int(word)
+        return None
+
+    def is_ready(self, node: Node) -> tuple[bool, str]:
+        return pg.is_ready(self.cluster, node.host, node.port, "postgres")
+
+    # ------------------------------------------------------------ faults and stop/start
+    def stop(self, node: Node, mode: str = "fast", timeout: int = 120) -> dict[str, Any]:
+        t0 = time.time()
+        self.runner.run([self._bin("pg_ctl"), "-D", str(self._data(node)), "-m", mode, "-w", "-t", str(timeout),
+                         "stop"], timeout=timeout + 30)
+        log.info("%s stopped (%s) in %.2fs", node.name, mode, time.time() - t0)
+        return {"node": node.name, "action": f"stop -m {mode}", "at": t0}
+
+    def kill(self, node: Node) -> dict[str, Any]:
+        """kill -9 of the postmaster, as a crashed host would do to it."""
+        pid = self.running_pid(node)
+        if not pid:
+            raise DrillError(f"{node.name} is not running: nothing to kill")
+        t0 = time.time()
+        self.runner.run([self._bin("pg_ctl"), "kill", "KILL", str(pid)], timeout=30)
+        log.info("%s postmaster (pid %s) killed with SIGKILL", node.name, pid)
+        return {"node": node.name, "action": "kill -9", "pid": pid, "at": t0}
+
+    def start(self, node: Node, timeout: int = 300) -> dict[str, Any]:
+        data = self._data(node)
+        logfile = node.log_file or data / "pg_ctl.log"
+        t0 = time.time()
+        self.runner.run([self._bin("pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", str(timeout),
+                         "start"], timeout=timeout + 30)
+        log.info("%s started in %.2fs", node.name, time.time() - t0)
+        return {"node": node.name, "action": "start", "seconds": round(time.time() - t0, 3)}
+
+    # ------------------------------------------------------------ promotion
+    def promote(self, node: Node, wait_seconds: int = 60) -> dict[str, Any]:
+        """``SELECT pg_promote(wait => true)`` on a standby (the runbook's promote step)."""
+        t0 = time.time()
+        with pg.connect(self.cluster, node.host, node.port, "postgres") as c:
+            if not pg.query_one(c, "SELECT pg_is_in_recovery()")[0]:
+                raise DrillError(f"{node.name} is not in recovery: it is already a primary (split brain risk); "
+                                 f"check the topology before going on")
+            ok = pg.query_one(c, "SELECT pg_promote(wait => true, wait_seconds => %s)", (wait_seconds,))[0]
+        if not ok:
+            raise DrillError(f"pg_promote on {node.name} did not finish within {wait_seconds}s; read its log")
+        log.info("%s promoted in %.2fs", node.name, time.time() - t0)
+        return {"node": node.name, "promoted_at": time.time(), "seconds": round(time.time() - t0, 3)}
+
+    # ------------------------------------------------------------ standby provisioning
+    def ensure_slot(self, primary: Node, slot: str) -> None:
+        with pg.connect(self.cluster, primary.host, primary.port, "postgres") as c:
+            exists = pg.query(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            if not exists:
+                pg.query(c, "SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+                log.info("replication slot %s created on %s", slot, primary.name)
+
+    def _conninfo(self, source: Node, app_name: str) -> str:
+        # No password here: production standbys read it from ~/.pgpass on their host.
+        return (f"host={source.host} port={source.port} user={self.cluster.postgres.user} "
+                f"application_name={app_name}")
+
+    def _save_config(self, node: Node) -> dict[str, str]:
+        """The node's own configuration files: pg_rewind and a restore overwrite them with the source's."""
+        data = self._data(node)
+        out = {}
+        for p in sorted(data.glob("*.conf")):
+            out[p.name] = self.runner.run(["cat", str(p)], timeout=30).stdout
+        return out
+
+    def _write(self, path: Path, text: str) -> None:
+        self.runner.run(["tee", str(path)], timeout=30, input=text)
+
+    def _restore_config(self, node: Node, saved: dict[str, str], source: Node) -> None:
+        data = self._data(node)
+        for name, text in saved.items():
+            if name == "postgresql.auto.conf":
+                kept = [ln for ln in text.splitlines() if ln.split("=", 1)[0].strip() not in STANDBY_KEYS]
+                text = "\n".join([*kept, f"primary_conninfo = '{self._conninfo(source, node.name)}'",
+                                  f"primary_slot_name = '{node.name}'", ""])
+            self._write(data / name, text)
+        self._write(data / "standby.signal", "")
+
+    def rebuild_standby(self, node: Node, source: Node, *, method: str = "rewind",
+                        timeout: float = 600) -> dict[str, Any]:
+        """Make ``node`` (an old primary, stopped or crashed) a streaming standby of ``source``.
+
+        ``rewind``: pg_rewind against the new primary (seconds; needs wal_log_hints or data
+        checksums); if it fails, fall back to a pgBackRest ``--type=standby`` delta restore.
+        The node keeps its own configuration files (port, archive command): both methods
+        would otherwise copy the source's.
+        """
+        t0 = time.time()
+        if self.running_pid(node):
+            self.stop(node, "fast")
+        saved = self._save_config(node)
+        self.ensure_slot(source, node.name)
+        used = method
+        if method == "rewind":
+            try:
+                self._rewind(node, source)
+            except CommandError as e:
+                log.warning("pg_rewind of %s failed (%s); falling back to a pgBackRest standby restore",
+                            node.name, str(e).splitlines()[0])
+                used = "restore (after pg_rewind failed)"
+                self._restore(node)
+        else:
+            self._restore(node)
+        self._restore_config(node, saved, source)
+        self.start(node)
+        self.wait_streaming(source, node, timeout=timeout)
+        self.drop_stale_slots(node)
+        return {"node": node.name, "source": source.name, "method": used, "seconds": round(time.time() - t0, 3)}
+
+    def _rewind(self, node: Node, source: Node) -> None:
+        src = (f"host={source.host} port={source.port} user={self.cluster.postgres.user} dbname=postgres")
+        self.runner.run([self._bin("pg_rewind"), "-D", str(self._data(node)), "--source-server", src,
+                         "--restore-target-wal", "--progress"], timeout=3600, stream=True)
+
+    def _restore(self, node: Node) -> None:
+        data = self._data(node)
+        # A crashed server leaves postmaster.pid behind; pgBackRest refuses to restore over it.
+        self.runner.run(["rm", "-f", str(data / "postmaster.pid")], timeout=30)
+        PgBackRest(self.cluster, self.runner).run(
+            "restore", f"--pg1-path={data}", "--delta", "--type=standby", "--target-timeline=latest",
+            timeout=7200, progress=True)
+
+    def wait_streaming(self, primary: Node, standby: Node, *, timeout: float) -> dict[str, Any]:
+        def streaming() -> Any:
+            try:
+                with pg.connect(self.cluster, primary.host, primary.port, "postgres") as c:
+                    rows = pg.query(c, "SELECT state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
+                                       "FROM pg_stat_replication WHERE application_name = %s", (standby.name,))
+            except Exception:  # noqa: BLE001 - the primary may be busy restarting connections
+                return None
+            return rows[0] if rows and rows[0][0] == "streaming" else None
+
+        state, lag = pg.wait_until(streaming, timeout=timeout, interval=0.5,
+                                   what=f"{standby.name} to stream from {primary.name}")
+        log.info("%s streams from %s (lag %s bytes)", standby.name, primary.name, lag)
+        return {"standby": standby.name, "state": state, "lag_bytes": lag}
+
+    def drop_stale_slots(self, standby: Node) -> list[str]:
+        """Slots a former primary kept for its standbys hold WAL forever once it is a standby."""
+        try:
+            with pg.connect(self.cluster, standby.host, standby.port, "postgres") as c:
+                rows = pg.query(c, "SELECT slot_name FROM pg_replication_slots WHERE NOT active")
+                for (slot,) in rows:
+                    pg.query(c, "SELECT pg_drop_replication_slot(%s)", (slot,))
+            return [r[0] for r in rows]
+        except Exception as e:  # noqa: BLE001 - worth a warning, not a failed failover
+            log.warning("could not drop inactive slots on %s: %s", standby.name, e)
+            return []
+
+    def switchover_stop(self, primary: Node, standby: Node, timeout: float = 60) -> dict[str, Any]:
+        """Stop the primary cleanly and wait until the standby has replayed its shutdown checkpoint."""
+        with pg.connect(self.cluster, primary.host, primary.port, "postgres") as c:
+            pg.query(c, "CHECKPOINT")
+        self.stop(primary, "fast")
+        out = self.runner.run([self._bin("pg_controldata"), "-D", str(self._data(primary))], timeout=30).stdout
+        lsn = next((ln.split(":", 1)[1].strip() for ln in out.splitlines()
+                    if ln.startswith("Latest checkpoint location")), None)
+        if not lsn:
+            raise DrillError(f"pg_controldata of {primary.name} shows no checkpoint location")
+
+        def replayed() -> bool:
+            with pg.connect(self.cluster, standby.host, standby.port, "postgres") as c:
+                return pg.query_one(c, "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s) >= 0", (lsn,))[0]
+
+        pg.wait_until(replayed, timeout=timeout, interval=0.1,
+                      what=f"{standby.name} to replay {primary.name}'s shutdown checkpoint {lsn}")
+        return {"node": primary.name, "shutdown_checkpoint": lsn}
