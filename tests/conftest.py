@@ -58,6 +58,8 @@ def sandbox():
 
     sb = Sandbox()
     sb.up()
+    # The aws_sandbox connection (moto's S3 and Route53 over TLS), as `make airflow` sets it.
+    os.environ.update(sb.airflow_env())
     return sb
 
 
