@@ -58,7 +58,8 @@ lint: install  ## ruff (with Airflow's AIR rules)
 
 airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://localhost:8080 (standalone) over the sandbox
 	@echo "admin password: $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
-	@$(VENV)/bin/airflow standalone
+	@# The aws_sandbox connection (moto's S3 and Route53 over TLS, the sandbox's CA by absolute path).
+	@eval "$$($(PY) -m drdrill.sandbox env)" && $(VENV)/bin/airflow standalone
 
 bench: install sandbox-up  ## restore overhead of the drill against the bare sequence, DAG parse time, memory
 	@$(PY) bench/restore_overhead.py

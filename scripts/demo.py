@@ -31,14 +31,14 @@ def journals(location: str, dag_id: str) -> set[str]:
     return {str(p) for p in d.iterdir() if p.name.endswith(".json") and p.name.count(".") == 2}
 
 
-def run_drill(dag_id: str, conf: dict, logdir: Path, n: int) -> tuple[int, float, Path]:
+def run_drill(dag_id: str, conf: dict, logdir: Path, n: int, env: dict[str, str]) -> tuple[int, float, Path]:
     log = logdir / f"{n}-{dag_id}.log"
     cmd = [str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id]
     if conf:
         cmd += ["-c", json.dumps(conf)]
     t0 = time.monotonic()
     with log.open("w") as f:
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     return rc, time.monotonic() - t0, log
 
 
@@ -66,7 +66,11 @@ def show(doc: dict) -> None:
 
 
 def main() -> int:
+    from drdrill.sandbox import Sandbox
+
     estate = load_estate()
+    # The drills reach the sandbox's moto (S3, Route53) through the aws_sandbox connection.
+    env = {**os.environ, **Sandbox().airflow_env()}
     logdir = Path(os.environ.get("AIRFLOW_HOME", "airflow-home")) / "demo"
     logdir.mkdir(parents=True, exist_ok=True)
     print(f"drdrill demo on estate {estate.name!r} ({estate.source})\n")
@@ -74,7 +78,7 @@ def main() -> int:
     for n, (dag_id, conf, what) in enumerate(RUNS, 1):
         before = journals(estate.journal.location, dag_id)
         print(f"running {dag_id}: {what} ...", flush=True)
-        rc, secs, log = run_drill(dag_id, conf, logdir, n)
+        rc, secs, log = run_drill(dag_id, conf, logdir, n, env)
         new = sorted(journals(estate.journal.location, dag_id) - before)
         if not new:
             ok = False
