@@ -160,7 +160,6 @@ class Service(_Model):
     health_path: str = "/health"
     write_path: str = "/write"
     timeout_seconds: float = Field(2, gt=0)
-    max_error_rate: float = Field(0.05, ge=0, le=1, description="steady state before a drill acts")
 
 
 class Notify(_Model):

@@ -42,7 +42,12 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             out = fn(*args, **kwargs)
         except BaseException as e:
-            rec.update(status="failed", error=f"{type(e).__name__}: {e}"[:4000])
+            from airflow.exceptions import AirflowSkipException
+
+            if isinstance(e, AirflowSkipException):  # a decision, not a failure
+                rec.update(status="skipped", reason=str(e)[:1000])
+            else:
+                rec.update(status="failed", error=f"{type(e).__name__}: {e}"[:4000])
             raise
         else:
             rec["status"] = "success"

@@ -162,6 +162,10 @@ class NodeOps:
         return {"node": node.name, "source": source.name, "method": used, "seconds": round(time.time() - t0, 3)}
 
     def _rewind(self, node: Node, source: Node) -> None:
+        # Right after a promotion the new primary's control file still shows the old timeline
+        # until its first checkpoint, and pg_rewind would wrongly report "no rewind required".
+        with pg.connect(self.cluster, source.host, source.port, "postgres") as c:
+            pg.query(c, "CHECKPOINT")
         src = (f"host={source.host} port={source.port} user={self.cluster.postgres.user} dbname=postgres")
         self.runner.run([self._bin("pg_rewind"), "-D", str(self._data(node)), "--source-server", src,
                          "--restore-target-wal", "--progress"], timeout=3600, stream=True)

@@ -46,8 +46,16 @@ def _steps(task_ids: list[str]) -> dict[str, str]:
 
 
 def deadline_alert() -> Any:
-    """A Deadline Alert on the run at the RTO target: it notifies through the runbook's channels."""
+    """A Deadline Alert on the run at the RTO target: it notifies through the runbook's channels.
+
+    ``DRDRILL_RTO_DEADLINE_MINUTES=0`` turns it off. The tests and the demo do: Airflow 3.3.2's
+    ``dag.test()`` crashes at the end of a successful run of a DAG that has a deadline (it
+    looks the alert up by its serialized dict instead of its id); the scheduler is not affected.
+    """
     from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    if RTO_DEADLINE.total_seconds() <= 0:
+        return None
 
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RTO_DEADLINE,
                          callback=AsyncCallback("drdrill.comms.rto_deadline_missed",
@@ -340,6 +348,8 @@ def build_runbook(mode: str) -> list[str]:
     def cleanup() -> dict:
         from drdrill.drills import failover
 
+        if not get_current_context()["ti"].xcom_pull(task_ids="preflight"):
+            return {"removed": None, "reason": "preflight refused the run: nothing was created"}
         return failover.cleanup(_plan())
 
     cleaned = cleanup()
