@@ -125,9 +125,9 @@ def start(workdir: Path, run_id: str, urls: list[str], *, interval_ms: int, time
             "--interval-ms", str(interval_ms), "--timeout", str(timeout)]
     for u in urls:
         argv += ["--url", u]
-    errlog = (workdir / "canary.log").open("ab")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog,
-                            start_new_session=True, env=env)
+    with (workdir / "canary.log").open("ab") as errlog:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog,
+                                start_new_session=True, env=env)
     pidfile.write_text(str(proc.pid))
     log.info("canary writer started (pid %s): a write every %s ms through %s", proc.pid, interval_ms, urls)
     return proc.pid
@@ -139,7 +139,9 @@ def is_running(workdir: Path) -> bool:
     except (OSError, ValueError):
         return False
     # Only our writer: a recycled PID belongs to someone else and is never signalled.
-    return _alive(pid) and "drdrill.canary" in _cmdline(pid) and str(workdir) in _cmdline(pid)
+    args = _cmdline(pid).split(" ")
+    return (_alive(pid) and "drdrill.canary" in args and "--out" in args
+            and args[args.index("--out") + 1:args.index("--out") + 2] == [str(workdir)])
 
 
 def stop(workdir: Path, *, timeout: float = 10) -> bool:
@@ -206,22 +208,28 @@ def _ts(s: str | None) -> float | None:
 
 
 def analyse(recs: list[dict[str, Any]], present: set[int], fault_at: float) -> CanaryReport:
-    """Compare acknowledged writes with the sequence numbers present on the new primary."""
+    """Compare acknowledged writes with the sequence numbers present on the new primary.
+
+    The writer keeps going after the failover, so the new primary also holds later writes:
+    the data-loss window is measured from the last write that survived *before* the first
+    lost one, not from the newest surviving write.
+    """
     acked = [r for r in recs if r.get("ok")]
-    lost = sorted(r["seq"] for r in acked if r["seq"] not in present)
-    lost_recs = [r for r in acked if r["seq"] in set(lost)]
+    lost_recs = sorted((r for r in acked if r["seq"] not in present), key=lambda r: r["seq"])
+    lost = [r["seq"] for r in lost_recs]
     surviving = [r for r in acked if r["seq"] in present]
-    last_ok = max(surviving, key=lambda r: r["seq"], default=None)
-    first_lost = min(lost_recs, key=lambda r: r["seq"], default=None)
-    last_lost = max(lost_recs, key=lambda r: r["seq"], default=None)
+    first_lost = lost_recs[0] if lost_recs else None
+    last_lost = lost_recs[-1] if lost_recs else None
+    before_loss = [r for r in surviving if first_lost is None or r["seq"] < first_lost["seq"]]
+    last_ok = max(before_loss, key=lambda r: r["seq"], default=None)
     gap = None
     if first_lost and last_ok and first_lost.get("committed_at") and last_ok.get("committed_at"):
         gap = round(_ts(first_lost["committed_at"]) - _ts(last_ok["committed_at"]), 3)
     window = 0.0
     if last_lost and last_lost.get("committed_at"):
-        base = _ts(last_ok["committed_at"]) if last_ok and last_ok.get("committed_at") else _ts(
-            first_lost["committed_at"]) if first_lost else None
-        window = round(max(0.0, _ts(last_lost["committed_at"]) - (base or _ts(last_lost["committed_at"]))), 3)
+        start = last_ok or first_lost
+        if start and start.get("committed_at"):
+            window = round(max(0.0, _ts(last_lost["committed_at"]) - _ts(start["committed_at"])), 3)
     after = [r["done_at"] for r in acked if r["sent_at"] >= fault_at]
     before = [r["done_at"] for r in acked if r["done_at"] <= fault_at]
     first_after = min(after) if after else None
@@ -236,6 +244,18 @@ def analyse(recs: list[dict[str, Any]], present: set[int], fault_at: float) -> C
         gap_seconds=gap, loss_window_seconds=window,
         first_ack_after_fault=first_after, last_ack_before_fault=last_before,
         endpoint_down_seconds=round(first_after - last_before, 3) if first_after and last_before else None)
+
+
+def holes(recs: list[dict[str, Any]], present: set[int], fault_at: float) -> list[int]:
+    """Lost writes followed by a surviving write sent before the fault: never normal.
+
+    With asynchronous replication a failover loses a suffix of what the old primary had
+    acknowledged; a lost write with a later pre-fault write present means writes were lost
+    some other way (a restore, a split brain).
+    """
+    acked = [r for r in recs if r.get("ok")]
+    newest_pre_fault = max((r["seq"] for r in acked if r["seq"] in present and r["sent_at"] < fault_at), default=0)
+    return sorted(r["seq"] for r in acked if r["seq"] not in present and r["seq"] < newest_pre_fault)
 
 
 if __name__ == "__main__":

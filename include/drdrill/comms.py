@@ -134,7 +134,12 @@ async def rto_deadline_missed(minutes: float = 30, **kwargs: Any) -> None:
 
     context = kwargs.get("context") or {}
     dag_run = context.get("dag_run") if isinstance(context, dict) else None
-    run = getattr(dag_run, "run_id", None) or kwargs.get("run_id") or "unknown run"
+    # The triggerer passes the run as a dict (DAGRunResponse: dag_run_id); be lenient.
+    if isinstance(dag_run, dict):
+        run = dag_run.get("dag_run_id") or dag_run.get("run_id")
+    else:
+        run = getattr(dag_run, "run_id", None)
+    run = run or kwargs.get("run_id") or "unknown run"
     subject = f"RTO target of {minutes:g} min reached: failover run {run} has not finished"
     message = TEMPLATE.format(status="ESCALATION", headline=f"The database failover has run for {minutes:g} minutes "
                               f"without completing (run {run}).", impact="the RTO target is missed",

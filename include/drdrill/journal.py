@@ -42,7 +42,7 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             out = fn(*args, **kwargs)
         except BaseException as e:
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             if isinstance(e, AirflowSkipException):  # a decision, not a failure
                 rec.update(status="skipped", reason=str(e)[:1000])

@@ -110,6 +110,7 @@ def build_runbook(mode: str) -> list[str]:
 
     with TaskGroup("approval", tooltip="Human gate: skipped for clusters marked unattended"):
         @task.branch
+        @step
         def gate() -> str:
             p = _plan()
             return "approval.approve" if p.approval_required and not p.dry_run else "approval.not_needed"
@@ -123,7 +124,7 @@ def build_runbook(mode: str) -> list[str]:
         not_needed = EmptyOperator(task_id="not_needed")
         g = gate()
         assessed >> g >> [approve, not_needed]
-    ids += ["approval.approve"]
+    ids += ["approval.gate", "approval.approve"]
 
     with TaskGroup("failover", tooltip="Phase 2 (5-15 min): canary, fault (drill), promote, wait for writes"):
         @setup
@@ -202,7 +203,7 @@ def build_runbook(mode: str) -> list[str]:
         @task(trigger_rule="all_done", retries=0)
         @step
         def revert() -> dict:
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             from drdrill.drills import failover
 
@@ -234,7 +235,7 @@ def build_runbook(mode: str) -> list[str]:
     @task(trigger_rule="all_done", retries=0)
     @step
     def measure() -> dict:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from drdrill.drills import failover
 

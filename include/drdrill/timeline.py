@@ -25,11 +25,14 @@ def phase_durations(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if "started_at" not in st:
             continue
         group = st["task_id"].split(".", 1)[0] if "." in st["task_id"] else st["task_id"]
-        p = phases.setdefault(group, {"start": st["started_at"], "end": st["ended_at"], "status": "success"})
+        p = phases.setdefault(group, {"start": st["started_at"], "end": st["ended_at"], "statuses": set()})
         p["start"] = min(p["start"], st["started_at"])
         p["end"] = max(p["end"], st["ended_at"])
-        if st.get("status") == "failed":
-            p["status"] = "failed"
+        p["statuses"].add(st.get("status"))
+    for p in phases.values():
+        seen = p.pop("statuses")
+        # failed wins; a phase whose steps were all skipped did not succeed, it did not happen
+        p["status"] = "failed" if "failed" in seen else "skipped" if seen == {"skipped"} else "success"
     for p in phases.values():
         p["seconds"] = round((datetime.fromisoformat(p["end"]) - datetime.fromisoformat(p["start"])).total_seconds(), 3)
     return phases

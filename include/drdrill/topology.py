@@ -67,6 +67,9 @@ def apply(estate: Any) -> Any:
 
 def record(estate: Any, cluster: str, primary: str, *, run_id: str, drill: str, reason: str) -> dict[str, Any]:
     """Record ``primary`` as the cluster's primary (read-modify-write; failover runs are serialised)."""
+    known = {n.name for n in estate.cluster(cluster).nodes}
+    if primary not in known:
+        raise EstateError(f"cannot record {primary!r} as primary of {cluster!r}: its nodes are {sorted(known)}")
     store = estate.state_store
     state = read(store)
     now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.integration.helpers import failures, journal, run_dag, scratch_dirs
 
 from drdrill import pg, topology
 from drdrill.estate import load_estate
-from tests.integration.helpers import failures, journal, run_dag, scratch_dirs
 
 DRILL = "dr_quarterly_failover_drill"
 INCIDENT = "dr_postgres_primary_failover"
@@ -54,11 +54,14 @@ def dns_points_at() -> str | None:
 
 
 def canary_processes() -> list[int]:
+    """Canary writers of this sandbox (by their scratch directory in the command line)."""
+    root = str(load_estate().scratch.root).encode()
     out = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if b"drdrill.canary" in (proc / "cmdline").read_bytes():
+                cmd = (proc / "cmdline").read_bytes()
+                if b"drdrill.canary" in cmd and root in cmd:
                     out.append(int(proc.name))
             except OSError:
                 continue

@@ -76,10 +76,6 @@ def test_acknowledged_writes_missing_on_the_new_primary_are_lost():
     assert r.first_ack_after_fault is None and r.endpoint_down_seconds is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "canary.py:214 takes the last surviving write as the highest present seq, which is a write the canary made "
-    "through the NEW primary after the failover; gap_seconds becomes negative and loss_window_seconds (the "
-    "drill's RPO) 0.0 although acknowledged writes were lost"))
 def test_lost_writes_are_measured_when_the_canary_keeps_writing_after_the_failover():
     # What measure() really sees: the writer runs until stop_canary, after verify, so the new primary holds
     # this run's writes from after the failover too (13-15).
@@ -261,9 +257,6 @@ def test_stop_never_signals_a_process_that_is_not_this_workdirs_writer(tmp_path,
             proc.wait()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "canary.py:142 matches the workdir as a substring of the command line, so the stale PID file of workdir "
-    ".../run1 accepts the writer of .../run10 as its own and stop() would SIGTERM it"))
 def test_a_writer_of_a_workdir_sharing_the_prefix_is_not_ours(tmp_path, endpoint, writers):
     other = tmp_path / "run10"
     pid = canary.start(other, "manual__t4", [endpoint.url], interval_ms=50, timeout=2)

@@ -157,9 +157,6 @@ def test_deadline_callback_goes_to_the_estates_channels(monkeypatch, caplog, tmp
                for r in caplog.records)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "comms.py:137 reads getattr(dag_run, 'run_id'), but the triggerer passes context['dag_run'] as a dict "
-    "(DAGRunResponse.model_dump: key 'dag_run_id'), so the escalation always says 'unknown run'"))
 def test_deadline_callback_names_the_run_from_the_triggerers_context(monkeypatch, caplog):
     monkeypatch.delenv("DRDRILL_ESTATE", raising=False)
     # The shape airflow.models.deadline.Deadline.handle_miss puts into the callback's kwargs.
@@ -237,9 +234,6 @@ def test_one_failed_step_fails_its_phase_whatever_the_order():
     assert p["status"] == "failed" and p["start"] == _at(1) and p["seconds"] == 3.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "timeline.py:28 starts every phase as 'success' and only ever changes it to 'failed': a rollback phase "
-    "whose only step was skipped (nothing to roll back) is reported as a successful rollback"))
 def test_a_phase_whose_steps_were_all_skipped_is_not_reported_as_success():
     steps = [_step("rollback.revert", 1, 1.1, "skipped", reason="nothing failed after the primary was touched")]
     assert timeline.phase_durations(steps)["rollback"]["status"] == "skipped"

@@ -76,10 +76,21 @@ def test_a_recorded_primary_the_estate_does_not_know_is_refused(estate_file):
     assert _roles(load_estate(edited, topology=False)) == ("pg1", ["pg3"])
 
 
-def test_state_of_another_cluster_is_ignored(estate_file):
-    e = load_estate(estate_file)
-    topology.record(e, "billing", "db7", run_id="r", drill="d", reason="failover")
+def test_state_of_another_cluster_is_ignored(estate_file, tmp_path):
+    import json
+
+    # Written by hand: record() refuses a cluster or node the estate does not have.
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / topology.FILE).write_text(json.dumps({"billing": {"primary": "db7"}}))
     assert _roles(load_estate(estate_file)) == ("pg1", ["pg2"])
+
+
+def test_recording_a_node_the_cluster_does_not_have_is_refused(estate_file):
+    e = load_estate(estate_file)
+    with pytest.raises(EstateError, match="its nodes are"):
+        topology.record(e, "main", "db7", run_id="r", drill="d", reason="failover")
+    with pytest.raises(EstateError, match="unknown cluster 'billing'"):
+        topology.record(e, "billing", "db7", run_id="r", drill="d", reason="failover")
 
 
 def test_reset_returns_to_the_files_roles(estate_file, tmp_path):

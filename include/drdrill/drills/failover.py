@@ -668,7 +668,7 @@ def measure(plan: Plan, fault: dict[str, Any] | None, verified: dict[str, Any] |
                            what=f"RPO (data lost: {len(report.lost)} acknowledged write(s))",
                            fix="Acknowledged writes were lost beyond the target: check replication lag and "
                                "consider synchronous_commit/synchronous_standby_names."))
-    holes = [s for s in report.lost if report.last_surviving_seq and s < report.last_surviving_seq]
+    holes = canary.holes(recs, present, start)
     results.append(CheckResult("canary_no_holes", Status.FAIL if holes else Status.PASS,
                                f"{len(holes)} acknowledged write(s) missing BEFORE the last surviving one "
                                f"(seq {holes[:10]})" if holes else
