@@ -61,8 +61,9 @@ airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://
 	@# The aws_sandbox connection (moto's S3 and Route53 over TLS, the sandbox's CA by absolute path).
 	@eval "$$($(PY) -m drdrill.sandbox env)" && $(VENV)/bin/airflow standalone
 
-bench: install sandbox-up  ## restore overhead of the drill against the bare sequence, DAG parse time, memory
+bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then failover RTO, bare and drill (kills the primary)
 	@$(PY) bench/restore_overhead.py
+	@$(PY) bench/failover_rto.py
 
 constraints:  ## regenerate constraints.txt from the current venv
 	@$(PY) -m pip freeze --exclude-editable > constraints.txt
