@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	@echo "installing Python packages into $(VENV) (requirements.txt, pinned by constraints.txt)"
 	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -m pip install -q -r requirements.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import airflow, great_expectations, moto" && touch $@
+	@$(PY) -c "import airflow, great_expectations, moto, supervisor" && touch $@
 
 install: apt-deps $(VENV)/.installed  ## everything the drills and tests need
 

@@ -47,10 +47,13 @@ class NodeOps:
         res = self.runner.run([self._bin("pg_ctl"), "-D", str(self._data(node)), "status"], timeout=30, check=False)
         if res.returncode != 0:
             return None
-        for word in res.stdout.replace(")", " ").split():
-            if word.isdigit():
-                return int(word)
-        return None
+        pid = next((int(w) for w in res.stdout.replace(")", " ").split() if w.isdigit()), None)
+        if pid is None:
+            return None
+        # A postmaster killed with -9 stays a zombie until its parent (often PID 1) reaps it, and
+        # pg_ctl counts a zombie as running: ask ps for its state.
+        st = self.runner.run(["ps", "-o", "stat=", "-p", str(pid)], timeout=30, check=False).stdout.strip()
+        return pid if st and not st.startswith("Z") else None
 
     def is_ready(self, node: Node) -> tuple[bool, str]:
         return pg.is_ready(self.cluster, node.host, node.port, "postgres")
@@ -71,6 +74,8 @@ class NodeOps:
         t0 = time.time()
         self.runner.run([self._bin("pg_ctl"), "kill", "KILL", str(pid)], timeout=30)
         log.info("%s postmaster (pid %s) killed with SIGKILL", node.name, pid)
+        pg.wait_until(lambda: self.running_pid(node) is None, timeout=30, interval=0.1,
+                      what=f"{node.name}'s postmaster (pid {pid}) to die")
         return {"node": node.name, "action": "kill -9", "pid": pid, "at": t0}
 
     def start(self, node: Node, timeout: int = 300) -> dict[str, Any]:

@@ -211,10 +211,13 @@ def build_runbook(mode: str) -> list[str]:
             if "failed" not in (st.get("promote"), st.get("switch"), st.get("checks")):
                 raise AirflowSkipException("nothing failed after the primary was touched: no rollback")
             ti = get_current_context()["ti"]
-            reason = next((s.get("error", "") for s in ti.xcom_pull(
+            error = next((s.get("error", "") for s in ti.xcom_pull(
                 task_ids=["verify.checks", "dns_switch.switch", "failover.promote"], key="drill_step") or []
                 if s and s.get("status") == "failed"), "a failover step failed")
-            return failover.rollback(_plan(), st, reason.splitlines()[0][:300])
+            # "verify failed:" then one line per failed check: the checks are the reason
+            lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+            reason = " | ".join(lines[1:4] if len(lines) > 1 else lines)[:500]
+            return failover.rollback(_plan(), st, reason)
 
         reverted = revert()
         verified >> reverted

@@ -476,7 +476,8 @@ def verify(plan: Plan, node_name: str, *, fault_at: float | None, wait_canary: b
                                f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", target))
     out += smoke_test(cluster, plan.run_id)
     first_write = None
-    if wait_canary and fault_at and cluster.failover and cluster.failover.service:
+    writes_fail = any(r.failed and r.name == "write_test" for r in out)
+    if wait_canary and fault_at and cluster.failover and cluster.failover.service and not writes_fail:
         try:
             first_write = pg.wait_until(
                 lambda: next((r["done_at"] for r in canary.records(Path(plan.workdir))

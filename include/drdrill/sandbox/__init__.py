@@ -597,6 +597,7 @@ class Sandbox:
     # ---------------------------------------------------------------- lifecycle
     def up(self) -> None:
         """Build the sandbox, or do nothing when it is already healthy."""
+        self._reserve_ports()
         problems = self.problems()
         if not problems:
             log.info("sandbox already up at %s", self.layout.root)
@@ -651,6 +652,30 @@ class Sandbox:
         if busy:
             raise DrillError(f"port(s) {busy} are in use by another process; stop it or change the ports "
                              f"in {self.estate.source}")
+
+    def _reserve_ports(self) -> None:
+        """Keep the sandbox's ports out of the kernel's ephemeral range.
+
+        Every sandbox port (55xxx) lies inside Linux's default ephemeral range (32768-60999).
+        Under the failover drill's connection churn (a canary write every 100 ms, a new
+        connection each) an outgoing connection can be given local port 55432 while pg1 is
+        down, and pg1 then cannot restart ("Address already in use"). Listing the ports in
+        ``net.ipv4.ip_local_reserved_ports`` stops that; it needs root, as the sandbox does.
+        """
+        lo, hi = self.estate.scratch.port_range
+        wanted = sorted(set(self._ports()))
+        f = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+        try:
+            current = [x for x in f.read_text().strip().split(",") if x]
+            add = [str(p) for p in wanted if str(p) not in current] + ([f"{lo}-{hi}"] if f"{lo}-{hi}" not in current
+                                                                       else [])
+            if add:
+                f.write_text(",".join(current + add))
+                log.info("reserved ports %s (net.ipv4.ip_local_reserved_ports): outgoing connections will not "
+                         "take them", ",".join(add))
+        except OSError as e:
+            log.warning("could not reserve the sandbox ports from the ephemeral range (%s); a server restarted "
+                        "under heavy connection churn may find its port taken", e)
 
     def _ports(self) -> list[int]:
         return [n.port for n in self.cluster.nodes] + [self.spec.s3_port] + [p for _n, _u, p in self.replicas()]
