@@ -21,7 +21,7 @@ from drdrill.runner import Runner, runner_for
 log = logging.getLogger(__name__)
 
 # Settings that make a server a standby of another; rewritten after a rewind or restore.
-STANDBY_KEYS = ("primary_conninfo", "primary_slot_name")
+STANDBY_KEYS = ("primary_conninfo", "primary_slot_name", "recovery_target_timeline")
 
 
 class NodeOps:
@@ -125,13 +125,16 @@ class NodeOps:
     def _write(self, path: Path, text: str) -> None:
         self.runner.run(["tee", str(path)], timeout=30, input=text)
 
-    def _restore_config(self, node: Node, saved: dict[str, str], source: Node) -> None:
+    def _restore_config(self, node: Node, saved: dict[str, str], source: Node, timeline: int) -> None:
         data = self._data(node)
         for name, text in saved.items():
             if name == "postgresql.auto.conf":
                 kept = [ln for ln in text.splitlines() if ln.split("=", 1)[0].strip() not in STANDBY_KEYS]
+                # Follow the source's timeline, not 'latest': after a rollback the archive holds
+                # the abandoned timeline of the failed promotion, and 'latest' would chase it.
                 text = "\n".join([*kept, f"primary_conninfo = '{self._conninfo(source, node.name)}'",
-                                  f"primary_slot_name = '{node.name}'", ""])
+                                  f"primary_slot_name = '{node.name}'", f"recovery_target_timeline = '{timeline}'",
+                                  ""])
             self._write(data / name, text)
         self._write(data / "standby.signal", "")
 
@@ -149,6 +152,7 @@ class NodeOps:
             self.stop(node, "fast")
         saved = self._save_config(node)
         self.ensure_slot(source, node.name)
+        timeline = self.checkpoint_timeline(source)
         used = method
         if method == "rewind":
             try:
@@ -157,30 +161,36 @@ class NodeOps:
                 log.warning("pg_rewind of %s failed (%s); falling back to a pgBackRest standby restore",
                             node.name, str(e).splitlines()[0])
                 used = "restore (after pg_rewind failed)"
-                self._restore(node)
+                self._restore(node, timeline)
         else:
-            self._restore(node)
-        self._restore_config(node, saved, source)
+            self._restore(node, timeline)
+        self._restore_config(node, saved, source, timeline)
         self.start(node)
         self.wait_streaming(source, node, timeout=timeout)
         self.drop_stale_slots(node)
         return {"node": node.name, "source": source.name, "method": used, "seconds": round(time.time() - t0, 3)}
 
-    def _rewind(self, node: Node, source: Node) -> None:
-        # Right after a promotion the new primary's control file still shows the old timeline
-        # until its first checkpoint, and pg_rewind would wrongly report "no rewind required".
+    def checkpoint_timeline(self, source: Node) -> int:
+        """CHECKPOINT the source and return its timeline.
+
+        Right after a promotion the new primary's control file still shows the old timeline
+        until its first checkpoint, and pg_rewind would wrongly report "no rewind required".
+        """
         with pg.connect(self.cluster, source.host, source.port, "postgres") as c:
             pg.query(c, "CHECKPOINT")
+            return int(pg.query_one(c, "SELECT timeline_id FROM pg_control_checkpoint()")[0])
+
+    def _rewind(self, node: Node, source: Node) -> None:
         src = (f"host={source.host} port={source.port} user={self.cluster.postgres.user} dbname=postgres")
         self.runner.run([self._bin("pg_rewind"), "-D", str(self._data(node)), "--source-server", src,
                          "--restore-target-wal", "--progress"], timeout=3600, stream=True)
 
-    def _restore(self, node: Node) -> None:
+    def _restore(self, node: Node, timeline: int) -> None:
         data = self._data(node)
         # A crashed server leaves postmaster.pid behind; pgBackRest refuses to restore over it.
         self.runner.run(["rm", "-f", str(data / "postmaster.pid")], timeout=30)
         PgBackRest(self.cluster, self.runner).run(
-            "restore", f"--pg1-path={data}", "--delta", "--type=standby", "--target-timeline=latest",
+            "restore", f"--pg1-path={data}", "--delta", "--type=standby", f"--target-timeline={timeline}",
             timeout=7200, progress=True)
 
     def wait_streaming(self, primary: Node, standby: Node, *, timeout: float) -> dict[str, Any]:
