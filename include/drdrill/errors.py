@@ -30,4 +30,12 @@ class CommandError(DrillError):
 
 
 class DrillFailed(DrillError):
-    """The drill ran and at least one check or measurement missed its target."""
+    """The drill ran and at least one check or measurement missed its target.
+
+    ``results`` (CheckResult dicts) travel with it: the step records them, so the journal lists
+    every check of a step that failed, not only its error text.
+    """
+
+    def __init__(self, message: str, *, results: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.results = results or []

@@ -23,6 +23,7 @@ from drdrill.paths import PROJECT_ROOT
 log = logging.getLogger(__name__)
 
 STEP_KEY = "drill_step"
+RESULTS_KEY = "check_results"  # CheckResults of a step that failed (DrillFailed.results)
 
 
 def _now() -> str:
@@ -48,6 +49,8 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
                 rec.update(status="skipped", reason=str(e)[:1000])
             else:
                 rec.update(status="failed", error=f"{type(e).__name__}: {e}"[:4000])
+                if getattr(e, "results", None):  # the checks behind the failure, for the journal
+                    ti.xcom_push(key=RESULTS_KEY, value=e.results)
             raise
         else:
             rec["status"] = "success"

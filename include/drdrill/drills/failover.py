@@ -299,8 +299,10 @@ def safeguards(plan: Plan, figures: dict[str, Any], *, stage: str, cluster: Clus
     for r in out:
         (log.warning if r.failed else log.info)("%s", r.line())
     if failed:
-        raise PreflightError(f"safeguards ({stage}) refuse the failover; the primary was not touched:\n"
+        err = PreflightError(f"safeguards ({stage}) refuse the failover; the primary was not touched:\n"
                              + "\n".join(r.line() for r in failed))
+        err.results = [r.to_dict() for r in out]  # type: ignore[attr-defined]  # journalled by the step
+        raise err
     return out
 
 
@@ -493,7 +495,8 @@ def verify(plan: Plan, node_name: str, *, fault_at: float | None, wait_canary: b
     for r in out:
         (log.warning if r.failed else log.info)("%s", r.line())
     if failed:
-        raise DrillFailed("verify failed:\n" + "\n".join(r.line() for r in failed))
+        raise DrillFailed("verify failed:\n" + "\n".join(r.line() for r in failed),
+                          results=[r.to_dict() for r in out])
     msg = announce(plan, "verify", standby=node.name, impact="none: writes succeed through the endpoint")
     return {"results": [r.to_dict() for r in out], "first_write_at": first_write, "comms": msg}
 
@@ -599,7 +602,8 @@ def archiving(plan: Plan) -> dict[str, Any]:
                       " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])),
                      f"{cluster.name}/{cluster.primary.name}")]
     if any(x.failed for x in r):
-        raise DrillFailed("archiving on the new primary does not work:\n" + "\n".join(x.line() for x in r))
+        raise DrillFailed("archiving on the new primary does not work:\n" + "\n".join(x.line() for x in r),
+                          results=[x.to_dict() for x in r])
     return {"results": [x.to_dict() for x in r]}
 
 

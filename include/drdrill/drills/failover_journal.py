@@ -37,7 +37,8 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
     results: list[CheckResult] = []
     for tid in RESULT_TASKS:
         out = outputs.get(tid) if tid in outputs else _pull(ti, tid)
-        for r in (out or {}).get("results", []) or []:
+        found = (out or {}).get("results") or ti.xcom_pull(task_ids=tid, key=journal.RESULTS_KEY) or []
+        for r in found:
             results.append(CheckResult.from_dict(r))
     fb = outputs.get("failback.new_standby") or {}
     for r in ((fb.get("archiving") or {}).get("results") or []):
