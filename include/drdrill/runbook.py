@@ -82,8 +82,12 @@ def build_runbook(mode: str) -> list[str]:
             except Exception:  # noqa: BLE001 - a run Airflow does not know is not active
                 return False
 
+        # Blast radius: two failovers must never overlap (drill and incident are separate DAGs,
+        # each with max_active_runs=1).
+        other = failover.INCIDENT if ctx["dag"].dag_id == failover.DRILL else failover.DRILL
+        active = ti.get_dr_count(dag_id=other, states=["queued", "running"])
         return failover.preflight(dict(ctx["params"]), ctx["dag_run"].run_id, ctx["dag"].dag_id,
-                                  is_active=is_active)
+                                  is_active=is_active, concurrent={other: active})
 
     plan = preflight()
     ids.append("preflight")
@@ -297,6 +301,8 @@ def build_runbook(mode: str) -> list[str]:
                 from drdrill.drills import failover
 
                 p = _plan()
+                if p.dry_run:  # nothing failed over, so the swapped roles would not hold
+                    return {"dry_run": True, "would": f"check {p.primary} as standby of {p.standby}"}
                 back = failover.Plan.from_dict({**p.to_dict(), "primary": p.standby, "standby": p.primary})
                 return failover.recheck(back)
 

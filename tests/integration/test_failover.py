@@ -142,6 +142,29 @@ def test_a_cluster_that_does_not_allow_the_drill_is_refused(dagbag, at_home, tmp
     assert postmaster("pg1") == pid
 
 
+def test_a_failover_is_refused_while_another_failover_runs(dagbag, at_home):
+    """Drill and incident DAGs are separate (each max_active_runs=1): they must not overlap."""
+    from airflow._shared.timezones import timezone
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunType
+
+    pid = postmaster("pg1")
+    with create_session() as s:
+        s.add(DagRun(dag_id=INCIDENT, run_id="manual__someone-else", run_type=DagRunType.MANUAL,
+                     state="running", run_after=timezone.utcnow(), conf={}))
+    try:
+        dr = run_dag(dagbag, DRILL)
+    finally:
+        with create_session() as s:
+            s.query(DagRun).filter(DagRun.run_id == "manual__someone-else").delete()
+    doc = journal(at_home, DRILL, dr.run_id)
+    assert dr.state == "failed"
+    assert "another failover is running (dr_postgres_primary_failover: 1 active run(s))" in failures(doc)
+    assert postmaster("pg1") == pid
+    assert_home(at_home)
+
+
 # ------------------------------------------------------------------ the drill
 def test_drill_fails_over_measures_and_fails_back_twice_in_a_row(dagbag, at_home):
     for _ in range(2):

@@ -83,10 +83,16 @@ def _lag_limits(cluster: Cluster) -> tuple[int, float]:
 
 # ---------------------------------------------------------------------------- preflight
 def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=None,
-              estate: Estate | None = None) -> dict[str, Any]:
+              concurrent: dict[str, int] | None = None, estate: Estate | None = None) -> dict[str, Any]:
     """Validate params and estate; choose primary and standby. Nothing is touched here."""
     from drdrill import scratch
 
+    busy = {d: n for d, n in (concurrent or {}).items() if n}
+    if busy:
+        running = ", ".join(f"{d}: {n} active run(s)" for d, n in busy.items())
+        raise PreflightError(f"another failover is running ({running}); two failovers must never overlap. "
+                             f"Let it finish, or mark it failed in the Airflow UI if it is stuck, then trigger "
+                             f"this run again.")
     estate = estate or load_estate()
     cluster = estate.cluster(str(params.get("cluster") or ""))
     if not cluster.allows(dag_id):
