@@ -73,12 +73,31 @@ def code_version() -> str:
 
 
 def gather_steps(ti: Any, task_ids: list[str]) -> list[dict[str, Any]]:
-    """Step records of every task (mapped ones per index); tasks that never ran say so."""
+    """Step records of every task (mapped ones per index); tasks that never ran say so.
+
+    A task without a step record (an operator that is not ours) is looked up in Airflow: a
+    failed one is a failed step, so it can never pass unnoticed.
+    """
     steps: list[dict[str, Any]] = []
+    missing = []
     for tid in task_ids:
         recs = ti.xcom_pull(task_ids=[tid], key=STEP_KEY)
         recs = [r for r in (recs or []) if r]
+        if not recs:
+            missing.append(tid)
         steps.extend(recs or [{"task_id": tid, "status": "not run"}])
+    if missing:
+        try:
+            states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=missing).get(ti.run_id, {})
+        except Exception as e:  # noqa: BLE001 - evidence of what could be read is still written
+            log.warning("could not read the states of %s: %s", missing, e)
+            states = {}
+        for st in steps:
+            state = str(states.get(st["task_id"], "") or "")
+            if st.get("status") == "not run" and state == "failed":
+                st.update(status="failed", error="the task failed without a step record; read its log")
+            elif st.get("status") == "not run" and state == "skipped":
+                st.update(status="skipped")
     return steps
 
 

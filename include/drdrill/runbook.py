@@ -30,6 +30,28 @@ APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DRDRILL_APPROVAL_TIME
 RTO_DEADLINE = timedelta(minutes=float(os.environ.get("DRDRILL_RTO_DEADLINE_MINUTES", "30")))
 
 
+class RunbookApproval(ApprovalOperator):
+    """The approval gate, with a step record for the journal: who answered what, or the timeout."""
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        import time
+
+        from drdrill.sensors.postgres import record_step
+
+        ti = context["ti"]
+        started = ti.start_date.timestamp() if getattr(ti, "start_date", None) else time.time()
+        who = (event.get("responded_by_user") or {}).get("name") if isinstance(event, dict) else None
+        try:
+            out = super().execute_complete(context, event)
+        except Exception as e:
+            chosen = (event.get("chosen_options") if isinstance(event, dict) else None) or ["?"]
+            by = f"by {who}" if who else "by nobody before the timeout (default)"
+            record_step(context, self.task_id, "failed", started, f"{chosen[0]} {by}: {type(e).__name__}: {e}")
+            raise
+        record_step(context, self.task_id, "success", started)
+        return out
+
+
 def _plan() -> Any:
     from drdrill.drills import failover
 
@@ -119,7 +141,7 @@ def build_runbook(mode: str) -> list[str]:
             p = _plan()
             return "approval.approve" if p.approval_required and not p.dry_run else "approval.not_needed"
 
-        approve = ApprovalOperator(
+        approve = RunbookApproval(
             task_id="approve", subject=f"Approve {'the failover drill' if drill else 'FAILOVER'} of "
                                        "{{ params.cluster }}?",
             body="{{ ti.xcom_pull(task_ids='assess.probe')['summary'] }}\n\nRun: {{ run_id }}. "

@@ -281,20 +281,91 @@ def test_dry_run_walks_the_graph_without_acting(dagbag, at_home):
     assert_home(at_home)
 
 
-def test_approval_gate_rejects_by_default_when_nobody_answers(dagbag, at_home, tmp_path, monkeypatch):
-    from datetime import timedelta
+class Responder:
+    """A DBA answering the approval from outside the run, through Airflow's own HITL API route.
 
-    from drdrill import runbook
+    dag.test() parks a Human-in-the-loop task in AWAITING_INPUT until a response is recorded
+    (it runs no triggerer, so the response timeout is not enforced there). This thread records
+    one with the core API's ``update_hitl_detail``, the code behind the UI's Required Actions.
+    """
 
+    def __init__(self, choice: str) -> None:
+        import threading
+
+        self.choice = choice
+        self.answered: dict | None = None
+        self.body: str | None = None
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._answer()
+        except Exception as e:  # noqa: BLE001 - never leave dag.test() waiting forever
+            self.error = e
+            from airflow.models.taskinstance import TaskInstance
+            from airflow.utils.session import create_session
+
+            with create_session() as s:
+                for ti in s.query(TaskInstance).filter(TaskInstance.task_id == "approval.approve",
+                                                       TaskInstance.state == "awaiting_input"):
+                    ti.state = "failed"
+
+    def _answer(self) -> None:
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.models.hitl import HITLDetail
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with create_session() as s:
+                ti = s.query(TaskInstance).filter(TaskInstance.dag_id == DRILL, TaskInstance.task_id ==
+                                                  "approval.approve",
+                                                  TaskInstance.state == TaskInstanceState.AWAITING_INPUT).first()
+                if ti is not None:
+                    self.body = s.query(HITLDetail).filter(HITLDetail.ti_id == ti.id).one().body
+                    resp = update_hitl_detail(DRILL, ti.run_id, "approval.approve",
+                                              UpdateHITLDetailPayload(chosen_options=[self.choice]),
+                                              user=SimpleAuthManagerUser(username="dba-lead", role="admin"),
+                                              session=s)
+                    self.answered = resp.model_dump(mode="json")
+                    return
+            time.sleep(0.3)
+
+
+def test_approval_gate_a_human_rejects_and_nothing_is_touched(dagbag, at_home, tmp_path, monkeypatch):
     estate_with(tmp_path, monkeypatch, ("unattended: true", "unattended: false"))
-    monkeypatch.setattr(runbook, "APPROVAL_TIMEOUT", timedelta(seconds=2))
     pid = postmaster("pg1")
+    dba = Responder("Reject")
     dr = run_dag(dagbag, DRILL)
     doc = journal(at_home, DRILL, dr.run_id)
+    assert dba.error is None, dba.error
+    assert dba.answered and dba.answered["chosen_options"] == ["Reject"]
+    # The approver saw the Assess figures.
+    assert "Standby pg2: in recovery=True" in dba.body and "lag" in dba.body
     assert dr.state == "failed"
-    assert "approval.approve" in failures(doc) and "Reject" in failures(doc)
+    assert "approval.approve" in failures(doc) and "Reject by dba-lead" in failures(doc)
     assert "failover.inject_fault" in doc["not_run"]
     assert postmaster("pg1") == pid
+    monkeypatch.delenv("DRDRILL_ESTATE")
+    assert_home(at_home)
+
+
+def test_approval_gate_a_human_approves_and_the_drill_runs(dagbag, at_home, tmp_path, monkeypatch):
+    estate_with(tmp_path, monkeypatch, ("unattended: true", "unattended: false"))
+    dba = Responder("Approve")
+    dr = run_dag(dagbag, DRILL, {"fault": "stop"})
+    doc = journal(at_home, DRILL, dr.run_id)
+    assert dba.error is None, dba.error
+    assert dr.state == "success", failures(doc)
+    assert dba.answered and dba.answered["chosen_options"] == ["Approve"]
+    assert doc["approval"]["chosen_options"] == ["Approve"]
+    assert doc["approval"]["responded_by_user"]["name"] == "dba-lead"
     monkeypatch.delenv("DRDRILL_ESTATE")
     assert_home(at_home)
 

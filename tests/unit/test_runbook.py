@@ -91,7 +91,7 @@ def test_the_incident_dag_is_never_scheduled():
 @pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])
 def test_approval_is_a_human_gate_that_rejects_by_default(dag_id):
     d = _dag(dag_id)
-    assert d["tasks"]["approval.approve"]["cls"] == "ApprovalOperator"
+    assert d["tasks"]["approval.approve"]["cls"] == "RunbookApproval"  # an ApprovalOperator that journals the answer
     assert d["approve"]["fail_on_reject"] is True and d["approve"]["defaults"] == ["Reject"]
     assert "Approve" in d["approve"]["options"]
     assert d["tasks"]["approval.approve"]["upstream"] == ["approval.gate"]
