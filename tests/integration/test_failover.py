@@ -269,6 +269,13 @@ def test_verify_failure_rolls_back_to_the_original_primary(dagbag, at_home, sand
     assert_home(at_home)
     hist = topology.read(at_home.state_store)["main"]["history"]
     assert [h["reason"] for h in hist[-2:]] == ["failover", "rollback"]
+    # The next failover still archives: the abandoned promotion's .partial WAL file must not
+    # collide with the next promotion's (the rollback switches WAL segments for that).
+    dr = run_dag(dagbag, DRILL, {"fault": "stop"})
+    doc = journal(at_home, DRILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert {r["name"] for r in doc["results"] if r["status"] == "pass"} >= {"archive_round_trip"}
+    assert_home(at_home)
 
 
 def test_dry_run_walks_the_graph_without_acting(dagbag, at_home):

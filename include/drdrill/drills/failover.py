@@ -576,6 +576,14 @@ def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
         out["dns"] = switch_dns(plan, old.name)
         out["actions"].append(f"DNS back to {old.name}")
     topology.record(estate, cluster.name, old.name, run_id=plan.run_id, drill=plan.dag_id, reason="rollback")
+    # The abandoned promotion archived a .partial of the original primary's current WAL segment.
+    # The original goes on writing that segment on its old timeline, so the next promotion of a
+    # standby in the same segment would archive a .partial of the same name with other content,
+    # and pgBackRest refuses it for ever ("already exists ... with a different checksum"):
+    # archiving would stop. Switching segments now keeps the names apart.
+    with pg.connect(cluster, old.host, old.port, "postgres") as c:
+        out["wal_switched_at"] = pg.query_one(c, "SELECT pg_switch_wal()::text")[0]
+    out["actions"].append(f"WAL segment switched on {old.name}")
     try:
         out["standby"] = ops.rebuild_standby(failed_new, old, method=cluster.failover.new_standby,
                                              timeout=cluster.failover.standby_streaming_timeout_seconds)
@@ -604,13 +612,19 @@ def archiving(plan: Plan) -> dict[str, Any]:
                      f"{cluster.name}/{cluster.primary.name}"),
          CheckResult("archive_round_trip", Status.PASS if res.returncode == 0 else Status.FAIL,
                      f"pgbackrest check on the new primary {cluster.primary.name}: " +
-                     ("WAL reached every repo" if res.returncode == 0 else
-                      " | ".join((res.stderr or res.stdout).strip().splitlines()[-3:])),
+                     ("WAL reached every repo" if res.returncode == 0 else _error_lines(res.stderr + res.stdout)),
                      f"{cluster.name}/{cluster.primary.name}")]
     if any(x.failed for x in r):
         raise DrillFailed("archiving on the new primary does not work:\n" + "\n".join(x.line() for x in r),
                           results=[x.to_dict() for x in r])
     return {"results": [x.to_dict() for x in r]}
+
+
+def _error_lines(text: str) -> str:
+    """pgBackRest's ERROR lines (its HINT lines come last and say less)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "ERROR" in ln]
+    return " | ".join((errors or lines[-3:])[:3])[:1000]
 
 
 def new_standby(plan: Plan, old_name: str, new_primary: str) -> dict[str, Any]:
