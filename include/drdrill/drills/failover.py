@@ -364,20 +364,19 @@ def start_canary(plan: Plan) -> dict[str, Any]:
     if plan.dry_run:
         log.info("[DRY RUN] would start the canary writer through %s", svc.urls)
         return {"started": False, "dry_run": True}
-    ops = NodeOps(cluster)
-    with pg.connect(cluster, cluster.primary.host, cluster.primary.port) as c:
-        pg.query(c, canary.TABLE_SQL)
+    if plan.drill:  # in an incident the primary is down; promote() creates it on the new primary
+        with pg.connect(cluster, cluster.primary.host, cluster.primary.port) as c:
+            pg.query(c, canary.TABLE_SQL)
     workdir = Path(plan.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / scratch.TAG_FILE).write_text(json.dumps({"run_id": plan.run_id, "dag_id": plan.dag_id,
                                                         "dir": str(workdir), "kind": "failover"}))
-    del ops
     urls = [u.rstrip("/") + svc.write_path for u in svc.urls]
     pid = canary.start(workdir, plan.run_id, urls, interval_ms=cluster.failover.canary_interval_ms,
                        timeout=svc.timeout_seconds)
-    # Steady state from the application's side: acknowledged writes before the fault.
-    pg.wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30, interval=0.1,
-                  what="the canary writer's first acknowledged writes through the service")
+    if plan.drill:  # steady state from the application's side: acknowledged writes before the fault
+        pg.wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
+                      interval=0.1, what="the canary writer's first acknowledged writes through the service")
     return {"started": True, "pid": pid, "urls": urls, "workdir": str(workdir)}
 
 
@@ -413,6 +412,9 @@ def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover
         log.info("[DRY RUN] would promote %s with pg_promote(wait => true)", node.name)
         return {**target, "dry_run": True, "promoted_at": time.time()}
     rec = NodeOps(cluster).promote(node, wait_seconds=int(cluster.failover.promote_timeout_seconds))
+    if cluster.failover.service:  # the canary's table, in case the old primary never had it
+        with pg.connect(cluster, node.host, node.port) as c:
+            pg.query(c, canary.TABLE_SQL)
     # Recorded at once: from now on the next drill and the daily verification must see the truth.
     topology.record(estate, cluster.name, node.name, run_id=plan.run_id, drill=plan.dag_id, reason=reason)
     msg = announce(plan, "failover" if reason == "failover" else "failback", standby=node.name,

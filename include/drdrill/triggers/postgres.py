@@ -133,11 +133,13 @@ class PostgresDownTrigger(PostgresPromotedTrigger):
                 failing_since = failing_since or time.time()
                 if time.time() - failing_since >= self.failed_for:
                     yield TriggerEvent({"status": "success", "host": self.host, "port": self.port,
+                                        "started_at": self.started_at,
                                         "failing_since": failing_since, "confirmed_at": time.time(),
                                         "checks": checks, "failures": failures, "message": seen})
                     return
             if time.time() - self.started_at > self.timeout:
                 yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
+                                    "started_at": self.started_at,
                                     "message": f"{self.host}:{self.port} did not fail its health checks for "
                                                f"{self.failed_for:.0f} consecutive seconds within {self.timeout:.0f}s "
                                                f"(last check: {seen}); the trigger criteria are not met, so no "
