@@ -278,7 +278,7 @@ def bare_failover(cluster_name: str) -> dict[str, Any]:
         # Fault, promotion and the topology record are one step: Ctrl-C or SIGTERM waits until it
         # is over, so an interruption never leaves a standby promoted behind the bench's back.
         with SignalsDeferred():
-            fault_at = ops.kill(old)["at"]  # the drill's own fault and its timestamp
+            fault_at = ops.kill(old)["done_at"]  # the drill's own fault, from when the kill returned
             t = time.time()
             ok = pg.query_one(standby_conn, "SELECT pg_promote(wait => true, wait_seconds => %s)",
                               (int(f.promote_timeout_seconds),))[0]

@@ -63,8 +63,9 @@ class NodeOps:
         t0 = time.time()
         self.runner.run([self._bin("pg_ctl"), "-D", str(self._data(node)), "-m", mode, "-w", "-t", str(timeout),
                          "stop"], timeout=timeout + 30)
-        log.info("%s stopped (%s) in %.2fs", node.name, mode, time.time() - t0)
-        return {"node": node.name, "action": f"stop -m {mode}", "at": t0}
+        done = time.time()
+        log.info("%s stopped (%s) in %.2fs", node.name, mode, done - t0)
+        return {"node": node.name, "action": f"stop -m {mode}", "at": t0, "done_at": done}
 
     def kill(self, node: Node) -> dict[str, Any]:
         """kill -9 of the postmaster, as a crashed host would do to it."""
@@ -73,10 +74,11 @@ class NodeOps:
             raise DrillError(f"{node.name} is not running: nothing to kill")
         t0 = time.time()
         self.runner.run([self._bin("pg_ctl"), "kill", "KILL", str(pid)], timeout=30)
+        done = time.time()
         log.info("%s postmaster (pid %s) killed with SIGKILL", node.name, pid)
         pg.wait_until(lambda: self.running_pid(node) is None, timeout=30, interval=0.1,
                       what=f"{node.name}'s postmaster (pid {pid}) to die")
-        return {"node": node.name, "action": "kill -9", "pid": pid, "at": t0}
+        return {"node": node.name, "action": "kill -9", "pid": pid, "at": t0, "done_at": done}
 
     def start(self, node: Node, timeout: int = 300) -> dict[str, Any]:
         data = self._data(node)

@@ -396,9 +396,13 @@ def inject_fault(plan: Plan, before: dict[str, Any]) -> dict[str, Any]:
         return {"fault": plan.fault, "fault_at": time.time(), "dry_run": True, "lag_bytes_before": lag}
     ops = NodeOps(cluster)
     rec = ops.kill(node) if plan.fault == "kill" else ops.stop(node, "immediate")
+    # The fault counts from the moment the command returned: the server is certainly down then.
+    # A write sent while pg_ctl was still starting could be served by the old primary, and would
+    # otherwise pass for a write after the failover.
     log.warning("FAULT INJECTED: %s of %s at %s", rec["action"], node.name,
-                datetime.fromtimestamp(rec["at"], UTC).isoformat(timespec="milliseconds"))
-    return {"fault": plan.fault, "fault_at": rec["at"], "action": rec["action"], "lag_bytes_before": lag}
+                datetime.fromtimestamp(rec["done_at"], UTC).isoformat(timespec="milliseconds"))
+    return {"fault": plan.fault, "fault_at": rec["done_at"], "fault_command_started_at": rec["at"],
+            "action": rec["action"], "lag_bytes_before": lag}
 
 
 def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover") -> dict[str, Any]:
