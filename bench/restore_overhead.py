@@ -236,38 +236,24 @@ def run_bare(args: argparse.Namespace, env: dict[str, str], logdir: Path, n: int
 
 
 # --------------------------------------------------------------------------- 2. the drill
-def journals(location: str, conn_id: str | None) -> set[str]:
-    from airflow.sdk import ObjectStoragePath
-
-    base = ObjectStoragePath(location, conn_id=conn_id) if conn_id else ObjectStoragePath(location)
-    d = base / DRILL
-    if not d.exists():
-        return set()
-    return {str(p) for p in d.iterdir() if p.name.endswith(".json") and p.name.count(".") == 2}
-
-
-def read_journal(path: str, conn_id: str | None) -> dict[str, Any]:
-    from airflow.sdk import ObjectStoragePath
-
-    return json.loads((ObjectStoragePath(path, conn_id=conn_id) if conn_id else ObjectStoragePath(path)).read_text())
-
-
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
 def run_drill(args: argparse.Namespace, estate: Any, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
+    from drdrill import journal
+
     loc, conn = estate.journal.location, estate.journal.conn_id
-    before = journals(loc, conn)
+    before = journal.listed(loc, conn, DRILL)
     conf = {"cluster": args.cluster, "repo": args.repo, "recovery_point": args.recovery_point}
     log = logdir / f"{n}-drill.log"
     launched = time.time()
     rc, wall, rss = run_measured([str(Path(sys.executable).parent / "airflow"), "dags", "test", DRILL,
                                   "-c", json.dumps(conf)], env, log)
-    new = sorted(journals(loc, conn) - before)
+    new = sorted(journal.listed(loc, conn, DRILL) - before)
     if not new:
         raise SystemExit(f"the drill wrote no journal (airflow exit code {rc}); see {log}")
-    doc = read_journal(new[-1], conn)
+    doc = journal.read(new[-1], conn)
     steps = {s["task_id"]: s for s in doc["steps"] if "seconds" in s}
     sec = {k: float(v["seconds"]) for k, v in steps.items()}
     m = doc.get("measurements") or {}

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from drdrill import journal
 from drdrill.estate import load_estate
 
 RUNS = [
@@ -23,15 +24,6 @@ RUNS = [
 ]
 # The failover runbook's phases in the order they run (bookkeeping tasks are left out).
 PHASES = ["assess", "approval", "failover", "dns_switch", "verify", "rollback", "stabilize", "failback"]
-
-
-def journals(location: str, dag_id: str) -> set[str]:
-    from airflow.sdk import ObjectStoragePath
-
-    d = ObjectStoragePath(location) / dag_id
-    if not d.exists():
-        return set()
-    return {str(p) for p in d.iterdir() if p.name.endswith(".json") and p.name.count(".") == 2}
 
 
 def run_drill(dag_id: str, conf: dict, logdir: Path, n: int, env: dict[str, str]) -> tuple[int, float, Path]:
@@ -110,17 +102,15 @@ def main() -> int:
     print(f"drdrill demo on estate {estate.name!r} ({estate.source})\n")
     ok = True
     for n, (dag_id, conf, what) in enumerate(RUNS, 1):
-        before = journals(estate.journal.location, dag_id)
+        before = journal.listed(estate.journal.location, estate.journal.conn_id, dag_id)
         print(f"running {dag_id}: {what} ...", flush=True)
         rc, secs, log = run_drill(dag_id, conf, logdir, n, env)
-        new = sorted(journals(estate.journal.location, dag_id) - before)
+        new = sorted(journal.listed(estate.journal.location, estate.journal.conn_id, dag_id) - before)
         if not new:
             ok = False
             print(f"  NO JOURNAL (airflow exit code {rc}); see {log}\n")
             continue
-        from airflow.sdk import ObjectStoragePath
-
-        doc = json.loads(ObjectStoragePath(new[-1]).read_text())
+        doc = journal.read(new[-1], estate.journal.conn_id)
         passed = doc["status"] == "passed"
         ok &= passed
         print(f"  {'PASSED' if passed else 'FAILED'} in {secs:.0f}s (Airflow run {doc['run_id']})")

@@ -24,12 +24,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from drdrill import httpjson
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +43,6 @@ CREATE TABLE IF NOT EXISTS drdrill.canary_writes (run_id text NOT NULL, seq bigi
 
 
 # ------------------------------------------------------------------ the writer process
-def _post(url: str, body: dict[str, Any], timeout: float) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read() or b"{}")
-        except ValueError:
-            return e.code, {"error": str(e)}
-    except (OSError, ValueError) as e:
-        return 0, {"error": f"{type(e).__name__}: {e}"}
-
-
 def write_loop(out: Path, run_id: str, urls: list[str], interval: float, timeout: float) -> None:
     """Write until SIGTERM; one JSON line per attempt, flushed before the next attempt."""
     stop = False
@@ -74,10 +59,10 @@ def write_loop(out: Path, run_id: str, urls: list[str], interval: float, timeout
             seq += 1
             t0 = time.time()
             url = urls[seq % len(urls)]
-            code, body = _post(url, {"run_id": run_id, "seq": seq}, timeout)
+            code, body = httpjson.call(url, timeout=timeout, body={"run_id": run_id, "seq": seq})
             if code != 200 and len(urls) > 1:  # a replica down is not a database failure: try the other
                 url = urls[(seq + 1) % len(urls)]
-                code, body = _post(url, {"run_id": run_id, "seq": seq}, timeout)
+                code, body = httpjson.call(url, timeout=timeout, body={"run_id": run_id, "seq": seq})
             rec: dict[str, Any] = {"seq": seq, "sent_at": t0, "done_at": time.time(), "url": url}
             if code == 200 and body.get("ok"):
                 rec.update(ok=True, committed_at=body.get("committed_at"), db=body.get("db"))

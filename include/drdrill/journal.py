@@ -101,13 +101,28 @@ def gather_steps(ti: Any, task_ids: list[str]) -> list[dict[str, Any]]:
     return steps
 
 
-def journal_path(location: str, conn_id: str | None, dag_id: str, run_id: str):
+def _storage(url: str, conn_id: str | None):
     from airflow.sdk import ObjectStoragePath
 
+    return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
+
+
+def journal_path(location: str, conn_id: str | None, dag_id: str, run_id: str):
     from drdrill.scratch import run_tag
 
-    base = ObjectStoragePath(location, conn_id=conn_id) if conn_id else ObjectStoragePath(location)
-    return base / dag_id / f"{run_tag(run_id)}.json"
+    return _storage(location, conn_id) / dag_id / f"{run_tag(run_id)}.json"
+
+
+def listed(location: str, conn_id: str | None, dag_id: str) -> set[str]:
+    """Every journal of ``dag_id`` (not its attachments: those have a second dot before .json/.md)."""
+    d = _storage(location, conn_id) / dag_id
+    if not d.exists():
+        return set()
+    return {str(p) for p in d.iterdir() if p.name.endswith(".json") and p.name.count(".") == 2}
+
+
+def read(path: str, conn_id: str | None) -> dict[str, Any]:
+    return json.loads(_storage(path, conn_id).read_text())
 
 
 def write(location: str, conn_id: str | None, doc: dict[str, Any],

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drdrill import canary, comms, pg
+from drdrill import canary, comms, httpjson, pg
 from drdrill.checks import CheckResult, Status, at_most
 from drdrill.errors import DrillError, DrillFailed, PreflightError
 from drdrill.estate import Cluster, Estate, Node, load_estate
@@ -120,7 +119,7 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
         raise PreflightError(f"cluster {cluster.name!r} has several standbys "
                              f"{[n.name for n in cluster.standbys]}: choose one with the 'standby' param")
     for n in (cluster.primary, standby):
-        if not n.data_dir and (dag_id == DRILL or cluster.failover.new_standby):
+        if not n.data_dir:
             raise PreflightError(f"node {n.name} has no data_dir in the estate: it is needed to stop, start and "
                                  f"rebuild servers")
     if cluster.failover.dns:
@@ -157,22 +156,6 @@ SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, pg_last_wal_replay_
 """
 
 
-def _http(url: str, *, timeout: float, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read() or b"{}")
-        except ValueError:
-            return e.code, {"error": str(e)}
-    except (OSError, ValueError) as e:
-        return 0, {"error": f"{type(e).__name__}: {e}"}
-
-
 def service_health(cluster: Cluster) -> dict[str, Any]:
     """The customer-visible probe: every replica's /health (status, error rate, which DB)."""
     svc = cluster.failover.service if cluster.failover else None
@@ -180,7 +163,7 @@ def service_health(cluster: Cluster) -> dict[str, Any]:
         return {"configured": False}
     replicas = []
     for url in svc.urls:
-        code, body = _http(url.rstrip("/") + svc.health_path, timeout=svc.timeout_seconds)
+        code, body = httpjson.call(url.rstrip("/") + svc.health_path, timeout=svc.timeout_seconds)
         replicas.append({"url": url, "http": code, "status": body.get("status"), "db": body.get("db"),
                          "error_rate": body.get("error_rate"), "error": body.get("error")})
     rates = [r["error_rate"] for r in replicas if isinstance(r["error_rate"], int | float)]
@@ -528,15 +511,16 @@ def smoke_test(cluster: Cluster, run_id: str, *, retry_seconds: float = 10) -> l
         smoke_id = f"{run_id}:smoke"
 
         def attempt(base=base, smoke_id=smoke_id) -> tuple[bool, str]:
-            code, body = _http(base + svc.health_path, timeout=svc.timeout_seconds)
+            code, body = httpjson.call(base + svc.health_path, timeout=svc.timeout_seconds)
             if code != 200:
                 return False, f"/health {code}: {body.get('error') or body.get('status')}"
             seq = int(time.time() * 1000)
-            code, body = _http(base + svc.write_path, timeout=svc.timeout_seconds,
+            code, body = httpjson.call(base + svc.write_path, timeout=svc.timeout_seconds,
                                body={"run_id": smoke_id, "seq": seq})
             if code != 200:
                 return False, f"write {code}: {body.get('error')}"
-            code, body = _http(f"{base}/read?run_id={urllib.request.quote(smoke_id)}", timeout=svc.timeout_seconds)
+            code, body = httpjson.call(f"{base}/read?run_id={urllib.parse.quote(smoke_id)}",
+                                       timeout=svc.timeout_seconds)
             if code != 200 or (body.get("max_seq") or 0) < seq:
                 return False, f"read back {code}: {body}"
             return True, f"health ok (db {body.get('db')}), write + read back ok"

@@ -27,12 +27,11 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from drdrill import httpjson
 from drdrill.backrest import PgBackRest
 from drdrill.errors import DrillError
 from drdrill.estate import Cluster, Estate, load_estate
@@ -150,20 +149,6 @@ def _is_ours(pid: int | None, *needles: str) -> bool:
     except OSError:
         return False
     return all(n in cmd for n in needles)
-
-
-def _get_json(url: str, timeout: float = 2) -> tuple[int, dict]:
-    """(HTTP status, JSON body) of a GET; status 0 when nothing answered."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read() or b"{}")
-        except ValueError:
-            return e.code, {"error": str(e)}
-    except (OSError, ValueError) as e:
-        return 0, {"error": f"{type(e).__name__}: {e}"}
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
@@ -432,7 +417,7 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         for name, url, _port in self.replicas():
             while True:
-                code, body = _get_json(url + "/health")
+                code, body = httpjson.call(url + "/health", timeout=2)
                 if code == 200:
                     log.info("%s healthy on %s (pid %s, db %s)", name, url, body.get("pid"), body.get("db"))
                     break
@@ -722,7 +707,7 @@ class Sandbox:
             if not _pid_alive(_read_pid(self.layout.pidfile("supervisord"))):
                 out.append("supervisord (demo service) not running")
             for name, url, _port in self.replicas():
-                code, _body = _get_json(url + "/health")
+                code, _body = httpjson.call(url + "/health", timeout=2)
                 if code == 0:  # a 503 answers: the service is up, its database may not be
                     out.append(f"{name} not answering on {url}")
         return out
@@ -754,7 +739,7 @@ class Sandbox:
                             "pid": sup_pid if sup_alive else None, "state": "" if sup_alive else "down"})
             programs = self.supervised() if sup_alive else {}
             for name, url, port in self.replicas():
-                code, body = _get_json(url + "/health")
+                code, body = httpjson.call(url + "/health", timeout=2)
                 prog = programs.get(name, {})
                 pid = prog.get("pid") or body.get("pid")
                 if code == 200:
