@@ -5,9 +5,9 @@ project's sandbox; ``$DRDRILL_ESTATE`` / ``$DRDRILL_SANDBOX_DIR`` pick another o
 be a sandbox estate: both parts kill -9 the primary.
 
 1. the BARE failover, in this process with no Airflow task around it: a canary writer
-   (`drdrill.canary`) writes through the demo service; kill -9 of the primary's postmaster,
+   (`drdrill.core.canary`) writes through the demo service; kill -9 of the primary's postmaster,
    ``SELECT pg_promote(wait => true)`` on the standby, Route53 UPSERT of the service record
-   (`drdrill.dns.switch`). Timed from the fault: promoted, first write directly on the new
+   (`drdrill.hooks.route53.switch`). Timed from the fault: promoted, first write directly on the new
    primary (psycopg2 in a tight loop), record INSYNC, first acknowledged write through the
    service (the RTO), and the acknowledged writes lost. Then, untimed, the estate is put back:
    the old primary rebuilt as a standby of the new one (pg_rewind), topology recorded. The next
@@ -151,7 +151,7 @@ class DirectWriter(threading.Thread):
 
     def __init__(self, cluster: Any, node: Any, run_id: str) -> None:
         super().__init__(name="direct-writer", daemon=True)
-        from drdrill import pg
+        from drdrill.hooks import postgres as pg
 
         self.dsn = pg.dsn(cluster, node.host, node.port)
         self.run_id = f"{run_id}:direct"
@@ -222,7 +222,7 @@ def _only_standby(cluster: Any) -> Any:
 
 
 def _first_ack_after(workdir: Path, fault_at: float) -> float | None:
-    from drdrill import canary
+    from drdrill.core import canary
 
     return min((r["done_at"] for r in canary.records(workdir) if r.get("ok") and r["sent_at"] >= fault_at),
                default=None)
@@ -230,8 +230,8 @@ def _first_ack_after(workdir: Path, fault_at: float) -> float | None:
 
 def _steady_state(cluster: Any, old: Any, new: Any, r53: Any) -> int:
     """Refuse to inject a fault unless the standby streams and the record names the primary; lag bytes."""
-    from drdrill import dns
-    from drdrill.node_ops import NodeOps
+    from drdrill.drills.failover.node_ops import NodeOps
+    from drdrill.hooks import route53 as dns
 
     f = cluster.failover
     lag = NodeOps(cluster).wait_streaming(old, new, timeout=f.standby_streaming_timeout_seconds)["lag_bytes"]
@@ -244,9 +244,11 @@ def _steady_state(cluster: Any, old: Any, new: Any, r53: Any) -> int:
 
 def bare_failover(cluster_name: str) -> dict[str, Any]:
     """One failover by hand, timed from the fault; the estate is put back afterwards, always."""
-    from drdrill import canary, dns, pg, topology
-    from drdrill.estate import load_estate
-    from drdrill.node_ops import NodeOps
+    from drdrill.core import canary, topology
+    from drdrill.core.estate import load_estate
+    from drdrill.drills.failover.node_ops import NodeOps
+    from drdrill.hooks import postgres as pg
+    from drdrill.hooks import route53 as dns
 
     estate = load_estate()  # with the recorded topology: the current primary
     cluster = estate.cluster(cluster_name)
@@ -325,9 +327,11 @@ def put_back(cluster_name: str, old_name: str, new_name: str, run_id: str) -> di
     Whether the standby was promoted is asked of the standby itself, not taken from the run (it may
     have been cut short). Not promoted: the killed primary is started again instead.
     """
-    from drdrill import dns, pg, topology
-    from drdrill.estate import load_estate
-    from drdrill.node_ops import NodeOps
+    from drdrill.core import topology
+    from drdrill.core.estate import load_estate
+    from drdrill.drills.failover.node_ops import NodeOps
+    from drdrill.hooks import postgres as pg
+    from drdrill.hooks import route53 as dns
 
     estate = load_estate()
     cluster = estate.cluster(cluster_name)
@@ -362,9 +366,10 @@ def put_back(cluster_name: str, old_name: str, new_name: str, run_id: str) -> di
 
 def switch_back(cluster_name: str, original: str) -> dict[str, Any] | None:
     """A planned switchover to ``original`` when the runs left another node primary (None if not needed)."""
-    from drdrill import dns, topology
-    from drdrill.estate import load_estate
-    from drdrill.node_ops import NodeOps
+    from drdrill.core import topology
+    from drdrill.core.estate import load_estate
+    from drdrill.drills.failover.node_ops import NodeOps
+    from drdrill.hooks import route53 as dns
 
     estate = load_estate()
     cluster = estate.cluster(cluster_name)
@@ -391,7 +396,7 @@ def _epoch(iso: str) -> float:
 
 
 def run_drill(cluster: str, estate: Any, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
-    from drdrill import journal
+    from drdrill.core import journal
 
     loc, conn = estate.journal.location, estate.journal.conn_id
     before = journal.listed(loc, conn, DRILL)
@@ -567,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = airflow_env()
     os.environ.update(env)  # journals are read through Airflow's ObjectStoragePath in this process
-    from drdrill.estate import load_estate
+    from drdrill.core.estate import load_estate
 
     estate = load_estate()
     if args.cluster is None:

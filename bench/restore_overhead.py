@@ -94,7 +94,7 @@ def prepare_primary(cluster: Any, recovery_point: str) -> str | None:
     Returns the PITR target (PostgreSQL time text) or None for "latest". The commit after the
     target is ``txid_current()`` in its own transaction: a commit record, no data.
     """
-    from drdrill import pg
+    from drdrill.hooks import postgres as pg
 
     p = cluster.primary
     with pg.connect(cluster, p.host, p.port) as c:
@@ -148,10 +148,11 @@ class Tool:
 
 def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str, Any]:
     """Restore, start, wait, count by hand; the scratch server and directory are removed always."""
-    from drdrill import pg, scratch
-    from drdrill.backrest import PgBackRest
-    from drdrill.estate import load_estate
-    from drdrill.runner import runner_for
+    from drdrill.core import scratch
+    from drdrill.core.estate import load_estate
+    from drdrill.core.runner import runner_for
+    from drdrill.hooks import postgres as pg
+    from drdrill.hooks.pgbackrest import PgBackRest
 
     estate = load_estate()
     cluster = estate.cluster(cluster_name)
@@ -169,7 +170,7 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
         scratch.create(s, runner, cluster.runner.run_as)
         out["create_scratch"] = time.monotonic() - t
 
-        # The drill's options (drdrill.backrest.PgBackRest.restore), written out by hand.
+        # The drill's options (drdrill.hooks.pgbackrest.PgBackRest.restore), written out by hand.
         opts = [f"--repo={repo}", f"--pg1-path={s.data_dir}", "--delta", "--archive-mode=off",
                 f"--process-max={cluster.pgbackrest.process_max}"]
         if target:
@@ -241,7 +242,7 @@ def _epoch(iso: str) -> float:
 
 
 def run_drill(args: argparse.Namespace, estate: Any, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
-    from drdrill import journal
+    from drdrill.core import journal
 
     loc, conn = estate.journal.location, estate.journal.conn_id
     before = journal.listed(loc, conn, DRILL)
@@ -340,7 +341,7 @@ def fmt(values: list[float], unit: str = "s", digits: int = 2) -> str:
 
 
 def database_facts(cluster: Any) -> dict[str, Any]:
-    from drdrill import pg
+    from drdrill.hooks import postgres as pg
 
     p = cluster.primary
     with pg.connect(cluster, p.host, p.port) as c:
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = airflow_env()
     os.environ.update(env)  # journals are read through Airflow's ObjectStoragePath in this process
-    from drdrill.estate import load_estate
+    from drdrill.core.estate import load_estate
 
     estate = load_estate()
     if args.cluster is None:

@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from drdrill.journal import step
+from drdrill.core.journal import step
 
 CHECKS = ["backup_repository", "backup_integrity", "wal_archiving", "replication"]
 
 
 def _run(group: str, cluster: str) -> list[dict]:
+    from drdrill.core.estate import load_estate
     from drdrill.drills import daily
-    from drdrill.estate import load_estate
 
     c = load_estate().cluster(cluster)
     return [r.to_dict() for r in getattr(daily, group)(c)]
@@ -41,8 +41,8 @@ def dr_daily_verification():
     @task(retries=0)  # a bad estate or param does not fix itself on retry
     @step
     def select_clusters() -> list[str]:
-        from drdrill.errors import EstateError
-        from drdrill.estate import load_estate
+        from drdrill.core.errors import EstateError
+        from drdrill.core.estate import load_estate
 
         estate = load_estate()
         allowed = [c.name for c in estate.clusters_for("dr_daily_verification")]
@@ -77,8 +77,8 @@ def dr_daily_verification():
 
     @task(trigger_rule="all_done", retries=0)
     def journal() -> dict:
-        from drdrill import journal as j
-        from drdrill.checks import CheckResult
+        from drdrill.core import journal as j
+        from drdrill.core.checks import CheckResult
 
         ctx = get_current_context()
         per_task = ctx["ti"].xcom_pull(task_ids=CHECKS) or []

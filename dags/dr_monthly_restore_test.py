@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
 
-from drdrill.journal import step
+from drdrill.core.journal import step
 from drdrill.sensors.postgres import PostgresPromotedSensor
 
 TASKS = ["preflight", "ledger", "setup_scratch", "restore", "start_scratch", "wait_for_promotion",
@@ -114,7 +114,7 @@ def dr_monthly_restore_test():
 
     @task(trigger_rule="all_done")
     def journal() -> dict:
-        from drdrill import journal as j
+        from drdrill.core import journal as j
         from drdrill.drills import restore
 
         ctx = get_current_context()

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from drdrill import journal
-from drdrill.estate import load_estate
+from drdrill.core import journal
+from drdrill.core.estate import load_estate
 
 RUNS = [
     ("dr_daily_verification", {}, "every repo, WAL archiving, replication"),

@@ -68,6 +68,6 @@ def sandbox():
 
 @pytest.fixture(scope="session")
 def estate(sandbox):
-    from drdrill.estate import load_estate
+    from drdrill.core.estate import load_estate
 
     return load_estate()

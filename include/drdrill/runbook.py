@@ -22,7 +22,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import TaskGroup, get_current_context, setup, task, teardown
 
-from drdrill.journal import step
+from drdrill.core.journal import step
 from drdrill.sensors.postgres import PostgresDownSensor, PostgresPromotedSensor
 
 # Parse-time settings (the estate is never read while parsing): environment, documented in the README.
@@ -61,7 +61,7 @@ def _plan() -> Any:
 
 def _steps(task_ids: list[str]) -> dict[str, str]:
     """Status of each task's step record, by the short name after the group ('promote')."""
-    from drdrill.journal import gather_steps
+    from drdrill.core.journal import gather_steps
 
     ti = get_current_context()["ti"]
     return {s["task_id"].rsplit(".", 1)[-1]: s.get("status", "not run") for s in gather_steps(ti, task_ids)}
@@ -80,7 +80,7 @@ def deadline_alert() -> Any:
         return None
 
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RTO_DEADLINE,
-                         callback=AsyncCallback("drdrill.comms.rto_deadline_missed",
+                         callback=AsyncCallback("drdrill.drills.failover.comms.rto_deadline_missed",
                                                 kwargs={"minutes": RTO_DEADLINE.total_seconds() / 60}))
 
 
@@ -390,7 +390,7 @@ def build_runbook(mode: str) -> list[str]:
 
     @task(trigger_rule="all_done")
     def journal() -> dict:
-        from drdrill.drills import failover_journal
+        from drdrill.drills.failover import journal as failover_journal
 
         return failover_journal.finish(get_current_context(), ids)
 

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from drdrill import pg
-from drdrill.estate import Estate
-from drdrill.journal import journal_path
+from drdrill.core.estate import Estate
+from drdrill.core.journal import journal_path
+from drdrill.hooks import postgres as pg
 
 
 def run_dag(dagbag, dag_id: str, conf: dict[str, Any] | None = None):
@@ -83,7 +83,7 @@ def corrupted_newest_full(estate: Estate) -> Iterator[str]:
     Yields the backup label. The file is a table's heap, which every restore of that backup
     set (and of diffs based on it) must read.
     """
-    from drdrill.backrest import PgBackRest
+    from drdrill.hooks.pgbackrest import PgBackRest
 
     cluster = estate.cluster("main")
     info = [s for s in PgBackRest(cluster).info() if s.name == "main"][0]

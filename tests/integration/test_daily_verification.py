@@ -74,7 +74,7 @@ def test_unknown_cluster_param_fails_before_any_check(dagbag, estate):
 
 
 def _estate_with(tmp_path, monkeypatch, old: str, new: str) -> None:
-    from drdrill.paths import DEFAULT_ESTATE
+    from drdrill.core.paths import DEFAULT_ESTATE
 
     text = DEFAULT_ESTATE.read_text()
     assert old in text
@@ -100,7 +100,7 @@ def test_backups_older_than_the_target_fail_on_every_repo(dagbag, estate, tmp_pa
 @pytest.fixture
 def replay_paused(estate):
     """The standby stops replaying while the primary writes about 2 MB of WAL."""
-    from drdrill import pg
+    from drdrill.hooks import postgres as pg
 
     c = estate.cluster("main")
     standby, primary = c.standbys[0], c.primary
@@ -129,7 +129,7 @@ def test_replication_lag_over_the_limit_fails_naming_the_standby(dagbag, estate,
 @pytest.fixture
 def archiving_broken(estate, sandbox):
     """archive_command fails on the primary (e.g. a repo unreachable), then is put back."""
-    from drdrill import pg
+    from drdrill.hooks import postgres as pg
 
     c = estate.cluster("main")
     p = c.primary

@@ -1,4 +1,4 @@
-"""Integration tests of drdrill.dataquality against a throwaway PostgreSQL 15 server.
+"""Integration tests of drdrill.drills.dataquality against a throwaway PostgreSQL 15 server.
 
 The server is private to this module: its own data directory, port and socket directory, started
 with pg_ctl and stopped by pg_ctl on its own data directory, so other servers on the machine are
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from drdrill.checks import Status
-from drdrill.dataquality import CanaryExpectation, DataQualityReport, validate_restore
+from drdrill.core.checks import Status
+from drdrill.drills.dataquality import CanaryExpectation, DataQualityReport, validate_restore
 
 PG_BIN = Path(os.environ.get("DRDRILL_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_ROOT = Path(os.environ.get("DRDRILL_TEST_PG_ROOT", "/tmp/helper-gx"))

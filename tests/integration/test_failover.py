@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from tests.integration.helpers import failures, journal, run_dag, scratch_dirs
 
-from drdrill import pg, topology
-from drdrill.estate import load_estate
+from drdrill.core import topology
+from drdrill.core.estate import load_estate
+from drdrill.hooks import postgres as pg
 
 DRILL = "dr_quarterly_failover_drill"
 INCIDENT = "dr_postgres_primary_failover"
@@ -61,7 +62,7 @@ def canary_processes() -> list[int]:
         if proc.name.isdigit():
             try:
                 cmd = (proc / "cmdline").read_bytes()
-                if b"drdrill.canary" in cmd and root in cmd:
+                if b"drdrill.core.canary" in cmd and root in cmd:
                     out.append(int(proc.name))
             except OSError:
                 continue
@@ -79,7 +80,7 @@ def assert_home(estate) -> None:
 
 
 def estate_with(tmp_path, monkeypatch, *edits: tuple[str, str]) -> None:
-    from drdrill.paths import DEFAULT_ESTATE
+    from drdrill.core.paths import DEFAULT_ESTATE
 
     text = DEFAULT_ESTATE.read_text()
     for old, new in edits:

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from drdrill import journal
-from drdrill.errors import DrillError
+from drdrill.core import journal
+from drdrill.core.errors import DrillError
 
 pytestmark = pytest.mark.sandbox
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from drdrill import scratch
+from drdrill.core import scratch
 from drdrill.sensors.postgres import PostgresPromotedSensor
 from drdrill.triggers.postgres import PostgresPromotedTrigger
 

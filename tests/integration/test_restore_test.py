@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from drdrill import pg, scratch
+from drdrill.core import scratch
+from drdrill.hooks import postgres as pg
 from integration.helpers import (
     assert_no_secret_in,
     canary_rows,
@@ -183,7 +184,7 @@ def _step_record(run_id: str, task_id: str) -> dict:
 
 
 def test_malformed_estate_fails_preflight_naming_file_and_field(dagbag, estate, tmp_path, monkeypatch):
-    from drdrill.paths import DEFAULT_ESTATE
+    from drdrill.core.paths import DEFAULT_ESTATE
 
     bad = tmp_path / "estate.yaml"
     bad.write_text(DEFAULT_ESTATE.read_text().replace("stanza: main", "stanzaa: main"))
@@ -213,7 +214,7 @@ def test_corrupt_backup_fails_the_restore_and_still_tears_down(dagbag, estate):
 @pytest.fixture
 def partitions_and_excluded_schema(estate, tmp_path, monkeypatch):
     """A partitioned table, and a schema the estate excludes from the restore test."""
-    from drdrill.paths import DEFAULT_ESTATE
+    from drdrill.core.paths import DEFAULT_ESTATE
 
     f = tmp_path / "estate.yaml"
     f.write_text(DEFAULT_ESTATE.read_text().replace("row_count_tolerance: {}", "row_count_tolerance: {}\n"
@@ -245,7 +246,7 @@ def test_partitions_are_counted_and_excluded_schemas_are_not(dagbag, estate, par
 
 
 def test_cluster_that_does_not_allow_the_drill_is_refused(dagbag, estate, tmp_path, monkeypatch):
-    from drdrill.paths import DEFAULT_ESTATE
+    from drdrill.core.paths import DEFAULT_ESTATE
 
     f = tmp_path / "estate.yaml"
     f.write_text(DEFAULT_ESTATE.read_text().replace("      - dr_monthly_restore_test\n", ""))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from drdrill import canary
+from drdrill.core import canary
 
 T0 = 1_775_000_000.0  # 2026-03-31T23:33:20Z; one write every 100 ms from here
 
@@ -244,7 +244,7 @@ def test_stop_never_signals_a_process_that_is_not_this_workdirs_writer(tmp_path,
         proc = _sleeper("--out", str(workdir))
         pid = proc.pid
     else:
-        proc = _sleeper("drdrill.canary", "--out", str(tmp_path / "other"))
+        proc = _sleeper("drdrill.core.canary", "--out", str(tmp_path / "other"))
         pid = proc.pid
     try:
         (workdir / canary.PIDFILE).write_text(str(pid))  # a stale PID file, the PID since reused

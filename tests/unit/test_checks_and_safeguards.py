@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from drdrill import scratch
-from drdrill.checks import CheckResult, Status, at_most, summarize
-from drdrill.errors import PreflightError
-from drdrill.estate import load_estate
-from drdrill.paths import DEFAULT_ESTATE
-from drdrill.runner import LocalRunner, redact
+from drdrill.core import scratch
+from drdrill.core.checks import CheckResult, Status, at_most, summarize
+from drdrill.core.errors import PreflightError
+from drdrill.core.estate import load_estate
+from drdrill.core.paths import DEFAULT_ESTATE
+from drdrill.core.runner import LocalRunner, redact
 
 
 def test_at_most_passes_fails_and_skips():
@@ -96,9 +96,9 @@ def test_scratch_of_a_run_still_active_is_not_a_leftover(tmp_path):
 
 
 def test_runner_seams_refuse_with_the_alternative():
-    from drdrill.errors import EstateError
-    from drdrill.estate import RunnerSpec
-    from drdrill.runner import runner_for
+    from drdrill.core.errors import EstateError
+    from drdrill.core.estate import RunnerSpec
+    from drdrill.core.runner import runner_for
 
     r = runner_for(RunnerSpec(kind="ssh", ssh_conn_id="db_host"))
     with pytest.raises(EstateError, match="runner kind 'ssh' \\(connection db_host\\) is not available.*'local'"):
@@ -108,7 +108,7 @@ def test_runner_seams_refuse_with_the_alternative():
 def test_streamed_command_logs_each_line_and_returns_the_output(caplog):
     import logging
 
-    caplog.set_level(logging.INFO, logger="drdrill.runner")
+    caplog.set_level(logging.INFO, logger="drdrill.core.runner")
     res = LocalRunner(None).run(["sh", "-c", "echo one; echo two >&2; echo three"], stream=True)
     assert res.stdout == "one\nthree\n" and res.stderr == "two\n"
     logged = [r.getMessage() for r in caplog.records]
@@ -116,14 +116,14 @@ def test_streamed_command_logs_each_line_and_returns_the_output(caplog):
 
 
 def test_failed_command_says_exit_code_and_tail():
-    from drdrill.errors import CommandError
+    from drdrill.core.errors import CommandError
 
     with pytest.raises(CommandError, match="exit code 3 from: sh -c .*\nboom"):
         LocalRunner(None).run(["sh", "-c", "echo boom >&2; exit 3"])
 
 
 def test_timeout_kills_the_process_group():
-    from drdrill.errors import CommandError
+    from drdrill.core.errors import CommandError
 
     with pytest.raises(CommandError, match="timed out after 1s"):
         LocalRunner(None).run(["sh", "-c", "sleep 30 & sleep 30"], timeout=1)

@@ -35,7 +35,7 @@ def smtp_server():
 
 
 def test_a_runbook_message_is_delivered_through_the_smtp_channel(smtp_server, monkeypatch):
-    from drdrill import comms
+    from drdrill.drills.failover import comms
 
     port, received = smtp_server
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DRILL", json.dumps({
@@ -53,7 +53,7 @@ def test_a_runbook_message_is_delivered_through_the_smtp_channel(smtp_server, mo
 
 
 def test_an_unreachable_smtp_server_is_reported_not_raised(smtp_server, monkeypatch):
-    from drdrill import comms
+    from drdrill.drills.failover import comms
 
     port, received = smtp_server
     with socket.socket() as s:  # a port nobody listens on

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drdrill import comms, timeline
-from drdrill.errors import PreflightError
-from drdrill.paths import DEFAULT_ESTATE
+from drdrill.core.errors import PreflightError
+from drdrill.core.paths import DEFAULT_ESTATE
+from drdrill.drills.failover import comms, timeline
 
 NOW = datetime(2026, 4, 1, 5, 12, 0, tzinfo=UTC)
 STARTED = (NOW - timedelta(minutes=12)).timestamp()
@@ -78,11 +78,11 @@ def test_every_phase_leaves_no_placeholder(phase):
 
 # ------------------------------------------------------------------ channels
 def test_log_channel_logs_subject_and_message(caplog):
-    with caplog.at_level(logging.WARNING, logger="drdrill.comms"):
+    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
         out = comms.send("[DRILL] main: failover (run1)", "the message body", [{"kind": "log"}])
     assert out == [{"kind": "log", "sent": True}]
     assert any("[DRILL] main: failover (run1)" in r.getMessage() and "the message body" in r.getMessage()
-               for r in caplog.records if r.name == "drdrill.comms")
+               for r in caplog.records if r.name == "drdrill.drills.failover.comms")
 
 
 def test_a_channel_without_its_provider_is_reported_and_the_others_still_go_out(monkeypatch, caplog):
@@ -91,7 +91,7 @@ def test_a_channel_without_its_provider_is_reported_and_the_others_still_go_out(
     channels = [{"kind": "smtp", "conn_id": "smtp_default", "to": ["dba@example.com"]},
                 {"kind": "slack", "conn_id": "slack_default", "channel": None},
                 {"kind": "log"}]
-    with caplog.at_level(logging.WARNING, logger="drdrill.comms"):
+    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
         out = comms.send("s", "m", channels)
     assert [(o["kind"], o["sent"]) for o in out] == [("smtp", False), ("slack", False), ("log", True)]
     assert out[0]["error"].startswith("ModuleNotFoundError") and SMTP in out[0]["error"]
@@ -121,12 +121,13 @@ def test_check_channels_accepts_an_installed_provider():
 
 # ------------------------------------------------------------------ RTO deadline callback
 def _escalations(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "drdrill.comms" and "[ESCALATION]" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records
+            if r.name == "drdrill.drills.failover.comms" and "[ESCALATION]" in r.getMessage()]
 
 
 def test_deadline_callback_logs_the_escalation_with_the_sandbox_estate(monkeypatch, caplog):
     monkeypatch.delenv("DRDRILL_ESTATE", raising=False)
-    with caplog.at_level(logging.WARNING, logger="drdrill.comms"):
+    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
         asyncio.run(comms.rto_deadline_missed(minutes=30))
     [msg] = _escalations(caplog)
     assert msg.startswith("RTO target of 30 min reached: failover run unknown run has not finished")
@@ -136,7 +137,7 @@ def test_deadline_callback_logs_the_escalation_with_the_sandbox_estate(monkeypat
 
 def test_deadline_callback_still_logs_when_the_estate_is_unreadable(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("DRDRILL_ESTATE", str(tmp_path / "missing.yaml"))
-    with caplog.at_level(logging.WARNING, logger="drdrill.comms"):
+    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
         asyncio.run(comms.rto_deadline_missed(minutes=45))
     assert _escalations(caplog)[0].startswith("RTO target of 45 min reached")
     assert any("estate unreadable in the deadline callback" in r.getMessage() for r in caplog.records)
@@ -150,7 +151,7 @@ def test_deadline_callback_goes_to_the_estates_channels(monkeypatch, caplog, tmp
         + f"state:\n  location: file://{tmp_path}/state\n")
     monkeypatch.setenv("DRDRILL_ESTATE", str(est))
     _without(monkeypatch, SMTP)  # no mail leaves the machine; the attempt is what is checked
-    with caplog.at_level(logging.WARNING, logger="drdrill.comms"):
+    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
         asyncio.run(comms.rto_deadline_missed(minutes=30))
     assert len(_escalations(caplog)) == 1  # the log channel once, not once per cluster entry
     assert any("could not send 'RTO target of 30 min reached" in r.getMessage() and "through smtp" in r.getMessage()
@@ -163,7 +164,7 @@ def test_deadline_callback_names_the_run_from_the_triggerers_context(monkeypatch
     context = {"dag_run": {"dag_run_id": "scheduled__2026-04-01T05:00:00+00:00",
                            "dag_id": "dr_quarterly_failover_drill", "state": "running"},
                "deadline": {"id": "0197", "deadline_time": "2026-04-01T05:30:00+00:00"}}
-    with caplog.at_level(logging.WARNING, logger="drdrill.comms"):
+    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
         asyncio.run(comms.rto_deadline_missed(minutes=30, context=context))
     assert "scheduled__2026-04-01T05:00:00+00:00" in _escalations(caplog)[0]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drdrill.errors import EstateError
-from drdrill.estate import Failover, Notify, parse_estate
-from drdrill.paths import DEFAULT_ESTATE
+from drdrill.core.errors import EstateError
+from drdrill.core.estate import Failover, Notify, parse_estate
+from drdrill.core.paths import DEFAULT_ESTATE
 
 GOOD = DEFAULT_ESTATE.read_text()
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from drdrill import journal
-from drdrill.errors import DrillError
+from drdrill.core import journal
+from drdrill.core.errors import DrillError
 
 
 def _doc() -> dict:
@@ -54,7 +54,7 @@ def test_steps_of_mapped_tasks_and_tasks_that_never_ran():
 def test_code_version_is_the_git_commit():
     import subprocess
 
-    from drdrill.paths import PROJECT_ROOT
+    from drdrill.core.paths import PROJECT_ROOT
 
     head = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:

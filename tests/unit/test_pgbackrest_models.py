@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from drdrill.checks import Status
-from drdrill.errors import CommandError, PreflightError
-from drdrill.pgbackrest_models import (
+from drdrill.core.checks import Status
+from drdrill.core.errors import CommandError, PreflightError
+from drdrill.hooks.pgbackrest_models import (
     StanzaInfo,
     evaluate_info,
     evaluate_verify,

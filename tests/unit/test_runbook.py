@@ -125,7 +125,7 @@ def test_rto_deadline_alert_by_default(dag_id):
     assert alert["interval"] == 30 * 60
     assert alert["reference"] == "DagRunQueuedAtDeadline"
     assert alert["callback"] == "AsyncCallback"
-    assert alert["path"] == "drdrill.comms.rto_deadline_missed"
+    assert alert["path"] == "drdrill.drills.failover.comms.rto_deadline_missed"
     assert alert["kwargs"] == {"minutes": 30.0}
 
 

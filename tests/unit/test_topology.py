@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from drdrill import topology
-from drdrill.errors import EstateError
-from drdrill.estate import State, load_estate
-from drdrill.paths import DEFAULT_ESTATE
+from drdrill.core import topology
+from drdrill.core.errors import EstateError
+from drdrill.core.estate import State, load_estate
+from drdrill.core.paths import DEFAULT_ESTATE
 
 
 @pytest.fixture

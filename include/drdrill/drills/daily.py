@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from drdrill import pg
-from drdrill.backrest import PgBackRest
-from drdrill.checks import CheckResult, Status, at_most
-from drdrill.errors import DrillError
-from drdrill.estate import Cluster
+from drdrill.core.checks import CheckResult, Status, at_most
+from drdrill.core.errors import DrillError
+from drdrill.core.estate import Cluster
+from drdrill.hooks import postgres as pg
+from drdrill.hooks.pgbackrest import PgBackRest
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def guarded(name: str, target: str, fn: Callable[[], list[CheckResult]]) -> list
 
 def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[CheckResult]:
     """`pgbackrest check` (archive round trip to every repo) and `info` against the thresholds."""
-    from drdrill.pgbackrest_models import evaluate_info
+    from drdrill.hooks.pgbackrest_models import evaluate_info
 
     br = PgBackRest(cluster)
     target = cluster.name
@@ -75,7 +75,7 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
 
 def backup_integrity(cluster: Cluster) -> list[CheckResult]:
     """`pgbackrest verify` per repo, parsed from its text (it exits 0 on corruption)."""
-    from drdrill.pgbackrest_models import evaluate_verify
+    from drdrill.hooks.pgbackrest_models import evaluate_verify
 
     br = PgBackRest(cluster)
     out: list[CheckResult] = []

@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drdrill import pg, scratch
-from drdrill.backrest import PgBackRest
-from drdrill.checks import CheckResult, at_most
-from drdrill.errors import DrillError, PreflightError
-from drdrill.estate import Cluster, Estate, load_estate
-from drdrill.runner import runner_for
+from drdrill.core import scratch
+from drdrill.core.checks import CheckResult, at_most
+from drdrill.core.errors import DrillError, PreflightError
+from drdrill.core.estate import Cluster, Estate, load_estate
+from drdrill.core.runner import runner_for
+from drdrill.hooks import postgres as pg
+from drdrill.hooks.pgbackrest import PgBackRest
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def data_quality(plan: Plan, led: dict[str, Any], s: dict[str, Any], run_id: str
     if plan.dry_run:
         log.info("[DRY RUN] would validate tables, row counts and canaries on the restored copy")
         return {"results": [], "seconds": 0.0, "gx_result": {}}
-    from drdrill.dataquality import CanaryExpectation, validate_restore
+    from drdrill.drills.dataquality import CanaryExpectation, validate_restore
 
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from drdrill import httpjson
-from drdrill.backrest import PgBackRest
-from drdrill.errors import DrillError
-from drdrill.estate import Cluster, Estate, load_estate
-from drdrill.paths import PROJECT_ROOT, sandbox_dir
-from drdrill.runner import LocalRunner
+from drdrill.core import httpjson
+from drdrill.core.errors import DrillError
+from drdrill.core.estate import Cluster, Estate, load_estate
+from drdrill.core.paths import PROJECT_ROOT, sandbox_dir
+from drdrill.core.runner import LocalRunner
+from drdrill.hooks.pgbackrest import PgBackRest
 
 log = logging.getLogger("drdrill.sandbox")
 
@@ -592,7 +592,7 @@ class Sandbox:
             self.down()
         self._preflight()
         t0 = time.monotonic()
-        from drdrill import topology
+        from drdrill.core import topology
 
         topology.reset(self.estate.state_store)
         self._mkdirs()
@@ -667,7 +667,7 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop every sandbox server by PID and remove the sandbox (journals are kept)."""
-        from drdrill.scratch import remove_all_scratch
+        from drdrill.core.scratch import remove_all_scratch
 
         root = self.layout.root
         # The application first: it stops before its database, as in an orderly shutdown.
@@ -714,7 +714,7 @@ class Sandbox:
 
     def status(self) -> dict:
         """Servers, ports, PIDs and backups per repo, as data (printed by the CLI)."""
-        from drdrill import pg
+        from drdrill.hooks import postgres as pg
 
         servers = []
         moto_pid = _read_pid(self.layout.pidfile("moto"))

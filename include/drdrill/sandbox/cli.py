@@ -12,7 +12,7 @@ import logging
 import shlex
 import sys
 
-from drdrill.errors import DrillError
+from drdrill.core.errors import DrillError
 
 
 def _print_status(st: dict) -> None:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("botocore").setLevel(logging.WARNING)
     if args.command == "status":
-        logging.getLogger("drdrill.runner").setLevel(logging.WARNING)
+        logging.getLogger("drdrill.core.runner").setLevel(logging.WARNING)
     from drdrill.sandbox import Sandbox
 
     try:

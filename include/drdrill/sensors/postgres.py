@@ -8,12 +8,12 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from drdrill.journal import STEP_KEY
+from drdrill.core.journal import STEP_KEY
 from drdrill.triggers.postgres import PostgresPromotedTrigger
 
 
 def record_step(context: Any, task_id: str, status: str, started: float, error: str | None = None) -> None:
-    """The journal's step record for a sensor (it is not wrapped by `drdrill.journal.step`)."""
+    """The journal's step record for a sensor (it is not wrapped by `drdrill.core.journal.step`)."""
     from datetime import datetime
 
     def iso(t: float) -> str:
@@ -82,7 +82,7 @@ class PostgresPromotedSensor(BaseSensorOperator):
         started = started or event.get("started_at") or time.time()
         if event.get("status") != "success":
             self._record(context, "failed", started, event.get("message"))
-            from drdrill.errors import DrillError
+            from drdrill.core.errors import DrillError
 
             raise DrillError(event.get("message", "server was not promoted"))
         self.log.info("%s:%s promoted", event.get("host"), event.get("port"))
@@ -131,7 +131,7 @@ class PostgresDownSensor(BaseSensorOperator):
         started = started or event.get("started_at") or time.time()
         if event.get("status") != "success":
             record_step(context, self.task_id, "failed", started, event.get("message"))
-            from drdrill.errors import DrillError
+            from drdrill.core.errors import DrillError
 
             raise DrillError(event.get("message", "trigger criteria not met"))
         self.log.warning("%s:%s failed its health checks since %s: trigger criteria met", event.get("host"),

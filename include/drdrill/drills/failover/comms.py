@@ -20,9 +20,9 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from drdrill.errors import PreflightError
+from drdrill.core.errors import PreflightError
 
-log = logging.getLogger("drdrill.comms")
+log = logging.getLogger("drdrill.drills.failover.comms")
 
 TEMPLATE = ("[{status}] {headline}\n"
             "Impact: {impact}. ETA to resolution: {eta}.\n"
@@ -130,7 +130,7 @@ async def rto_deadline_missed(minutes: float = 30, **kwargs: Any) -> None:
     """
     import asyncio
 
-    from drdrill.estate import load_estate
+    from drdrill.core.estate import load_estate
 
     context = kwargs.get("context") or {}
     dag_run = context.get("dag_run") if isinstance(context, dict) else None

@@ -27,7 +27,7 @@ import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from drdrill.checks import CheckResult, Status
+from drdrill.core.checks import CheckResult, Status
 
 if TYPE_CHECKING:
     from great_expectations.datasource.fluent import PostgresDatasource
@@ -86,9 +86,9 @@ class DataQualityReport:
 def list_user_tables(conn: sa.Connection, exclude_schemas: tuple[str, ...] = ()) -> dict[str, tuple[str, str]]:
     """User tables of the connected database, as ``{"schema.table": (schema, table)}``.
 
-    Same definition as the ledger's (`drdrill.pg.USER_TABLES_SQL`), so both sides list one set.
+    Same definition as the ledger's (`drdrill.hooks.postgres.USER_TABLES_SQL`), so both sides list one set.
     """
-    from drdrill.pg import user_table_pairs
+    from drdrill.hooks.postgres import user_table_pairs
 
     raw = conn.connection.dbapi_connection
     return {f"{s}.{t}": (s, t) for s, t in user_table_pairs(raw, exclude_schemas)}

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drdrill.errors import EstateError
-from drdrill.paths import estate_path, sandbox_dir
+from drdrill.core.errors import EstateError
+from drdrill.core.paths import estate_path, sandbox_dir
 
 DRILLS = (
     "dr_daily_verification",
@@ -413,7 +413,7 @@ def load_estate(path: Path | str | None = None, *, topology: bool = True) -> Est
     """Load and validate the estate (cached per file version).
 
     With ``topology`` (the default) each cluster's roles are the ones recorded by the last
-    failover (`drdrill.topology`); without it, the roles as written in the file.
+    failover (`drdrill.core.topology`); without it, the roles as written in the file.
     """
     p = Path(path) if path else estate_path()
     try:
@@ -424,6 +424,6 @@ def load_estate(path: Path | str | None = None, *, topology: bool = True) -> Est
     estate = _load_cached(p.resolve(), st.st_mtime_ns)
     if not topology:
         return estate
-    from drdrill import topology as topo
+    from drdrill.core import topology as topo
 
     return topo.apply(estate)

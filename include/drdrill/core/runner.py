@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from drdrill.errors import CommandError, EstateError
-from drdrill.estate import RunnerSpec
+from drdrill.core.errors import CommandError, EstateError
+from drdrill.core.estate import RunnerSpec
 
 log = logging.getLogger(__name__)
 

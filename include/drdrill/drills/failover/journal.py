@@ -2,7 +2,7 @@
 
 Called by the last task of both failover DAGs (trigger rule ``all_done``). It sends the final
 message of the runbook (resolved, or failed with the reason), then writes the journal through
-`drdrill.journal.finish`, with the Markdown timeline beside it.
+`drdrill.core.journal.finish`, with the Markdown timeline beside it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import logging
 import time
 from typing import Any
 
-from drdrill import journal, timeline
-from drdrill.checks import CheckResult
+from drdrill.core import journal
+from drdrill.core.checks import CheckResult
+from drdrill.drills.failover import timeline
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from drdrill.errors import PreflightError
-from drdrill.estate import Estate
-from drdrill.runner import Runner
+from drdrill.core.errors import PreflightError
+from drdrill.core.estate import Estate
+from drdrill.core.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:
         raise PreflightError(f"refusing to remove {scratch_dir}: it has no {TAG_FILE}, so drdrill did not create it")
     if stop_server(scratch_dir / "data", runner, bin_dir):
         log.info("stopped scratch server in %s", scratch_dir)
-    from drdrill import canary
+    from drdrill.core import canary
 
     if canary.stop(scratch_dir):  # a failover run's canary writer lives in its scratch directory
         log.info("stopped the canary writer of %s", scratch_dir)

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from drdrill.errors import DrillError, PreflightError
-from drdrill.estate import Dns, Node
+from drdrill.core.errors import DrillError, PreflightError
+from drdrill.core.estate import Dns, Node
 
 log = logging.getLogger(__name__)
 

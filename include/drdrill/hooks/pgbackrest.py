@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drdrill.estate import Cluster
-from drdrill.runner import CommandResult, Runner, runner_for
+from drdrill.core.estate import Cluster
+from drdrill.core.runner import CommandResult, Runner, runner_for
 
 
 class PgBackRest:
@@ -33,7 +33,7 @@ class PgBackRest:
                                timeout=timeout, check=check, stream=progress)
 
     def primary_options(self) -> list[str]:
-        """Point pg1 at the current primary (it changes with failovers; see `drdrill.topology`).
+        """Point pg1 at the current primary (it changes with failovers; see `drdrill.core.topology`).
 
         Commands that connect to the database (check, backup) need them; pgbackrest.conf on a
         host that was built as standby would otherwise name the wrong server or none.
@@ -51,13 +51,13 @@ class PgBackRest:
         return self.run("check", *self.primary_options(), timeout=timeout, check=False)
 
     def info(self):
-        from drdrill.pgbackrest_models import parse_info
+        from drdrill.hooks.pgbackrest_models import parse_info
 
         res = self.run("info", "--output=json", timeout=120)
         return parse_info(res.stdout)
 
     def verify(self, repo: int):
-        from drdrill.pgbackrest_models import parse_verify
+        from drdrill.hooks.pgbackrest_models import parse_verify
 
         # verify exits 0 even when it finds corruption: the text is the only truth.
         res = self.run("verify", f"--repo={repo}", "--output=text", "--verbose", timeout=3600, check=False)

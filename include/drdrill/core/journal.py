@@ -17,8 +17,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from drdrill.errors import DrillError
-from drdrill.paths import PROJECT_ROOT
+from drdrill.core.errors import DrillError
+from drdrill.core.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _storage(url: str, conn_id: str | None):
 
 
 def journal_path(location: str, conn_id: str | None, dag_id: str, run_id: str):
-    from drdrill.scratch import run_tag
+    from drdrill.core.scratch import run_tag
 
     return _storage(location, conn_id) / dag_id / f"{run_tag(run_id)}.json"
 
@@ -172,9 +172,9 @@ def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], 
     Called by every drill's last task (trigger rule ``all_done``), so a journal exists for
     failed runs too. Returns the journal document for passing runs.
     """
-    from drdrill.checks import CheckResult, Status, summarize
-    from drdrill.errors import DrillFailed
-    from drdrill.estate import load_estate
+    from drdrill.core.checks import CheckResult, Status, summarize
+    from drdrill.core.errors import DrillFailed
+    from drdrill.core.estate import load_estate
 
     estate = load_estate()  # an invalid estate fails here with its own clear message
     steps = gather_steps(context["ti"], task_ids)

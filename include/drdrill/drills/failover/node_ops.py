@@ -2,7 +2,7 @@
 
 Every command goes through the cluster's runner as an argv list (``pg_ctl``, ``pg_rewind``,
 pgBackRest), so the same code acts on the sandbox and on a database host. The SQL steps
-(``pg_promote``, replication slots, streaming state) go through `drdrill.pg`.
+(``pg_promote``, replication slots, streaming state) go through `drdrill.hooks.postgres`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drdrill import pg
-from drdrill.backrest import PgBackRest
-from drdrill.errors import CommandError, DrillError
-from drdrill.estate import Cluster, Node
-from drdrill.runner import Runner, runner_for
+from drdrill.core.errors import CommandError, DrillError
+from drdrill.core.estate import Cluster, Node
+from drdrill.core.runner import Runner, runner_for
+from drdrill.hooks import postgres as pg
+from drdrill.hooks.pgbackrest import PgBackRest
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
-from drdrill.errors import DrillError
-from drdrill.estate import Cluster
+from drdrill.core.errors import DrillError
+from drdrill.core.estate import Cluster
 
 
 def _password(cluster: Cluster) -> str | None:

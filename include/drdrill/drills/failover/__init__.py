@@ -22,11 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drdrill import canary, comms, httpjson, pg
-from drdrill.checks import CheckResult, Status, at_most
-from drdrill.errors import DrillError, DrillFailed, PreflightError
-from drdrill.estate import Cluster, Estate, Node, load_estate
-from drdrill.node_ops import NodeOps
+from drdrill.core import canary, httpjson
+from drdrill.core.checks import CheckResult, Status, at_most
+from drdrill.core.errors import DrillError, DrillFailed, PreflightError
+from drdrill.core.estate import Cluster, Estate, Node, load_estate
+from drdrill.drills.failover import comms
+from drdrill.drills.failover.node_ops import NodeOps
+from drdrill.hooks import postgres as pg
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def _lag_limits(cluster: Cluster) -> tuple[int, float]:
 def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=None,
               concurrent: dict[str, int] | None = None, estate: Estate | None = None) -> dict[str, Any]:
     """Validate params and estate; choose primary and standby. Nothing is touched here."""
-    from drdrill import scratch
+    from drdrill.core import scratch
 
     busy = {d: n for d, n in (concurrent or {}).items() if n}
     if busy:
@@ -123,7 +125,7 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
             raise PreflightError(f"node {n.name} has no data_dir in the estate: it is needed to stop, start and "
                                  f"rebuild servers")
     if cluster.failover.dns:
-        from drdrill import dns
+        from drdrill.hooks import route53 as dns
 
         for n in (cluster.primary, standby):
             dns.value_for(cluster.failover.dns, n)  # a CNAME needs a dns_name per node
@@ -220,7 +222,7 @@ def dns_state(cluster: Cluster) -> dict[str, Any]:
     f = cluster.failover
     if not f or not f.dns:
         return {"configured": False}
-    from drdrill import dns
+    from drdrill.hooks import route53 as dns
 
     try:
         st = dns.current(f.dns)
@@ -336,7 +338,7 @@ def announce(plan: Plan, phase: str, **kw: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- failover
 def start_canary(plan: Plan) -> dict[str, Any]:
-    from drdrill import scratch
+    from drdrill.core import scratch
 
     cluster = _cluster(plan)
     svc = cluster.failover.service if cluster.failover else None
@@ -389,7 +391,7 @@ def inject_fault(plan: Plan, before: dict[str, Any]) -> dict[str, Any]:
 
 
 def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover") -> dict[str, Any]:
-    from drdrill import topology
+    from drdrill.core import topology
 
     estate = load_estate()
     cluster = _cluster(plan, estate)
@@ -418,7 +420,7 @@ def switch_dns(plan: Plan, node_name: str) -> dict[str, Any]:
     f = cluster.failover
     if not f or not f.dns:
         return {"switched": False, "reason": "no DNS record configured"}
-    from drdrill import dns
+    from drdrill.hooks import route53 as dns
 
     node = cluster.node(node_name)
     if plan.dry_run:
@@ -433,7 +435,7 @@ def resolve_endpoint(cluster: Cluster) -> Node:
     f = cluster.failover
     if not f or not f.dns:
         return cluster.primary
-    from drdrill import dns
+    from drdrill.hooks import route53 as dns
 
     st = dns.current(f.dns)
     node = dns.node_for_value(cluster.nodes, f.dns, st.value)
@@ -540,7 +542,7 @@ def smoke_test(cluster: Cluster, run_id: str, *, retry_seconds: float = 10) -> l
 # ---------------------------------------------------------------------------- rollback
 def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
     """Put the original primary back when Verify failed and it is recoverable; else escalate."""
-    from drdrill import topology
+    from drdrill.core import topology
 
     promoted = steps.get("promote") == "success"
     if not promoted:
@@ -592,7 +594,7 @@ def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- stabilize
 def archiving(plan: Plan) -> dict[str, Any]:
     """pgBackRest check on the new primary: WAL from the new timeline reaches every repo."""
-    from drdrill.backrest import PgBackRest
+    from drdrill.hooks.pgbackrest import PgBackRest
 
     cluster = _cluster(plan)
     if plan.dry_run:
@@ -633,7 +635,7 @@ def new_standby(plan: Plan, old_name: str, new_primary: str) -> dict[str, Any]:
 
 
 def topology_state(plan: Plan, phase: str) -> dict[str, Any]:
-    from drdrill import topology
+    from drdrill.core import topology
 
     estate = load_estate()
     cluster = _cluster(plan, estate)
@@ -711,7 +713,7 @@ def stop_canary(plan: Plan) -> dict[str, Any]:
 
 def cleanup(plan: Plan) -> dict[str, Any]:
     """Remove the run's scratch directory (the canary writer is stopped first)."""
-    from drdrill import scratch
+    from drdrill.core import scratch
 
     cluster = _cluster(plan)
     d = Path(plan.workdir)

@@ -3,7 +3,7 @@
 The roles in the estate file are the topology the estate was built with. A failover changes
 them at run time, so the failover DAGs record the new primary here (``topology.json`` under the
 estate's state location, a local directory in the sandbox or ``s3://`` in production), and
-`drdrill.estate.load_estate` applies it: the next drill and the daily verification act on the
+`drdrill.core.estate.load_estate` applies it: the next drill and the daily verification act on the
 real primary. Every change is appended to the cluster's history, with the run that made it.
 """
 
@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from drdrill.errors import EstateError
+from drdrill.core.errors import EstateError
 
 log = logging.getLogger(__name__)
 

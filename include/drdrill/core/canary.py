@@ -11,7 +11,7 @@ acknowledged writes with the rows present on the new primary:
 
 The writer runs detached (own session), its PID in the run's scratch directory, so the
 teardown task stops it whatever happened (and the next run's cleanup if a worker died).
-Run: ``python -m drdrill.canary --out DIR --run-id ID --url URL [--url URL] --interval-ms 100``.
+Run: ``python -m drdrill.core.canary --out DIR --run-id ID --url URL [--url URL] --interval-ms 100``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from drdrill import httpjson
+from drdrill.core import httpjson
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def write_loop(out: Path, run_id: str, urls: list[str], interval: float, timeout
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m drdrill.canary", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m drdrill.core.canary", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--run-id", required=True)
     ap.add_argument("--url", action="append", required=True, help="write endpoint (repeat per replica)")
@@ -106,7 +106,7 @@ def start(workdir: Path, run_id: str, urls: list[str], *, interval_ms: int, time
         raise RuntimeError(f"a canary writer already runs for {workdir}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                                       os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "drdrill.canary", "--out", str(workdir), "--run-id", run_id,
+    argv = [sys.executable, "-m", "drdrill.core.canary", "--out", str(workdir), "--run-id", run_id,
             "--interval-ms", str(interval_ms), "--timeout", str(timeout)]
     for u in urls:
         argv += ["--url", u]
@@ -125,7 +125,7 @@ def is_running(workdir: Path) -> bool:
         return False
     # Only our writer: a recycled PID belongs to someone else and is never signalled.
     args = _cmdline(pid).split(" ")
-    return (_alive(pid) and "drdrill.canary" in args and "--out" in args
+    return (_alive(pid) and "drdrill.core.canary" in args and "--out" in args
             and args[args.index("--out") + 1:args.index("--out") + 2] == [str(workdir)])
 
 

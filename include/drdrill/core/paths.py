@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ESTATE_DIR = PROJECT_ROOT / "include" / "estate"
 DEFAULT_ESTATE = ESTATE_DIR / "sandbox.yaml"
 

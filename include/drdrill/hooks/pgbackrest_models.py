@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import AliasPath, BaseModel, ConfigDict, Field, ValidationError
 
-from drdrill.checks import CheckResult, Status, at_most
-from drdrill.errors import CommandError, PreflightError
+from drdrill.core.checks import CheckResult, Status, at_most
+from drdrill.core.errors import CommandError, PreflightError
 
 BackupType = Literal["full", "diff", "incr"]
 BACKUP_TYPES: tuple[str, ...] = ("full", "diff", "incr")

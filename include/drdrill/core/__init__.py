@@ -1,0 +1,1 @@
+"""The core every drill shares: estate, journal, checks, runners, scratch, canary."""

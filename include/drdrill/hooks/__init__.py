@@ -1,0 +1,1 @@
+"""Hooks: one per system the drills talk to; each owns its Airflow connection and client."""

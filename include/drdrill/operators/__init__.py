@@ -1,0 +1,1 @@
+"""Operators: Airflow-facing, thin, reusable in a user's own DAG."""
