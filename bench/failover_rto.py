@@ -8,7 +8,7 @@ be a sandbox estate: both parts kill -9 the primary.
    (`drdrill.core.canary`) writes through the demo service; kill -9 of the primary's postmaster,
    ``SELECT pg_promote(wait => true)`` on the standby, Route53 UPSERT of the service record
    (`drdrill.hooks.route53.switch`). Timed from the fault: promoted, first write directly on the new
-   primary (psycopg2 in a tight loop), record INSYNC, first acknowledged write through the
+   primary (psycopg in a tight loop), record INSYNC, first acknowledged write through the
    service (the RTO), and the acknowledged writes lost. Then, untimed, the estate is put back:
    the old primary rebuilt as a standby of the new one (pg_rewind), topology recorded. The next
    run fails over the other way; at the end a planned switchover restores the original roles.
@@ -153,7 +153,7 @@ class DirectWriter(threading.Thread):
         super().__init__(name="direct-writer", daemon=True)
         from drdrill.hooks import postgres as pg
 
-        self.dsn = pg.dsn(cluster, node.host, node.port)
+        self.hook = pg.hook(cluster, node.host, node.port)
         self.run_id = f"{run_id}:direct"
         self.conn: Any = None
         self.stop_event = threading.Event()
@@ -163,13 +163,11 @@ class DirectWriter(threading.Thread):
         self._connect()  # fails here, before the fault, when the standby is unreachable
 
     def _connect(self) -> None:
-        import psycopg2
-
-        self.conn = psycopg2.connect(**self.dsn)
+        self.conn = self.hook.get_conn()
         self.conn.autocommit = True
 
     def run(self) -> None:
-        import psycopg2
+        import psycopg
 
         while not self.stop_event.is_set():
             self.attempts += 1
@@ -181,7 +179,7 @@ class DirectWriter(threading.Thread):
                                 (self.run_id, self.attempts))
                 self.first_write_at = time.time()  # autocommit: the INSERT returned = committed
                 return
-            except psycopg2.Error as e:
+            except psycopg.Error as e:
                 self.last_error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             time.sleep(DIRECT_POLL_SECONDS)
 
@@ -246,6 +244,7 @@ def bare_failover(cluster_name: str) -> dict[str, Any]:
     """One failover by hand, timed from the fault; the estate is put back afterwards, always."""
     from drdrill.core import canary, topology
     from drdrill.core.estate import load_estate
+    from drdrill.core.polling import wait_until
     from drdrill.drills.failover.node_ops import NodeOps
     from drdrill.hooks import postgres as pg
     from drdrill.hooks import route53 as dns
@@ -255,7 +254,8 @@ def bare_failover(cluster_name: str) -> dict[str, Any]:
     f = cluster.failover
     old, new = cluster.primary, _only_standby(cluster)
     ops = NodeOps(cluster)
-    r53 = dns.client(f.dns)  # the client is built before the fault: the switch itself is timed
+    r53 = dns.client(f.dns)
+    _ = r53.conn  # the client is built before the fault: the switch itself is timed
     run_id = f"bench-failover-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     out: dict[str, Any] = {"run_id": run_id, "from": old.name, "to": new.name,
                            "lag_bytes_before_fault": _steady_state(cluster, old, new, r53)}
@@ -268,11 +268,9 @@ def bare_failover(cluster_name: str) -> dict[str, Any]:
     try:
         urls = [u.rstrip("/") + f.service.write_path for u in f.service.urls]
         canary.start(workdir, run_id, urls, interval_ms=f.canary_interval_ms, timeout=f.service.timeout_seconds)
-        pg.wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
+        wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
                       interval=CANARY_POLL_SECONDS, what="the canary writer's first acknowledged writes")
-        import psycopg2
-
-        standby_conn = psycopg2.connect(**pg.dsn(cluster, new.host, new.port, "postgres"))
+        standby_conn = pg.hook(cluster, new.host, new.port, "postgres").get_conn()
         standby_conn.autocommit = True
         direct = DirectWriter(cluster, new, run_id)
         direct.start()
@@ -292,7 +290,7 @@ def bare_failover(cluster_name: str) -> dict[str, Any]:
         out["promote_call"] = promoted_at - t
         sw = dns.switch(f.dns, new, comment=f"drdrill {BENCH} {run_id}: {new.name} is primary", r53=r53)
         dns_at = time.time()
-        first_ack = pg.wait_until(lambda: _first_ack_after(workdir, fault_at), timeout=60,
+        first_ack = wait_until(lambda: _first_ack_after(workdir, fault_at), timeout=60,
                                   interval=CANARY_POLL_SECONDS, what="the first acknowledged write after the fault")
         direct.join(timeout=60)
         if direct.first_write_at is None:
@@ -329,6 +327,7 @@ def put_back(cluster_name: str, old_name: str, new_name: str, run_id: str) -> di
     """
     from drdrill.core import topology
     from drdrill.core.estate import load_estate
+    from drdrill.core.polling import wait_until
     from drdrill.drills.failover.node_ops import NodeOps
     from drdrill.hooks import postgres as pg
     from drdrill.hooks import route53 as dns
@@ -342,7 +341,7 @@ def put_back(cluster_name: str, old_name: str, new_name: str, run_id: str) -> di
     # A postmaster killed a moment ago stays a zombie until init reaps it, and `pg_ctl status`
     # reports it running: rebuild_standby would try to stop it and fail, pg_ctl start would refuse
     # its lock file. Wait until it is gone.
-    pg.wait_until(lambda: ops.running_pid(old) is None, timeout=60, interval=0.1,
+    wait_until(lambda: ops.running_pid(old) is None, timeout=60, interval=0.1,
                   what=f"the killed postmaster of {old.name} to be gone")
     gone = time.time() - t0
     try:
@@ -484,7 +483,7 @@ def report(r: dict[str, Any]) -> None:
     print()
     print(f"  {'from the fault to ...':<52} {'bare':>22} {'drill':>22} {'drill/bare':>10}")
     row("standby promoted (pg_promote(wait => true) returned)", "promoted")
-    row("first write directly on the new primary (psycopg2)", "direct_write")
+    row("first write directly on the new primary (psycopg)", "direct_write")
     row("Route53 record INSYNC on the new primary", "dns_insync")
     row("first acknowledged write through the service = RTO", "rto")
     row("endpoint down (last ack before -> first ack after)", "endpoint_down")

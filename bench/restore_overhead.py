@@ -94,6 +94,7 @@ def prepare_primary(cluster: Any, recovery_point: str) -> str | None:
     Returns the PITR target (PostgreSQL time text) or None for "latest". The commit after the
     target is ``txid_current()`` in its own transaction: a commit record, no data.
     """
+    from drdrill.core.polling import wait_until
     from drdrill.hooks import postgres as pg
 
     p = cluster.primary
@@ -102,7 +103,7 @@ def prepare_primary(cluster: Any, recovery_point: str) -> str | None:
         time.sleep(0.005)
         pg.query_one(c, "SELECT txid_current()")
         segment = pg.query_one(c, "SELECT pg_walfile_name(pg_switch_wal())")[0]
-        pg.wait_until(lambda: pg.query_one(c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[0]
+        wait_until(lambda: pg.query_one(c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[0]
                       >= segment, timeout=300, interval=0.1, what=f"WAL segment {segment} to be archived")
     return target.isoformat(sep=" ") if recovery_point == "pitr" else None
 
@@ -152,7 +153,7 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
     from drdrill.core.estate import load_estate
     from drdrill.core.runner import runner_for
     from drdrill.hooks import postgres as pg
-    from drdrill.hooks.pgbackrest import PgBackRest
+    from drdrill.hooks.pgbackrest import PgBackRestHook
 
     estate = load_estate()
     cluster = estate.cluster(cluster_name)
@@ -170,13 +171,13 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
         scratch.create(s, runner, cluster.runner.run_as)
         out["create_scratch"] = time.monotonic() - t
 
-        # The drill's options (drdrill.hooks.pgbackrest.PgBackRest.restore), written out by hand.
+        # The drill's options (drdrill.hooks.pgbackrest.PgBackRestHook.restore), written out by hand.
         opts = [f"--repo={repo}", f"--pg1-path={s.data_dir}", "--delta", "--archive-mode=off",
                 f"--process-max={cluster.pgbackrest.process_max}"]
         if target:
             opts += ["--type=time", f"--target={target}", "--target-action=promote"]
         t = time.monotonic()
-        tool.run(PgBackRest(cluster, runner).argv("restore", *opts), timeout=7200)
+        tool.run(PgBackRestHook.for_cluster(cluster, runner).argv("restore", *opts), timeout=7200)
         out["restore"] = time.monotonic() - t
 
         # The drill's server settings (drdrill.drills.restore.start_scratch); -W: do not wait.

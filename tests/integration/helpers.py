@@ -83,10 +83,10 @@ def corrupted_newest_full(estate: Estate) -> Iterator[str]:
     Yields the backup label. The file is a table's heap, which every restore of that backup
     set (and of diffs based on it) must read.
     """
-    from drdrill.hooks.pgbackrest import PgBackRest
+    from drdrill.hooks.pgbackrest import PgBackRestHook
 
     cluster = estate.cluster("main")
-    info = [s for s in PgBackRest(cluster).info() if s.name == "main"][0]
+    info = [s for s in PgBackRestHook.for_cluster(cluster).info() if s.name == "main"][0]
     label = info.newest("full", 1).label
     repo1 = Path(estate.scratch.root).parent / "pgbackrest" / "repo1" / "backup" / "main" / label
     victim = max((p for p in (repo1 / "pg_data" / "base").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)

@@ -129,6 +129,7 @@ def test_replication_lag_over_the_limit_fails_naming_the_standby(dagbag, estate,
 @pytest.fixture
 def archiving_broken(estate, sandbox):
     """archive_command fails on the primary (e.g. a repo unreachable), then is put back."""
+    from drdrill.core.polling import wait_until
     from drdrill.hooks import postgres as pg
 
     c = estate.cluster("main")
@@ -138,14 +139,14 @@ def archiving_broken(estate, sandbox):
         pg.query(conn, "SELECT pg_reload_conf()")
         pg.query(conn, "INSERT INTO app.audit_log(event) VALUES ('archiving broken on purpose')")
         pg.query(conn, "SELECT pg_switch_wal()")
-        pg.wait_until(lambda: pg.query_one(conn, "SELECT failed_count > 0 AND last_failed_time > "
+        wait_until(lambda: pg.query_one(conn, "SELECT failed_count > 0 AND last_failed_time > "
                                                  "coalesce(last_archived_time, 'epoch') FROM pg_stat_archiver")[0],
                       timeout=60, what="the archiver to fail")
     yield
     with pg.connect(c, p.host, p.port) as conn:
         pg.query(conn, "ALTER SYSTEM RESET archive_command")
         pg.query(conn, "SELECT pg_reload_conf()")
-        pg.wait_until(lambda: pg.query_one(conn, "SELECT count(*) = 0 FROM pg_ls_archive_statusdir() "
+        wait_until(lambda: pg.query_one(conn, "SELECT count(*) = 0 FROM pg_ls_archive_statusdir() "
                                                  "WHERE name LIKE '%.ready'")[0], timeout=120,
                       what="the archiver to catch up")
 

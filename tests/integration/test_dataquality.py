@@ -85,7 +85,7 @@ def pg_url() -> Iterator[str]:
             log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
             pytest.fail(f"test PostgreSQL did not start on port {PG_PORT}: {started.stderr}{log}")
         pid = int((datadir / "postmaster.pid").read_text().splitlines()[0])
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{PG_PORT}/postgres"
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{PG_PORT}/postgres"
     finally:
         if pid is not None:
             _pg_ctl(datadir, "stop", "-m", "fast", "-w")
@@ -221,7 +221,7 @@ def test_run_id_with_sql_is_refused_not_run(db: sa.Engine) -> None:
 
 
 def test_unreachable_database_fails_without_raising() -> None:
-    report = validate_restore(sqlalchemy_url=f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{PG_PORT + 1}/x",
+    report = validate_restore(sqlalchemy_url=f"postgresql+psycopg://postgres:s3cret@127.0.0.1:{PG_PORT + 1}/x",
                               expected_tables=[], expected_counts={}, tolerances={}, critical_tables=[],
                               canaries=[], target="test/pg")
     assert [r.name for r in report.failed] == ["tables_match"]

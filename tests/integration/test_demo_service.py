@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from datetime import datetime
 
-import psycopg2
+import psycopg
 import pytest
 
 from drdrill.sandbox import SERVICE_SCRIPT
@@ -88,8 +88,8 @@ def test_acknowledged_writes_are_committed_on_the_primary_and_readable(sandbox):
         acks[seq] = datetime.fromisoformat(body["committed_at"])
         assert acks[seq].tzinfo is not None
     # Straight from the primary, not through the service: the acknowledged rows are there.
-    with psycopg2.connect(host=primary.host, port=primary.port, dbname=sandbox.cluster.postgres.database,
-                          user=sandbox.cluster.postgres.user) as conn, conn.cursor() as cur:
+    with psycopg.connect(host=primary.host, port=primary.port, dbname=sandbox.cluster.postgres.database,
+                         user=sandbox.cluster.postgres.user) as conn, conn.cursor() as cur:
         cur.execute("SELECT seq, committed_at FROM drdrill.canary_writes WHERE run_id = %s ORDER BY seq", (run_id,))
         assert dict(cur.fetchall()) == acks
     conn.close()

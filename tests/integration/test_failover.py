@@ -16,6 +16,7 @@ from tests.integration.helpers import failures, journal, run_dag, scratch_dirs
 
 from drdrill.core import topology
 from drdrill.core.estate import load_estate
+from drdrill.core.polling import wait_until
 from drdrill.hooks import postgres as pg
 
 DRILL = "dr_quarterly_failover_drill"
@@ -73,7 +74,7 @@ def assert_home(estate) -> None:
     """pg1 primary, pg2 streaming from it, the record on pg1, topology says pg1; nothing left over."""
     assert cluster().primary.name == "pg1"
     assert not in_recovery("pg1") and in_recovery("pg2")
-    assert pg.wait_until(lambda: "pg2" in streaming_standbys("pg1"), timeout=30, what="pg2 streaming")
+    assert wait_until(lambda: "pg2" in streaming_standbys("pg1"), timeout=30, what="pg2 streaming")
     assert dns_points_at() == "pg1"
     assert canary_processes() == []
     assert scratch_dirs(estate) == []

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import psycopg2
+import psycopg
 
 from drdrill.core.checks import CheckResult, Status, at_most
 from drdrill.core.errors import DrillError
 from drdrill.core.estate import Cluster
 from drdrill.hooks import postgres as pg
-from drdrill.hooks.pgbackrest import PgBackRest
+from drdrill.hooks.pgbackrest import PgBackRestHook
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def guarded(name: str, target: str, fn: Callable[[], list[CheckResult]]) -> list
     """Run a check group; an error reaching the system becomes one failed check naming it."""
     try:
         results = fn()
-    except (DrillError, psycopg2.Error, OSError) as e:
+    except (DrillError, psycopg.Error, OSError) as e:
         msg = str(e).strip() or type(e).__name__
         results = [CheckResult(name, Status.FAIL, f"could not run: {msg}", target)]
     for r in results:
@@ -38,7 +38,7 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
     """`pgbackrest check` (archive round trip to every repo) and `info` against the thresholds."""
     from drdrill.hooks.pgbackrest_models import evaluate_info
 
-    br = PgBackRest(cluster)
+    br = PgBackRestHook.for_cluster(cluster)
     target = cluster.name
 
     def run() -> list[CheckResult]:
@@ -77,7 +77,7 @@ def backup_integrity(cluster: Cluster) -> list[CheckResult]:
     """`pgbackrest verify` per repo, parsed from its text (it exits 0 on corruption)."""
     from drdrill.hooks.pgbackrest_models import evaluate_verify
 
-    br = PgBackRest(cluster)
+    br = PgBackRestHook.for_cluster(cluster)
     out: list[CheckResult] = []
     for repo in cluster.pgbackrest.repos:
         target = f"{cluster.name}/repo{repo.index}"

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import psycopg2
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -113,7 +113,7 @@ def validate_restore(*, sqlalchemy_url: str, expected_tables: list[str], expecte
     # refuses to even build an asset for a missing table.
     try:
         found = _fetch_user_tables(sqlalchemy_url, tuple(exclude_schemas))
-    except (sa.exc.SQLAlchemyError, psycopg2.Error) as exc:
+    except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
         msg = (f"could not list the tables of the restored database at {shown_url}: "
                f"{_redact(_first_line(exc), sqlalchemy_url)}. Expected a reachable database; check that "
                "the restored instance is running and accepts connections, then rerun the check.")
@@ -129,7 +129,7 @@ def validate_restore(*, sqlalchemy_url: str, expected_tables: list[str], expecte
     except Exception as exc:  # noqa: BLE001 - GX raises its own, driver and pydantic errors here
         msg = (f"Great Expectations could not open the restored database at {shown_url}: "
                f"{_redact(_first_line(exc), sqlalchemy_url)}. Expected a PostgreSQL URL GX accepts "
-               "(postgresql+psycopg2://user@host:port/db); fix the URL and rerun the check.")
+               "(postgresql+psycopg://user@host:port/db); fix the URL and rerun the check.")
         results.append(CheckResult("great_expectations", Status.FAIL, msg, target))
         return DataQualityReport(results, {"error": msg, "elapsed_seconds": round(time.monotonic() - started, 3)})
     batches = _BatchCache(datasource, found, sqlalchemy_url)

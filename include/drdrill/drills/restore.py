@@ -21,9 +21,10 @@ from drdrill.core import scratch
 from drdrill.core.checks import CheckResult, at_most
 from drdrill.core.errors import DrillError, PreflightError
 from drdrill.core.estate import Cluster, Estate, load_estate
+from drdrill.core.polling import wait_until
 from drdrill.core.runner import runner_for
 from drdrill.hooks import postgres as pg
-from drdrill.hooks.pgbackrest import PgBackRest
+from drdrill.hooks.pgbackrest import PgBackRestHook
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None)
 
 def recoverable_window(cluster: Cluster, repo: int) -> dict[str, Any]:
     """The oldest backup of ``repo``: nothing before its stop time can be recovered from it."""
-    stanzas = [s for s in PgBackRest(cluster).info() if s.name == cluster.pgbackrest.stanza]
+    stanzas = [s for s in PgBackRestHook.for_cluster(cluster).info() if s.name == cluster.pgbackrest.stanza]
     oldest = stanzas[0].oldest(repo) if stanzas else None
     if oldest is None:
         raise PreflightError(f"repo{repo} of stanza {cluster.pgbackrest.stanza!r} holds no backup; run "
@@ -138,8 +139,7 @@ def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, A
         pg.query(c, CANARY_DDL)
         before = pg.query_one(c, "INSERT INTO drdrill.canary(run_id, kind) VALUES (%s, 'before') "
                                  "RETURNING id, created_at", (run_id,))
-    with pg.connect(cluster, p.host, p.port, autocommit=False) as c:
-        c.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    with pg.connect(cluster, p.host, p.port, autocommit=False, isolation="REPEATABLE READ", read_only=True) as c:
         # The first statement takes the snapshot; clock_timestamp() is read after it, so every
         # commit the snapshot sees has an earlier commit time: this is the PITR target.
         snapshot_time = pg.query_one(c, "SELECT clock_timestamp()")[0]
@@ -154,7 +154,7 @@ def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, A
                                 "RETURNING id, created_at", (run_id,))
         segment = pg.query_one(c, "SELECT pg_walfile_name(pg_switch_wal())")[0]
         t1 = time.monotonic()
-        pg.wait_until(lambda: (pg.query_one(c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[0]
+        wait_until(lambda: (pg.query_one(c, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[0]
                                >= segment), timeout=300, interval=0.1,
                       what=f"WAL segment {segment} to be archived (is archive_command failing?)")
         archived_s = time.monotonic() - t1
@@ -203,7 +203,7 @@ def restore(plan: Plan, led: dict[str, Any], s: dict[str, Any], estate: Estate |
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
     sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
-    res = PgBackRest(cluster).restore(repo=plan.repo, pg_path=sc.data_dir, target_time=_pg_time(target),
+    res = PgBackRestHook.for_cluster(cluster).restore(repo=plan.repo, pg_path=sc.data_dir, target_time=_pg_time(target),
                                       check=False)
     if res.returncode != 0:
         chosen = re.search(r"restore backup set (\S+?),? ", res.stdout + res.stderr)

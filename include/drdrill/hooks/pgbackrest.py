@@ -1,29 +1,105 @@
-"""pgBackRest commands for one cluster's stanza, run through the cluster's runner.
+"""pgBackRest: the commands drills use for one stanza, run through a runner.
 
-Only argv lists are built here; secrets (repo cipher passphrase, S3 keys) stay in the
-pgbackrest.conf on the database host and are never passed on the command line.
+`PgBackRestHook` owns where pgBackRest runs (the runner) and which stanza and config it acts
+on. It is built either from an Airflow connection of type ``pgbackrest`` (a user's own DAG:
+login = the OS user to run as, extra = stanza, config, process_max) or from a cluster of the
+estate (`PgBackRestHook.for_cluster`, what the drills do). Only argv lists are built here;
+secrets (repo cipher passphrase, S3 keys) stay in the pgbackrest.conf on the database host and
+are never passed on the command line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from drdrill.core.estate import Cluster
+from airflow.sdk import BaseHook
+
+from drdrill.core.errors import EstateError
+from drdrill.core.estate import Cluster, RunnerSpec
 from drdrill.core.runner import CommandResult, Runner, runner_for
 
 
-class PgBackRest:
-    """The pgBackRest commands drills use, for one cluster."""
+class PgBackRestHook(BaseHook):
+    """pgBackRest commands for one stanza.
 
-    def __init__(self, cluster: Cluster, runner: Runner | None = None) -> None:
-        self.cluster = cluster
-        self.runner = runner or runner_for(cluster.runner)
+    :param pgbackrest_conn_id: Airflow connection of type ``pgbackrest``: ``login`` is the OS user
+        pgBackRest runs as (``postgres``), ``extra`` holds ``stanza``, ``config`` (the
+        pgbackrest.conf path) and ``process_max``. Arguments given here win over it.
+    :param stanza: the stanza name
+    :param config: path of pgbackrest.conf where the command runs (holds the secrets)
+    :param run_as: OS user to run as (default: the connection's login)
+    :param process_max: parallel processes for restores
+    :param pg1: options that point pg1 at the current primary (``path``, ``port``, ``socket_path``)
+    :param runner: where commands run (default: this worker, as ``run_as``)
+
+    Usage::
+
+        hook = PgBackRestHook("pgbackrest_default")
+        stanzas = hook.info()            # parsed `pgbackrest info --output=json`
+        report, _ = hook.verify(repo=1)  # parsed `pgbackrest verify`
+    """
+
+    conn_name_attr = "pgbackrest_conn_id"
+    default_conn_name = "pgbackrest_default"
+    conn_type = "pgbackrest"
+    hook_name = "pgBackRest"
+
+    def __init__(self, pgbackrest_conn_id: str | None = None, *, stanza: str | None = None,
+                 config: str | Path | None = None, run_as: str | None = None, process_max: int | None = None,
+                 pg1: dict[str, Any] | None = None, runner: Runner | None = None) -> None:
+        super().__init__()
+        self.pgbackrest_conn_id = pgbackrest_conn_id
+        extra: dict[str, Any] = {}
+        if pgbackrest_conn_id:
+            conn = self.get_connection(pgbackrest_conn_id)
+            extra = conn.extra_dejson
+            if conn.host and conn.host not in ("localhost", "127.0.0.1"):
+                raise EstateError(f"connection {pgbackrest_conn_id!r} names host {conn.host!r}: running pgBackRest "
+                                  f"on another host needs the SSH runner; leave host empty to run on the worker")
+            run_as = run_as or conn.login or None
+        self.stanza = stanza or extra.get("stanza")
+        if not self.stanza:
+            raise EstateError("pgBackRest needs a stanza: pass stanza=... or set 'stanza' in the extra of the "
+                              f"pgbackrest connection {pgbackrest_conn_id or '(none given)'}")
+        cfg = config or extra.get("config")
+        self.config = Path(cfg) if cfg else None
+        self.process_max = int(process_max or extra.get("process_max") or 2)
+        self.pg1 = dict(pg1 or {})
+        self.runner = runner or runner_for(RunnerSpec(kind="local", run_as=run_as))
+
+    @classmethod
+    def for_cluster(cls, cluster: Cluster, runner: Runner | None = None) -> PgBackRestHook:
+        """The hook for a cluster of the estate, with pg1 pointed at its current primary."""
+        p = cluster.primary
+        pg1: dict[str, Any] = {"port": p.port}
+        if p.data_dir:
+            pg1["path"] = p.data_dir
+        if p.socket_dir:
+            pg1["socket_path"] = p.socket_dir
+        return cls(stanza=cluster.pgbackrest.stanza, config=cluster.pgbackrest.config,
+                   process_max=cluster.pgbackrest.process_max, pg1=pg1,
+                   runner=runner or runner_for(cluster.runner))
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form: which fields mean what for a pgBackRest connection."""
+        return {
+            "hidden_fields": ["schema", "port", "password"],
+            "relabeling": {"login": "Run as (OS user)", "host": "Host (empty: this worker)"},
+            "placeholders": {"login": "postgres",
+                             "extra": '{"stanza": "main", "config": "/etc/pgbackrest/pgbackrest.conf", '
+                                      '"process_max": 2}'},
+        }
+
+    def get_conn(self) -> Runner:
+        """The runner commands go through (this hook's "client")."""
+        return self.runner
 
     def argv(self, command: str, *options: str, console: str = "warn") -> list[str]:
-        cfg = self.cluster.pgbackrest.config
-        base = ["pgbackrest", f"--stanza={self.cluster.pgbackrest.stanza}"]
-        if cfg:
-            base.insert(1, f"--config={cfg}")
+        base = ["pgbackrest", f"--stanza={self.stanza}"]
+        if self.config:
+            base.insert(1, f"--config={self.config}")
         return [*base, f"--log-level-console={console}", *options, command]
 
     def run(self, command: str, *options: str, timeout: float = 1800, check: bool = True,
@@ -38,13 +114,8 @@ class PgBackRest:
         Commands that connect to the database (check, backup) need them; pgbackrest.conf on a
         host that was built as standby would otherwise name the wrong server or none.
         """
-        p = self.cluster.primary
-        opts = [f"--pg1-port={p.port}"]
-        if p.data_dir:
-            opts.append(f"--pg1-path={p.data_dir}")
-        if p.socket_dir:
-            opts.append(f"--pg1-socket-path={p.socket_dir}")
-        return opts
+        names = {"port": "--pg1-port", "path": "--pg1-path", "socket_path": "--pg1-socket-path"}
+        return [f"{names[k]}={v}" for k, v in self.pg1.items() if k in names and v]
 
     def check(self, *, timeout: float = 120) -> CommandResult:
         """Archive round trip on every repo: WAL switch, push, and find it in each repo."""
@@ -71,7 +142,7 @@ class PgBackRest:
                 process_max: int | None = None, check: bool = True) -> CommandResult:
         """Restore into ``pg_path`` as an isolated copy: it never archives into the stanza."""
         opts = [f"--repo={repo}", f"--pg1-path={pg_path}", "--delta", "--archive-mode=off",
-                f"--process-max={process_max or self.cluster.pgbackrest.process_max}"]
+                f"--process-max={process_max or self.process_max}"]
         if target_time:
             opts += ["--type=time", f"--target={target_time}", "--target-action=promote"]
         return self.run("restore", *opts, timeout=7200, progress=True, check=check)

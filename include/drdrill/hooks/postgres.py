@@ -1,69 +1,152 @@
-"""Connections to the PostgreSQL servers of a cluster, and the SQL the drills ask them.
+"""PostgreSQL servers of a cluster, through the postgres provider's `PostgresHook`.
 
-Credentials come from the cluster's Airflow connection (``postgres.conn_id``) when set; the
-host and port always come from the estate, so one connection serves every node.
+`PostgresNodeHook` is a `PostgresHook` for one server: credentials (login, password, sslmode,
+other psycopg options) come from an Airflow Postgres connection; host, port and database come
+from the estate, so one connection serves every node of a cluster. Without a connection (the
+sandbox) the estate's user connects without a password (trust, peer or ``~/.pgpass``).
+
+The functions below are the SQL the drills ask (readiness, user tables, exact row counts);
+drill code calls them with a cluster and a node address and never opens a driver connection
+itself. The driver is psycopg 3, which the provider picks beside SQLAlchemy 2.
 """
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg2
-import psycopg2.extensions
+import psycopg
+from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from drdrill.core.errors import DrillError
 from drdrill.core.estate import Cluster
 
-
-def _password(cluster: Cluster) -> str | None:
-    if not cluster.postgres.conn_id:
-        return None
-    from airflow.sdk import BaseHook  # only when a connection is configured
-
-    return BaseHook.get_connection(cluster.postgres.conn_id).password
+CONNECT_TIMEOUT_SECONDS = 3
 
 
-def dsn(cluster: Cluster, host: str, port: int, dbname: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for psycopg2.connect (password included when configured)."""
-    kw: dict[str, Any] = {"host": host, "port": port, "user": cluster.postgres.user,
-                          "dbname": dbname or cluster.postgres.database, "connect_timeout": 3,
-                          "application_name": "drdrill"}
-    pw = _password(cluster)
-    if pw:
-        kw["password"] = pw
-    return kw
+class PostgresNodeHook(PostgresHook):
+    """A `PostgresHook` for one server at ``host:port``, credentials from ``postgres_conn_id``.
+
+    :param host: the server's address (overrides the connection's host)
+    :param port: the server's port (overrides the connection's port)
+    :param database: database to connect to (default: the connection's schema, else ``postgres``)
+    :param user: login when the connection has none (default ``postgres``)
+    :param postgres_conn_id: Airflow Postgres connection holding the password, if any
+    :param connect_timeout: seconds before a connection attempt gives up
+
+    Usage::
+
+        hook = PostgresNodeHook(host="10.0.0.12", port=5432, database="app", postgres_conn_id="pg_dr")
+        with hook.session() as conn:
+            ...
+    """
+
+    hook_name = "PostgreSQL server (drdrill)"
+
+    def __init__(self, *, host: str, port: int, database: str | None = None, user: str | None = None,
+                 postgres_conn_id: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+                 **kwargs: Any) -> None:
+        from airflow.sdk import Connection
+
+        base = None
+        if postgres_conn_id:
+            from airflow.sdk import BaseHook
+
+            base = BaseHook.get_connection(postgres_conn_id)
+        extra = {**(base.extra_dejson if base else {}), "connect_timeout": int(max(1, connect_timeout)),
+                 "application_name": "drdrill"}
+        conn = Connection(conn_id=postgres_conn_id or "drdrill_node", conn_type="postgres", host=host,
+                          port=int(port), login=(base.login if base and base.login else user) or "postgres",
+                          password=base.password if base else None,
+                          schema=database or (base.schema if base and base.schema else "postgres"),
+                          extra=json.dumps(extra))
+        super().__init__(postgres_conn_id=conn.conn_id, connection=conn, **kwargs)
+        self.host, self.port = host, int(port)
+
+    @classmethod
+    def for_node(cls, cluster: Cluster, host: str, port: int, database: str | None = None) -> PostgresNodeHook:
+        """The hook for a server of an estate cluster (its user, database and connection)."""
+        return cls(host=host, port=port, database=database or cluster.postgres.database,
+                   user=cluster.postgres.user, postgres_conn_id=cluster.postgres.conn_id)
+
+    @contextmanager
+    def session(self, *, autocommit: bool = True, isolation: str | None = None,
+                read_only: bool = False) -> Iterator[psycopg.Connection]:
+        """An open connection, closed on exit. ``isolation``: e.g. ``"REPEATABLE READ"``."""
+        conn = self.get_conn()
+        try:
+            if isolation:
+                conn.isolation_level = psycopg.IsolationLevel[isolation.replace(" ", "_").upper()]
+            conn.read_only = read_only
+            conn.autocommit = autocommit
+            yield conn
+        finally:
+            conn.close()
+
+    def is_ready(self) -> tuple[bool, str]:
+        """`pg_isready`-equivalent: (accepts connections, why not)."""
+        try:
+            with self.session() as c:
+                query(c, "SELECT 1")
+            return True, "accepting connections"
+        except psycopg.Error as e:
+            text = str(e).strip()
+            return False, text.splitlines()[0] if text else type(e).__name__
+
+    def in_recovery(self) -> bool:
+        with self.session() as c:
+            return bool(query_one(c, "SELECT pg_is_in_recovery()")[0])
+
+    def promote(self, *, wait_seconds: int = 60) -> dict[str, Any]:
+        """``SELECT pg_promote(wait => true)`` on a standby; refuses a server that is already primary."""
+        import time
+
+        t0 = time.time()
+        with self.session() as c:
+            if not query_one(c, "SELECT pg_is_in_recovery()")[0]:
+                raise DrillError(f"{self.host}:{self.port} is not in recovery: it is already a primary (split brain "
+                                 f"risk); check the topology before going on")
+            ok = query_one(c, "SELECT pg_promote(wait => true, wait_seconds => %s::int)", (int(wait_seconds),))[0]
+        if not ok:
+            raise DrillError(f"pg_promote on {self.host}:{self.port} did not finish within {wait_seconds}s; "
+                             f"read the server's log")
+        done = time.time()
+        self.log.info("%s:%s promoted in %.2fs", self.host, self.port, done - t0)
+        return {"host": self.host, "port": self.port, "promoted_at": done, "seconds": round(done - t0, 3)}
+
+    def sqlalchemy_url_string(self) -> str:
+        """The SQLAlchemy URL with its password (for Great Expectations; never logged)."""
+        return self.sqlalchemy_url.render_as_string(hide_password=False)
+
+
+# ------------------------------------------------------------------------- estate-level helpers
+def hook(cluster: Cluster, host: str, port: int, dbname: str | None = None) -> PostgresNodeHook:
+    return PostgresNodeHook.for_node(cluster, host, port, dbname)
+
+
+@contextmanager
+def connect(cluster: Cluster, host: str, port: int, dbname: str | None = None, autocommit: bool = True,
+            isolation: str | None = None, read_only: bool = False) -> Iterator[psycopg.Connection]:
+    """A connection to one server of ``cluster`` (credentials from its connection), closed on exit."""
+    with hook(cluster, host, port, dbname).session(autocommit=autocommit, isolation=isolation,
+                                                   read_only=read_only) as conn:
+        yield conn
 
 
 def sqlalchemy_url(cluster: Cluster, host: str, port: int, dbname: str | None = None) -> str:
     """The same target as a SQLAlchemy URL (for Great Expectations)."""
-    from sqlalchemy.engine import URL
-
-    return URL.create("postgresql+psycopg2", username=cluster.postgres.user, password=_password(cluster),
-                      host=host, port=port, database=dbname or cluster.postgres.database).render_as_string(
-                          hide_password=False)
+    return hook(cluster, host, port, dbname).sqlalchemy_url_string()
 
 
-@contextmanager
-def connect(cluster: Cluster, host: str, port: int, dbname: str | None = None,
-            autocommit: bool = True) -> Iterator[psycopg2.extensions.connection]:
-    conn = psycopg2.connect(**dsn(cluster, host, port, dbname))
-    conn.autocommit = autocommit
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def query(conn: psycopg2.extensions.connection, sql: str, params: Any = None) -> list[tuple]:
+def query(conn: Any, sql: str, params: Any = None) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall() if cur.description else []
 
 
-def query_one(conn: psycopg2.extensions.connection, sql: str, params: Any = None) -> tuple:
+def query_one(conn: Any, sql: str, params: Any = None) -> tuple:
     rows = query(conn, sql, params)
     if not rows:
         raise DrillError(f"query returned no row: {sql}")
@@ -72,12 +155,7 @@ def query_one(conn: psycopg2.extensions.connection, sql: str, params: Any = None
 
 def is_ready(cluster: Cluster, host: str, port: int, dbname: str | None = None) -> tuple[bool, str]:
     """`pg_isready`-equivalent: (accepts connections, why not)."""
-    try:
-        with connect(cluster, host, port, dbname) as c:
-            query(c, "SELECT 1")
-        return True, "accepting connections"
-    except psycopg2.Error as e:
-        return False, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return hook(cluster, host, port, dbname).is_ready()
 
 
 # The one definition of "user table", used by the ledger on the primary and by the data-quality
@@ -101,30 +179,18 @@ def user_table_pairs(conn: Any, exclude_schemas: list[str] | tuple[str, ...] = (
         return [(r[0], r[1]) for r in cur.fetchall()]
 
 
-def user_tables(conn: psycopg2.extensions.connection, exclude_schemas: list[str] | None = None) -> list[str]:
+def user_tables(conn: Any, exclude_schemas: list[str] | None = None) -> list[str]:
     """Every user table as schema.table."""
     return [f"{s}.{t}" for s, t in user_table_pairs(conn, exclude_schemas or ())]
 
 
-def count_rows(conn: psycopg2.extensions.connection, tables: list[str]) -> dict[str, int]:
+def count_rows(conn: Any, tables: list[str]) -> dict[str, int]:
     """Exact ``count(*)`` per table (statistics lie on a freshly restored cluster)."""
-    from psycopg2 import sql
+    from psycopg import sql
 
     out: dict[str, int] = {}
     for t in tables:
         schema, name = t.split(".", 1)
         out[t] = query_one(conn, sql.SQL("SELECT count(*) FROM {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(name)).as_string(conn))[0]
+            sql.Identifier(schema), sql.Identifier(name)))[0]
     return out
-
-
-def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; raise DrillError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise DrillError(f"timed out after {timeout:.0f}s waiting for {what}")

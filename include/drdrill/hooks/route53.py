@@ -1,9 +1,11 @@
-"""The service endpoint record in Route53: read it, switch it to a node, wait until INSYNC.
+"""The service endpoint record in Route53: read it, switch it, wait until INSYNC.
 
-Through the amazon provider's `AwsBaseHook` (client ``route53``), so the Airflow connection
-decides where the API is: AWS in production, moto in the sandbox (``endpoint_url`` in the
-connection's extra). The change is an UPSERT of one record, the runbook's
-``aws route53 change-resource-record-sets`` step, and is reverted the same way.
+`Route53Hook` is the amazon provider's `AwsBaseHook` with the ``route53`` client, so the
+Airflow connection decides where the API is: AWS in production, moto in the sandbox
+(``endpoint_url`` in the connection's extra). A switch is an UPSERT of one record, the
+runbook's ``aws route53 change-resource-record-sets`` step, and is reverted the same way.
+
+The functions at the bottom take the estate's `Dns` block and nodes (what the drills use).
 """
 
 from __future__ import annotations
@@ -13,30 +15,96 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
 from drdrill.core.errors import DrillError, PreflightError
 from drdrill.core.estate import Dns, Node
 
 log = logging.getLogger(__name__)
 
 
-def client(dns: Dns) -> Any:
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+@dataclass(frozen=True)
+class RecordState:
+    zone_id: str
+    value: str | None
+    ttl: int | None
 
-    return AwsBaseHook(aws_conn_id=dns.conn_id, client_type="route53").get_conn()
+
+class Route53Hook(AwsBaseHook):
+    """Route53 through an Airflow AWS connection.
+
+    :param aws_conn_id: Airflow AWS connection (``endpoint_url`` in its extra for moto or a proxy)
+
+    Usage::
+
+        hook = Route53Hook(aws_conn_id="aws_default")
+        hook.switch_record(zone="prod.example.com", record="db.prod.example.com", value="pg2.prod.example.com")
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["client_type"] = "route53"
+        super().__init__(*args, **kwargs)
+
+    def zone_id(self, zone: str, hosted_zone_id: str | None = None) -> str:
+        """The id of the hosted zone named ``zone``; refuses an unknown or ambiguous name."""
+        if hosted_zone_id:
+            return hosted_zone_id
+        zone = zone.rstrip(".").lower()
+        found = self.conn.list_hosted_zones_by_name(DNSName=zone + ".").get("HostedZones", [])
+        ids = [z["Id"].split("/")[-1] for z in found if z["Name"].rstrip(".").lower() == zone]
+        if not ids:
+            raise PreflightError(f"Route53 has no hosted zone {zone!r} (connection {self.aws_conn_id!r}); check the "
+                                 f"zone name or the connection's account/endpoint")
+        if len(ids) > 1:
+            raise PreflightError(f"Route53 has {len(ids)} hosted zones named {zone!r} ({ids}), e.g. a private and a "
+                                 f"public one: give the hosted zone id")
+        return ids[0]
+
+    def record(self, *, zone: str, record: str, type: str = "CNAME", hosted_zone_id: str | None = None
+               ) -> RecordState:
+        """The record's current value (lower case, no trailing dot) and TTL."""
+        record = record.rstrip(".").lower()
+        zid = self.zone_id(zone, hosted_zone_id)
+        resp = self.conn.list_resource_record_sets(HostedZoneId=zid, StartRecordName=record + ".",
+                                                   StartRecordType=type, MaxItems="1")
+        for rs in resp.get("ResourceRecordSets", []):
+            if rs["Name"].rstrip(".").lower() == record and rs["Type"] == type:
+                values = [r["Value"].rstrip(".").lower() for r in rs.get("ResourceRecords", [])]
+                return RecordState(zid, values[0] if values else None, rs.get("TTL"))
+        return RecordState(zid, None, None)
+
+    def switch_record(self, *, zone: str, record: str, value: str, type: str = "CNAME", ttl: int = 60,
+                      comment: str = "drdrill", hosted_zone_id: str | None = None,
+                      insync_timeout: float = 300, poll_interval: float = 1.0) -> dict[str, Any]:
+        """UPSERT ``record`` to ``value``, wait until Route53 reports INSYNC, read it back."""
+        record = record.rstrip(".").lower()
+        value = value.rstrip(".").lower()
+        before = self.record(zone=zone, record=record, type=type, hosted_zone_id=hosted_zone_id)
+        t0 = time.time()
+        resp = self.conn.change_resource_record_sets(HostedZoneId=before.zone_id, ChangeBatch={
+            "Comment": comment[:256],
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+                "Name": record + ".", "Type": type, "TTL": ttl, "ResourceRecords": [{"Value": value}]}}]})
+        change_id = resp["ChangeInfo"]["Id"].split("/")[-1]
+        log.info("Route53 UPSERT %s %s -> %s (was %s), change %s", record, type, value, before.value, change_id)
+        deadline = time.monotonic() + insync_timeout
+        status = resp["ChangeInfo"]["Status"]
+        while status != "INSYNC":
+            if time.monotonic() > deadline:
+                raise DrillError(f"Route53 change {change_id} for {record} still {status} after "
+                                 f"{insync_timeout:.0f}s; check the zone in the AWS console")
+            time.sleep(poll_interval)
+            status = self.conn.get_change(Id=change_id)["ChangeInfo"]["Status"]
+        after = self.record(zone=zone, record=record, type=type, hosted_zone_id=before.zone_id)
+        if after.value != value:
+            raise DrillError(f"Route53 reports {record} = {after.value!r} after the change, expected {value!r}")
+        return {"record": record, "type": type, "from": before.value, "to": value, "change_id": change_id,
+                "insync_seconds": round(time.time() - t0, 3), "ttl": ttl}
 
 
-def zone_id(dns: Dns, r53: Any) -> str:
-    if dns.hosted_zone_id:
-        return dns.hosted_zone_id
-    found = r53.list_hosted_zones_by_name(DNSName=dns.zone + ".").get("HostedZones", [])
-    ids = [z["Id"].split("/")[-1] for z in found if z["Name"].rstrip(".").lower() == dns.zone]
-    if not ids:
-        raise PreflightError(f"Route53 has no hosted zone {dns.zone!r} (connection {dns.conn_id!r}); "
-                             f"check the zone name in the estate or the connection's account/endpoint")
-    if len(ids) > 1:
-        raise PreflightError(f"Route53 has {len(ids)} hosted zones named {dns.zone!r} ({ids}), e.g. a private "
-                             f"and a public one: set failover.dns.hosted_zone_id in the estate")
-    return ids[0]
+# ------------------------------------------------------------------------- estate-level helpers
+def client(dns: Dns) -> Route53Hook:
+    return Route53Hook(aws_conn_id=dns.conn_id)
 
 
 def value_for(dns: Dns, node: Node) -> str:
@@ -48,23 +116,9 @@ def value_for(dns: Dns, node: Node) -> str:
     return node.host
 
 
-@dataclass(frozen=True)
-class RecordState:
-    zone_id: str
-    value: str | None
-    ttl: int | None
-
-
-def current(dns: Dns, r53: Any | None = None) -> RecordState:
-    r53 = r53 or client(dns)
-    zid = zone_id(dns, r53)
-    resp = r53.list_resource_record_sets(HostedZoneId=zid, StartRecordName=dns.record + ".",
-                                         StartRecordType=dns.type, MaxItems="1")
-    for rs in resp.get("ResourceRecordSets", []):
-        if rs["Name"].rstrip(".").lower() == dns.record and rs["Type"] == dns.type:
-            values = [r["Value"].rstrip(".").lower() for r in rs.get("ResourceRecords", [])]
-            return RecordState(zid, values[0] if values else None, rs.get("TTL"))
-    return RecordState(zid, None, None)
+def current(dns: Dns, r53: Route53Hook | None = None) -> RecordState:
+    return (r53 or client(dns)).record(zone=dns.zone, record=dns.record, type=dns.type,
+                                       hosted_zone_id=dns.hosted_zone_id)
 
 
 def node_for_value(nodes: list[Node], dns: Dns, value: str | None) -> Node | None:
@@ -77,28 +131,9 @@ def node_for_value(nodes: list[Node], dns: Dns, value: str | None) -> Node | Non
     return None
 
 
-def switch(dns: Dns, node: Node, *, comment: str, r53: Any | None = None) -> dict[str, Any]:
-    """UPSERT the record to ``node`` and wait until Route53 reports the change INSYNC."""
-    r53 = r53 or client(dns)
-    before = current(dns, r53)
-    value = value_for(dns, node)
-    t0 = time.time()
-    resp = r53.change_resource_record_sets(HostedZoneId=before.zone_id, ChangeBatch={
-        "Comment": comment[:256],
-        "Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
-            "Name": dns.record + ".", "Type": dns.type, "TTL": dns.ttl, "ResourceRecords": [{"Value": value}]}}]})
-    change_id = resp["ChangeInfo"]["Id"].split("/")[-1]
-    log.info("Route53 UPSERT %s %s -> %s (was %s), change %s", dns.record, dns.type, value, before.value, change_id)
-    deadline = time.monotonic() + dns.insync_timeout_seconds
-    status = resp["ChangeInfo"]["Status"]
-    while status != "INSYNC":
-        if time.monotonic() > deadline:
-            raise DrillError(f"Route53 change {change_id} for {dns.record} still {status} after "
-                             f"{dns.insync_timeout_seconds:.0f}s; check the zone in the AWS console")
-        time.sleep(1)
-        status = r53.get_change(Id=change_id)["ChangeInfo"]["Status"]
-    after = current(dns, r53)
-    if after.value != value:
-        raise DrillError(f"Route53 reports {dns.record} = {after.value!r} after the change, expected {value!r}")
-    return {"record": dns.record, "type": dns.type, "from": before.value, "to": value, "change_id": change_id,
-            "insync_seconds": round(time.time() - t0, 3), "ttl": dns.ttl}
+def switch(dns: Dns, node: Node, *, comment: str, r53: Route53Hook | None = None) -> dict[str, Any]:
+    """UPSERT the service record to ``node`` and wait until Route53 reports the change INSYNC."""
+    return (r53 or client(dns)).switch_record(zone=dns.zone, record=dns.record, value=value_for(dns, node),
+                                              type=dns.type, ttl=dns.ttl, comment=comment,
+                                              hosted_zone_id=dns.hosted_zone_id,
+                                              insync_timeout=dns.insync_timeout_seconds)

@@ -36,7 +36,7 @@ from drdrill.core.errors import DrillError
 from drdrill.core.estate import Cluster, Estate, load_estate
 from drdrill.core.paths import PROJECT_ROOT, sandbox_dir
 from drdrill.core.runner import LocalRunner
-from drdrill.hooks.pgbackrest import PgBackRest
+from drdrill.hooks.pgbackrest import PgBackRestHook
 
 log = logging.getLogger("drdrill.sandbox")
 
@@ -603,7 +603,7 @@ class Sandbox:
         primary = self.cluster.primary
         self._init_primary(primary)
         self._start_pg(primary)
-        br = PgBackRest(self.cluster, self.pg)
+        br = PgBackRestHook.for_cluster(self.cluster, self.pg)
         br.run("stanza-create", timeout=120)
         self._demo_data(primary)
         for node in self.cluster.standbys:
@@ -759,7 +759,7 @@ class Sandbox:
         backups: list[dict] = []
         if not problems:
             try:
-                for st in PgBackRest(self.cluster).info():
+                for st in PgBackRestHook.for_cluster(self.cluster).info():
                     for b in st.backups:
                         backups.append({"repo": b.repo_key, "label": b.label, "type": b.type,
                                         "stop": b.stop.isoformat(timespec="seconds")})

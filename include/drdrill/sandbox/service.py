@@ -1,6 +1,6 @@
 """The sandbox's demo service: "the application" in front of the database.
 
-A tiny HTTP service (stdlib ``ThreadingHTTPServer``, psycopg2, boto3) that finds its database
+A tiny HTTP service (stdlib ``ThreadingHTTPServer``, psycopg 3, boto3) that finds its database
 the way an application does in production, through the DNS service record, so a failover that
 switches the record is seen from the customer's side:
 
@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import psycopg2
-import psycopg2.errors
+import psycopg
+import psycopg.errors
 
 log = logging.getLogger("service")
 
@@ -164,7 +164,7 @@ class App:
         self.window = Window()
 
     def _connect(self, ep: Endpoint):
-        return psycopg2.connect(host=ep.host, port=ep.port, dbname=self.database, user=self.user,
+        return psycopg.connect(host=ep.host, port=ep.port, dbname=self.database, user=self.user,
                                 connect_timeout=1, application_name=self.name)
 
     def db(self, work) -> tuple[Endpoint, Any]:
@@ -177,7 +177,7 @@ class App:
         ep = self.resolver.get()
         try:
             conn = self._connect(ep)
-        except psycopg2.OperationalError:
+        except psycopg.OperationalError:
             self.resolver.invalidate()
             again = self.resolver.get()
             if again == ep:
@@ -187,7 +187,7 @@ class App:
             conn.autocommit = True
             with conn.cursor() as cur:
                 return ep, work(cur)
-        except (psycopg2.OperationalError, psycopg2.errors.ReadOnlySqlTransaction):
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction):
             self.resolver.invalidate()  # the record may have moved: read it again on the next request
             raise
         finally:

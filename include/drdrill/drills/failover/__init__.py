@@ -26,6 +26,7 @@ from drdrill.core import canary, httpjson
 from drdrill.core.checks import CheckResult, Status, at_most
 from drdrill.core.errors import DrillError, DrillFailed, PreflightError
 from drdrill.core.estate import Cluster, Estate, Node, load_estate
+from drdrill.core.polling import wait_until
 from drdrill.drills.failover import comms
 from drdrill.drills.failover.node_ops import NodeOps
 from drdrill.hooks import postgres as pg
@@ -360,7 +361,7 @@ def start_canary(plan: Plan) -> dict[str, Any]:
     pid = canary.start(workdir, plan.run_id, urls, interval_ms=cluster.failover.canary_interval_ms,
                        timeout=svc.timeout_seconds)
     if plan.drill:  # steady state from the application's side: acknowledged writes before the fault
-        pg.wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
+        wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
                       interval=0.1, what="the canary writer's first acknowledged writes through the service")
     return {"started": True, "pid": pid, "urls": urls, "workdir": str(workdir)}
 
@@ -482,7 +483,7 @@ def verify(plan: Plan, node_name: str, *, fault_at: float | None, wait_canary: b
     writes_fail = any(r.failed and r.name == "write_test" for r in out)
     if wait_canary and fault_at and cluster.failover and cluster.failover.service and not writes_fail:
         try:
-            first_write = pg.wait_until(
+            first_write = wait_until(
                 lambda: next((r["done_at"] for r in canary.records(Path(plan.workdir))
                               if r.get("ok") and r["sent_at"] >= fault_at), None),
                 timeout=60, interval=0.1, what="the first acknowledged canary write after the fault")
@@ -594,7 +595,7 @@ def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- stabilize
 def archiving(plan: Plan) -> dict[str, Any]:
     """pgBackRest check on the new primary: WAL from the new timeline reaches every repo."""
-    from drdrill.hooks.pgbackrest import PgBackRest
+    from drdrill.hooks.pgbackrest import PgBackRestHook
 
     cluster = _cluster(plan)
     if plan.dry_run:
@@ -602,7 +603,7 @@ def archiving(plan: Plan) -> dict[str, Any]:
         return {"results": []}
     with pg.connect(cluster, cluster.primary.host, cluster.primary.port, "postgres") as c:
         mode, cmd = pg.query_one(c, "SELECT current_setting('archive_mode'), current_setting('archive_command')")
-    res = PgBackRest(cluster).check(timeout=300)
+    res = PgBackRestHook.for_cluster(cluster).check(timeout=300)
     r = [CheckResult("archive_mode", Status.PASS if mode in ("on", "always") and cmd else Status.FAIL,
                      f"archive_mode={mode}, archive_command {'set' if cmd else 'EMPTY'} on {cluster.primary.name}",
                      f"{cluster.name}/{cluster.primary.name}"),

@@ -14,9 +14,10 @@ from typing import Any
 
 from drdrill.core.errors import CommandError, DrillError
 from drdrill.core.estate import Cluster, Node
+from drdrill.core.polling import wait_until
 from drdrill.core.runner import Runner, runner_for
 from drdrill.hooks import postgres as pg
-from drdrill.hooks.pgbackrest import PgBackRest
+from drdrill.hooks.pgbackrest import PgBackRestHook
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class NodeOps:
         self.runner.run([self._bin("pg_ctl"), "kill", "KILL", str(pid)], timeout=30)
         done = time.time()
         log.info("%s postmaster (pid %s) killed with SIGKILL", node.name, pid)
-        pg.wait_until(lambda: self.running_pid(node) is None, timeout=30, interval=0.1,
+        wait_until(lambda: self.running_pid(node) is None, timeout=30, interval=0.1,
                       what=f"{node.name}'s postmaster (pid {pid}) to die")
         return {"node": node.name, "action": "kill -9", "pid": pid, "at": t0, "done_at": done}
 
@@ -92,16 +93,8 @@ class NodeOps:
     # ------------------------------------------------------------ promotion
     def promote(self, node: Node, wait_seconds: int = 60) -> dict[str, Any]:
         """``SELECT pg_promote(wait => true)`` on a standby (the runbook's promote step)."""
-        t0 = time.time()
-        with pg.connect(self.cluster, node.host, node.port, "postgres") as c:
-            if not pg.query_one(c, "SELECT pg_is_in_recovery()")[0]:
-                raise DrillError(f"{node.name} is not in recovery: it is already a primary (split brain risk); "
-                                 f"check the topology before going on")
-            ok = pg.query_one(c, "SELECT pg_promote(wait => true, wait_seconds => %s)", (wait_seconds,))[0]
-        if not ok:
-            raise DrillError(f"pg_promote on {node.name} did not finish within {wait_seconds}s; read its log")
-        log.info("%s promoted in %.2fs", node.name, time.time() - t0)
-        return {"node": node.name, "promoted_at": time.time(), "seconds": round(time.time() - t0, 3)}
+        rec = pg.hook(self.cluster, node.host, node.port, "postgres").promote(wait_seconds=wait_seconds)
+        return {"node": node.name, "promoted_at": rec["promoted_at"], "seconds": rec["seconds"]}
 
     # ------------------------------------------------------------ standby provisioning
     def ensure_slot(self, primary: Node, slot: str) -> None:
@@ -191,7 +184,7 @@ class NodeOps:
         data = self._data(node)
         # A crashed server leaves postmaster.pid behind; pgBackRest refuses to restore over it.
         self.runner.run(["rm", "-f", str(data / "postmaster.pid")], timeout=30)
-        PgBackRest(self.cluster, self.runner).run(
+        PgBackRestHook.for_cluster(self.cluster, self.runner).run(
             "restore", f"--pg1-path={data}", "--delta", "--type=standby", f"--target-timeline={timeline}",
             timeout=7200, progress=True)
 
@@ -205,7 +198,7 @@ class NodeOps:
                 return None
             return rows[0] if rows and rows[0][0] == "streaming" else None
 
-        state, lag = pg.wait_until(streaming, timeout=timeout, interval=0.5,
+        state, lag = wait_until(streaming, timeout=timeout, interval=0.5,
                                    what=f"{standby.name} to stream from {primary.name}")
         log.info("%s streams from %s (lag %s bytes)", standby.name, primary.name, lag)
         return {"standby": standby.name, "state": state, "lag_bytes": lag}
@@ -237,6 +230,6 @@ class NodeOps:
             with pg.connect(self.cluster, standby.host, standby.port, "postgres") as c:
                 return pg.query_one(c, "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s) >= 0", (lsn,))[0]
 
-        pg.wait_until(replayed, timeout=timeout, interval=0.1,
+        wait_until(replayed, timeout=timeout, interval=0.1,
                       what=f"{standby.name} to replay {primary.name}'s shutdown checkpoint {lsn}")
         return {"node": primary.name, "shutdown_checkpoint": lsn}
