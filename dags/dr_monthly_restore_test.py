@@ -1,21 +1,23 @@
 """Monthly restore test: restore a pgBackRest backup into a scratch server and prove the data.
 
-preflight -> ledger (canaries + exact counts) -> setup scratch -> restore -> start ->
-wait for promotion (deferrable) -> data quality (Great Expectations) -> measure ->
-teardown scratch (always) -> journal. Logic lives in ``drdrill.drills.restore``.
+preflight -> ledger (canaries + exact counts) -> setup scratch -> restore (pgBackRest restore,
+start, deferrable wait until promoted) -> data quality (Great Expectations row counts) ->
+measure -> teardown scratch (always) -> journal. The reusable steps are drdrill's operators
+(`PgBackRestRestoreOperator`, `RowCountCheckOperator`, `ScratchServerTeardownOperator`); the
+steps specific to this drill are tasks whose logic lives in ``drdrill.drills.restore``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import Param, dag, get_current_context, setup, task, teardown
+from airflow.sdk import Param, dag, get_current_context, setup, task
 
 from drdrill.core.journal import step
-from drdrill.sensors.postgres import PostgresPromotedSensor
+from drdrill.operators.dataquality import RowCountCheckOperator
+from drdrill.operators.restore import PgBackRestRestoreOperator, ScratchServerTeardownOperator
 
-TASKS = ["preflight", "ledger", "setup_scratch", "restore", "start_scratch", "wait_for_promotion",
-         "data_quality", "measure", "teardown_scratch"]
+TASKS = ["preflight", "ledger", "setup_scratch", "restore", "data_quality", "measure", "teardown_scratch"]
 
 
 def _ctx() -> tuple[dict, str]:
@@ -54,7 +56,7 @@ def dr_monthly_restore_test():
         params, run_id = _ctx()
         return restore.preflight(params, run_id)
 
-    @task
+    @task(multiple_outputs=True)  # the expectations go to the data-quality operator one by one
     @step
     def ledger(plan: dict) -> dict:
         from drdrill.drills import restore
@@ -79,38 +81,10 @@ def dr_monthly_restore_test():
 
     @task
     @step
-    def restore_backup(plan: dict, led: dict, scr: dict) -> dict:
+    def measure(plan: dict, restored: dict, dq: dict) -> dict:
         from drdrill.drills import restore
 
-        return restore.restore(restore.Plan.from_dict(plan), led, scr)
-
-    @task
-    @step
-    def start_scratch(plan: dict, scr: dict) -> dict:
-        from drdrill.drills import restore
-
-        return restore.start_scratch(restore.Plan.from_dict(plan), scr)
-
-    @task
-    @step
-    def data_quality(plan: dict, led: dict, scr: dict, ready: dict) -> dict:
-        from drdrill.drills import restore
-
-        return restore.data_quality(restore.Plan.from_dict(plan), led, scr, _ctx()[1])
-
-    @task
-    @step
-    def measure(plan: dict, restored: dict, started: dict, ready: dict, dq: dict) -> dict:
-        from drdrill.drills import restore
-
-        return restore.measure(restore.Plan.from_dict(plan), restored, started, ready, dq)
-
-    @teardown
-    @step
-    def teardown_scratch(scr: dict) -> dict:
-        from drdrill.drills import restore
-
-        return restore.teardown_scratch(scr)
+        return restore.measure(restore.Plan.from_dict(plan), restored, dq)
 
     @task(trigger_rule="all_done")
     def journal() -> dict:
@@ -134,15 +108,18 @@ def dr_monthly_restore_test():
     plan = preflight()
     led = ledger(plan)
     scr = setup_scratch(plan)
-    restored = restore_backup.override(task_id="restore")(plan, led, scr)
-    started = start_scratch(plan, scr)
-    restored >> started
-    ready = PostgresPromotedSensor(task_id="wait_for_promotion", target=started,
-                                   dry_run="{{ params.dry_run }}", wait_timeout=1800)
-    dq = data_quality(plan, led, scr, ready.output)
-    meas = measure(plan, restored, started, ready.output, dq)
     led >> scr
-    done = teardown_scratch(scr)
+    restored = PgBackRestRestoreOperator(
+        task_id="restore", cluster="{{ params.cluster }}", repo="{{ params.repo }}", scratch=scr,
+        target_time=led["restore_target"], dry_run="{{ params.dry_run }}", wait_timeout=1800)
+    dq = RowCountCheckOperator(
+        task_id="data_quality", cluster="{{ params.cluster }}", target=restored.output,
+        expected_tables=led["tables"], expected_counts=led["expected_counts"], canaries=led["canaries"],
+        fail_on_mismatch=False,  # the journal lists every failed check and fails the run
+        dry_run="{{ params.dry_run }}")
+    meas = measure(plan, restored.output, dq.output)
+    done = ScratchServerTeardownOperator(task_id="teardown_scratch", cluster="{{ params.cluster }}",
+                                         scratch=scr).as_teardown(setups=scr)
     meas >> done
     done >> journal()
 

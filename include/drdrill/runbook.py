@@ -36,7 +36,7 @@ class RunbookApproval(ApprovalOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         import time
 
-        from drdrill.sensors.postgres import record_step
+        from drdrill.core.journal import record_step
 
         ti = context["ti"]
         started = ti.start_date.timestamp() if getattr(ti, "start_date", None) else time.time()

@@ -19,7 +19,7 @@ def test_serialize_is_exact():
                                 started_at=100.0, down_grace=3)
     assert t.serialize() == ("drdrill.triggers.postgres.PostgresPromotedTrigger", {
         "host": "h", "port": 5, "user": "u", "dbname": "d", "conn_id": None, "timeout": 9.0,
-        "poll_interval": 0.5, "started_at": 100.0, "down_grace": 3.0})
+        "poll_interval": 0.5, "started_at": 100.0, "down_grace": 3.0, "payload": None})
     cls_path, kwargs = t.serialize()
     assert PostgresPromotedTrigger(**kwargs).serialize() == t.serialize()
 

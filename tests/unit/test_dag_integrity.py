@@ -36,7 +36,10 @@ def test_restore_test_has_setup_and_teardown_and_journal_always_runs(dagbag):
     td = dag.get_task("teardown_scratch")
     assert td.is_teardown and "setup_scratch" in td.upstream_task_ids
     assert dag.get_task("journal").trigger_rule == "all_done"
-    assert dag.get_task("wait_for_promotion").__class__.__name__ == "PostgresPromotedSensor"
+    restore = dag.get_task("restore")
+    assert restore.__class__.__name__ == "PgBackRestRestoreOperator"
+    assert dag.get_task("data_quality").__class__.__name__ == "RowCountCheckOperator"
+    assert td.__class__.__name__ == "ScratchServerTeardownOperator"
 
 
 def test_daily_checks_are_mapped_over_clusters(dagbag):

@@ -62,6 +62,18 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def record_step(context: Any, task_id: str, status: str, started: float, error: str | None = None) -> None:
+    """The journal's step record for a sensor (it is not wrapped by `drdrill.core.journal.step`)."""
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+    rec = {"task_id": task_id, "map_index": -1, "status": status, "started_at": iso(started),
+           "ended_at": iso(time.time()), "seconds": round(time.time() - started, 3)}
+    if error:
+        rec["error"] = error
+    context["ti"].xcom_push(key=STEP_KEY, value=rec)
+
+
 def code_version() -> str:
     """The git commit the DAGs run from (``unknown`` outside a git checkout)."""
     try:

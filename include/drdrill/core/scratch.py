@@ -93,12 +93,17 @@ def allocate(estate: Estate, run_id: str, *, scratch_dir: str | None = None, por
              dag_id: str = "") -> Scratch:
     """Choose the scratch directory and a free port for this run (nothing is created)."""
     root = Path(scratch_dir) if scratch_dir else estate.scratch.root
-    d = root / run_tag(run_id)
-    refuse_production(estate, d, port)
-    host = estate.scratch.host
+    refuse_production(estate, root / run_tag(run_id), port)
+    return allocate_in(root, run_id, host=estate.scratch.host, port=port, port_range=estate.scratch.port_range,
+                       taken=production_ports(estate), dag_id=dag_id)
+
+
+def allocate_in(root: Path, run_id: str, *, host: str, port: int | None, port_range: tuple[int, int],
+                taken: set[int] | frozenset[int] = frozenset(), dag_id: str = "") -> Scratch:
+    """Choose ``<root>/<run tag>`` and ``port`` (or the first free one of ``port_range`` not ``taken``)."""
+    d = Path(root) / run_tag(run_id)
     if port is None:
-        lo, hi = estate.scratch.port_range
-        taken = production_ports(estate)
+        lo, hi = port_range
         port = next((p for p in range(lo, hi + 1) if p not in taken and port_free(host, p)), None)
         if port is None:
             raise PreflightError(f"no free port in scratch.port_range {lo}-{hi}; leftover scratch servers? "

@@ -34,12 +34,15 @@ def guarded(name: str, target: str, fn: Callable[[], list[CheckResult]]) -> list
     return results
 
 
-def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[CheckResult]:
-    """`pgbackrest check` (archive round trip to every repo) and `info` against the thresholds."""
-    from drdrill.hooks.pgbackrest_models import evaluate_info
+def repository_checks(br: PgBackRestHook, *, target: str, max_age_hours: dict[str, float] | None = None,
+                      repo_max_age_hours: dict[int, dict[str, float]] | None = None,
+                      expected_repos: set[int] | None = None, now: datetime | None = None) -> list[CheckResult]:
+    """`pgbackrest check` (archive round trip to every repo) and `info` against the thresholds.
 
-    br = PgBackRestHook.for_cluster(cluster)
-    target = cluster.name
+    ``max_age_hours`` per backup type (e.g. ``{"full": 192, "diff": 36}``); without it the backup
+    age is not judged, only the stanza, repo and backup status.
+    """
+    from drdrill.hooks.pgbackrest_models import evaluate_info
 
     def run() -> list[CheckResult]:
         out: list[CheckResult] = []
@@ -54,44 +57,55 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
                                    f"pgbackrest check exit code {res.returncode}: {' | '.join(tail)}. "
                                    f"WAL is not reaching every repo: check archive_command and repo access.",
                                    target, res.returncode, 0))
-        stanzas = [s for s in br.info() if s.name == cluster.pgbackrest.stanza]
+        stanzas = [s for s in br.info() if s.name == br.stanza]
         if not stanzas:
             return [*out, CheckResult("stanza_status", Status.FAIL,
-                                      f"stanza {cluster.pgbackrest.stanza!r} not found in pgbackrest info", target)]
-        expected = {r.index for r in cluster.pgbackrest.repos}
+                                      f"stanza {br.stanza!r} not found in pgbackrest info", target)]
         seen = set(stanzas[0].repo_keys())
-        if expected - seen:
+        if expected_repos and expected_repos - seen:
             out.append(CheckResult("repos_configured", Status.FAIL,
-                                   f"the estate lists repo {sorted(expected)} but pgBackRest reports "
+                                   f"the estate lists repo {sorted(expected_repos)} but pgBackRest reports "
                                    f"{sorted(seen)}; fix the stanza's pgbackrest.conf or the estate", target))
-        per_repo = {r.index: dict(r.max_backup_age_hours) for r in cluster.pgbackrest.repos
-                    if r.max_backup_age_hours is not None}
-        out += evaluate_info(stanzas[0], max_age_hours=dict(cluster.targets.max_backup_age_hours),
-                             now=now or datetime.now(UTC), target=target, repo_max_age_hours=per_repo)
+        out += evaluate_info(stanzas[0], max_age_hours=dict(max_age_hours or {}), now=now or datetime.now(UTC),
+                             target=target, repo_max_age_hours=repo_max_age_hours or {})
         return out
 
     return guarded("backup_repository", target, run)
 
 
-def backup_integrity(cluster: Cluster) -> list[CheckResult]:
+def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[CheckResult]:
+    """The repository checks of an estate cluster, with its thresholds."""
+    per_repo = {r.index: dict(r.max_backup_age_hours) for r in cluster.pgbackrest.repos
+                if r.max_backup_age_hours is not None}
+    return repository_checks(PgBackRestHook.for_cluster(cluster), target=cluster.name,
+                             max_age_hours=dict(cluster.targets.max_backup_age_hours), repo_max_age_hours=per_repo,
+                             expected_repos={r.index for r in cluster.pgbackrest.repos}, now=now)
+
+
+def verify_repos(br: PgBackRestHook, repos: list[int], *, target: str) -> list[CheckResult]:
     """`pgbackrest verify` per repo, parsed from its text (it exits 0 on corruption)."""
     from drdrill.hooks.pgbackrest_models import evaluate_verify
 
-    br = PgBackRestHook.for_cluster(cluster)
     out: list[CheckResult] = []
-    for repo in cluster.pgbackrest.repos:
-        target = f"{cluster.name}/repo{repo.index}"
+    for repo in repos:
+        where = f"{target}/repo{repo}"
 
-        def run(repo=repo, target=target) -> list[CheckResult]:
-            report, res = br.verify(repo.index)
+        def run(repo=repo, where=where) -> list[CheckResult]:
+            report, res = br.verify(repo)
             if res.returncode != 0 and report.ok:
                 return [CheckResult("backup_integrity", Status.FAIL,
                                     f"pgbackrest verify exit code {res.returncode}: "
-                                    f"{(res.stderr or res.stdout).strip()[-300:]}", target)]
-            return evaluate_verify(report, target=cluster.name)
+                                    f"{(res.stderr or res.stdout).strip()[-300:]}", where)]
+            return evaluate_verify(report, target=target)
 
-        out += guarded("backup_integrity", target, run)
+        out += guarded("backup_integrity", where, run)
     return out
+
+
+def backup_integrity(cluster: Cluster) -> list[CheckResult]:
+    """`pgbackrest verify` of every repo of an estate cluster."""
+    return verify_repos(PgBackRestHook.for_cluster(cluster), [r.index for r in cluster.pgbackrest.repos],
+                        target=cluster.name)
 
 
 ARCHIVER_SQL = """

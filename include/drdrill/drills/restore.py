@@ -130,7 +130,7 @@ def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, A
     """Canary, exact counts in one snapshot, second canary; then wait until that WAL is archived."""
     if plan.dry_run:
         log.info("[DRY RUN] would write two canary rows and count every table on the primary")
-        return {"dry_run": True}
+        return {"dry_run": True, "tables": [], "restore_target": None, "expected_counts": None, "canaries": []}
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
     p = cluster.primary
@@ -160,10 +160,25 @@ def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, A
         archived_s = time.monotonic() - t1
     log.info("ledger: %d tables counted in %.2fs at %s; canaries %s/%s; WAL %s archived in %.2fs",
              len(tables), count_s, snapshot_time.isoformat(), before[0], after[0], segment, archived_s)
-    return {"snapshot_time": snapshot_time.isoformat(), "tables": tables, "counts": counts,
-            "canary_before": {"id": before[0], "at": before[1].isoformat()},
-            "canary_after": {"id": after[0], "at": after[1].isoformat()},
-            "wal_segment": segment, "count_seconds": round(count_s, 3), "archive_wait_seconds": round(archived_s, 3)}
+    led = {"snapshot_time": snapshot_time.isoformat(), "tables": tables, "counts": counts,
+           "canary_before": {"id": before[0], "at": before[1].isoformat()},
+           "canary_after": {"id": after[0], "at": after[1].isoformat()},
+           "wal_segment": segment, "count_seconds": round(count_s, 3), "archive_wait_seconds": round(archived_s, 3)}
+    return {**led, **expectations(plan, run_id, led)}
+
+
+def expectations(plan: Plan, run_id: str, led: dict[str, Any]) -> dict[str, Any]:
+    """What the restored copy must show: the restore target, exact counts and canaries.
+
+    A user-given PITR time has no ledger snapshot: its counts are unknown and the canaries
+    prove nothing about it, so only the tables are checked then.
+    """
+    at_snapshot = plan.recovery_point == "latest" or not plan.target_time
+    canaries = ([{"run_id": run_id, "kind": "before", "present": True},
+                 {"run_id": run_id, "kind": "after", "present": plan.recovery_point == "latest"}]
+                if at_snapshot else [])
+    return {"restore_target": pitr_target(plan, led), "expected_counts": led["counts"] if at_snapshot else None,
+            "canaries": canaries}
 
 
 def pitr_target(plan: Plan, led: dict[str, Any]) -> str | None:
@@ -194,28 +209,20 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
     return {**s.to_dict(), "cluster": cluster.name, "leftovers_removed": [str(d) for d in removed]}
 
 
-def restore(plan: Plan, led: dict[str, Any], s: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
-    """`pgbackrest restore` from the chosen repo into the scratch directory."""
-    target = None if plan.dry_run else pitr_target(plan, led)
-    if plan.dry_run:
-        log.info("[DRY RUN] would restore stanza from repo%s into %s", plan.repo, s["dir"])
-        return {"dry_run": True}
-    estate = estate or load_estate()
-    cluster = estate.cluster(plan.cluster)
-    sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
-    res = PgBackRestHook.for_cluster(cluster).restore(repo=plan.repo, pg_path=sc.data_dir, target_time=_pg_time(target),
-                                      check=False)
+def restore_into(br: PgBackRestHook, sc: scratch.Scratch, *, repo: int, target_time: str | None) -> dict[str, Any]:
+    """`pgbackrest restore` of ``repo`` (to ``target_time``, ISO 8601 with zone, or the end of the archive)."""
+    res = br.restore(repo=repo, pg_path=sc.data_dir, target_time=_pg_time(target_time), check=False)
     if res.returncode != 0:
         chosen = re.search(r"restore backup set (\S+?),? ", res.stdout + res.stderr)
         errors = [ln.strip() for ln in res.stderr.splitlines() if "ERROR" in ln] or res.stderr.strip().splitlines()
-        raise DrillError(f"pgbackrest restore from repo{plan.repo} failed (exit code {res.returncode}) while "
+        raise DrillError(f"pgbackrest restore from repo{repo} failed (exit code {res.returncode}) while "
                          f"restoring backup set {chosen.group(1) if chosen else '(not reached)'}: "
                          f"{' | '.join(errors[-3:])}. The backup set may be damaged: run dr_daily_verification "
-                         f"(pgbackrest verify) for repo{plan.repo}, take a new full backup and expire the damaged "
+                         f"(pgbackrest verify) for repo{repo}, take a new full backup and expire the damaged "
                          f"set.")
-    log.info("restored from repo%s into %s in %.1fs (target %s)", plan.repo, sc.data_dir, res.seconds,
-             target or "end of archive")
-    return {"seconds": round(res.seconds, 3), "target_time": target, "repo": plan.repo}
+    log.info("restored from repo%s into %s in %.1fs (target %s)", repo, sc.data_dir, res.seconds,
+             target_time or "end of archive")
+    return {"seconds": round(res.seconds, 3), "target_time": target_time, "repo": repo}
 
 
 def _pg_time(iso: str | None) -> str | None:
@@ -229,62 +236,27 @@ def scratch_settings(sc: scratch.Scratch) -> dict[str, Any]:
             "logging_collector": "off"}
 
 
-def start_scratch(plan: Plan, s: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
-    """Start the restored server on its own port and socket, never archiving; do not wait."""
-    if plan.dry_run:
-        log.info("[DRY RUN] would start the scratch server on port %s", s["port"])
-        return {"dry_run": True, "started_at": time.time()}
-    estate = estate or load_estate()
-    cluster = estate.cluster(plan.cluster)
-    sc = scratch.Scratch(s["run_id"], s["dir"], s["port"], s["host"])
+def start_server(runner: Any, bin_dir: Path, sc: scratch.Scratch, *, owner: str | None) -> dict[str, Any]:
+    """Start a restored copy in ``sc`` with its own settings; returns when pg_ctl does (not promoted yet)."""
     # Settings go into the restored copy's postgresql.auto.conf (read last, so they win over
     # the primary's postgresql.conf), not into a `pg_ctl -o` string that a shell would parse.
-    scratch.append_settings(sc, scratch_settings(sc), owner=cluster.runner.run_as)
+    scratch.append_settings(sc, scratch_settings(sc), owner=owner)
     started = time.time()
-    runner_for(cluster.runner).run([str(cluster.postgres.bin_dir / "pg_ctl"), "-D", str(sc.data_dir),
-                                    "-l", str(sc.logfile), "-W", "start"], timeout=60)
+    runner.run([str(Path(bin_dir) / "pg_ctl"), "-D", str(sc.data_dir), "-l", str(sc.logfile), "-W", "start"],
+               timeout=60)
     log.info("scratch server starting on %s:%s (log %s)", sc.host, sc.port, sc.logfile)
     return {"started_at": started, "host": sc.host, "port": sc.port, "log": str(sc.logfile)}
 
 
-def data_quality(plan: Plan, led: dict[str, Any], s: dict[str, Any], run_id: str,
-                 estate: Estate | None = None) -> dict[str, Any]:
-    """Great Expectations on the restored copy: tables, exact counts, canaries, critical tables."""
-    if plan.dry_run:
-        log.info("[DRY RUN] would validate tables, row counts and canaries on the restored copy")
-        return {"results": [], "seconds": 0.0, "gx_result": {}}
-    from drdrill.drills.dataquality import CanaryExpectation, validate_restore
-
-    estate = estate or load_estate()
-    cluster = estate.cluster(plan.cluster)
-    rt = cluster.restore_test
-    at_snapshot = plan.recovery_point == "latest" or not plan.target_time
-    canaries = ([CanaryExpectation(run_id, "before", True),
-                 CanaryExpectation(run_id, "after", plan.recovery_point == "latest")] if at_snapshot else [])
-    t0 = time.monotonic()
-    report = validate_restore(
-        sqlalchemy_url=pg.sqlalchemy_url(cluster, s["host"], s["port"]),
-        expected_tables=led["tables"],
-        # A user-given PITR time has no ledger: the counts at that moment are unknown.
-        expected_counts=led["counts"] if at_snapshot else None,
-        tolerances=dict(rt.row_count_tolerance), critical_tables=list(rt.critical_tables),
-        canaries=canaries, target=f"{cluster.name}/scratch:{s['port']}", exclude_schemas=tuple(rt.exclude_schemas))
-    secs = time.monotonic() - t0
-    for r in report.results:
-        (log.warning if r.failed else log.info)("%s", r.line())
-    return {"results": [r.to_dict() for r in report.results], "seconds": round(secs, 3),
-            "gx_result": report.gx_result}
-
-
-def measure(plan: Plan, restored: dict[str, Any], started: dict[str, Any], ready: dict[str, Any],
-            dq: dict[str, Any], estate: Estate | None = None) -> dict[str, Any]:
+def measure(plan: Plan, restored: dict[str, Any], dq: dict[str, Any], estate: Estate | None = None
+            ) -> dict[str, Any]:
     """Restore time split (restore command, replay/promote, checks) against max restore minutes."""
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
     if plan.dry_run:
         return {"results": [], "measurements": {}}
     restore_s = float(restored["seconds"])
-    replay_s = max(0.0, float(ready["ready_at"]) - float(started["started_at"]))
+    replay_s = max(0.0, float(restored["ready_at"]) - float(restored["started_at"]))
     checks_s = float(dq["seconds"])
     total = restore_s + replay_s + checks_s
     limit = cluster.targets.max_restore_minutes
@@ -297,16 +269,6 @@ def measure(plan: Plan, restored: dict[str, Any], started: dict[str, Any], ready
     log.info("restore %.1fs + replay/promote %.1fs + checks %.1fs = %.1fs (target %s min)", restore_s, replay_s,
              checks_s, total, limit)
     return {"results": [result.to_dict()], "measurements": m}
-
-
-def teardown_scratch(s: dict[str, Any] | None, estate: Estate | None = None) -> dict[str, Any]:
-    """Stop the scratch server and remove its directory; runs on failure too."""
-    if not s:
-        return {"removed": None}
-    estate = estate or load_estate()
-    cluster = estate.cluster(s["cluster"])
-    scratch.remove(Path(s["dir"]), runner_for(cluster.runner), cluster.postgres.bin_dir)
-    return {"removed": s["dir"], "port_freed": scratch.port_free(s["host"], s["port"])}
 
 
 def as_results(dicts: list[dict[str, Any]] | None) -> list[CheckResult]:

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from drdrill.core.journal import STEP_KEY
+from drdrill.core.journal import record_step
 from drdrill.triggers.postgres import PostgresPromotedTrigger
-
-
-def record_step(context: Any, task_id: str, status: str, started: float, error: str | None = None) -> None:
-    """The journal's step record for a sensor (it is not wrapped by `drdrill.core.journal.step`)."""
-    from datetime import datetime
-
-    def iso(t: float) -> str:
-        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
-
-    rec = {"task_id": task_id, "map_index": -1, "status": status, "started_at": iso(started),
-           "ended_at": iso(time.time()), "seconds": round(time.time() - started, 3)}
-    if error:
-        rec["error"] = error
-    context["ti"].xcom_push(key=STEP_KEY, value=rec)
 
 
 class PostgresPromotedSensor(BaseSensorOperator):

@@ -23,11 +23,13 @@ class PostgresPromotedTrigger(BaseTrigger):
     :param conn_id: optional Airflow connection holding the password (resolved in ``run``)
     :param timeout: seconds before giving up with an error event
     :param poll_interval: seconds between probes
+    :param payload: returned as is in the events (what the deferring task needs to resume: Airflow
+        does not always hand the defer kwargs back)
     """
 
     def __init__(self, *, host: str, port: int, user: str, dbname: str, conn_id: str | None = None,
                  timeout: float = 600.0, poll_interval: float = 0.1, started_at: float | None = None,
-                 down_grace: float = 30.0) -> None:
+                 down_grace: float = 30.0, payload: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.host = host
         self.port = int(port)
@@ -40,12 +42,13 @@ class PostgresPromotedTrigger(BaseTrigger):
         self.down_grace = float(down_grace)
         # Kept across triggerer restarts so the timeout counts from the first deferral.
         self.started_at = started_at if started_at is not None else time.time()
+        self.payload = payload
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("drdrill.triggers.postgres.PostgresPromotedTrigger", {
             "host": self.host, "port": self.port, "user": self.user, "dbname": self.dbname,
             "conn_id": self.conn_id, "timeout": self.timeout, "poll_interval": self.poll_interval,
-            "started_at": self.started_at, "down_grace": self.down_grace})
+            "started_at": self.started_at, "down_grace": self.down_grace, "payload": self.payload})
 
     async def _password(self) -> str | None:
         if not self.conn_id:
@@ -82,18 +85,17 @@ class PostgresPromotedTrigger(BaseTrigger):
             refused = seen.startswith("not running")
             down_since = (down_since or time.time()) if refused else None
             if down_since and time.time() - down_since > self.down_grace:
-                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
+                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port, "payload": self.payload,
                                     "message": f"{self.host}:{self.port} is not running: it refused connections "
                                                f"for {self.down_grace:.0f}s ({seen}); the server probably stopped "
                                                f"during recovery: read its log"})
                 return
             if ok:
                 yield TriggerEvent({"status": "success", "ready_at": time.time(), "started_at": self.started_at,
-                                    "host": self.host,
-                                    "port": self.port, "message": seen})
+                                    "host": self.host, "port": self.port, "message": seen, "payload": self.payload})
                 return
             if time.time() - self.started_at > self.timeout:
-                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
+                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port, "payload": self.payload,
                                     "message": f"{self.host}:{self.port} not promoted after {self.timeout:.0f}s; "
                                                f"last seen: {seen}"})
                 return
@@ -116,6 +118,7 @@ class PostgresDownTrigger(PostgresPromotedTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         _, kw = super().serialize()
         kw.pop("down_grace", None)
+        kw.pop("payload", None)
         return ("drdrill.triggers.postgres.PostgresDownTrigger", {**kw, "failed_for": self.failed_for})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -1,0 +1,106 @@
+"""pgBackRest operators: repository check and backup verification, for any stanza.
+
+Both return every check as a dict (name, status, message, target, value, threshold) and fail
+the task naming each failed check, unless ``fail_on_problem=False`` (a drill whose journal
+decides, like the daily verification, which lists every failure at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from drdrill.operators.base import DrillOperator, estate_cluster
+
+
+def _hook(cluster: str | None, pgbackrest_conn_id: str | None, stanza: str | None) -> tuple[Any, Any]:
+    from drdrill.hooks.pgbackrest import PgBackRestHook
+
+    if cluster:
+        c = estate_cluster(cluster)
+        return PgBackRestHook.for_cluster(c), c
+    return PgBackRestHook(pgbackrest_conn_id, stanza=stanza), None
+
+
+def _finish(results: list[Any], fail: bool, what: str) -> list[dict[str, Any]]:
+    from drdrill.core.checks import summarize
+    from drdrill.core.errors import DrillFailed
+
+    dicts = [r.to_dict() for r in results]
+    failed = [r for r in results if r.failed]
+    if failed and fail:
+        raise DrillFailed(f"{what}: {len(failed)} failed check(s)\n{summarize(results)}", results=dicts)
+    return dicts
+
+
+class PgBackRestCheckOperator(DrillOperator):
+    """`pgbackrest check` (WAL archive round trip to every repo) and `info` against thresholds.
+
+    :param stanza: the stanza (or ``stanza`` in the connection's extra)
+    :param pgbackrest_conn_id: Airflow connection of type ``pgbackrest`` (run-as user, stanza, config)
+    :param cluster: an estate cluster instead: its stanza, config, current primary and thresholds
+    :param max_backup_age_hours: newest backup's maximum age per type, e.g. ``{"full": 192, "diff": 36}``
+    :param fail_on_problem: fail the task when a check fails (default); else only return the checks
+
+    Usage::
+
+        PgBackRestCheckOperator(task_id="check", pgbackrest_conn_id="pgbackrest_default",
+                                max_backup_age_hours={"full": 192, "diff": 36})
+    """
+
+    template_fields: Sequence[str] = ("stanza", "cluster", "pgbackrest_conn_id")
+
+    def __init__(self, *, stanza: str | None = None, pgbackrest_conn_id: str | None = None,
+                 cluster: str | None = None, max_backup_age_hours: dict[str, float] | None = None,
+                 fail_on_problem: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stanza = stanza
+        self.pgbackrest_conn_id = pgbackrest_conn_id
+        self.cluster = cluster
+        self.max_backup_age_hours = max_backup_age_hours
+        self.fail_on_problem = fail_on_problem
+
+    def run(self, context: Any) -> list[dict[str, Any]]:
+        from drdrill.drills import daily
+
+        br, c = _hook(self.cluster, self.pgbackrest_conn_id, self.stanza)
+        results = (daily.backup_repository(c) if c is not None else
+                   daily.repository_checks(br, target=br.stanza, max_age_hours=self.max_backup_age_hours))
+        return _finish(results, self.fail_on_problem, f"pgbackrest check of stanza {br.stanza}")
+
+
+class PgBackRestVerifyOperator(DrillOperator):
+    """`pgbackrest verify` per repo, judged from its report (it exits 0 even on corruption).
+
+    :param repos: repo numbers to verify (default: every repo the estate or `info` lists)
+    :param stanza: the stanza (or ``stanza`` in the connection's extra)
+    :param pgbackrest_conn_id: Airflow connection of type ``pgbackrest``
+    :param cluster: an estate cluster instead of stanza and connection
+    :param fail_on_problem: fail the task when a repo holds a damaged backup or WAL (default)
+
+    Usage::
+
+        PgBackRestVerifyOperator(task_id="verify", pgbackrest_conn_id="pgbackrest_default", repos=[1, 2])
+    """
+
+    template_fields: Sequence[str] = ("stanza", "cluster", "pgbackrest_conn_id", "repos")
+
+    def __init__(self, *, repos: list[int] | None = None, stanza: str | None = None,
+                 pgbackrest_conn_id: str | None = None, cluster: str | None = None, fail_on_problem: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.repos = repos
+        self.stanza = stanza
+        self.pgbackrest_conn_id = pgbackrest_conn_id
+        self.cluster = cluster
+        self.fail_on_problem = fail_on_problem
+
+    def run(self, context: Any) -> list[dict[str, Any]]:
+        from drdrill.drills import daily
+
+        br, c = _hook(self.cluster, self.pgbackrest_conn_id, self.stanza)
+        repos = [int(r) for r in self.repos] if self.repos else (
+            [r.index for r in c.pgbackrest.repos] if c is not None else
+            sorted({k for s in br.info() if s.name == br.stanza for k in s.repo_keys()}))
+        results = daily.verify_repos(br, repos, target=c.name if c is not None else br.stanza)
+        return _finish(results, self.fail_on_problem, f"pgbackrest verify of stanza {br.stanza}")
