@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drdrill.core.errors import EstateError
-from drdrill.core.paths import estate_path, sandbox_dir
+from drdrill.core.paths import INSTALLED, estate_path, sandbox_dir
 
 DRILLS = (
     "dr_daily_verification",
@@ -415,6 +415,10 @@ def load_estate(path: Path | str | None = None, *, topology: bool = True) -> Est
     With ``topology`` (the default) each cluster's roles are the ones recorded by the last
     failover (`drdrill.core.topology`); without it, the roles as written in the file.
     """
+    if not path and not os.environ.get("DRDRILL_ESTATE") and INSTALLED:
+        raise EstateError("DRDRILL_ESTATE is not set: drdrill is installed as a package, which has no "
+                          "sandbox estate to fall back on; set DRDRILL_ESTATE to your estate file on every "
+                          "Airflow component that runs drdrill tasks (workers, triggerer)")
     p = Path(path) if path else estate_path()
     try:
         st = p.stat()

@@ -9,6 +9,7 @@ estate's journal location (a local directory in the sandbox, ``s3://`` in produc
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import logging
 import subprocess
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drdrill.core.errors import DrillError
-from drdrill.core.paths import PROJECT_ROOT
+from drdrill.core.paths import INSTALLED, PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,16 @@ def record_step(context: Any, task_id: str, status: str, started: float, error: 
 
 
 def code_version() -> str:
-    """The git commit the DAGs run from (``unknown`` outside a git checkout)."""
+    """The git commit the DAGs run from (``unknown`` outside a git checkout).
+
+    Installed as a package, the version of the installed drdrill distribution: the git
+    repository around an installation, if any, is not the one the code came from.
+    """
+    if INSTALLED:
+        try:
+            return f"drdrill=={importlib.metadata.version('drdrill')}"
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
     try:
         out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "describe", "--always", "--dirty", "--tags"],
                              capture_output=True, text=True, timeout=5)

@@ -1,11 +1,19 @@
-"""Where the project, its estate files and the sandbox live on this machine."""
+"""Where the project, its estate files and the sandbox live on this machine.
+
+Run from the repository (``include/drdrill``: a checkout, the docker-compose mount, an editable
+install), the project root and its sandbox estate are beside the package. Installed as a wheel
+into a user's own Airflow (`INSTALLED`), there is no project root: the estate file comes from
+``$DRDRILL_ESTATE`` and the code version from the package metadata.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+INSTALLED = PACKAGE_DIR.parent.name != "include"
+PROJECT_ROOT = PACKAGE_DIR.parents[1]
 ESTATE_DIR = PROJECT_ROOT / "include" / "estate"
 DEFAULT_ESTATE = ESTATE_DIR / "sandbox.yaml"
 

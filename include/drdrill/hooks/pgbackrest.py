@@ -25,7 +25,8 @@ class PgBackRestHook(BaseHook):
 
     :param pgbackrest_conn_id: Airflow connection of type ``pgbackrest``: ``login`` is the OS user
         pgBackRest runs as (``postgres``), ``extra`` holds ``stanza``, ``config`` (the
-        pgbackrest.conf path) and ``process_max``. Arguments given here win over it.
+        pgbackrest.conf path) and ``process_max``. Arguments given here win over it. Its form in
+        the Airflow UI is declared in `drdrill.provider` (Airflow 3.3 reads it from there).
     :param stanza: the stanza name
     :param config: path of pgbackrest.conf where the command runs (holds the secrets)
     :param run_as: OS user to run as (default: the connection's login)
@@ -80,17 +81,6 @@ class PgBackRestHook(BaseHook):
         return cls(stanza=cluster.pgbackrest.stanza, config=cluster.pgbackrest.config,
                    process_max=cluster.pgbackrest.process_max, pg1=pg1,
                    runner=runner or runner_for(cluster.runner))
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form: which fields mean what for a pgBackRest connection."""
-        return {
-            "hidden_fields": ["schema", "port", "password"],
-            "relabeling": {"login": "Run as (OS user)", "host": "Host (empty: this worker)"},
-            "placeholders": {"login": "postgres",
-                             "extra": '{"stanza": "main", "config": "/etc/pgbackrest/pgbackrest.conf", '
-                                      '"process_max": 2}'},
-        }
 
     def get_conn(self) -> Runner:
         """The runner commands go through (this hook's "client")."""

@@ -1,0 +1,94 @@
+"""What Airflow's ProvidersManager reads about drdrill (the ``apache_airflow_provider`` entry point).
+
+Shaped like the ``get_provider_info.py`` of Airflow's own providers. Airflow calls it at startup
+in every component, so it is a plain dict: nothing here imports a hook, an operator or Airflow.
+Hooks are imported lazily, by connection type, when Airflow first needs one; the ``operators``,
+``sensors`` and ``triggers`` lists are documentation (``airflow providers get drdrill --full``)
+and are never imported by Airflow.
+
+The connection form of a ``pgbackrest`` connection is declared here, not on the hook: Airflow 3.3
+builds the form from ``ui-field-behaviour`` (standard fields: hidden, relabelled, placeholders)
+and ``conn-fields`` (extra fields, stored under their own name in the connection's extra) in
+provider info, without importing the hook; a hook's ``get_ui_field_behaviour()`` is deprecated
+since Airflow 3.2 and ignored when provider info declares the form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drdrill import __version__
+
+PGBACKREST = "pgBackRest"
+POSTGRES = "PostgreSQL"
+ROUTE53 = "Amazon Route 53"
+DATA_QUALITY = "Great Expectations"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "drdrill",
+        "name": "drdrill",
+        "description": "Disaster-recovery drills for PostgreSQL estates: pgBackRest verification and "
+                       "restore tests, data-quality checks on restored copies, failover with Route 53 "
+                       "switch-over, measured RTO and RPO, and a journal of every run.",
+        "versions": [__version__],
+        "integrations": [
+            {"integration-name": PGBACKREST, "external-doc-url": "https://pgbackrest.org/", "tags": ["software"]},
+            {"integration-name": POSTGRES, "external-doc-url": "https://www.postgresql.org/", "tags": ["software"]},
+            {"integration-name": ROUTE53, "external-doc-url": "https://aws.amazon.com/route53/", "tags": ["aws"]},
+            {"integration-name": DATA_QUALITY, "external-doc-url": "https://docs.greatexpectations.io/",
+             "tags": ["software"]},
+        ],
+        "operators": [
+            {"integration-name": PGBACKREST, "python-modules": ["drdrill.operators.pgbackrest"]},
+            {"integration-name": DATA_QUALITY, "python-modules": ["drdrill.operators.dataquality"]},
+            {"integration-name": POSTGRES, "python-modules": ["drdrill.operators.postgres"]},
+            {"integration-name": ROUTE53, "python-modules": ["drdrill.operators.route53"]},
+        ],
+        "sensors": [
+            {"integration-name": POSTGRES, "python-modules": ["drdrill.sensors.postgres"]},
+        ],
+        "hooks": [
+            {"integration-name": PGBACKREST, "python-modules": ["drdrill.hooks.pgbackrest"]},
+            {"integration-name": POSTGRES, "python-modules": ["drdrill.hooks.postgres"]},
+            {"integration-name": ROUTE53, "python-modules": ["drdrill.hooks.route53"]},
+        ],
+        "triggers": [
+            {"integration-name": POSTGRES, "python-modules": ["drdrill.triggers.postgres"]},
+        ],
+        # PostgresNodeHook and Route53Hook use the postgres and aws connection types of their
+        # providers; only pgBackRest has a connection type of its own.
+        "connection-types": [
+            {
+                "hook-class-name": "drdrill.hooks.pgbackrest.PgBackRestHook",
+                "hook-name": "pgBackRest",
+                "connection-type": "pgbackrest",
+                "ui-field-behaviour": {
+                    # pgBackRest runs on the worker (the local runner); its secrets stay in
+                    # pgbackrest.conf, never in Airflow.
+                    "hidden-fields": ["schema", "port", "password"],
+                    "relabeling": {"login": "Run as (OS user)", "host": "Host (empty: this worker)"},
+                    "placeholders": {"login": "postgres"},
+                },
+                "conn-fields": {
+                    "stanza": {
+                        "label": "Stanza",
+                        "description": "The pgBackRest stanza the drills act on (--stanza).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "config": {
+                        "label": "pgbackrest.conf",
+                        "description": "Path of pgbackrest.conf where the command runs (it holds the "
+                                       "repo secrets); empty: pgBackRest's default.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "process_max": {
+                        "label": "Parallel processes",
+                        "description": "pgBackRest --process-max for restores.",
+                        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 1},
+                    },
+                },
+            },
+        ],
+    }
