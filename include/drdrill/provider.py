@@ -41,7 +41,8 @@ def get_provider_info() -> dict[str, Any]:
              "tags": ["software"]},
         ],
         "operators": [
-            {"integration-name": PGBACKREST, "python-modules": ["drdrill.operators.pgbackrest"]},
+            {"integration-name": PGBACKREST, "python-modules": ["drdrill.operators.pgbackrest",
+                                                                 "drdrill.operators.restore"]},
             {"integration-name": DATA_QUALITY, "python-modules": ["drdrill.operators.dataquality"]},
             {"integration-name": POSTGRES, "python-modules": ["drdrill.operators.postgres"]},
             {"integration-name": ROUTE53, "python-modules": ["drdrill.operators.route53"]},

@@ -23,42 +23,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The operator modules the provider info lists that are not in the repository yet.
-# TODO(operators): when drdrill/operators/{pgbackrest,dataquality,postgres,route53}.py land, empty
-# this set and import their operators in DAG below (the test fails, saying which, until then).
-PENDING_OPERATOR_MODULES = {
-    "drdrill.operators.pgbackrest",
-    "drdrill.operators.dataquality",
-    "drdrill.operators.postgres",
-    "drdrill.operators.route53",
-}
-
-# A user's DAG file: only drdrill's public classes and airflow.sdk.
-# TODO(operators): add the operator imports, e.g.
-#   from drdrill.operators.pgbackrest import ...; from drdrill.operators.dataquality import ...
-#   from drdrill.operators.postgres import ...; from drdrill.operators.route53 import ...
-# and one task of each.
-DAG = '''
-from datetime import datetime
-
-from airflow.sdk import dag, task
-
-from drdrill.hooks.pgbackrest import PgBackRestHook
-from drdrill.sensors.postgres import PostgresPromotedSensor
-
-
-@dag(dag_id="user_drill", schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["dr"])
-def user_drill():
-    @task
-    def backup_info():
-        return [s.name for s in PgBackRestHook("pgbackrest_default").info()]
-
-    promoted = PostgresPromotedSensor(task_id="wait_for_promotion", target={"host": "db", "port": 5432})
-    backup_info() >> promoted
-
-
-user_drill()
-'''
+# The README's example DAG: a user's DAG file composing drdrill's operators (only drdrill's public
+# classes and airflow.sdk), parsed in the clean venv from the installed wheel.
+EXAMPLE_DAG = ROOT / "dags" / "example_restore_row_count.py"
 
 # Runs inside the clean venv: what Airflow's ProvidersManager and the connection-form API see.
 PROBE = '''
@@ -154,7 +121,7 @@ def clean_venv(tmp_path_factory) -> dict:
 
     dags = tmp / "dags"
     dags.mkdir()
-    (dags / "user_drill.py").write_text(DAG)
+    shutil.copy(EXAMPLE_DAG, dags / EXAMPLE_DAG.name)
     env.update({
         "AIRFLOW_HOME": str(tmp / "airflow-home"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
@@ -208,7 +175,8 @@ def test_provider_manager_sees_hooks_connection_type_and_modules(probe):
                for section in ("hooks", "operators", "sensors", "triggers")}
     assert modules["hooks"] == ["drdrill.hooks.pgbackrest", "drdrill.hooks.postgres", "drdrill.hooks.route53"]
     assert set(modules["operators"]) == {"drdrill.operators.pgbackrest", "drdrill.operators.dataquality",
-                                         "drdrill.operators.postgres", "drdrill.operators.route53"}
+                                         "drdrill.operators.postgres", "drdrill.operators.route53",
+                                         "drdrill.operators.restore"}
     assert modules["sensors"] == ["drdrill.sensors.postgres"]
     assert modules["triggers"] == ["drdrill.triggers.postgres"]
     assert probe["hook"] == {
@@ -222,13 +190,8 @@ def test_provider_manager_sees_hooks_connection_type_and_modules(probe):
     }
 
 
-def test_every_listed_module_imports_and_only_the_pending_operators_are_missing(probe):
-    missing = set(probe["missing_modules"])
-    landed = PENDING_OPERATOR_MODULES - missing
-    assert not landed, f"{sorted(landed)} exist now: remove them from PENDING_OPERATOR_MODULES and import " \
-                       f"their operators in the DAG of this test"
-    assert missing == PENDING_OPERATOR_MODULES, f"listed in drdrill.provider but not in the wheel: " \
-                                                f"{sorted(missing - PENDING_OPERATOR_MODULES)}"
+def test_every_listed_module_is_in_the_wheel_and_imports(probe):
+    assert probe["missing_modules"] == [], f"listed in drdrill.provider, not in the wheel: {probe['missing_modules']}"
 
 
 def test_the_pgbackrest_connection_form(probe):
@@ -248,9 +211,10 @@ def test_the_pgbackrest_connection_form(probe):
 
 def test_a_user_dag_with_the_operators_parses(probe):
     assert probe["import_errors"] == {}
-    assert probe["dag_ids"] == ["user_drill"]
-    assert probe["tasks"] == {"user_drill": {"backup_info": "_PythonDecoratedOperator",
-                                             "wait_for_promotion": "PostgresPromotedSensor"}}
+    assert probe["dag_ids"] == ["example_restore_row_count"]
+    assert probe["tasks"] == {"example_restore_row_count": {"restore": "PgBackRestRestoreOperator",
+                                                            "row_counts": "RowCountCheckOperator",
+                                                            "teardown": "ScratchServerTeardownOperator"}}
 
 
 def test_installed_it_asks_for_the_estate_file_and_reports_its_version(probe):

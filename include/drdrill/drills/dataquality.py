@@ -98,13 +98,15 @@ def validate_restore(*, sqlalchemy_url: str, expected_tables: list[str] | None,
                      expected_counts: dict[str, int] | None,
                      tolerances: dict[str, int], critical_tables: list[str],
                      canaries: list[CanaryExpectation], target: str,
-                     exclude_schemas: tuple[str, ...] = ()) -> DataQualityReport:
+                     exclude_schemas: tuple[str, ...] = (), min_counts: dict[str, int] | None = None
+                     ) -> DataQualityReport:
     """Check a restored PostgreSQL database against the ledger; see the module docstring.
 
     ``expected_counts`` is None when the restore target has no ledger (a user-given PITR time):
     row counts are then skipped. ``expected_tables`` None skips the exact table-set check (the
     other checks still name missing tables). ``tolerances`` maps "schema.table" to the allowed
-    absolute difference (default 0).
+    absolute difference (default 0). ``min_counts`` maps "schema.table" to the fewest rows it
+    may hold (a critical table must hold at least 1).
     """
     started = time.monotonic()
     results: list[CheckResult] = []
@@ -158,11 +160,16 @@ def validate_restore(*, sqlalchemy_url: str, expected_tables: list[str] | None,
         for canary in canaries:
             results.append(_canary(batches, canary_suite, canary, target, evidence))
 
-        # 4. critical tables must not be empty.
+        # 4. critical tables must not be empty; tables with a minimum must reach it.
         critical_suite = gx.ExpectationSuite(name="drdrill.critical_not_empty")
         critical_suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1))
         for table in sorted(set(critical_tables)):
             results.append(_critical(batches, critical_suite, table, target, evidence))
+        if min_counts:
+            min_suite = gx.ExpectationSuite(name="drdrill.min_rows")
+            min_suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value={"$PARAMETER": "min_rows"}))
+            for table in sorted(min_counts):
+                results.append(_at_least(batches, min_suite, table, int(min_counts[table]), target, evidence))
     finally:
         # GX keeps a pooled engine per datasource; close it so the restored server is left idle.
         batches.close()
@@ -255,6 +262,23 @@ def _critical(batches: _BatchCache, suite: Any, table: str, target: str, evidenc
     return CheckResult(name, Status.FAIL, f"{table}: found {outcome.observed} rows, expected at least 1 in a "
                        "critical table. Check that the backup covers this table and that the restore "
                        "completed; compare with the primary's count.", target, outcome.observed, 1)
+
+
+def _at_least(batches: _BatchCache, suite: Any, table: str, least: int, target: str,
+              evidence: dict[str, Any]) -> CheckResult:
+    name = f"min_rows.{table}"
+    if table not in batches.tables:
+        return CheckResult(name, Status.FAIL, f"{table}: table missing from the database, expected at least "
+                           f"{least} rows", target, None, least)
+    outcome = batches.validate(name, table, suite, {"min_rows": least}, evidence)
+    if outcome.error:
+        return _gx_error(name, table, outcome.error, target, least)
+    what = f"{table}: found {outcome.observed} rows, expected at least {least}"
+    if outcome.success:
+        return CheckResult(name, Status.PASS, what, target, outcome.observed, least)
+    return CheckResult(name, Status.FAIL, f"{what}. Rows are missing from the restored copy: check the backup set "
+                       "and the recovery target, and compare with the primary's count.", target, outcome.observed,
+                       least)
 
 
 def _gx_error(name: str, what: str, error: str, target: str, threshold: Any) -> CheckResult:

@@ -215,11 +215,16 @@ def restore_into(br: PgBackRestHook, sc: scratch.Scratch, *, repo: int, target_t
     if res.returncode != 0:
         chosen = re.search(r"restore backup set (\S+?),? ", res.stdout + res.stderr)
         errors = [ln.strip() for ln in res.stderr.splitlines() if "ERROR" in ln] or res.stderr.strip().splitlines()
+        if not chosen:  # nothing was read from the repo: the target or the stanza is the problem
+            raise DrillError(f"pgbackrest restore of stanza {br.stanza!r} from repo{repo} into {sc.data_dir} failed "
+                             f"before reading any "
+                             f"backup set (exit code {res.returncode}): {' | '.join(errors[-3:])}. Check that the "
+                             f"stanza and repo exist and that the scratch directory is writable by the user "
+                             f"pgBackRest runs as.")
         raise DrillError(f"pgbackrest restore from repo{repo} failed (exit code {res.returncode}) while "
-                         f"restoring backup set {chosen.group(1) if chosen else '(not reached)'}: "
-                         f"{' | '.join(errors[-3:])}. The backup set may be damaged: run dr_daily_verification "
-                         f"(pgbackrest verify) for repo{repo}, take a new full backup and expire the damaged "
-                         f"set.")
+                         f"restoring backup set {chosen.group(1)}: {' | '.join(errors[-3:])}. The backup set may be "
+                         f"damaged: run dr_daily_verification (pgbackrest verify) for repo{repo}, take a new full "
+                         f"backup and expire the damaged set.")
     log.info("restored from repo%s into %s in %.1fs (target %s)", repo, sc.data_dir, res.seconds,
              target_time or "end of archive")
     return {"seconds": round(res.seconds, 3), "target_time": target_time, "repo": repo}

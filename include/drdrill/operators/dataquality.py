@@ -29,6 +29,7 @@ class RowCountCheckOperator(DrillOperator):
     :param tolerances: ``{"schema.table": rows}`` allowed difference (default 0)
     :param expected_tables: the exact set of user tables the database must have (default: not checked)
     :param critical_tables: tables that must not be empty
+    :param min_counts: ``{"schema.table": rows}`` the fewest rows each table may hold
     :param canaries: ``[{"run_id": ..., "kind": "before"|"after", "present": bool}]`` rows of
         ``drdrill.canary`` that must be present or absent
     :param exclude_schemas: schemas whose tables are ignored
@@ -38,17 +39,18 @@ class RowCountCheckOperator(DrillOperator):
     Usage::
 
         RowCountCheckOperator(task_id="row_counts", target=restore.output, postgres_conn_id="postgres_dr",
-                              database="app", expected_counts={"app.orders": 50000},
+                              database="app", min_counts={"app.orders": 1000},
                               critical_tables=["app.customers"])
     """
 
     template_fields: Sequence[str] = ("target", "host", "port", "database", "postgres_conn_id", "cluster",
-                                      "expected_counts", "expected_tables", "canaries", "dry_run")
+                                      "expected_counts", "expected_tables", "min_counts", "canaries", "dry_run")
 
     def __init__(self, *, target: Any = None, host: str | None = None, port: int | str | None = None,
                  database: str | None = None, postgres_conn_id: str | None = None, cluster: str | None = None,
                  expected_counts: dict[str, int] | None = None, tolerances: dict[str, int] | None = None,
                  expected_tables: list[str] | None = None, critical_tables: list[str] | None = None,
+                 min_counts: dict[str, int] | None = None,
                  canaries: list[dict[str, Any]] | None = None, exclude_schemas: list[str] | None = None,
                  fail_on_mismatch: bool = True, dry_run: Any = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -62,6 +64,7 @@ class RowCountCheckOperator(DrillOperator):
         self.tolerances = tolerances
         self.expected_tables = expected_tables
         self.critical_tables = critical_tables
+        self.min_counts = min_counts
         self.canaries = canaries
         self.exclude_schemas = exclude_schemas
         self.fail_on_mismatch = fail_on_mismatch
@@ -100,6 +103,7 @@ class RowCountCheckOperator(DrillOperator):
                                  (rt.critical_tables if rt else [])),
             canaries=[CanaryExpectation(str(x["run_id"]), str(x["kind"]), bool(x["present"]))
                       for x in (self.canaries or [])],
+            min_counts={k: int(v) for k, v in (self.min_counts or {}).items()},
             target=name, exclude_schemas=tuple(self.exclude_schemas if self.exclude_schemas is not None else
                                                (rt.exclude_schemas if rt else ())))
         secs = time.monotonic() - t0
