@@ -1,9 +1,10 @@
 """Daily backup verification, for every cluster the estate allows (dynamic task mapping).
 
 pgBackRest `check` (archive round trip) and `info` (backup age per type per repo, error
-flags, WAL range), `verify` per repo, WAL archiving health and replication health. Every
-check yields a typed result; the journal task writes the evidence and fails the run
-listing every failed check. Logic lives in ``drdrill.drills.daily``.
+flags, WAL range) through `PgBackRestCheckOperator`, `verify` per repo through
+`PgBackRestVerifyOperator`, WAL archiving health and replication health. Every check yields a
+typed result; the journal task writes the evidence and fails the run listing every failed
+check. Logic lives in ``drdrill.drills.daily``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from drdrill.core.journal import step
+from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVerifyOperator
 
 CHECKS = ["backup_repository", "backup_integrity", "wal_archiving", "replication"]
 
@@ -57,16 +59,6 @@ def dr_daily_verification():
 
     @task
     @step
-    def backup_repository(cluster: str) -> list[dict]:
-        return _run("backup_repository", cluster)
-
-    @task
-    @step
-    def backup_integrity(cluster: str) -> list[dict]:
-        return _run("backup_integrity", cluster)
-
-    @task
-    @step
     def wal_archiving(cluster: str) -> list[dict]:
         return _run("wal_archiving", cluster)
 
@@ -88,7 +80,10 @@ def dr_daily_verification():
                         cluster=",".join(clusters or []) or None)
 
     clusters = select_clusters()
-    groups = [backup_repository.expand(cluster=clusters), backup_integrity.expand(cluster=clusters),
+    # The checks report failures as results (fail_on_problem=False): the journal lists them all.
+    repository = PgBackRestCheckOperator.partial(task_id="backup_repository", fail_on_problem=False)
+    integrity = PgBackRestVerifyOperator.partial(task_id="backup_integrity", fail_on_problem=False)
+    groups = [repository.expand(cluster=clusters), integrity.expand(cluster=clusters),
               wal_archiving.expand(cluster=clusters), replication.expand(cluster=clusters)]
     groups >> journal()
 
