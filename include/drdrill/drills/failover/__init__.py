@@ -392,16 +392,26 @@ def inject_fault(plan: Plan, before: dict[str, Any]) -> dict[str, Any]:
 
 
 def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover") -> dict[str, Any]:
-    from drdrill.core import topology
-
-    estate = load_estate()
-    cluster = _cluster(plan, estate)
+    """Promote ``node_name`` (default: the plan's standby), then record it (`after_promotion`)."""
+    cluster = _cluster(plan)
     node = cluster.node(node_name or plan.standby)
     target = {"host": node.host, "port": node.port, "node": node.name}
     if plan.dry_run:
         log.info("[DRY RUN] would promote %s with pg_promote(wait => true)", node.name)
         return {**target, "dry_run": True, "promoted_at": time.time()}
     rec = NodeOps(cluster).promote(node, wait_seconds=int(cluster.failover.promote_timeout_seconds))
+    return {**target, **rec, **after_promotion(plan, node.name, reason=reason)}
+
+
+def after_promotion(plan: Plan, node_name: str, *, reason: str = "failover") -> dict[str, Any]:
+    """What follows a promotion at once: the canary's table, the topology record, the message."""
+    from drdrill.core import topology
+
+    estate = load_estate()
+    cluster = _cluster(plan, estate)
+    node = cluster.node(node_name)
+    if plan.dry_run:
+        return {"dry_run": True}
     if cluster.failover.service:  # the canary's table, in case the old primary never had it
         try:
             with pg.connect(cluster, node.host, node.port) as c:
@@ -413,7 +423,7 @@ def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover
     topology.record(estate, cluster.name, node.name, run_id=plan.run_id, drill=plan.dag_id, reason=reason)
     msg = announce(plan, "failover" if reason == "failover" else "failback", standby=node.name,
                    impact="writes fail until the DNS switch completes")
-    return {**target, **rec, "comms": msg}
+    return {"topology_recorded": node.name, "comms": msg}
 
 
 def switch_dns(plan: Plan, node_name: str) -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""Preflight, the incident's trigger criteria (detect) and Phase 1, Assess."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import TaskGroup, get_current_context, task
+
+from drdrill.core.journal import step
+from drdrill.runbook.common import plan
+from drdrill.sensors.postgres import PostgresDownSensor
+
+
+def add_preflight(ids: list[str]) -> Any:
+    @task(retries=0)
+    @step
+    def preflight() -> dict:
+        from drdrill.drills import failover
+
+        ctx = get_current_context()
+        ti = ctx["ti"]
+
+        def is_active(tag: dict) -> bool:
+            try:
+                return ti.get_dagrun_state(dag_id=tag.get("dag_id") or ctx["dag"].dag_id,
+                                           run_id=tag["run_id"]) in ("queued", "running")
+            except Exception:  # noqa: BLE001 - a run Airflow does not know is not active
+                return False
+
+        # Blast radius: two failovers must never overlap (drill and incident are separate DAGs,
+        # each with max_active_runs=1).
+        other = failover.INCIDENT if ctx["dag"].dag_id == failover.DRILL else failover.DRILL
+        active = ti.get_dr_count(dag_id=other, states=["queued", "running"])
+        return failover.preflight(dict(ctx["params"]), ctx["dag_run"].run_id, ctx["dag"].dag_id,
+                                  is_active=is_active, concurrent={other: active})
+
+    ids.append("preflight")
+    return preflight()
+
+
+def add_detect(preflight: Any, ids: list[str]) -> Any:
+    """Incident only: wait (deferrable) until the primary meets the trigger criteria."""
+    with TaskGroup("detect", tooltip="Trigger criteria: primary fails health checks for N consecutive minutes"):
+        detect = PostgresDownSensor(task_id="primary_down", plan=preflight, skip="{{ params.skip_health_wait }}",
+                                    wait_timeout="{{ params.max_wait_minutes * 60 }}")
+    ids.append("detect.primary_down")
+    return detect
+
+
+def add_assess(upstream: Any, ids: list[str]) -> Any:
+    with TaskGroup("assess", tooltip="Phase 1 (0-5 min): is the standby fit to take over?"):
+        @task(retries=0)
+        @step
+        def probe() -> dict:
+            from drdrill.drills import failover
+
+            return failover.assess(plan())
+
+        assessed = probe()
+    ids.append("assess.probe")
+    upstream >> assessed
+    return assessed

@@ -1,0 +1,82 @@
+"""Phase 3, Verify; the rollback when it fails; the canary stopped; RTO and RPO measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import TaskGroup, get_current_context, task, teardown
+
+from drdrill.core.journal import step
+from drdrill.runbook.common import plan, steps
+
+
+def add_verify(switched: Any, canary_started: Any, ids: list[str], *, drill: bool) -> dict[str, Any]:
+    with TaskGroup("verify", tooltip="Phase 3 (15-25 min): not in recovery, write test, smoke test, canary"):
+        @task(retries=0)
+        @step
+        def checks() -> dict:
+            from drdrill.drills import failover
+
+            p = plan()
+            ti = get_current_context()["ti"]
+            fault = ti.xcom_pull(task_ids="failover.inject_fault") if drill else None
+            return failover.verify(p, p.standby, fault_at=(fault or {}).get("fault_at") if drill else p.started_at)
+
+        verified = checks()
+        switched >> verified
+    ids.append("verify.checks")
+
+    with TaskGroup("rollback", tooltip="When verify fails: DNS back to the original primary if recoverable"):
+        @task(trigger_rule="all_done", retries=0)
+        @step
+        def revert() -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from drdrill.drills import failover
+
+            st = steps(["failover.promote", "dns_switch.switch", "verify.checks"])
+            if "failed" not in (st.get("promote"), st.get("switch"), st.get("checks")):
+                raise AirflowSkipException("nothing failed after the primary was touched: no rollback")
+            ti = get_current_context()["ti"]
+            error = next((s.get("error", "") for s in ti.xcom_pull(
+                task_ids=["verify.checks", "dns_switch.switch", "failover.promote"], key="drill_step") or []
+                if s and s.get("status") == "failed"), "a failover step failed")
+            # "verify failed:" then one line per failed check: the checks are the reason
+            lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+            reason = " | ".join(lines[1:4] if len(lines) > 1 else lines)[:500]
+            return failover.rollback(plan(), st, reason)
+
+        reverted = revert()
+        verified >> reverted
+    ids.append("rollback.revert")
+
+    @teardown
+    @step
+    def stop_canary() -> dict:
+        from drdrill.drills import failover
+
+        return failover.stop_canary(plan())
+
+    canary_stopped = stop_canary()
+    [verified, reverted] >> canary_stopped
+    canary_started >> canary_stopped
+    ids.append("stop_canary")
+
+    @task(trigger_rule="all_done", retries=0)
+    @step
+    def measure() -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from drdrill.drills import failover
+
+        st = steps(["failover.promote", "failover.inject_fault"] if drill else ["failover.promote"])
+        if st.get("promote") == "not run" or (drill and st.get("inject_fault") == "not run"):
+            raise AirflowSkipException("the failover did not start: nothing to measure")
+        ti = get_current_context()["ti"]
+        return failover.measure(plan(), ti.xcom_pull(task_ids="failover.inject_fault") if drill else None,
+                                ti.xcom_pull(task_ids="verify.checks"))
+
+    measured = measure()
+    canary_stopped >> measured
+    ids.append("measure")
+    return {"verified": verified, "reverted": reverted, "canary_stopped": canary_stopped, "measured": measured}
