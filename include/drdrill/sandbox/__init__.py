@@ -19,15 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shlex
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,10 +34,14 @@ from drdrill.core.estate import Cluster, Estate, load_estate
 from drdrill.core.paths import PROJECT_ROOT, sandbox_dir
 from drdrill.core.runner import LocalRunner
 from drdrill.hooks.pgbackrest import PgBackRestHook
+from drdrill.sandbox import ports
+from drdrill.sandbox.layout import PG_USER, Layout, is_ours, pid_alive, postmaster_pid, read_pid, write_as_postgres
 
 log = logging.getLogger("drdrill.sandbox")
 
-PG_USER = "postgres"
+# Tests import it from the package; the private name predates the move to layout.py.
+_pid_alive = pid_alive
+
 BUCKET = "drdrill-sandbox-repo2"
 REGION = "us-east-1"
 # The Airflow connection to the sandbox's moto (S3 and Route53); `airflow_env()` defines it.
@@ -49,112 +50,12 @@ CONN_ID = "aws_sandbox"
 SERVICE_SCRIPT = Path(__file__).resolve().with_name("service.py")
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Every path of the sandbox, derived from one root."""
-
-    root: Path
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def pids(self) -> Path:
-        return self.root / "pids"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "log"
-
-    @property
-    def tls(self) -> Path:
-        return self.root / "tls"
-
-    @property
-    def ca(self) -> Path:
-        return self.tls / "localhost.pem"
-
-    @property
-    def key(self) -> Path:
-        return self.tls / "localhost.key"
-
-    @property
-    def backrest(self) -> Path:
-        return self.root / "pgbackrest"
-
-    @property
-    def secrets(self) -> Path:
-        return self.root / "secrets"
-
-    @property
-    def journal(self) -> Path:
-        return self.root / "journal"
-
-    @property
-    def scratch(self) -> Path:
-        return self.root / "scratch"
-
-    @property
-    def service(self) -> Path:
-        return self.root / "service"
-
-    @property
-    def supervisor_conf(self) -> Path:
-        return self.service / "supervisord.conf"
-
-    @property
-    def supervisor_sock(self) -> Path:
-        return self.run / "supervisor.sock"
-
-    def pidfile(self, name: str) -> Path:
-        return self.pids / f"{name}.pid"
-
-
 def _cluster(estate: Estate) -> Cluster:
     for c in estate.clusters:
         if c.sandbox is not None:
             return c
     raise DrillError(f"{estate.source}: no cluster has a 'sandbox:' block; the sandbox builds only the "
                      f"estate in include/estate/sandbox.yaml")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not reaped) is not alive.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _is_ours(pid: int | None, *needles: str) -> bool:
-    """The process's command line names every one of ``needles`` (guards against recycled PIDs)."""
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return all(n in cmd for n in needles)
-
-
-def postmaster_pid(data_dir: Path) -> int | None:
-    """The running server's PID from ``postmaster.pid``, if that process is alive."""
-    pid = _read_pid(data_dir / "postmaster.pid")
-    return pid if _pid_alive(pid) else None
 
 
 class Sandbox:
@@ -223,31 +124,9 @@ class Sandbox:
             "",
         ])
 
-    def _write_as_postgres(self, path: Path, text: str, mode: int = 0o640) -> None:
-        path.write_text(text)
-        shutil.chown(path, PG_USER, PG_USER)
-        path.chmod(mode)
-
-    def _mkdirs(self) -> None:
-        L = self.layout
-        for d in (L.root, L.run, L.pids, L.logs, L.tls, L.backrest, L.backrest / "repo1", L.backrest / "log",
-                  L.backrest / "lock", L.backrest / "spool", L.secrets, L.journal, L.scratch):
-            d.mkdir(parents=True, exist_ok=True)
-        for d in (L.run, L.logs, L.backrest, L.backrest / "repo1", L.backrest / "log", L.backrest / "lock",
-                  L.backrest / "spool", L.scratch):
-            shutil.chown(d, PG_USER, PG_USER)
-        L.secrets.chmod(0o700)
-        L.logs.chmod(0o777)  # the moto log (root) and server logs (postgres) live side by side
-        self._make_traversable(L.root)
-
     @staticmethod
-    def _make_traversable(path: Path) -> None:
-        """The postgres user must reach the sandbox (a clone under ``mktemp -d`` is mode 0700)."""
-        for p in [path, *path.parents]:
-            mode = p.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                log.info("granting o+x on %s so the postgres user can reach the sandbox", p)
-                p.chmod(mode | stat.S_IXOTH)
+    def _write_as_postgres(path: Path, text: str, mode: int = 0o640) -> None:
+        write_as_postgres(path, text, mode)
 
     # ---------------------------------------------------------------- TLS + S3
     def _tls(self) -> None:
@@ -421,7 +300,7 @@ class Sandbox:
                 if code == 200:
                     log.info("%s healthy on %s (pid %s, db %s)", name, url, body.get("pid"), body.get("db"))
                     break
-                if not _pid_alive(_read_pid(self.layout.pidfile("supervisord"))) or time.monotonic() > deadline:
+                if not pid_alive(read_pid(self.layout.pidfile("supervisord"))) or time.monotonic() > deadline:
                     raise DrillError(f"demo service {name} not healthy on {url}: {body.get('error', body)}; see "
                                      f"{self.layout.logs / (name + '.err.log')} and "
                                      f"{self.layout.logs / 'supervisord.log'}")
@@ -447,11 +326,11 @@ class Sandbox:
     def _stop_services(self) -> None:
         """SIGTERM to supervisord (it stops the replicas first), wait for it; strays by their own PID."""
         L = self.layout
-        pid = _read_pid(L.pidfile("supervisord"))
-        if _pid_alive(pid) and _is_ours(pid, str(L.supervisor_conf)):
+        pid = read_pid(L.pidfile("supervisord"))
+        if pid_alive(pid) and is_ours(pid, str(L.supervisor_conf)):
             os.kill(pid, signal.SIGTERM)
             for _ in range(300):
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     break
                 time.sleep(0.1)
             else:
@@ -461,24 +340,19 @@ class Sandbox:
         # A replica left behind (supervisord killed with -9) is found by its own pidfile, checked
         # against its command line so a recycled PID is never signalled.
         for name, _url, _port in self.replicas():
-            spid = _read_pid(L.pidfile(name))
-            if _pid_alive(spid) and _is_ours(spid, str(SERVICE_SCRIPT), str(L.root)):
+            spid = read_pid(L.pidfile(name))
+            if pid_alive(spid) and is_ours(spid, str(SERVICE_SCRIPT), str(L.root)):
                 log.warning("%s (pid %s) outlived supervisord: SIGTERM", name, spid)
                 os.kill(spid, signal.SIGTERM)
                 for _ in range(50):
-                    if not _pid_alive(spid):
+                    if not pid_alive(spid):
                         break
                     time.sleep(0.1)
                 else:
                     os.kill(spid, signal.SIGKILL)
 
     def _secret(self, name: str) -> str:
-        """A generated secret kept in the sandbox's secrets dir (mode 0600), never printed."""
-        p = self.layout.secrets / name
-        if not p.exists():
-            p.write_text(secrets.token_urlsafe(32))
-            p.chmod(0o600)
-        return p.read_text().strip()
+        return self.layout.secret(name)
 
     # ---------------------------------------------------------------- pgBackRest
     def _backrest_conf(self) -> None:
@@ -582,7 +456,7 @@ class Sandbox:
     # ---------------------------------------------------------------- lifecycle
     def up(self) -> None:
         """Build the sandbox, or do nothing when it is already healthy."""
-        self._reserve_ports()
+        ports.reserve(self._ports(), self.estate.scratch.port_range)
         problems = self.problems()
         if not problems:
             log.info("sandbox already up at %s", self.layout.root)
@@ -595,7 +469,7 @@ class Sandbox:
         from drdrill.core import topology
 
         topology.reset(self.estate.state_store)
-        self._mkdirs()
+        self.layout.create()
         self._tls()
         self._start_s3()
         self._route53()
@@ -633,34 +507,10 @@ class Sandbox:
                              f"(apt-get install -y pgbackrest postgresql-15)")
         if os.geteuid() != 0:
             raise DrillError("the sandbox starts servers as the postgres user and needs root (runuser)")
-        busy = [p for p in self._ports() if _port_in_use(p)]
+        busy = [p for p in self._ports() if ports.in_use(p)]
         if busy:
             raise DrillError(f"port(s) {busy} are in use by another process; stop it or change the ports "
                              f"in {self.estate.source}")
-
-    def _reserve_ports(self) -> None:
-        """Keep the sandbox's ports out of the kernel's ephemeral range.
-
-        Every sandbox port (55xxx) lies inside Linux's default ephemeral range (32768-60999).
-        Under the failover drill's connection churn (a canary write every 100 ms, a new
-        connection each) an outgoing connection can be given local port 55432 while pg1 is
-        down, and pg1 then cannot restart ("Address already in use"). Listing the ports in
-        ``net.ipv4.ip_local_reserved_ports`` stops that; it needs root, as the sandbox does.
-        """
-        lo, hi = self.estate.scratch.port_range
-        wanted = sorted(set(self._ports()))
-        f = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
-        try:
-            current = [x for x in f.read_text().strip().split(",") if x]
-            add = [str(p) for p in wanted if str(p) not in current] + ([f"{lo}-{hi}"] if f"{lo}-{hi}" not in current
-                                                                       else [])
-            if add:
-                f.write_text(",".join(current + add))
-                log.info("reserved ports %s (net.ipv4.ip_local_reserved_ports): outgoing connections will not "
-                         "take them", ",".join(add))
-        except OSError as e:
-            log.warning("could not reserve the sandbox ports from the ephemeral range (%s); a server restarted "
-                        "under heavy connection churn may find its port taken", e)
 
     def _ports(self) -> list[int]:
         return [n.port for n in self.cluster.nodes] + [self.spec.s3_port] + [p for _n, _u, p in self.replicas()]
@@ -679,11 +529,11 @@ class Sandbox:
                 self.pg.run([self._pgbin("pg_ctl"), "-D", str(node.data_dir), "-m", "fast", "-w", "stop"],
                             timeout=120, check=False)
                 log.info("%s stopped", node.name)
-        pid = _read_pid(self.layout.pidfile("moto"))
-        if _pid_alive(pid):
+        pid = read_pid(self.layout.pidfile("moto"))
+        if pid_alive(pid):
             os.killpg(pid, signal.SIGTERM)
             for _ in range(50):
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     break
                 time.sleep(0.1)
             log.info("moto S3 stopped (pid %s)", pid)
@@ -696,7 +546,7 @@ class Sandbox:
     def problems(self) -> list[str]:
         """What is not running as it should; empty when the sandbox is healthy."""
         out = []
-        if not _pid_alive(_read_pid(self.layout.pidfile("moto"))):
+        if not pid_alive(read_pid(self.layout.pidfile("moto"))):
             out.append("S3 (moto) not running")
         for node in self.cluster.nodes:
             if not (node.data_dir and postmaster_pid(node.data_dir)):
@@ -704,7 +554,7 @@ class Sandbox:
         if not (self.cluster.pgbackrest.config and self.cluster.pgbackrest.config.exists()):
             out.append("no pgbackrest.conf")
         if self.service:
-            if not _pid_alive(_read_pid(self.layout.pidfile("supervisord"))):
+            if not pid_alive(read_pid(self.layout.pidfile("supervisord"))):
                 out.append("supervisord (demo service) not running")
             for name, url, _port in self.replicas():
                 code, _body = httpjson.call(url + "/health", timeout=2)
@@ -717,9 +567,9 @@ class Sandbox:
         from drdrill.hooks import postgres as pg
 
         servers = []
-        moto_pid = _read_pid(self.layout.pidfile("moto"))
+        moto_pid = read_pid(self.layout.pidfile("moto"))
         servers.append({"name": "s3 (moto, TLS)", "role": "repo2 endpoint", "port": self.spec.s3_port,
-                        "pid": moto_pid if _pid_alive(moto_pid) else None, "state": ""})
+                        "pid": moto_pid if pid_alive(moto_pid) else None, "state": ""})
         for node in self.cluster.nodes:
             pid = postmaster_pid(node.data_dir) if node.data_dir else None
             state = "down"
@@ -733,8 +583,8 @@ class Sandbox:
             servers.append({"name": node.name, "role": node.role, "port": node.port, "pid": pid, "state": state})
         dns = None
         if self.service:
-            sup_pid = _read_pid(self.layout.pidfile("supervisord"))
-            sup_alive = _pid_alive(sup_pid)
+            sup_pid = read_pid(self.layout.pidfile("supervisord"))
+            sup_alive = pid_alive(sup_pid)
             servers.append({"name": "supervisord", "role": "demo service", "port": None,
                             "pid": sup_pid if sup_alive else None, "state": "" if sup_alive else "down"})
             programs = self.supervised() if sup_alive else {}
@@ -750,7 +600,7 @@ class Sandbox:
                     state = f"not answering ({prog.get('state', 'no supervisord')})"
                 servers.append({"name": name, "role": "demo service", "port": port, "pid": pid, "state": state,
                                 "url": url})
-            if _pid_alive(_read_pid(self.layout.pidfile("moto"))):
+            if pid_alive(read_pid(self.layout.pidfile("moto"))):
                 try:
                     dns = self.dns_record()
                 except Exception as e:  # noqa: BLE001 - shown to the user
@@ -767,18 +617,6 @@ class Sandbox:
                 backups.append({"error": str(e)})
         return {"root": str(self.layout.root), "servers": servers, "dns": dns, "backups": backups,
                 "problems": problems}
-
-
-def _port_in_use(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 # Small application tables beside pgbench's: different sizes, a critical one, an append-only log.
