@@ -16,7 +16,6 @@ This module is a tool that builds the estate; drill logic never imports it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -31,21 +30,19 @@ from urllib.parse import urlsplit
 from drdrill.core import httpjson
 from drdrill.core.errors import DrillError
 from drdrill.core.estate import Cluster, Estate, load_estate
-from drdrill.core.paths import PROJECT_ROOT, sandbox_dir
+from drdrill.core.paths import sandbox_dir
 from drdrill.core.runner import LocalRunner
 from drdrill.hooks.pgbackrest import PgBackRestHook
 from drdrill.sandbox import ports
+from drdrill.sandbox.aws import BUCKET, CONN_ID, REGION, Moto
 from drdrill.sandbox.layout import PG_USER, Layout, is_ours, pid_alive, postmaster_pid, read_pid, write_as_postgres
 
 log = logging.getLogger("drdrill.sandbox")
 
-# Tests import it from the package; the private name predates the move to layout.py.
+# Tests and scripts import these from the package; the private name predates the split.
 _pid_alive = pid_alive
+__all__ = ["BUCKET", "CONN_ID", "PG_USER", "REGION", "SERVICE_SCRIPT", "Layout", "Sandbox", "postmaster_pid"]
 
-BUCKET = "drdrill-sandbox-repo2"
-REGION = "us-east-1"
-# The Airflow connection to the sandbox's moto (S3 and Route53); `airflow_env()` defines it.
-CONN_ID = "aws_sandbox"
 # Run as a script by path, so the service imports nothing of drdrill (it is "the application").
 SERVICE_SCRIPT = Path(__file__).resolve().with_name("service.py")
 
@@ -67,7 +64,6 @@ class Sandbox:
         self.cluster = _cluster(self.estate)
         self.layout = Layout(sandbox_dir())
         self.pg = LocalRunner(PG_USER)
-        self.me = LocalRunner(None)
         self.bin = self.cluster.postgres.bin_dir
         spec = self.cluster.sandbox
         assert spec is not None
@@ -75,6 +71,7 @@ class Sandbox:
         failover = self.cluster.failover
         self.dns = failover.dns if failover else None
         self.service = failover.service if failover and self.dns else None
+        self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, self.estate.source)
 
     def replicas(self) -> list[tuple[str, str, int]]:
         """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""
@@ -128,113 +125,23 @@ class Sandbox:
     def _write_as_postgres(path: Path, text: str, mode: int = 0o640) -> None:
         write_as_postgres(path, text, mode)
 
-    # ---------------------------------------------------------------- TLS + S3
-    def _tls(self) -> None:
-        if self.layout.ca.exists() and self.layout.key.exists():
-            return
-        self.me.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                     "-keyout", str(self.layout.key), "-out", str(self.layout.ca)], timeout=60)
-        self.layout.ca.chmod(0o644)
-
-    def _start_s3(self) -> None:
-        port = self.spec.s3_port
-        logf = open(self.layout.logs / "moto.log", "ab")
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "include"), "MOTO_ALLOW_NONEXISTENT_REGION": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "8", "-w", "1",
-             "--keep-alive", "75", "--certfile", str(self.layout.ca), "--keyfile", str(self.layout.key),
-             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "drdrill.sandbox.moto_app:app"],
-            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-            cwd=self.layout.root)
-        self.layout.pidfile("moto").write_text(str(proc.pid))
-        s3 = self.s3_client()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                s3.list_buckets()
-                break
-            except Exception as e:  # noqa: BLE001 - any failure means "not up yet"
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise DrillError(f"moto S3 did not start on port {port}: {e}; see "
-                                     f"{self.layout.logs / 'moto.log'}") from None
-                time.sleep(0.2)
-        s3.create_bucket(Bucket=BUCKET)
-        log.info("S3 (moto over TLS) up on https://localhost:%s, pid %s, bucket %s", port, proc.pid, BUCKET)
-
+    # ---------------------------------------------------------------- moto (S3, Route53)
     def s3_client(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=f"https://localhost:{self.spec.s3_port}", region_name=REGION,
-                            aws_access_key_id=self._secret("s3-key"),
-                            aws_secret_access_key=self._secret("s3-key-secret"), verify=str(self.layout.ca))
+        return self.aws.s3_client()
 
     def route53_client(self):
-        import boto3
-
-        # moto's Route53 takes any key (no secret here: the record is not confidential).
-        return boto3.client("route53", endpoint_url=f"https://localhost:{self.spec.s3_port}", region_name=REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing",
-                            verify=str(self.layout.ca))
+        return self.aws.route53_client()
 
     def airflow_env(self) -> dict[str, str]:
-        """The Airflow connection to this sandbox's moto (S3 and Route53 over TLS), as env vars.
+        """The Airflow connection to this sandbox's moto (S3 and Route53 over TLS), as env vars."""
+        return self.aws.airflow_env()
 
-        moto accepts any key, so login/password are placeholders; the CA is the sandbox's own
-        self-signed certificate, by absolute path (Airflow may run from another directory).
-        """
-        conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-                "extra": {"endpoint_url": f"https://localhost:{self.spec.s3_port}", "region_name": REGION,
-                          "verify": str(self.layout.ca.resolve())}}
-        return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(conn)}
-
-    # ---------------------------------------------------------------- Route53
     def _zone_id(self, r53) -> str | None:
-        assert self.dns is not None
-        zones = r53.list_hosted_zones_by_name(DNSName=self.dns.zone)["HostedZones"]
-        ids = [z["Id"].split("/")[-1] for z in zones if z["Name"].rstrip(".").lower() == self.dns.zone]
-        return ids[0] if ids else None
-
-    def _route53(self) -> None:
-        """The hosted zone, the service record -> the primary's dns_name, and an A record per node."""
-        dns = self.dns
-        if dns is None:
-            return
-        primary = self.cluster.primary
-        if not primary.dns_name:
-            raise DrillError(f"{self.estate.source}: node {primary.name} needs dns_name (failover.dns is set)")
-        r53 = self.route53_client()
-        zone_id = self._zone_id(r53) or r53.create_hosted_zone(
-            Name=dns.zone, CallerReference=f"drdrill-sandbox-{time.time_ns()}",
-            HostedZoneConfig={"Comment": "drdrill sandbox", "PrivateZone": False})["HostedZone"]["Id"].split("/")[-1]
-        target = primary.dns_name if dns.type == "CNAME" else primary.host
-        changes = [{"Action": "UPSERT", "ResourceRecordSet": {
-            "Name": dns.record, "Type": dns.type, "TTL": dns.ttl, "ResourceRecords": [{"Value": target}]}}]
-        for node in self.cluster.nodes:  # cosmetic: nothing resolves these in the sandbox
-            if node.dns_name:
-                changes.append({"Action": "UPSERT", "ResourceRecordSet": {
-                    "Name": node.dns_name, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": node.host}]}})
-        r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
-            "Comment": "drdrill sandbox bring-up", "Changes": changes})
-        log.info("Route53 zone %s (%s): %s %s -> %s (TTL %ss)", dns.zone, zone_id, dns.record, dns.type, target,
-                 dns.ttl)
+        return self.aws.zone_id(r53)
 
     def dns_record(self) -> dict | None:
         """The service record as Route53 has it now (``value`` None when it is missing)."""
-        dns = self.dns
-        if dns is None:
-            return None
-        out = {"zone": dns.zone, "record": dns.record, "type": dns.type, "ttl": None, "value": None}
-        r53 = self.route53_client()
-        zone_id = self._zone_id(r53)
-        if zone_id:
-            sets = r53.list_resource_record_sets(HostedZoneId=zone_id, StartRecordName=dns.record,
-                                                 MaxItems="10")["ResourceRecordSets"]
-            for rs in sets:
-                if rs["Name"].rstrip(".").lower() == dns.record and rs["Type"] == dns.type:
-                    out["ttl"] = rs.get("TTL")
-                    out["value"] = ", ".join(r["Value"] for r in rs.get("ResourceRecords", []))
-        return out
+        return self.aws.dns_record()
 
     # ---------------------------------------------------------------- demo service (supervisord)
     def _bin(self, name: str) -> str:
@@ -262,7 +169,7 @@ class Sandbox:
         ]
         for name, _url, port in self.replicas():
             argv = [sys.executable, str(SERVICE_SCRIPT), "--name", name, "--port", str(port),
-                    "--route53-endpoint", f"https://localhost:{self.spec.s3_port}", "--ca", str(L.ca),
+                    "--route53-endpoint", self.aws.endpoint, "--ca", str(L.ca),
                     "--zone", dns.zone, "--record", dns.record, "--database", db.database, "--user", db.user,
                     "--pidfile", str(L.pidfile(name))]
             for node in self.cluster.nodes:
@@ -470,9 +377,9 @@ class Sandbox:
 
         topology.reset(self.estate.state_store)
         self.layout.create()
-        self._tls()
-        self._start_s3()
-        self._route53()
+        self.aws.tls()
+        self.aws.start()
+        self.aws.create_records()
         self._backrest_conf()
         primary = self.cluster.primary
         self._init_primary(primary)
@@ -529,14 +436,7 @@ class Sandbox:
                 self.pg.run([self._pgbin("pg_ctl"), "-D", str(node.data_dir), "-m", "fast", "-w", "stop"],
                             timeout=120, check=False)
                 log.info("%s stopped", node.name)
-        pid = read_pid(self.layout.pidfile("moto"))
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not pid_alive(pid):
-                    break
-                time.sleep(0.1)
-            log.info("moto S3 stopped (pid %s)", pid)
+        self.aws.stop()
         if root.exists():
             for child in root.iterdir():
                 if child != self.layout.journal:
@@ -545,9 +445,7 @@ class Sandbox:
 
     def problems(self) -> list[str]:
         """What is not running as it should; empty when the sandbox is healthy."""
-        out = []
-        if not pid_alive(read_pid(self.layout.pidfile("moto"))):
-            out.append("S3 (moto) not running")
+        out = self.aws.problems()
         for node in self.cluster.nodes:
             if not (node.data_dir and postmaster_pid(node.data_dir)):
                 out.append(f"{node.name} not running")
@@ -567,9 +465,7 @@ class Sandbox:
         from drdrill.hooks import postgres as pg
 
         servers = []
-        moto_pid = read_pid(self.layout.pidfile("moto"))
-        servers.append({"name": "s3 (moto, TLS)", "role": "repo2 endpoint", "port": self.spec.s3_port,
-                        "pid": moto_pid if pid_alive(moto_pid) else None, "state": ""})
+        servers.append(self.aws.status())
         for node in self.cluster.nodes:
             pid = postmaster_pid(node.data_dir) if node.data_dir else None
             state = "down"
@@ -600,7 +496,7 @@ class Sandbox:
                     state = f"not answering ({prog.get('state', 'no supervisord')})"
                 servers.append({"name": name, "role": "demo service", "port": port, "pid": pid, "state": state,
                                 "url": url})
-            if pid_alive(read_pid(self.layout.pidfile("moto"))):
+            if self.aws.pid():
                 try:
                     dns = self.dns_record()
                 except Exception as e:  # noqa: BLE001 - shown to the user
