@@ -32,16 +32,18 @@ from drdrill.core.errors import DrillError
 from drdrill.core.estate import Cluster, Estate, load_estate
 from drdrill.core.paths import sandbox_dir
 from drdrill.core.runner import LocalRunner
-from drdrill.hooks.pgbackrest import PgBackRestHook
 from drdrill.sandbox import ports
 from drdrill.sandbox.aws import BUCKET, CONN_ID, REGION, Moto
 from drdrill.sandbox.layout import PG_USER, Layout, is_ours, pid_alive, postmaster_pid, read_pid, write_as_postgres
+from drdrill.sandbox.pgbackrest import PgBackRestRepos
+from drdrill.sandbox.postgres import DEMO_SQL, PostgresNodes
 
 log = logging.getLogger("drdrill.sandbox")
 
 # Tests and scripts import these from the package; the private name predates the split.
 _pid_alive = pid_alive
-__all__ = ["BUCKET", "CONN_ID", "PG_USER", "REGION", "SERVICE_SCRIPT", "Layout", "Sandbox", "postmaster_pid"]
+__all__ = ["BUCKET", "CONN_ID", "DEMO_SQL", "PG_USER", "REGION", "SERVICE_SCRIPT", "Layout", "Sandbox",
+           "postmaster_pid"]
 
 # Run as a script by path, so the service imports nothing of drdrill (it is "the application").
 SERVICE_SCRIPT = Path(__file__).resolve().with_name("service.py")
@@ -71,6 +73,8 @@ class Sandbox:
         failover = self.cluster.failover
         self.dns = failover.dns if failover else None
         self.service = failover.service if failover and self.dns else None
+        self.postgres = PostgresNodes(self.cluster, self.layout, self.pg, spec.pgbench_scale)
+        self.backrest = PgBackRestRepos(self.cluster, self.layout, spec.s3_port)
         self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, self.estate.source)
 
     def replicas(self) -> list[tuple[str, str, int]]:
@@ -85,41 +89,6 @@ class Sandbox:
                                  f"failover.service.urls must be http://127.0.0.1:PORT, got {url!r}")
             out.append((f"service-{i}", url.rstrip("/"), u.port))
         return out
-
-    # ---------------------------------------------------------------- helpers
-    def _pgbin(self, name: str) -> str:
-        return str(self.bin / name)
-
-    def _node_conf(self, node) -> str:
-        """Settings that differ per node: its port, socket and its own archive command.
-
-        Each node archives with ``--pg1-path`` set to its own data directory, so after a
-        promotion the new primary archives correctly (a foreign pg1-path silently loses WAL).
-        """
-        cfg = self.cluster.pgbackrest.config
-        stanza = self.cluster.pgbackrest.stanza
-        push = f"pgbackrest --config={cfg} --stanza={stanza} --pg1-path={node.data_dir} archive-push %p"
-        get = f"pgbackrest --config={cfg} --stanza={stanza} --pg1-path={node.data_dir} archive-get %f \"%p\""
-        return "\n".join([
-            "# Written by drdrill's sandbox: this node's own settings.",
-            f"port = {node.port}",
-            f"listen_addresses = '{node.host}'",
-            f"unix_socket_directories = '{node.socket_dir}'",
-            "archive_mode = on",
-            f"archive_command = '{push}'",
-            f"restore_command = '{get.replace(chr(39), chr(39) * 2)}'",
-            "archive_timeout = 60",
-            "wal_level = replica",
-            "max_wal_senders = 10",
-            "max_replication_slots = 10",
-            "wal_log_hints = on",
-            "hot_standby = on",
-            "shared_buffers = 128MB",
-            "max_wal_size = 1GB",
-            "checkpoint_timeout = 5min",
-            "fsync = on",
-            "",
-        ])
 
     @staticmethod
     def _write_as_postgres(path: Path, text: str, mode: int = 0o640) -> None:
@@ -261,104 +230,9 @@ class Sandbox:
     def _secret(self, name: str) -> str:
         return self.layout.secret(name)
 
-    # ---------------------------------------------------------------- pgBackRest
-    def _backrest_conf(self) -> None:
-        L = self.layout
-        primary = self.cluster.primary
-        conf = "\n".join([
-            "# Written by drdrill's sandbox. Holds secrets: mode 0640, owner postgres, never in git.",
-            "[global]",
-            f"repo1-path={L.backrest / 'repo1'}",
-            "repo1-retention-full=2",
-            "repo2-type=s3",
-            f"repo2-s3-bucket={BUCKET}",
-            "repo2-s3-endpoint=localhost",
-            f"repo2-storage-port={self.spec.s3_port}",
-            f"repo2-s3-region={REGION}",
-            "repo2-s3-uri-style=path",
-            f"repo2-storage-ca-file={L.ca}",
-            f"repo2-s3-key={self._secret('s3-key')}",
-            f"repo2-s3-key-secret={self._secret('s3-key-secret')}",
-            "repo2-path=/pgbackrest",
-            "repo2-retention-full=2",
-            "repo2-cipher-type=aes-256-cbc",
-            f"repo2-cipher-pass={self._secret('repo2-cipher-pass')}",
-            "compress-type=lz4",
-            f"process-max={self.cluster.pgbackrest.process_max}",
-            "start-fast=y",
-            f"log-path={L.backrest / 'log'}",
-            f"lock-path={L.backrest / 'lock'}",
-            f"spool-path={L.backrest / 'spool'}",
-            "log-level-file=info",
-            "io-timeout=20",
-            "",
-            f"[{self.cluster.pgbackrest.stanza}]",
-            f"pg1-path={primary.data_dir}",
-            f"pg1-port={primary.port}",
-            f"pg1-socket-path={primary.socket_dir}",
-            f"pg1-user={self.cluster.postgres.user}",
-            "",
-        ])
-        cfg = self.cluster.pgbackrest.config
-        assert cfg is not None
-        self._write_as_postgres(cfg, conf, 0o640)
-
     # ---------------------------------------------------------------- PostgreSQL
     def _start_pg(self, node) -> int:
-        logfile = self.layout.logs / f"{node.name}.log"
-        self.pg.run([self._pgbin("pg_ctl"), "-D", str(node.data_dir), "-l", str(logfile), "-w", "-t", "60",
-                     "start"], timeout=90)
-        pid = postmaster_pid(node.data_dir)
-        if not pid:
-            raise DrillError(f"{node.name} did not start; see {logfile}")
-        self.layout.pidfile(node.name).write_text(str(pid))
-        log.info("%s (%s) up on %s:%s, pid %s", node.name, node.role, node.host, node.port, pid)
-        return pid
-
-    def _psql(self, node, sql: str, db: str = "postgres") -> str:
-        return self.pg.run([self._pgbin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(node.socket_dir),
-                            "-p", str(node.port), "-d", db, "-At", "-c", sql], timeout=600).stdout.strip()
-
-    def _init_primary(self, node) -> None:
-        data = node.data_dir
-        data.parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(data.parent, PG_USER, PG_USER)
-        self.pg.run([self._pgbin("initdb"), "-D", str(data), "--data-checksums", "-U", self.cluster.postgres.user,
-                     "--auth=trust", "--no-instructions", "-E", "UTF8", "--locale=C"], timeout=120)
-        self._write_node_conf(node)
-        # Sandbox only: trust on loopback, replication included. Production uses its own pg_hba.
-        self._write_as_postgres(data / "pg_hba.conf", "\n".join([
-            "local all all trust", "host all all 127.0.0.1/32 trust",
-            "local replication all trust", "host replication all 127.0.0.1/32 trust", ""]), 0o600)
-
-    def _write_node_conf(self, node) -> None:
-        data = node.data_dir
-        main_conf = data / "postgresql.conf"
-        text = main_conf.read_text()
-        if "include_if_exists = 'node.conf'" not in text:
-            self._write_as_postgres(main_conf, text + "\ninclude_if_exists = 'node.conf'\n", 0o600)
-        self._write_as_postgres(data / "node.conf", self._node_conf(node), 0o600)
-
-    def _demo_data(self, node) -> None:
-        db = self.cluster.postgres.database
-        self._psql(node, f"CREATE DATABASE {db}")
-        t0 = time.monotonic()
-        self.pg.run([self._pgbin("pgbench"), "-i", "-q", "-I", "dtGvp", "-s", str(self.spec.pgbench_scale),
-                     "-h", str(node.socket_dir), "-p", str(node.port), db], timeout=900)
-        log.info("pgbench scale %s loaded in %.1fs", self.spec.pgbench_scale, time.monotonic() - t0)
-        self._psql(node, DEMO_SQL, db)
-
-    def _standby(self, primary, node) -> None:
-        node.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(node.data_dir.parent, PG_USER, PG_USER)
-        self.pg.run([self._pgbin("pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
-                     "-U", self.cluster.postgres.user, "-D", str(node.data_dir), "-R", "-C", "-S", node.name,
-                     "-X", "stream", "-c", "fast"], timeout=900)
-        # Name the walsender after the node so the primary's pg_stat_replication says who is who.
-        auto = node.data_dir / "postgresql.auto.conf"
-        self._write_as_postgres(auto, auto.read_text().replace(
-            "primary_conninfo = '", f"primary_conninfo = 'application_name={node.name} ", 1), 0o600)
-        self._write_node_conf(node)
+        return self.postgres.start(node)
 
     # ---------------------------------------------------------------- lifecycle
     def up(self) -> None:
@@ -380,26 +254,22 @@ class Sandbox:
         self.aws.tls()
         self.aws.start()
         self.aws.create_records()
-        self._backrest_conf()
+        self.backrest.write_conf()
         primary = self.cluster.primary
-        self._init_primary(primary)
-        self._start_pg(primary)
-        br = PgBackRestHook.for_cluster(self.cluster, self.pg)
+        self.postgres.init_primary(primary)
+        self.postgres.start(primary)
+        br = self.backrest.hook(self.pg)
         br.run("stanza-create", timeout=120)
-        self._demo_data(primary)
+        self.postgres.demo_data(primary)
         for node in self.cluster.standbys:
-            self._standby(primary, node)
-            self._start_pg(node)
+            self.postgres.standby(primary, node)
+            self.postgres.start(node)
         self._start_services()  # they start while the backups run; waited for at the end
         br.run("check", timeout=120)
-        for repo in self.cluster.pgbackrest.repos:
-            t = time.monotonic()
-            br.backup(repo=repo.index, type="full")
-            log.info("full backup to repo%s in %.1fs", repo.index, time.monotonic() - t)
-        self._psql(primary, "INSERT INTO app.audit_log(event) VALUES ('after full backup')",
-                   self.cluster.postgres.database)
-        for repo in self.cluster.pgbackrest.repos:
-            br.backup(repo=repo.index, type="diff")
+        self.backrest.full_backups(br)
+        self.postgres.psql(primary, "INSERT INTO app.audit_log(event) VALUES ('after full backup')",
+                           self.cluster.postgres.database)
+        self.backrest.diff_backups(br)
         self._wait_services()
         log.info("sandbox up in %.1fs at %s", time.monotonic() - t0, self.layout.root)
 
@@ -431,11 +301,7 @@ class Sandbox:
         self._stop_services()
         if root.exists():
             remove_all_scratch(self.estate.scratch.root, self.pg, self.bin)
-        for node in reversed(self.cluster.nodes):
-            if node.data_dir and postmaster_pid(node.data_dir):
-                self.pg.run([self._pgbin("pg_ctl"), "-D", str(node.data_dir), "-m", "fast", "-w", "stop"],
-                            timeout=120, check=False)
-                log.info("%s stopped", node.name)
+        self.postgres.stop_all()
         self.aws.stop()
         if root.exists():
             for child in root.iterdir():
@@ -445,12 +311,7 @@ class Sandbox:
 
     def problems(self) -> list[str]:
         """What is not running as it should; empty when the sandbox is healthy."""
-        out = self.aws.problems()
-        for node in self.cluster.nodes:
-            if not (node.data_dir and postmaster_pid(node.data_dir)):
-                out.append(f"{node.name} not running")
-        if not (self.cluster.pgbackrest.config and self.cluster.pgbackrest.config.exists()):
-            out.append("no pgbackrest.conf")
+        out = self.aws.problems() + self.postgres.problems() + self.backrest.problems()
         if self.service:
             if not pid_alive(read_pid(self.layout.pidfile("supervisord"))):
                 out.append("supervisord (demo service) not running")
@@ -462,21 +323,7 @@ class Sandbox:
 
     def status(self) -> dict:
         """Servers, ports, PIDs and backups per repo, as data (printed by the CLI)."""
-        from drdrill.hooks import postgres as pg
-
-        servers = []
-        servers.append(self.aws.status())
-        for node in self.cluster.nodes:
-            pid = postmaster_pid(node.data_dir) if node.data_dir else None
-            state = "down"
-            if pid:
-                try:
-                    with pg.connect(self.cluster, node.host, node.port, "postgres") as c:
-                        rec = pg.query_one(c, "SELECT pg_is_in_recovery()")[0]
-                    state = "in recovery" if rec else "read-write"
-                except Exception as e:  # noqa: BLE001 - shown to the user as the state
-                    state = f"not accepting connections ({e.__class__.__name__})"
-            servers.append({"name": node.name, "role": node.role, "port": node.port, "pid": pid, "state": state})
+        servers = [self.aws.status(), *self.postgres.status()]
         dns = None
         if self.service:
             sup_pid = read_pid(self.layout.pidfile("supervisord"))
@@ -502,36 +349,6 @@ class Sandbox:
                 except Exception as e:  # noqa: BLE001 - shown to the user
                     dns = {"error": f"{type(e).__name__}: {e}"}
         problems = self.problems()
-        backups: list[dict] = []
-        if not problems:
-            try:
-                for st in PgBackRestHook.for_cluster(self.cluster).info():
-                    for b in st.backups:
-                        backups.append({"repo": b.repo_key, "label": b.label, "type": b.type,
-                                        "stop": b.stop.isoformat(timespec="seconds")})
-            except DrillError as e:
-                backups.append({"error": str(e)})
+        backups = [] if problems else self.backrest.backups()
         return {"root": str(self.layout.root), "servers": servers, "dns": dns, "backups": backups,
                 "problems": problems}
-
-
-# Small application tables beside pgbench's: different sizes, a critical one, an append-only log.
-DEMO_SQL = """
-CREATE SCHEMA app;
-CREATE TABLE app.customers (id bigint PRIMARY KEY, name text NOT NULL, created_at timestamptz DEFAULT now());
-INSERT INTO app.customers SELECT g, 'customer ' || g, now() - g * interval '1 minute' FROM generate_series(1, 5000) g;
-CREATE TABLE app.orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES app.customers,
-  amount numeric(12,2) NOT NULL, created_at timestamptz DEFAULT now());
-INSERT INTO app.orders (customer_id, amount) SELECT 1 + g % 5000, (g % 997) / 10.0 FROM generate_series(1, 50000) g;
-CREATE TABLE app.settings (key text PRIMARY KEY, value text);
-INSERT INTO app.settings VALUES ('currency', 'EUR'), ('region', 'eu-west-1'), ('tier', 'gold');
-CREATE TABLE app.audit_log (id bigserial PRIMARY KEY, event text NOT NULL, at timestamptz DEFAULT clock_timestamp());
-INSERT INTO app.audit_log (event) SELECT 'seed ' || g FROM generate_series(1, 200) g;
-CREATE SCHEMA drdrill;
-CREATE TABLE drdrill.canary (id bigserial PRIMARY KEY, run_id text NOT NULL, kind text NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT clock_timestamp());
--- The demo service's writes (a failover drill's canary); production drills create it IF NOT EXISTS.
-CREATE TABLE drdrill.canary_writes (run_id text NOT NULL, seq bigint NOT NULL,
-  committed_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run_id, seq));
-ANALYZE;
-"""
