@@ -1,0 +1,177 @@
+"""The sandbox's PostgreSQL 15 servers: the primary and its streaming standbys.
+
+Owns each node's data directory (initdb, its own ``node.conf``, the sandbox's ``pg_hba.conf``),
+start through ``pg_ctl`` as the postgres user with the postmaster's PID recorded, stop by that
+data directory, the standbys' base backups, and the demo data (pgbench plus small app tables).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from drdrill.core.errors import DrillError
+from drdrill.core.estate import Cluster, Node
+from drdrill.core.runner import LocalRunner
+from drdrill.sandbox.layout import PG_USER, Layout, postmaster_pid, write_as_postgres
+
+log = logging.getLogger("drdrill.sandbox")
+
+
+class PostgresNodes:
+    """The cluster's nodes on this machine, run as the postgres user through ``runner``."""
+
+    def __init__(self, cluster: Cluster, layout: Layout, runner: LocalRunner, pgbench_scale: int) -> None:
+        self.cluster = cluster
+        self.layout = layout
+        self.pg = runner
+        self.bin: Path = cluster.postgres.bin_dir
+        self.pgbench_scale = pgbench_scale
+
+    def pgbin(self, name: str) -> str:
+        return str(self.bin / name)
+
+    # ---------------------------------------------------------------- configuration
+    def node_conf(self, node: Node) -> str:
+        """Settings that differ per node: its port, socket and its own archive command.
+
+        Each node archives with ``--pg1-path`` set to its own data directory, so after a
+        promotion the new primary archives correctly (a foreign pg1-path silently loses WAL).
+        """
+        cfg = self.cluster.pgbackrest.config
+        stanza = self.cluster.pgbackrest.stanza
+        push = f"pgbackrest --config={cfg} --stanza={stanza} --pg1-path={node.data_dir} archive-push %p"
+        get = f"pgbackrest --config={cfg} --stanza={stanza} --pg1-path={node.data_dir} archive-get %f \"%p\""
+        return "\n".join([
+            "# Written by drdrill's sandbox: this node's own settings.",
+            f"port = {node.port}",
+            f"listen_addresses = '{node.host}'",
+            f"unix_socket_directories = '{node.socket_dir}'",
+            "archive_mode = on",
+            f"archive_command = '{push}'",
+            f"restore_command = '{get.replace(chr(39), chr(39) * 2)}'",
+            "archive_timeout = 60",
+            "wal_level = replica",
+            "max_wal_senders = 10",
+            "max_replication_slots = 10",
+            "wal_log_hints = on",
+            "hot_standby = on",
+            "shared_buffers = 128MB",
+            "max_wal_size = 1GB",
+            "checkpoint_timeout = 5min",
+            "fsync = on",
+            "",
+        ])
+
+    def write_node_conf(self, node: Node) -> None:
+        data = node.data_dir
+        main_conf = data / "postgresql.conf"
+        text = main_conf.read_text()
+        if "include_if_exists = 'node.conf'" not in text:
+            write_as_postgres(main_conf, text + "\ninclude_if_exists = 'node.conf'\n", 0o600)
+        write_as_postgres(data / "node.conf", self.node_conf(node), 0o600)
+
+    # ---------------------------------------------------------------- build
+    def init_primary(self, node: Node) -> None:
+        data = node.data_dir
+        data.parent.mkdir(parents=True, exist_ok=True)
+        shutil.chown(data.parent, PG_USER, PG_USER)
+        self.pg.run([self.pgbin("initdb"), "-D", str(data), "--data-checksums", "-U", self.cluster.postgres.user,
+                     "--auth=trust", "--no-instructions", "-E", "UTF8", "--locale=C"], timeout=120)
+        self.write_node_conf(node)
+        # Sandbox only: trust on loopback, replication included. Production uses its own pg_hba.
+        write_as_postgres(data / "pg_hba.conf", "\n".join([
+            "local all all trust", "host all all 127.0.0.1/32 trust",
+            "local replication all trust", "host replication all 127.0.0.1/32 trust", ""]), 0o600)
+
+    def standby(self, primary: Node, node: Node) -> None:
+        node.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.chown(node.data_dir.parent, PG_USER, PG_USER)
+        self.pg.run([self.pgbin("pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
+                     "-U", self.cluster.postgres.user, "-D", str(node.data_dir), "-R", "-C", "-S", node.name,
+                     "-X", "stream", "-c", "fast"], timeout=900)
+        # Name the walsender after the node so the primary's pg_stat_replication says who is who.
+        auto = node.data_dir / "postgresql.auto.conf"
+        write_as_postgres(auto, auto.read_text().replace(
+            "primary_conninfo = '", f"primary_conninfo = 'application_name={node.name} ", 1), 0o600)
+        self.write_node_conf(node)
+
+    def psql(self, node: Node, sql: str, db: str = "postgres") -> str:
+        return self.pg.run([self.pgbin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(node.socket_dir),
+                            "-p", str(node.port), "-d", db, "-At", "-c", sql], timeout=600).stdout.strip()
+
+    def demo_data(self, node: Node) -> None:
+        db = self.cluster.postgres.database
+        self.psql(node, f"CREATE DATABASE {db}")
+        t0 = time.monotonic()
+        self.pg.run([self.pgbin("pgbench"), "-i", "-q", "-I", "dtGvp", "-s", str(self.pgbench_scale),
+                     "-h", str(node.socket_dir), "-p", str(node.port), db], timeout=900)
+        log.info("pgbench scale %s loaded in %.1fs", self.pgbench_scale, time.monotonic() - t0)
+        self.psql(node, DEMO_SQL, db)
+
+    # ---------------------------------------------------------------- run
+    def start(self, node: Node) -> int:
+        logfile = self.layout.logs / f"{node.name}.log"
+        self.pg.run([self.pgbin("pg_ctl"), "-D", str(node.data_dir), "-l", str(logfile), "-w", "-t", "60",
+                     "start"], timeout=90)
+        pid = postmaster_pid(node.data_dir)
+        if not pid:
+            raise DrillError(f"{node.name} did not start; see {logfile}")
+        self.layout.pidfile(node.name).write_text(str(pid))
+        log.info("%s (%s) up on %s:%s, pid %s", node.name, node.role, node.host, node.port, pid)
+        return pid
+
+    def stop_all(self) -> None:
+        """Standbys before the primary, each through ``pg_ctl -m fast`` on its own data directory."""
+        for node in reversed(self.cluster.nodes):
+            if node.data_dir and postmaster_pid(node.data_dir):
+                self.pg.run([self.pgbin("pg_ctl"), "-D", str(node.data_dir), "-m", "fast", "-w", "stop"],
+                            timeout=120, check=False)
+                log.info("%s stopped", node.name)
+
+    # ---------------------------------------------------------------- health
+    def problems(self) -> list[str]:
+        return [f"{node.name} not running" for node in self.cluster.nodes
+                if not (node.data_dir and postmaster_pid(node.data_dir))]
+
+    def status(self) -> list[dict]:
+        """One row per node; its state asks the server itself whether it is in recovery."""
+        from drdrill.hooks import postgres as pg
+
+        rows = []
+        for node in self.cluster.nodes:
+            pid = postmaster_pid(node.data_dir) if node.data_dir else None
+            state = "down"
+            if pid:
+                try:
+                    with pg.connect(self.cluster, node.host, node.port, "postgres") as c:
+                        rec = pg.query_one(c, "SELECT pg_is_in_recovery()")[0]
+                    state = "in recovery" if rec else "read-write"
+                except Exception as e:  # noqa: BLE001 - shown to the user as the state
+                    state = f"not accepting connections ({e.__class__.__name__})"
+            rows.append({"name": node.name, "role": node.role, "port": node.port, "pid": pid, "state": state})
+        return rows
+
+
+# Small application tables beside pgbench's: different sizes, a critical one, an append-only log.
+DEMO_SQL = """
+CREATE SCHEMA app;
+CREATE TABLE app.customers (id bigint PRIMARY KEY, name text NOT NULL, created_at timestamptz DEFAULT now());
+INSERT INTO app.customers SELECT g, 'customer ' || g, now() - g * interval '1 minute' FROM generate_series(1, 5000) g;
+CREATE TABLE app.orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES app.customers,
+  amount numeric(12,2) NOT NULL, created_at timestamptz DEFAULT now());
+INSERT INTO app.orders (customer_id, amount) SELECT 1 + g % 5000, (g % 997) / 10.0 FROM generate_series(1, 50000) g;
+CREATE TABLE app.settings (key text PRIMARY KEY, value text);
+INSERT INTO app.settings VALUES ('currency', 'EUR'), ('region', 'eu-west-1'), ('tier', 'gold');
+CREATE TABLE app.audit_log (id bigserial PRIMARY KEY, event text NOT NULL, at timestamptz DEFAULT clock_timestamp());
+INSERT INTO app.audit_log (event) SELECT 'seed ' || g FROM generate_series(1, 200) g;
+CREATE SCHEMA drdrill;
+CREATE TABLE drdrill.canary (id bigserial PRIMARY KEY, run_id text NOT NULL, kind text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp());
+-- The demo service's writes (a failover drill's canary); production drills create it IF NOT EXISTS.
+CREATE TABLE drdrill.canary_writes (run_id text NOT NULL, seq bigint NOT NULL,
+  committed_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run_id, seq));
+ANALYZE;
+"""

@@ -1,0 +1,201 @@
+"""The demo service's replicas ("the application") under supervisord.
+
+Owns supervisord: its config (one program per replica at ``failover.service.urls``, each
+running `service.py` by path), its start in the foreground in its own session with its PID
+recorded, waiting for every replica's ``/health``, and its stop by PID, replicas it left
+behind included. `service.py` is the application itself and imports nothing of drdrill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from drdrill.core import httpjson
+from drdrill.core.errors import DrillError
+from drdrill.core.estate import Cluster, Dns, Service
+from drdrill.sandbox.layout import Layout, is_ours, pid_alive, read_pid, recorded_pid, wait_for_exit
+
+log = logging.getLogger("drdrill.sandbox")
+
+# Run as a script by path, so the service imports nothing of drdrill (it is "the application").
+SERVICE_SCRIPT = Path(__file__).resolve().with_name("service.py")
+
+
+def venv_bin(name: str) -> str:
+    """A console script of this Python's environment (the venv's supervisord), else from PATH."""
+    p = Path(sys.executable).parent / name
+    return str(p) if p.exists() else (shutil.which(name) or name)
+
+
+class DemoService:
+    """supervisord and the replicas it runs; they find the database through Route53 at ``endpoint``.
+
+    Without ``service`` there are no replicas to run, but `stop` still stops a supervisord
+    recorded by an earlier bring-up.
+    """
+
+    def __init__(self, cluster: Cluster, service: Service | None, dns: Dns | None, layout: Layout, endpoint: str,
+                 source: object) -> None:
+        self.cluster = cluster
+        self.service = service
+        self.dns = dns
+        self.layout = layout
+        self.endpoint = endpoint  # moto's Route53, where the replicas look the record up
+        self.source = source  # the estate file, named in error messages
+
+    def replicas(self) -> list[tuple[str, str, int]]:
+        """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""
+        if not self.service:
+            return []
+        out = []
+        for i, url in enumerate(self.service.urls, 1):
+            u = urlsplit(url)
+            if u.scheme != "http" or u.hostname not in ("127.0.0.1", "localhost") or not u.port:
+                raise DrillError(f"{self.source}: the sandbox runs its demo service on loopback: "
+                                 f"failover.service.urls must be http://127.0.0.1:PORT, got {url!r}")
+            out.append((f"service-{i}", url.rstrip("/"), u.port))
+        return out
+
+    def supervisord_conf(self) -> str:
+        L, dns = self.layout, self.dns
+        assert dns is not None
+        db = self.cluster.postgres
+
+        def q(argv: list[str]) -> str:
+            return shlex.join(argv).replace("%", "%%")  # supervisord expands %(name)s in values
+
+        lines = [
+            "; Written by drdrill's sandbox: the demo service's replicas. `supervisorctl -c <this file> status`",
+            "[unix_http_server]", f"file={L.supervisor_sock}", "chmod=0700", "",
+            "[supervisord]", "nodaemon=true", "silent=true", "user=root",
+            f"logfile={L.logs / 'supervisord.log'}", "logfile_backups=0",
+            f"pidfile={L.pidfile('supervisord')}", f"childlogdir={L.logs}", "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
+            "[supervisorctl]", f"serverurl=unix://{L.supervisor_sock}", "",
+        ]
+        for name, _url, port in self.replicas():
+            argv = [sys.executable, str(SERVICE_SCRIPT), "--name", name, "--port", str(port),
+                    "--route53-endpoint", self.endpoint, "--ca", str(L.ca),
+                    "--zone", dns.zone, "--record", dns.record, "--database", db.database, "--user", db.user,
+                    "--pidfile", str(L.pidfile(name))]
+            for node in self.cluster.nodes:
+                if node.dns_name:
+                    argv += ["--node", f"{node.dns_name}={node.host}:{node.port}"]
+            lines += [
+                f"[program:{name}]", f"command={q(argv)}", f"directory={L.service}",
+                "autostart=true", "autorestart=true", "startsecs=1", "startretries=5",
+                "stopsignal=TERM", "stopwaitsecs=5",
+                f"stdout_logfile={L.logs / (name + '.log')}", "stdout_logfile_backups=0",
+                f"stderr_logfile={L.logs / (name + '.err.log')}", "stderr_logfile_backups=0",
+                "environment=PYTHONUNBUFFERED=\"1\"", "",
+            ]
+        return "\n".join(lines)
+
+    # ---------------------------------------------------------------- run
+    def start(self) -> None:
+        """supervisord (foreground, own session, recorded by PID) running the replicas."""
+        L = self.layout
+        L.service.mkdir(exist_ok=True)
+        L.supervisor_conf.write_text(self.supervisord_conf())
+        logf = open(L.logs / "supervisord.out", "ab")
+        proc = subprocess.Popen([venv_bin("supervisord"), "-n", "-c", str(L.supervisor_conf)], stdout=logf,
+                                stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True, cwd=L.service)
+        L.pidfile("supervisord").write_text(str(proc.pid))
+        log.info("supervisord up (pid %s) with %s replicas of the demo service", proc.pid, len(self.replicas()))
+
+    def wait(self, timeout: float = 60) -> None:
+        """Until every replica answers /health with 200 (it reached the primary through the record)."""
+        deadline = time.monotonic() + timeout
+        for name, url, _port in self.replicas():
+            while True:
+                code, body = httpjson.call(url + "/health", timeout=2)
+                if code == 200:
+                    log.info("%s healthy on %s (pid %s, db %s)", name, url, body.get("pid"), body.get("db"))
+                    break
+                if not self.supervisord_pid() or time.monotonic() > deadline:
+                    raise DrillError(f"demo service {name} not healthy on {url}: {body.get('error', body)}; see "
+                                     f"{self.layout.logs / (name + '.err.log')} and "
+                                     f"{self.layout.logs / 'supervisord.log'}")
+                time.sleep(0.2)
+
+    def supervisord_pid(self) -> int | None:
+        """The recorded supervisord PID if it is running."""
+        return recorded_pid(self.layout.pidfile("supervisord"))
+
+    def supervised(self) -> dict[str, dict]:
+        """supervisord's view of its programs (``supervisorctl status`` over its socket), by name."""
+        import xmlrpc.client
+
+        from supervisor.xmlrpc import SupervisorTransport
+
+        sock = self.layout.supervisor_sock
+        if not sock.exists():
+            return {}
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1",
+                                          transport=SupervisorTransport(serverurl=f"unix://{sock}"))
+        try:
+            infos = proxy.supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error):
+            return {}
+        return {i["name"]: {"pid": i["pid"] or None, "state": i["statename"]} for i in infos}
+
+    def stop(self) -> None:
+        """SIGTERM to supervisord (it stops the replicas first), wait for it; strays by their own PID."""
+        L = self.layout
+        pid = read_pid(L.pidfile("supervisord"))
+        if pid_alive(pid) and is_ours(pid, str(L.supervisor_conf)):
+            os.kill(pid, signal.SIGTERM)
+            if not wait_for_exit(pid, 300):
+                log.warning("supervisord (pid %s) still running 30s after SIGTERM: SIGKILL", pid)
+                os.kill(pid, signal.SIGKILL)
+            log.info("supervisord and the demo service stopped (pid %s)", pid)
+        # A replica left behind (supervisord killed with -9) is found by its own pidfile, checked
+        # against its command line so a recycled PID is never signalled.
+        for name, _url, _port in self.replicas():
+            spid = read_pid(L.pidfile(name))
+            if pid_alive(spid) and is_ours(spid, str(SERVICE_SCRIPT), str(L.root)):
+                log.warning("%s (pid %s) outlived supervisord: SIGTERM", name, spid)
+                os.kill(spid, signal.SIGTERM)
+                if not wait_for_exit(spid, 50):
+                    os.kill(spid, signal.SIGKILL)
+
+    # ---------------------------------------------------------------- health
+    def problems(self) -> list[str]:
+        out = []
+        if not self.supervisord_pid():
+            out.append("supervisord (demo service) not running")
+        for name, url, _port in self.replicas():
+            code, _body = httpjson.call(url + "/health", timeout=2)
+            if code == 0:  # a 503 answers: the service is up, its database may not be
+                out.append(f"{name} not answering on {url}")
+        return out
+
+    def status(self) -> list[dict]:
+        """supervisord's row, then one per replica with what its /health says."""
+        sup_pid = self.supervisord_pid()
+        rows = [{"name": "supervisord", "role": "demo service", "port": None, "pid": sup_pid,
+                 "state": "" if sup_pid else "down"}]
+        programs = self.supervised() if sup_pid else {}
+        for name, url, port in self.replicas():
+            code, body = httpjson.call(url + "/health", timeout=2)
+            prog = programs.get(name, {})
+            pid = prog.get("pid") or body.get("pid")
+            if code == 200:
+                state = f"ok, db {body.get('db')} ({body.get('db_addr')})"
+            elif code:
+                state = f"degraded: {body.get('error')}"
+            else:
+                state = f"not answering ({prog.get('state', 'no supervisord')})"
+            rows.append({"name": name, "role": "demo service", "port": port, "pid": pid, "state": state,
+                         "url": url})
+        return rows
