@@ -16,9 +16,9 @@ pytestmark = pytest.mark.sandbox
 
 @pytest.fixture
 def connections(sandbox, monkeypatch):
-    """The pgbackrest connection a user would create, pointing at the sandbox's stanza."""
-    conn = {"conn_type": "pgbackrest", "login": "postgres",
-            "extra": {"stanza": "main", "config": str(sandbox.layout.backrest / "pgbackrest.conf")}}
+    """The pgbackrest connection a user would create (the sandbox provides it too: `python -m drdrill.sandbox env`)."""
+    conn = json.loads(sandbox.airflow_env()["AIRFLOW_CONN_PGBACKREST_DEFAULT"])
+    assert conn["extra"] == {"stanza": "main", "config": str(sandbox.layout.backrest / "pgbackrest.conf")}
     monkeypatch.setenv("AIRFLOW_CONN_PGBACKREST_DEFAULT", json.dumps(conn))
 
 

@@ -20,6 +20,7 @@ This package is a tool that builds the estate; drill logic never imports it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -176,8 +177,11 @@ class Sandbox:
 
     # ---------------------------------------------------------------- what drills' tests and scripts use
     def airflow_env(self) -> dict[str, str]:
-        """The Airflow connection to this sandbox's moto (S3 and Route53 over TLS), as env vars."""
-        return self.aws.airflow_env()
+        """The Airflow connections to this sandbox, as env vars: moto (S3 and Route53 over TLS), and
+        ``pgbackrest_default`` (its stanza, for the example DAG and users' own DAGs)."""
+        conn = {"conn_type": "pgbackrest", "login": PG_USER,
+                "extra": {"stanza": self.cluster.pgbackrest.stanza, "config": str(self.cluster.pgbackrest.config)}}
+        return {**self.aws.airflow_env(), "AIRFLOW_CONN_PGBACKREST_DEFAULT": json.dumps(conn)}
 
     def replicas(self) -> list[tuple[str, str, int]]:
         """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""

@@ -1,0 +1,34 @@
+"""Test DAG: drdrill's operators used as a user would, with arguments and connections only.
+
+Run by tests/integration/test_operators.py against the sandbox; the params pick the case.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.sdk import Param, dag
+
+from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVerifyOperator
+from drdrill.operators.postgres import PostgresPromoteOperator
+from drdrill.operators.route53 import Route53RecordSwitchOperator
+
+
+@dag(dag_id="test_operators_by_connection", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC),
+     catchup=False, default_args={"retries": 0},
+     params={"zone": Param("", type="string"), "record": Param("", type="string"),
+             "value": Param("", type="string"), "host": Param("127.0.0.1", type="string"),
+             "port": Param(5432, type="integer")})
+def test_operators_by_connection():
+    check = PgBackRestCheckOperator(task_id="check", pgbackrest_conn_id="pgbackrest_default",
+                                    max_backup_age_hours={"full": 192})
+    verify = PgBackRestVerifyOperator(task_id="verify", pgbackrest_conn_id="pgbackrest_default", repos=[1])
+    switch = Route53RecordSwitchOperator(task_id="dns_switch", aws_conn_id="aws_sandbox", zone="{{ params.zone }}",
+                                         record="{{ params.record }}", value="{{ params.value }}", ttl=5,
+                                         insync_timeout=30)
+    # Pointed at the primary on purpose: the operator must refuse it (already a primary).
+    promote = PostgresPromoteOperator(task_id="promote", host="{{ params.host }}", port="{{ params.port }}")
+    [check, verify, switch, promote]  # independent: each task's outcome is asserted on its own
+
+
+test_operators_by_connection()
