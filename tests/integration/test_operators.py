@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.integration.helpers import corrupted_newest_full
 
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "operators_by_connection.py"
