@@ -20,15 +20,14 @@ from drdrill.operators.route53 import Route53RecordSwitchOperator
              "value": Param("", type="string"), "host": Param("127.0.0.1", type="string"),
              "port": Param(5432, type="integer")})
 def test_operators_by_connection():
-    check = PgBackRestCheckOperator(task_id="check", pgbackrest_conn_id="pgbackrest_default",
-                                    max_backup_age_hours={"full": 192})
-    verify = PgBackRestVerifyOperator(task_id="verify", pgbackrest_conn_id="pgbackrest_default", repos=[1])
-    switch = Route53RecordSwitchOperator(task_id="dns_switch", aws_conn_id="aws_sandbox", zone="{{ params.zone }}",
-                                         record="{{ params.record }}", value="{{ params.value }}", ttl=5,
-                                         insync_timeout=30)
+    # Independent tasks: each one's outcome is asserted on its own.
+    PgBackRestCheckOperator(task_id="check", pgbackrest_conn_id="pgbackrest_default",
+                            max_backup_age_hours={"full": 192})
+    PgBackRestVerifyOperator(task_id="verify", pgbackrest_conn_id="pgbackrest_default", repos=[1])
+    Route53RecordSwitchOperator(task_id="dns_switch", aws_conn_id="aws_sandbox", zone="{{ params.zone }}",
+                                record="{{ params.record }}", value="{{ params.value }}", ttl=5, insync_timeout=30)
     # Pointed at the primary on purpose: the operator must refuse it (already a primary).
-    promote = PostgresPromoteOperator(task_id="promote", host="{{ params.host }}", port="{{ params.port }}")
-    [check, verify, switch, promote]  # independent: each task's outcome is asserted on its own
+    PostgresPromoteOperator(task_id="promote", host="{{ params.host }}", port="{{ params.port }}")
 
 
 test_operators_by_connection()
