@@ -203,21 +203,27 @@ def _tables_match(found: dict[str, tuple[str, str]], expected_tables: list[str],
 
 def _row_count(batches: _BatchCache, suite: Any, table: str, expected: int, tolerance: int, target: str,
                evidence: dict[str, Any]) -> CheckResult:
-    name = f"row_count.{table}"
     low, high = max(expected - tolerance, 0), expected + tolerance
-    threshold = {"expected": expected, "tolerance": tolerance, "min": low, "max": high}
+    return _count(batches, suite, f"row_count.{table}", table, {"min_rows": low, "max_rows": high},
+                  {"expected": expected, "tolerance": tolerance, "min": low, "max": high}, target, evidence,
+                  expected=f"{expected} (tolerance {tolerance})", kind="table",
+                  fix="The restore does not match the ledger snapshot: check that the recovery target equals the "
+                      "ledger's snapshot, or set a tolerance for tables written while the ledger ran.")
+
+
+def _count(batches: _BatchCache, suite: Any, name: str, table: str, params: dict[str, Any] | None, threshold: Any,
+           target: str, evidence: dict[str, Any], *, expected: str, kind: str, fix: str) -> CheckResult:
+    """One table's row count validated by GX against ``suite``; a missing table fails naming it."""
     if table not in batches.tables:
-        return CheckResult(name, Status.FAIL, f"{table}: table missing from the restored database, expected "
-                           f"{expected} rows (tolerance {tolerance}); see tables_match", target, None, threshold)
-    outcome = batches.validate(name, table, suite, {"min_rows": low, "max_rows": high}, evidence)
+        return CheckResult(name, Status.FAIL, f"{table}: {kind} missing from the restored database, expected "
+                           f"{expected}; see tables_match", target, None, threshold)
+    outcome = batches.validate(name, table, suite, params, evidence)
     if outcome.error:
         return _gx_error(name, table, outcome.error, target, threshold)
-    what = f"{table}: found {outcome.observed} rows, expected {expected} (tolerance {tolerance})"
+    what = f"{table}: found {outcome.observed} rows, expected {expected}"
     if outcome.success:
         return CheckResult(name, Status.PASS, what, target, outcome.observed, threshold)
-    return CheckResult(name, Status.FAIL, f"{what}. The restore does not match the ledger snapshot: check "
-                       "that the recovery target equals the ledger's snapshot, or set a tolerance for tables "
-                       "written while the ledger ran.", target, outcome.observed, threshold)
+    return CheckResult(name, Status.FAIL, f"{what}. {fix}", target, outcome.observed, threshold)
 
 
 def _canary(batches: _BatchCache, suite: Any, canary: CanaryExpectation, target: str,
@@ -249,36 +255,18 @@ def _canary(batches: _BatchCache, suite: Any, canary: CanaryExpectation, target:
 
 
 def _critical(batches: _BatchCache, suite: Any, table: str, target: str, evidence: dict[str, Any]) -> CheckResult:
-    name = f"critical_not_empty.{table}"
-    if table not in batches.tables:
-        return CheckResult(name, Status.FAIL, f"{table}: critical table missing from the restored database, "
-                           "expected at least 1 row; see tables_match", target, None, 1)
-    outcome = batches.validate(name, table, suite, None, evidence)
-    if outcome.error:
-        return _gx_error(name, table, outcome.error, target, 1)
-    if outcome.success:
-        return CheckResult(name, Status.PASS, f"{table}: found {outcome.observed} rows, expected at least 1",
-                           target, outcome.observed, 1)
-    return CheckResult(name, Status.FAIL, f"{table}: found {outcome.observed} rows, expected at least 1 in a "
-                       "critical table. Check that the backup covers this table and that the restore "
-                       "completed; compare with the primary's count.", target, outcome.observed, 1)
+    return _at_least(batches, suite, table, 1, target, evidence, critical=True)
 
 
-def _at_least(batches: _BatchCache, suite: Any, table: str, least: int, target: str,
-              evidence: dict[str, Any]) -> CheckResult:
-    name = f"min_rows.{table}"
-    if table not in batches.tables:
-        return CheckResult(name, Status.FAIL, f"{table}: table missing from the database, expected at least "
-                           f"{least} rows", target, None, least)
-    outcome = batches.validate(name, table, suite, {"min_rows": least}, evidence)
-    if outcome.error:
-        return _gx_error(name, table, outcome.error, target, least)
-    what = f"{table}: found {outcome.observed} rows, expected at least {least}"
-    if outcome.success:
-        return CheckResult(name, Status.PASS, what, target, outcome.observed, least)
-    return CheckResult(name, Status.FAIL, f"{what}. Rows are missing from the restored copy: check the backup set "
-                       "and the recovery target, and compare with the primary's count.", target, outcome.observed,
-                       least)
+def _at_least(batches: _BatchCache, suite: Any, table: str, least: int, target: str, evidence: dict[str, Any],
+              *, critical: bool = False) -> CheckResult:
+    """At least ``least`` rows; a critical table's suite has its minimum (1) built in."""
+    return _count(batches, suite, f"critical_not_empty.{table}" if critical else f"min_rows.{table}", table,
+                  None if critical else {"min_rows": least}, least, target, evidence,
+                  expected=f"at least {least}" + (" in a critical table" if critical else ""),
+                  kind="critical table" if critical else "table",
+                  fix="Check that the backup covers this table and that the restore completed; compare with the "
+                      "primary's count.")
 
 
 def _gx_error(name: str, what: str, error: str, target: str, threshold: Any) -> CheckResult:
