@@ -40,7 +40,10 @@ class _Place:
                 op.stanza else None
             self.bin_dir = Path(op.pg_bin_dir or DEFAULT_BIN_DIR)
             self.run_as = self.backrest.runner.run_as if self.backrest else op.run_as
-            self.user, self.database, self.conn_id = op.user, op.database, op.postgres_conn_id
+            # The teardown has no probe: it never connects to the server it removes.
+            self.user = getattr(op, "user", "postgres")
+            self.database = getattr(op, "database", "postgres")
+            self.conn_id = getattr(op, "postgres_conn_id", None)
         self.runner = self.backrest.runner if self.backrest else runner_for(RunnerSpec(kind="local",
                                                                                        run_as=self.run_as))
 
@@ -60,6 +63,7 @@ class PgBackRestRestoreOperator(DrillOperator):
     :param port_range: ports to choose from, default 55500-55599
     :param host: address the copy listens on (default 127.0.0.1)
     :param pg_bin_dir: PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+    :param run_as: OS user the copy runs as, without a pgbackrest connection (its login otherwise)
     :param user: database user the readiness probe connects as (default ``postgres``)
     :param database: database of the readiness probe (default ``postgres``)
     :param postgres_conn_id: Airflow Postgres connection holding that user's password, if any
@@ -227,6 +231,7 @@ class ScratchServerTeardownOperator(DrillOperator):
         before returning it leaves nothing to remove here (the restore removes its own)
     :param cluster: an estate cluster (runner and binaries) instead of the arguments below
     :param pgbackrest_conn_id: pgbackrest connection whose login is the OS user servers run as
+    :param stanza: the stanza, when the connection's extra does not name one
     :param run_as: or that OS user directly
     :param pg_bin_dir: PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
     """
@@ -244,7 +249,6 @@ class ScratchServerTeardownOperator(DrillOperator):
         self.stanza = stanza
         self.run_as = run_as
         self.pg_bin_dir = pg_bin_dir
-        self.user = self.database = self.postgres_conn_id = None
 
     def run(self, context: Any) -> dict[str, Any]:
         from drdrill.core import scratch
