@@ -11,6 +11,7 @@ from airflow.sdk import Param, dag
 
 from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVerifyOperator
 from drdrill.operators.postgres import PostgresPromoteOperator
+from drdrill.operators.restore import PgBackRestRestoreOperator, ScratchServerTeardownOperator
 from drdrill.operators.route53 import Route53RecordSwitchOperator
 
 
@@ -18,7 +19,7 @@ from drdrill.operators.route53 import Route53RecordSwitchOperator
      catchup=False, default_args={"retries": 0},
      params={"zone": Param("", type="string"), "record": Param("", type="string"),
              "value": Param("", type="string"), "host": Param("127.0.0.1", type="string"),
-             "port": Param(5432, type="integer")})
+             "port": Param(5432, type="integer"), "scratch_root": Param("/tmp", type="string")})
 def test_operators_by_connection():
     # Independent tasks: each one's outcome is asserted on its own.
     PgBackRestCheckOperator(task_id="check", pgbackrest_conn_id="pgbackrest_default",
@@ -28,6 +29,11 @@ def test_operators_by_connection():
                                 record="{{ params.record }}", value="{{ params.value }}", ttl=5, insync_timeout=30)
     # Pointed at the primary on purpose: the operator must refuse it (already a primary).
     PostgresPromoteOperator(task_id="promote", host="{{ params.host }}", port="{{ params.port }}")
+    # poke_seconds=0: defer at once, so the triggerer path (and its resume) is what is tested.
+    restore = PgBackRestRestoreOperator(task_id="restore", pgbackrest_conn_id="pgbackrest_default", repo=2,
+                                        scratch_root="{{ params.scratch_root }}", poke_seconds=0)
+    restore >> ScratchServerTeardownOperator(task_id="teardown", pgbackrest_conn_id="pgbackrest_default").as_teardown(
+        setups=restore)
 
 
 test_operators_by_connection()

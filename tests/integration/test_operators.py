@@ -46,9 +46,15 @@ def test_operators_act_and_refuse_through_connections(user_dag, sandbox, estate)
     primary = estate.cluster("main").primary
     dns = estate.cluster("main").failover.dns
     record = "drill-test." + dns.zone
+    root = estate.scratch.root.parent / "operators-scratch"
     dr = user_dag.test(run_conf={"zone": dns.zone, "record": record, "value": "pg2.example.internal",
-                                 "host": primary.host, "port": primary.port})
+                                 "host": primary.host, "port": primary.port, "scratch_root": str(root)})
     out = _outcome(dr)
+    # The restore from repo2 (S3) deferred to the trigger at once and resumed when the copy was ready;
+    # its teardown removed everything.
+    state, restored = out["restore"]
+    assert state == "success" and restored["ready_at"] >= restored["started_at"], restored
+    assert out["teardown"][0] == "success" and not any(root.iterdir()), out["teardown"]
     # pgBackRest check and verify pass on the healthy sandbox stanza, every check listed.
     state, checks = out["check"]
     assert state == "success", checks

@@ -68,6 +68,7 @@ class PgBackRestRestoreOperator(DrillOperator):
     :param database: database of the readiness probe (default ``postgres``)
     :param postgres_conn_id: Airflow Postgres connection holding that user's password, if any
     :param wait_timeout: seconds to wait for recovery to finish before failing
+    :param poke_seconds: how long to wait in the worker before deferring to the triggerer (default 5)
     :param dry_run: walk through without restoring or starting anything
 
     Returns ``{"host", "port", "dir", "run_id", "repo", "target_time", "seconds" (restore command),
@@ -92,7 +93,7 @@ class PgBackRestRestoreOperator(DrillOperator):
                  port_range: tuple[int, int] = (55500, 55599), host: str = "127.0.0.1",
                  pg_bin_dir: str | None = None, run_as: str | None = None, user: str = "postgres",
                  database: str = "postgres", postgres_conn_id: str | None = None, wait_timeout: float = 1800,
-                 dry_run: Any = False, **kwargs: Any) -> None:
+                 poke_seconds: float = 5, dry_run: Any = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.repo = repo
         self.target_time = target_time
@@ -110,6 +111,7 @@ class PgBackRestRestoreOperator(DrillOperator):
         self.database = database
         self.postgres_conn_id = postgres_conn_id
         self.wait_timeout = wait_timeout
+        self.poke_seconds = poke_seconds
         self.dry_run = dry_run
 
     def execute(self, context: Any) -> Any:
@@ -173,14 +175,30 @@ class PgBackRestRestoreOperator(DrillOperator):
             raise
         rec = {**base, **rec}
         trig = self._trigger(place, sc, started, rec)
-        import asyncio
-
-        ok, seen = asyncio.run(trig.probe(asyncio.run(trig._password())))
-        if ok:
+        seen = self._wait_briefly(trig)
+        if seen is None:
             return self._done(context, started, {**rec, "ready_at": time.time()})
         self.log.info("%s:%s %s; deferring until recovery has finished (timeout %.0fs)", sc.host, sc.port, seen,
                       float(self.wait_timeout))
         self.defer(trigger=trig, method_name="execute_complete", kwargs={"started": started})
+
+    def _wait_briefly(self, trig: Any) -> str | None:
+        """Probe for up to ``poke_seconds`` in this process (most copies are ready in a second or
+        two, and a deferral costs a scheduling round trip); None when ready, else what was seen."""
+        import asyncio
+
+        async def poll() -> str | None:
+            password = await trig._password()
+            deadline = time.monotonic() + float(self.poke_seconds)
+            while True:
+                ok, seen = await trig.probe(password)
+                if ok:
+                    return None
+                if time.monotonic() >= deadline:
+                    return seen
+                await asyncio.sleep(0.1)
+
+        return asyncio.run(poll())
 
     def _trigger(self, place: _Place, sc: Any, started: float, payload: dict[str, Any] | None = None) -> Any:
         from drdrill.triggers.postgres import PostgresPromotedTrigger
