@@ -81,9 +81,43 @@ def log_dir(env: dict[str, str]) -> Path:
     return logdir
 
 
-# --------------------------------------------------------------------------- progress
+# --------------------------------------------------------------------------- progress and logs
+CONSOLE: Any = sys.stderr  # progress lines; LogsToFile points it at the terminal, logs go to a file
+
+
 def progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(msg, file=CONSOLE, flush=True)
+
+
+class LogsToFile:
+    """File descriptors 1 and 2 go to ``log`` meanwhile (Airflow's and drdrill's log lines):
+    progress lines still reach the terminal; both descriptors are restored on exit."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __enter__(self) -> LogsToFile:
+        global CONSOLE
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = (os.dup(1), os.dup(2))
+        CONSOLE = self.console = os.fdopen(os.dup(2), "w", buffering=1)
+        with self.log.open("w") as f:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        global CONSOLE
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self.saved, strict=True):
+            os.dup2(saved, fd)
+            os.close(saved)
+        CONSOLE = sys.stderr
+        self.console.close()
+        if exc_type is not None:
+            print(f"(log lines of this run: {self.log})", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- measured subprocesses
