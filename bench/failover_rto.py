@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,9 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import common
+
 DRILL = "dr_quarterly_failover_drill"
 BENCH = "bench/failover_rto.py"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ISSUE_TARGET_SECONDS = 10.0  # "target for this issue: RTO <= 10 s" (the estate's own target is looser)
 DIRECT_POLL_SECONDS = 0.001  # the direct writer's pause between two attempts on the standby
 CANARY_POLL_SECONDS = 0.02  # how often the canary's acks file is read while waiting
@@ -48,21 +48,9 @@ PHASES = ["assess", "approval", "failover", "dns_switch", "verify", "rollback", 
 
 
 # --------------------------------------------------------------------------- environment
-def airflow_env() -> dict[str, str]:
-    """The environment `make` gives Airflow, for whatever the caller did not set."""
-    env = dict(os.environ)
-    include = str(PROJECT_ROOT / "include")
-    if include not in env.get("PYTHONPATH", "").split(os.pathsep):
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (include, env.get("PYTHONPATH")) if p)
-    for key, value in {
-        "AIRFLOW_HOME": str(PROJECT_ROOT / "airflow-home"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "GX_ANALYTICS_ENABLED": "False",
-    }.items():
-        env.setdefault(key, value)
+def drill_env() -> dict[str, str]:
+    """The environment `make` gives Airflow, with the drill's deadline alert off."""
+    env = common.airflow_env()
     # Airflow 3.3.2's dag.test() crashes at the end of a run of a DAG with a deadline alert (the
     # scheduler does not): `airflow dags test` of the drill only works with the alert off.
     env["DRDRILL_RTO_DEADLINE_MINUTES"] = "0"
@@ -74,70 +62,6 @@ def sandbox_env() -> dict[str, str]:
     from drdrill.sandbox import Sandbox
 
     return Sandbox().airflow_env()
-
-
-def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
-    """Run a command with output to ``log``: (exit code, wall seconds)."""
-    t0 = time.monotonic()
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        try:
-            rc = proc.wait()
-        except BaseException:
-            proc.terminate()  # our own child, by PID
-            proc.wait()
-            raise
-    return rc, time.monotonic() - t0
-
-
-def ensure_airflow_db(env: dict[str, str], logdir: Path) -> float | None:
-    """``airflow db migrate`` when AIRFLOW_HOME has no airflow.db yet: its seconds, else None."""
-    if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or (Path(env["AIRFLOW_HOME"]) / "airflow.db").exists():
-        return None
-    progress(f"no airflow.db in {env['AIRFLOW_HOME']}: airflow db migrate ...")
-    rc, wall = run_measured([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env,
-                            logdir / "migrate.log")
-    if rc != 0:
-        raise SystemExit(f"airflow db migrate failed; see {logdir / 'migrate.log'}")
-    return wall
-
-
-CONSOLE: Any = sys.stderr  # progress lines; LogsToFile points it at the terminal, logs go to a file
-
-
-def progress(msg: str) -> None:
-    print(msg, file=CONSOLE, flush=True)
-
-
-class LogsToFile:
-    """File descriptors 1 and 2 go to ``log`` meanwhile (Airflow's and drdrill's log lines):
-    progress lines still reach the terminal; both descriptors are restored on exit."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-    def __enter__(self) -> LogsToFile:
-        global CONSOLE
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.saved = (os.dup(1), os.dup(2))
-        CONSOLE = self.console = os.fdopen(os.dup(2), "w", buffering=1)
-        with self.log.open("w") as f:
-            os.dup2(f.fileno(), 1)
-            os.dup2(f.fileno(), 2)
-        return self
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        global CONSOLE
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, saved in zip((1, 2), self.saved, strict=True):
-            os.dup2(saved, fd)
-            os.close(saved)
-        CONSOLE = sys.stderr
-        self.console.close()
-        if exc_type is not None:
-            print(f"(log lines of this run: {self.log})", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- 1. bare failover
@@ -348,10 +272,10 @@ def put_back(cluster_name: str, old_name: str, new_name: str, run_id: str) -> di
         with pg.connect(cluster, new.host, new.port, "postgres") as c:
             promoted = not pg.query_one(c, "SELECT pg_is_in_recovery()")[0]
     except Exception as e:  # noqa: BLE001 - an unreachable standby was not promoted by us
-        progress(f"  {new.name} does not answer ({e}); treating it as not promoted")
+        common.progress(f"  {new.name} does not answer ({e}); treating it as not promoted")
         promoted = False
     if not promoted:
-        progress(f"  {new.name} was not promoted: starting {old.name} again")
+        common.progress(f"  {new.name} was not promoted: starting {old.name} again")
         ops.start(old)
         return {"action": f"restarted {old.name}", "seconds": round(time.time() - t0, 3)}
     if cluster.primary.name != new.name:
@@ -390,37 +314,24 @@ def switch_back(cluster_name: str, original: str) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------- 2. the drill
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
-
-
 def run_drill(cluster: str, estate: Any, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
-    from drdrill.core import journal
-
-    loc, conn = estate.journal.location, estate.journal.conn_id
-    before = journal.listed(loc, conn, DRILL)
-    log = logdir / f"{n}-failover-drill.log"
-    launched = time.time()
-    rc, wall = run_measured([str(Path(sys.executable).parent / "airflow"), "dags", "test", DRILL,
-                             "-c", json.dumps({"cluster": cluster, "fault": "kill"})], env, log)
-    new = sorted(journal.listed(loc, conn, DRILL) - before)
-    if not new:
-        raise SystemExit(f"the drill wrote no journal (airflow exit code {rc}); see {log}")
-    doc = journal.read(new[-1], conn)
+    run = common.run_drill(DRILL, {"cluster": cluster, "fault": "kill"}, estate, env,
+                           logdir / f"{n}-failover-drill.log")
+    doc = run.doc
     m = doc.get("measurements") or {}
     # A phase counts when one of its steps ran: not a skipped rollback, nor the approval gate that
     # only branched past the human (unattended clusters).
     ran = {s["task_id"].split(".", 1)[0] for s in doc["steps"]
            if s.get("status") in ("success", "failed") and s["task_id"] != "approval.gate"}
     out: dict[str, Any] = {
-        "status": doc["status"], "failures": doc.get("failures", []), "journal": new[-1], "log": str(log),
-        "timeline": (doc.get("attachments") or {}).get("timeline.md"), "exit_code": rc, "process_wall": wall,
+        **run.figures(), "timeline": (doc.get("attachments") or {}).get("timeline.md"),
         "phases": {k: p["seconds"] for k, p in (doc.get("phases") or {}).items() if k in ran},
         "rto_target_seconds": m.get("rto_target_seconds"), "measurements": m}
-    steps = [s for s in doc["steps"] if "started_at" in s]
+    steps = run.timed_steps()
     if steps:
-        out["startup"] = min(_epoch(s["started_at"]) for s in steps) - launched
-        out["run_span"] = max(_epoch(s["ended_at"]) for s in steps) - min(_epoch(s["started_at"]) for s in steps)
+        out["startup"] = run.startup()
+        out["run_span"] = (max(common.epoch(s["ended_at"]) for s in steps)
+                           - min(common.epoch(s["started_at"]) for s in steps))
     fo = doc.get("failover") or {}
     fault_at = (fo.get("fault") or {}).get("fault_at")
     plan = doc.get("plan") or {}
@@ -440,33 +351,13 @@ def run_drill(cluster: str, estate: Any, env: dict[str, str], logdir: Path, n: i
 
 
 # --------------------------------------------------------------------------- report
-def stat(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
-            "max": round(max(values), 4), "n": len(values)}
-
-
-def fmt(values: list[float], unit: str = "s", digits: int = 2) -> str:
-    if not values:
-        return "-"
-    med = f"{statistics.median(values):.{digits}f}"
-    if len(values) == 1:
-        return f"{med} {unit}".strip()
-    return f"{med} [{min(values):.{digits}f}..{max(values):.{digits}f}] {unit}".strip()
-
-
-def col(samples: list[dict[str, Any]], key: str) -> list[float]:
-    return [float(s[key]) for s in samples if s.get(key) is not None]
-
-
 def report(r: dict[str, Any]) -> None:
     bare, drill = r["bare_samples"], r["drill_samples"]
 
     def row(label: str, key: str, unit: str = "s", digits: int = 2) -> None:
-        b, d = col(bare, key), col(drill, key)
+        b, d = common.col(bare, key), common.col(drill, key)
         ratio = f"{statistics.median(d) / statistics.median(b):.1f}" if b and d and statistics.median(b) else ""
-        print(f"  {label:<52} {fmt(b, unit, digits):>22} {fmt(d, unit, digits):>22} {ratio:>10}")
+        print(f"  {label:<52} {common.fmt(b, unit, digits):>22} {common.fmt(d, unit, digits):>22} {ratio:>10}")
 
     def line(label: str, value: str) -> None:
         print(f"    {label:<50} {value:>24}")
@@ -491,7 +382,7 @@ def report(r: dict[str, Any]) -> None:
     row("acknowledged writes lost", "lost_writes", "", 0)
     row("RPO: loss window", "rpo")
     row("replication lag before the fault (bytes)", "lag_bytes_before_fault", "", 0)
-    rto = col(drill, "rto")
+    rto = common.col(drill, "rto")
     if rto:
         med = statistics.median(rto)
         estate_target = next((s["rto_target_seconds"] for s in drill if s.get("rto_target_seconds")), None)
@@ -502,23 +393,23 @@ def report(r: dict[str, Any]) -> None:
     if bare:
         print()
         print("  bare only")
-        line("pg_promote(wait => true) call", fmt(col(bare, "promote_call")))
-        line("Route53 UPSERT + INSYNC call", fmt(col(bare, "dns_call")))
-        line("direct write attempts until the first commit", fmt(col(bare, "direct_attempts"), "", 0))
+        line("pg_promote(wait => true) call", common.fmt(common.col(bare, "promote_call")))
+        line("Route53 UPSERT + INSYNC call", common.fmt(common.col(bare, "dns_call")))
+        line("direct write attempts until the first commit", common.fmt(common.col(bare, "direct_attempts"), "", 0))
         line("put back (pg_rewind, start, streaming; untimed above)",
-             fmt([b["put_back"]["seconds"] for b in bare if b.get("put_back")]))
+             common.fmt([b["put_back"]["seconds"] for b in bare if b.get("put_back")]))
     if drill:
         print()
         print("  drill phases (journal `phases`: first step start -> last step end, seconds)")
         names = [p for p in PHASES if any(p in d["phases"] for d in drill)]
         names += sorted({p for d in drill for p in d["phases"]} - set(names))
         for p in names:
-            line(p, fmt([d["phases"][p] for d in drill if p in d["phases"]]))
+            line(p, common.fmt([d["phases"][p] for d in drill if p in d["phases"]]))
         print()
         print("  Airflow, whole `airflow dags test` run")
-        line("wall time", fmt(col(drill, "process_wall")))
-        line("fixed start-up (launch -> first task's code)", fmt(col(drill, "startup")))
-        line("first step start -> last step end", fmt(col(drill, "run_span")))
+        line("wall time", common.fmt(common.col(drill, "process_wall")))
+        line("fixed start-up (launch -> first task's code)", common.fmt(common.col(drill, "startup")))
+        line("first step start -> last step end", common.fmt(common.col(drill, "run_span")))
     if r.get("switch_back"):
         sb = r["switch_back"]
         print(f"\n  original roles restored: planned switchover {sb['from']} -> {sb['to']} in {sb['seconds']:.1f} s")
@@ -533,53 +424,40 @@ def runs(args: argparse.Namespace, estate: Any, env: dict[str, str], logdir: Pat
     """Bare failover, then the drill, ``args.runs`` times; False when a drill run failed."""
     for n in range(1, args.runs + 1):
         if args.only != "drill":
-            progress(f"run {n}/{args.runs}: bare failover ...")
+            common.progress(f"run {n}/{args.runs}: bare failover ...")
             b = bare_failover(args.cluster)
-            progress(f"  {b['from']} -> {b['to']}: RTO {b['rto']:.2f} s, promoted {b['promoted']:.2f} s, direct "
+            common.progress(f"  {b['from']} -> {b['to']}: RTO {b['rto']:.2f} s, promoted {b['promoted']:.2f} s, direct "
                      f"write {b['direct_write']:.2f} s, {b['lost_writes']} lost; put back "
                      f"{b['put_back']['seconds']:.1f} s")
             bare.append(b)
         if args.only != "bare":
-            progress(f"run {n}/{args.runs}: airflow dags test {DRILL} ...")
+            common.progress(f"run {n}/{args.runs}: airflow dags test {DRILL} ...")
             d = run_drill(args.cluster, estate, env, logdir, n)
             if d["status"] != "passed":
-                progress(f"the drill FAILED (journal {d['journal']}, log {d['log']}):")
-                for x in d["failures"]:
-                    progress(f"  {x}")
+                common.drill_failed(d)
                 return False
             rto = f"{d['rto']:.2f} s" if d.get("rto") is not None else "not measured"
-            progress(f"  {d['from']} -> {d['to']} and back: RTO {rto}, {d.get('lost_writes')} lost, "
+            common.progress(f"  {d['from']} -> {d['to']} and back: RTO {rto}, {d.get('lost_writes')} lost, "
                      f"{d['process_wall']:.0f} s wall")
             drill.append(d)
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = common.parser(__doc__)
     ap.add_argument("--runs", type=int, default=3, help="repeat bare + drill N times (default 3)")
     ap.add_argument("--only", choices=["bare", "drill"], help="run only one of the two parts")
-    ap.add_argument("--cluster", default=None, help="cluster of the estate (default: first allowing the drill)")
-    ap.add_argument("--json", action="store_true", help="print the figures as one JSON document")
+    common.add_estate_options(ap)
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    sys.path.insert(0, str(PROJECT_ROOT / "include"))
+    common.use_checkout_package()
     # SIGTERM runs the finally blocks too: canary writer stopped, its directory removed, estate put back.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t_start = time.monotonic()
 
-    env = airflow_env()
-    os.environ.update(env)  # journals are read through Airflow's ObjectStoragePath in this process
-    from drdrill.core.estate import load_estate
-
-    estate = load_estate()
-    if args.cluster is None:
-        allowed = estate.clusters_for(DRILL)
-        if not allowed:
-            ap.error(f"no cluster in {estate.source} allows {DRILL}")
-        args.cluster = allowed[0].name
-    cluster = estate.cluster(args.cluster)
+    env = drill_env()
+    estate, cluster = common.load_cluster(ap, args, DRILL, env)
     if cluster.sandbox is None:
         ap.error(f"cluster {cluster.name} of {estate.source} is not a sandbox cluster: this benchmark kills its "
                  f"primary with kill -9, again and again")
@@ -590,22 +468,21 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)  # the bare part switches the record through the same Airflow connection
     original = cluster.primary.name
     _only_standby(cluster)
-    logdir = Path(env["AIRFLOW_HOME"]) / "bench"
-    logdir.mkdir(parents=True, exist_ok=True)
-    migrate = ensure_airflow_db(env, logdir) if args.only != "bare" else None
+    logdir = common.log_dir(env)
+    migrate = common.ensure_airflow_db(env, logdir) if args.only != "bare" else None
 
     bare: list[dict[str, Any]] = []
     drill: list[dict[str, Any]] = []
     switched_back = None
     failed = False
-    with LogsToFile(logdir / "failover-bench.log"):
+    with common.LogsToFile(logdir / "failover-bench.log"):
         try:
             failed = not runs(args, estate, env, logdir, bare, drill)
         finally:  # also after a failure or Ctrl-C: the original primary back, if the estate allows it
             try:
                 switched_back = switch_back(args.cluster, original)
             except Exception as e:  # noqa: BLE001 - say what state the estate is in
-                progress(f"could not switch back to {original}: {e}; the recorded topology names the current "
+                common.progress(f"could not switch back to {original}: {e}; the recorded topology names the current "
                          f"primary")
     if failed:
         return 1
@@ -620,11 +497,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         keys = ("promoted", "direct_write", "dns_insync", "rto", "endpoint_down", "promoted_to_dns", "lost_writes",
                 "rpo")
-        rto = col(drill, "rto")
+        rto = common.col(drill, "rto")
         summary = {
-            "bare": {k: stat(col(bare, k)) for k in keys},
-            "drill": {k: stat(col(drill, k)) for k in (*keys, "process_wall", "startup", "run_span")},
-            "drill_phases": {p: stat([d["phases"][p] for d in drill if p in d["phases"]])
+            "bare": {k: common.stat(common.col(bare, k)) for k in keys},
+            "drill": {k: common.stat(common.col(drill, k)) for k in (*keys, "process_wall", "startup", "run_span")},
+            "drill_phases": {p: common.stat([d["phases"][p] for d in drill if p in d["phases"]])
                              for p in sorted({p for d in drill for p in d["phases"]})},
             "rto_drill_over_issue_target": statistics.median(rto) / ISSUE_TARGET_SECONDS if rto else None,
         }

@@ -19,6 +19,7 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -31,60 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import common
+
 DRILL = "dr_monthly_restore_test"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 0.05  # bare sequence: how often "promoted and accepting connections?" is asked
 PARSE_MIN_SAMPLES = 3  # parse times are milliseconds: never fewer samples than this
-
-
-# --------------------------------------------------------------------------- environment
-def airflow_env() -> dict[str, str]:
-    """The environment `make` gives Airflow, for whatever the caller did not set."""
-    env = dict(os.environ)
-    include = str(PROJECT_ROOT / "include")
-    if include not in env.get("PYTHONPATH", "").split(os.pathsep):
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (include, env.get("PYTHONPATH")) if p)
-    for key, value in {
-        "AIRFLOW_HOME": str(PROJECT_ROOT / "airflow-home"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "GX_ANALYTICS_ENABLED": "False",
-    }.items():
-        env.setdefault(key, value)
-    return env
-
-
-def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float, int]:
-    """Run a command with output to ``log``: (exit code, wall seconds, ru_maxrss in KiB).
-
-    ``ru_maxrss`` from wait4 is the largest single process of the tree (the process itself or
-    a child it waited for); daemonized servers (the scratch postmaster) are in neither figure.
-    """
-    t0 = time.monotonic()
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.terminate()  # our own child, by PID
-            proc.wait()
-            raise
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.monotonic() - t0, usage.ru_maxrss
-
-
-def py_json(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
-    res = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600)
-    if res.returncode != 0:
-        raise RuntimeError(f"measurement subprocess failed:\n{res.stderr[-2000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- 1. bare sequence
@@ -229,40 +181,23 @@ def run_bare(args: argparse.Namespace, env: dict[str, str], logdir: Path, n: int
     with tempfile.TemporaryDirectory(prefix="drdrill-bench-") as tmp:
         result = Path(tmp) / "bare.json"
         log = logdir / f"{n}-bare.log"
-        rc, wall, rss = run_measured([sys.executable, str(Path(__file__).resolve()), "--bare-child", str(result),
-                                      "--cluster", args.cluster, "--repo", str(args.repo),
-                                      "--recovery-point", args.recovery_point], env, log)
+        rc, wall, rss = common.run_measured([sys.executable, str(Path(__file__).resolve()), "--bare-child", str(result),
+                                             "--cluster", args.cluster, "--repo", str(args.repo),
+                                             "--recovery-point", args.recovery_point], env, log)
         if rc != 0 or not result.exists():
             raise SystemExit(f"bare sequence failed (exit code {rc}); see {log}:\n{log.read_text()[-2000:]}")
         return {**json.loads(result.read_text()), "process_wall": wall, "maxrss_kb": rss, "log": str(log)}
 
 
 # --------------------------------------------------------------------------- 2. the drill
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
-
-
 def run_drill(args: argparse.Namespace, estate: Any, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
-    from drdrill.core import journal
-
-    loc, conn = estate.journal.location, estate.journal.conn_id
-    before = journal.listed(loc, conn, DRILL)
     conf = {"cluster": args.cluster, "repo": args.repo, "recovery_point": args.recovery_point}
-    log = logdir / f"{n}-drill.log"
-    launched = time.time()
-    rc, wall, rss = run_measured([str(Path(sys.executable).parent / "airflow"), "dags", "test", DRILL,
-                                  "-c", json.dumps(conf)], env, log)
-    new = sorted(journal.listed(loc, conn, DRILL) - before)
-    if not new:
-        raise SystemExit(f"the drill wrote no journal (airflow exit code {rc}); see {log}")
-    doc = journal.read(new[-1], conn)
-    steps = {s["task_id"]: s for s in doc["steps"] if "seconds" in s}
+    run = common.run_drill(DRILL, conf, estate, env, logdir / f"{n}-drill.log")
+    steps = {s["task_id"]: s for s in run.timed_steps()}
     sec = {k: float(v["seconds"]) for k, v in steps.items()}
-    m = doc.get("measurements") or {}
-    out: dict[str, Any] = {"status": doc["status"], "failures": doc.get("failures", []), "journal": new[-1],
-                           "log": str(log), "exit_code": rc, "process_wall": wall, "maxrss_kb": rss,
-                           "steps": sec}
-    if doc["status"] != "passed" or not m:
+    m = run.doc.get("measurements") or {}
+    out: dict[str, Any] = {**run.figures(), "maxrss_kb": run.maxrss_kb, "steps": sec}
+    if out["status"] != "passed" or not m:
         return out
     # Start + wait = the drill's own measurement (pg_ctl start issued -> sensor saw it promoted),
     # which includes the hand-over between the two tasks. The journal's wait_for_promotion step
@@ -273,27 +208,23 @@ def run_drill(args: argparse.Namespace, estate: Any, env: dict[str, str], logdir
         restore=sec["restore"], start=sec["start_scratch"], wait_for_promotion=wait,
         wait_step_journal=sec.get("wait_for_promotion"), data_quality=sec["data_quality"],
         total=sec["restore"] + sec["start_scratch"] + wait + sec["data_quality"],
-        span=_epoch(steps["data_quality"]["ended_at"]) - _epoch(steps["restore"]["started_at"]),
-        startup=min(_epoch(s["started_at"]) for s in steps.values()) - launched,
+        span=common.epoch(steps["data_quality"]["ended_at"]) - common.epoch(steps["restore"]["started_at"]),
+        startup=run.startup(),
         steps_sum=sum(sec.values()) - sec.get("wait_for_promotion", 0.0) + wait,
         ledger=sec.get("ledger"), measurements=m)
-    out["other"] = wall - out["startup"] - out["steps_sum"]
+    out["other"] = run.wall - out["startup"] - out["steps_sum"]
     return out
 
 
-def ensure_airflow_db(env: dict[str, str], logdir: Path) -> float | None:
-    """``airflow db migrate`` when AIRFLOW_HOME has no airflow.db yet: its seconds, else None."""
-    if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or (Path(env["AIRFLOW_HOME"]) / "airflow.db").exists():
-        return None
-    progress(f"no airflow.db in {env['AIRFLOW_HOME']}: airflow db migrate ...")
-    rc, wall, _ = run_measured([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env,
-                               logdir / "migrate.log")
-    if rc != 0:
-        raise SystemExit(f"airflow db migrate failed; see {logdir / 'migrate.log'}")
-    return wall
-
-
 # --------------------------------------------------------------------------- 3. fixed costs
+def py_json(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
+    res = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"measurement subprocess failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 PARSE_CODE = """
 import json, resource, runpy, sys, time
 import airflow, airflow.sdk
@@ -330,15 +261,7 @@ def dag_files(env: dict[str, str]) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- report
-def stat(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4)}
-
-
-def fmt(values: list[float], unit: str = "s", digits: int = 2) -> str:
-    med = f"{statistics.median(values):.{digits}f}"
-    if len(values) == 1:
-        return f"{med} {unit}"
-    return f"{med} {unit} (min {min(values):.{digits}f})"
+fmt = functools.partial(common.fmt, spread="min")  # this benchmark prints "median (min)"
 
 
 def database_facts(cluster: Any) -> dict[str, Any]:
@@ -353,9 +276,6 @@ def database_facts(cluster: Any) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> None:
     bare, drill = r["bare_samples"], r["drill_samples"]
-
-    def col(samples: list[dict[str, Any]], key: str) -> list[float]:
-        return [s[key] for s in samples]
 
     def row(label: str, b: list[float] | None, d: list[float] | None) -> None:
         bs = fmt(b) if b else "-"
@@ -373,19 +293,19 @@ def report(r: dict[str, Any]) -> None:
               f"{r['airflow_db_migrate_seconds']:.1f} s")
     print()
     print(f"  {'comparable work':<40} {'bare':>20} {'drill':>20} {'drill/bare':>10}")
-    row("restore (pgbackrest restore)", col(bare, "restore"), col(drill, "restore"))
-    row("start (pg_ctl start -W)", col(bare, "start"), col(drill, "start"))
-    row("wait: promoted + accepting connections", col(bare, "wait_for_promotion"),
-        col(drill, "wait_for_promotion"))
-    row("count(*) every table | data_quality (GX)", col(bare, "count_rows"), col(drill, "data_quality"))
-    row("TOTAL (target drill/bare <= 1.3)", col(bare, "total"), col(drill, "total"))
+    row("restore (pgbackrest restore)", common.col(bare, "restore"), common.col(drill, "restore"))
+    row("start (pg_ctl start -W)", common.col(bare, "start"), common.col(drill, "start"))
+    row("wait: promoted + accepting connections", common.col(bare, "wait_for_promotion"),
+        common.col(drill, "wait_for_promotion"))
+    row("count(*) every table | data_quality (GX)", common.col(bare, "count_rows"), common.col(drill, "data_quality"))
+    row("TOTAL (target drill/bare <= 1.3)", common.col(bare, "total"), common.col(drill, "total"))
     gx_fixed = [g["import"] + g["context"] for g in r["gx_samples"]]
     no_gx = [d["total"] - statistics.median(gx_fixed) for d in drill]
-    row("TOTAL without GX import + context", col(bare, "total"), no_gx)
-    row("same work as wall span (task hand-overs)", col(bare, "total"), col(drill, "span"))
+    row("TOTAL without GX import + context", common.col(bare, "total"), no_gx)
+    row("same work as wall span (task hand-overs)", common.col(bare, "total"), common.col(drill, "span"))
     print()
-    print(f"  bare only:  scratch create {fmt(col(bare, 'create_scratch'), digits=3)}; cleanup (pg_ctl stop "
-          f"-m immediate, rm -r) {fmt(col(bare, 'cleanup'))}; wait polled every {POLL_SECONDS * 1000:.0f} ms")
+    print(f"  bare only:  scratch create {fmt(common.col(bare, 'create_scratch'), digits=3)}; cleanup (pg_ctl stop "
+          f"-m immediate, rm -r) {fmt(common.col(bare, 'cleanup'))}; wait polled every {POLL_SECONDS * 1000:.0f} ms")
     only = [k for k in ("preflight", "ledger", "setup_scratch", "measure", "teardown_scratch")
             if all(k in d["steps"] for d in drill)]
     print("  drill only: " + "; ".join(f"{k} {statistics.median([d['steps'][k] for d in drill]):.2f} s"
@@ -403,10 +323,10 @@ def report(r: dict[str, Any]) -> None:
     line("ephemeral data context", fmt([g["context"] for g in r["gx_samples"]], digits=3))
     print()
     print("  Airflow, whole `airflow dags test` run")
-    line("wall time", fmt(col(drill, "process_wall")))
-    line("fixed start-up (launch -> first task's code)", fmt(col(drill, "startup")))
-    line("sum of step seconds (all steps)", fmt(col(drill, "steps_sum")))
-    line("rest (task hand-overs, journal, exit)", fmt(col(drill, "other")))
+    line("wall time", fmt(common.col(drill, "process_wall")))
+    line("fixed start-up (launch -> first task's code)", fmt(common.col(drill, "startup")))
+    line("sum of step seconds (all steps)", fmt(common.col(drill, "steps_sum")))
+    line("rest (task hand-overs, journal, exit)", fmt(common.col(drill, "other")))
     print()
     samples = len(next(iter(r["parse_ms"].values())))
     print(f"  DAG parse time per file (fresh process, file import only, {samples} samples; "
@@ -424,32 +344,21 @@ def report(r: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = common.parser(__doc__)
     ap.add_argument("--repo", type=int, default=1, help="pgBackRest repo to restore from (default 1)")
     ap.add_argument("--recovery-point", choices=["latest", "pitr"], default="latest")
     ap.add_argument("--runs", type=int, default=1, help="repeat bare + drill N times; print median and min")
-    ap.add_argument("--cluster", default=None, help="cluster of the estate (default: first allowing the drill)")
-    ap.add_argument("--json", action="store_true", help="print the figures as one JSON document")
+    common.add_estate_options(ap)
     ap.add_argument("--bare-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(PROJECT_ROOT / "include"))
+    common.use_checkout_package()
     if args.bare_child:
         return bare_child(args.bare_child, args.cluster, args.repo, args.recovery_point)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
 
-    env = airflow_env()
-    os.environ.update(env)  # journals are read through Airflow's ObjectStoragePath in this process
-    from drdrill.core.estate import load_estate
-
-    estate = load_estate()
-    if args.cluster is None:
-        allowed = estate.clusters_for(DRILL)
-        if not allowed:
-            ap.error(f"no cluster in {estate.source} allows {DRILL}")
-        args.cluster = allowed[0].name
-    cluster = estate.cluster(args.cluster)
+    env = common.airflow_env()
+    estate, cluster = common.load_cluster(ap, args, DRILL, env)
     cluster.pgbackrest.repo(args.repo)  # names the repos that exist
     try:
         facts = database_facts(cluster)
@@ -457,24 +366,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot reach the primary of {cluster.name} ({e}); start the sandbox: make sandbox-up",
               file=sys.stderr)
         return 2
-    logdir = Path(env["AIRFLOW_HOME"]) / "bench"
-    logdir.mkdir(parents=True, exist_ok=True)
-    migrate = ensure_airflow_db(env, logdir)
+    logdir = common.log_dir(env)
+    migrate = common.ensure_airflow_db(env, logdir)
 
     bare, drill = [], []
     for n in range(1, args.runs + 1):
-        progress(f"run {n}/{args.runs}: bare sequence ...")
+        common.progress(f"run {n}/{args.runs}: bare sequence ...")
         bare.append(run_bare(args, env, logdir, n))
-        progress(f"run {n}/{args.runs}: airflow dags test {DRILL} ...")
+        common.progress(f"run {n}/{args.runs}: airflow dags test {DRILL} ...")
         d = run_drill(args, estate, env, logdir, n)
         if d["status"] != "passed":
-            print(f"the drill FAILED (journal {d['journal']}, log {d['log']}):", file=sys.stderr)
-            for f in d["failures"]:
-                print(f"  {f}", file=sys.stderr)
+            common.drill_failed(d)
             return 1
         drill.append(d)
 
-    progress("fixed costs: Great Expectations import, DAG parse ...")
+    common.progress("fixed costs: Great Expectations import, DAG parse ...")
     gx = [py_json(GX_CODE, env) for _ in range(args.runs)]
     af = [py_json(AIRFLOW_IMPORT_CODE, env)["seconds"] for _ in range(args.runs)]
     parse_ms: dict[str, list[float]] = {}
@@ -496,16 +402,16 @@ def main(argv: list[str] | None = None) -> int:
         bare_med = statistics.median([b["total"] for b in bare])
         gx_fixed = statistics.median([g["import"] + g["context"] for g in gx])
         summary = {
-            "bare": {k: stat([b[k] for b in bare]) for k in (*keys, "count_rows", "cleanup", "maxrss_kb")},
-            "drill": {k: stat([d[k] for d in drill]) for k in (*keys, "data_quality", "span", "process_wall",
+            "bare": {k: common.stat([b[k] for b in bare]) for k in (*keys, "count_rows", "cleanup", "maxrss_kb")},
+            "drill": {k: common.stat([d[k] for d in drill]) for k in (*keys, "data_quality", "span", "process_wall",
                                                                   "startup", "steps_sum", "other", "maxrss_kb")},
             "ratio_drill_over_bare": bare_med and statistics.median([d["total"] for d in drill]) / bare_med,
             "ratio_without_gx_fixed": bare_med and (statistics.median([d["total"] for d in drill])
                                                     - gx_fixed) / bare_med,
             "ratio_span": bare_med and statistics.median([d["span"] for d in drill]) / bare_med,
-            "gx": {k: stat([g[k] for g in gx]) for k in ("import", "context")},
-            "airflow_import_seconds": stat(af),
-            "dag_parse_ms": {k: stat(v) for k, v in parse_ms.items()},
+            "gx": {k: common.stat([g[k] for g in gx]) for k in ("import", "context")},
+            "airflow_import_seconds": common.stat(af),
+            "dag_parse_ms": {k: common.stat(v) for k, v in parse_ms.items()},
         }
         print(json.dumps({"summary": summary, **r}, indent=2, default=str))
     else:
