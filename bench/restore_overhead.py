@@ -132,7 +132,7 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
         tool.run(PgBackRestHook.for_cluster(cluster, runner).argv("restore", *opts), timeout=7200)
         out["restore"] = time.monotonic() - t
 
-        # The drill's server settings (drdrill.drills.restore.start_scratch); -W: do not wait.
+        # The drill's server settings (drdrill.drills.restore.start_server); -W: do not wait.
         from drdrill.drills.restore import scratch_settings
 
         t = time.monotonic()
@@ -199,19 +199,16 @@ def run_drill(args: argparse.Namespace, estate: Any, env: dict[str, str], logdir
     out: dict[str, Any] = {**run.figures(), "maxrss_kb": run.maxrss_kb, "steps": sec}
     if out["status"] != "passed" or not m:
         return out
-    # Start + wait = the drill's own measurement (pg_ctl start issued -> sensor saw it promoted),
-    # which includes the hand-over between the two tasks. The journal's wait_for_promotion step
-    # can read ~0 under `dags test`, which drops the sensor's defer kwargs (its start time).
-    replay = float(m["replay_promote_seconds"])
-    wait = max(sec.get("wait_for_promotion", 0.0), replay - sec["start_scratch"])
+    # The drill's restore step is the restore command, pg_ctl start and the wait until promoted, in
+    # one operator; the journal's restore record splits it (start -> ready is replay_promote_seconds).
+    r = run.doc.get("restore") or {}
+    start = float(r.get("start_seconds") or 0.0)
+    wait = max(0.0, float(m["replay_promote_seconds"]) - start)
     out.update(
-        restore=sec["restore"], start=sec["start_scratch"], wait_for_promotion=wait,
-        wait_step_journal=sec.get("wait_for_promotion"), data_quality=sec["data_quality"],
-        total=sec["restore"] + sec["start_scratch"] + wait + sec["data_quality"],
+        restore=float(r["seconds"]), start=start, wait_for_promotion=wait, data_quality=sec["data_quality"],
+        total=sec["restore"] + sec["data_quality"],
         span=common.epoch(steps["data_quality"]["ended_at"]) - common.epoch(steps["restore"]["started_at"]),
-        startup=run.startup(),
-        steps_sum=sum(sec.values()) - sec.get("wait_for_promotion", 0.0) + wait,
-        ledger=sec.get("ledger"), measurements=m)
+        startup=run.startup(), steps_sum=sum(sec.values()), ledger=sec.get("ledger"), measurements=m)
     out["other"] = run.wall - out["startup"] - out["steps_sum"]
     return out
 
@@ -310,10 +307,7 @@ def report(r: dict[str, Any]) -> None:
             if all(k in d["steps"] for d in drill)]
     print("  drill only: " + "; ".join(f"{k} {statistics.median([d['steps'][k] for d in drill]):.2f} s"
                                        for k in only) + " (medians)")
-    w = [d["wait_step_journal"] for d in drill]
-    if any(x is not None and x < 0.01 for x in w):
-        print("  note: the journal's wait_for_promotion step reads ~0 s under `airflow dags test` (it drops the "
-              "sensor's defer kwargs);\n        wait above = measurements.replay_promote_seconds - start_scratch")
+
     def line(label: str, value: str) -> None:
         print(f"    {label:<44} {value:>22}")
 

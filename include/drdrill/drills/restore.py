@@ -250,7 +250,8 @@ def start_server(runner: Any, bin_dir: Path, sc: scratch.Scratch, *, owner: str 
     runner.run([str(Path(bin_dir) / "pg_ctl"), "-D", str(sc.data_dir), "-l", str(sc.logfile), "-W", "start"],
                timeout=60)
     log.info("scratch server starting on %s:%s (log %s)", sc.host, sc.port, sc.logfile)
-    return {"started_at": started, "host": sc.host, "port": sc.port, "log": str(sc.logfile)}
+    return {"started_at": started, "start_seconds": round(time.time() - started, 3), "host": sc.host,
+            "port": sc.port, "log": str(sc.logfile)}
 
 
 def measure(plan: Plan, restored: dict[str, Any], dq: dict[str, Any], estate: Estate | None = None
