@@ -17,7 +17,6 @@ import json
 import logging
 import time
 import urllib.parse
-from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,132 +24,21 @@ from typing import Any
 from drdrill.core import canary, httpjson
 from drdrill.core.checks import CheckResult, Status, at_most
 from drdrill.core.errors import DrillError, DrillFailed, PreflightError
-from drdrill.core.estate import Cluster, Estate, Node, load_estate
+from drdrill.core.estate import Cluster, Node, load_estate
 from drdrill.core.polling import wait_until
 from drdrill.drills.failover import comms
 from drdrill.drills.failover.node_ops import NodeOps
+from drdrill.drills.failover.plan import DRILL, FAULTS, INCIDENT, Plan, _cluster, _lag_limits, preflight
 from drdrill.hooks import postgres as pg
 
 log = logging.getLogger(__name__)
 
-DRILL = "dr_quarterly_failover_drill"
-INCIDENT = "dr_postgres_primary_failover"
-FAULTS = ("kill", "stop")
+__all__ = ["DRILL", "INCIDENT", "FAULTS", "Plan", "preflight", "STANDBY_SQL", "service_health", "probe", "dns_state",
+           "safeguards", "assess", "announce", "start_canary", "recheck", "inject_fault", "promote", "after_promotion",
+           "switch_dns", "resolve_endpoint", "verify", "smoke_test", "rollback", "archiving", "new_standby",
+           "topology_state", "failback_switchover", "measure", "stop_canary", "cleanup"]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What this run will do, decided once by preflight and passed to every step."""
-
-    dag_id: str
-    run_id: str
-    cluster: str
-    primary: str
-    standby: str
-    fault: str | None  # drill only
-    failback: bool
-    dry_run: bool
-    workdir: str
-    started_at: float
-    approval_required: bool
-    skip_health_wait: bool
-    health_check_failed_seconds: float
-    health_check_interval_seconds: float
-    primary_addr: dict[str, Any]  # for the deferrable health-check sensor
-    conn_id: str | None
-
-    @property
-    def drill(self) -> bool:
-        return self.dag_id == DRILL
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Plan:
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
-
-
-def _cluster(plan: Plan, estate: Estate | None = None) -> Cluster:
-    return (estate or load_estate()).cluster(plan.cluster)
-
-
-def _lag_limits(cluster: Cluster) -> tuple[int, float]:
-    f = cluster.failover
-    assert f is not None
-    t = cluster.targets
-    return (f.max_standby_lag_bytes if f.max_standby_lag_bytes is not None else t.max_replication_lag_bytes,
-            f.max_standby_lag_seconds or t.max_replication_lag_seconds)
-
-
-# ---------------------------------------------------------------------------- preflight
-def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=None,
-              concurrent: dict[str, int] | None = None, estate: Estate | None = None) -> dict[str, Any]:
-    """Validate params and estate; choose primary and standby. Nothing is touched here."""
-    from drdrill.core import scratch
-
-    busy = {d: n for d, n in (concurrent or {}).items() if n}
-    if busy:
-        running = ", ".join(f"{d}: {n} active run(s)" for d, n in busy.items())
-        raise PreflightError(f"another failover is running ({running}); two failovers must never overlap. "
-                             f"Let it finish, or mark it failed in the Airflow UI if it is stuck, then trigger "
-                             f"this run again.")
-    estate = estate or load_estate()
-    cluster = estate.cluster(str(params.get("cluster") or ""))
-    if not cluster.allows(dag_id):
-        raise PreflightError(f"cluster {cluster.name!r} does not allow {dag_id}; add it to the cluster's "
-                             f"allowed_drills in {estate.source} if this is intended")
-    if cluster.failover is None:
-        raise PreflightError(f"cluster {cluster.name!r} has no 'failover:' section in {estate.source}; the runbook "
-                             f"needs at least the DNS record and thresholds (see include/estate/README.md)")
-    fault = params.get("fault") if dag_id == DRILL else None
-    if dag_id == DRILL and fault not in FAULTS:
-        raise PreflightError(f"fault must be one of {list(FAULTS)} (stop: pg_ctl stop -m immediate; kill: kill -9 "
-                             f"of the postmaster), got {fault!r}")
-    if not cluster.standbys:
-        raise PreflightError(f"cluster {cluster.name!r} has no standby: there is nothing to fail over to")
-    wanted = params.get("standby") or None
-    if wanted:
-        node = cluster.node(str(wanted))
-        if node.role != "standby":
-            raise PreflightError(f"{node.name} is the current primary of {cluster.name}, not a standby; "
-                                 f"choose one of {[n.name for n in cluster.standbys]}")
-        standby = node
-    elif len(cluster.standbys) == 1:
-        standby = cluster.standbys[0]
-    else:
-        raise PreflightError(f"cluster {cluster.name!r} has several standbys "
-                             f"{[n.name for n in cluster.standbys]}: choose one with the 'standby' param")
-    for n in (cluster.primary, standby):
-        if not n.data_dir:
-            raise PreflightError(f"node {n.name} has no data_dir in the estate: it is needed to stop, start and "
-                                 f"rebuild servers")
-    if cluster.failover.dns:
-        from drdrill.hooks import route53 as dns
-
-        for n in (cluster.primary, standby):
-            dns.value_for(cluster.failover.dns, n)  # a CNAME needs a dns_name per node
-    comms.check_channels([ch.model_dump() for ch in cluster.failover.notify])
-    # A failover run's canary writer lives in a tagged scratch directory (cleaned up like a
-    # restore test's); leftovers of dead runs are removed first.
-    scratch.remove_all_scratch(estate.scratch.root, NodeOps(cluster).runner, cluster.postgres.bin_dir,
-                               keep_run_id=run_id, is_active=is_active)
-    workdir = Path(estate.scratch.root) / scratch.run_tag(run_id)
-    plan = Plan(dag_id=dag_id, run_id=run_id, cluster=cluster.name, primary=cluster.primary.name,
-                standby=standby.name, fault=fault, failback=bool(params.get("failback", dag_id == DRILL)),
-                dry_run=bool(params.get("dry_run", False)), workdir=str(workdir), started_at=time.time(),
-                approval_required=not cluster.unattended,
-                skip_health_wait=bool(params.get("skip_health_wait", False)),
-                health_check_failed_seconds=cluster.failover.health_check_failed_minutes * 60,
-                health_check_interval_seconds=cluster.failover.health_check_interval_seconds,
-                primary_addr={"host": cluster.primary.host, "port": cluster.primary.port},
-                conn_id=cluster.postgres.conn_id)
-    log.info("preflight ok: %s, primary %s -> standby %s%s%s", cluster.name, plan.primary, plan.standby,
-             f", fault {fault}" if fault else "", " [DRY RUN]" if plan.dry_run else "")
-    return plan.to_dict()
-
-
-# ---------------------------------------------------------------------------- assess
 STANDBY_SQL = """
 SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
        pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,
@@ -320,7 +208,6 @@ def _impact(figures: dict[str, Any]) -> str:
             f"{svc.get('error_rate')}")
 
 
-# ---------------------------------------------------------------------------- comms
 def announce(plan: Plan, phase: str, **kw: Any) -> dict[str, Any]:
     cluster = _cluster(plan)
     f = cluster.failover
@@ -337,7 +224,6 @@ def announce(plan: Plan, phase: str, **kw: Any) -> dict[str, Any]:
     return {"phase": phase, "at": time.time(), "subject": subject, "message": text, "sent": notifier.sent}
 
 
-# ---------------------------------------------------------------------------- failover
 def start_canary(plan: Plan) -> dict[str, Any]:
     from drdrill.core import scratch
 
@@ -455,7 +341,6 @@ def resolve_endpoint(cluster: Cluster) -> Node:
     return node
 
 
-# ---------------------------------------------------------------------------- verify
 def verify(plan: Plan, node_name: str, *, fault_at: float | None, wait_canary: bool = True) -> dict[str, Any]:
     """The runbook's verification commands; raise `DrillFailed` with every failed check."""
     cluster = _cluster(plan)
@@ -550,7 +435,6 @@ def smoke_test(cluster: Cluster, run_id: str, *, retry_seconds: float = 10) -> l
     return out
 
 
-# ---------------------------------------------------------------------------- rollback
 def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
     """Put the original primary back when Verify failed and it is recoverable; else escalate."""
     from drdrill.core import topology
@@ -602,7 +486,6 @@ def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------------------- stabilize
 def archiving(plan: Plan) -> dict[str, Any]:
     """pgBackRest check on the new primary: WAL from the new timeline reaches every repo."""
     from drdrill.hooks.pgbackrest import PgBackRestHook
@@ -656,7 +539,6 @@ def topology_state(plan: Plan, phase: str) -> dict[str, Any]:
             "recorded": {k: state.get(k) for k in ("primary", "since", "run_id")}, "comms": msg}
 
 
-# ---------------------------------------------------------------------------- failback
 def failback_switchover(plan: Plan) -> dict[str, Any]:
     """Planned switchover back to the original primary: clean stop, replayed, promote."""
     cluster = _cluster(plan)
@@ -670,7 +552,6 @@ def failback_switchover(plan: Plan) -> dict[str, Any]:
     return {**rec, "stopped": stopped, "stopped_at": t0}
 
 
-# ---------------------------------------------------------------------------- measure
 def measure(plan: Plan, fault: dict[str, Any] | None, verified: dict[str, Any] | None) -> dict[str, Any]:
     """RTO and RPO against the estate's targets (a miss is a failed check, so a failed drill)."""
     cluster = _cluster(plan)
