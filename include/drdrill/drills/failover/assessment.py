@@ -1,7 +1,7 @@
 """Phase 1, Assess: the figures, and the safeguards that must hold before the primary is touched.
 
 The safeguards are checked in Assess and again right before acting (`recheck`): the picture may
-have changed while the run waited for approval.
+have changed since Assess.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What several runbook phases share: the probes (databases, service, DNS) and the announcement.
 
-Assess, Verify, Rollback, Stabilize and Measure read the same figures and send their phase's
+Assess, Verify and Measure probe the same servers, service and record, and every phase sends its
 message; these live here so that the phase modules import this one, not each other.
 """
 
