@@ -252,6 +252,12 @@ class ScratchServerTeardownOperator(DrillOperator):
     :param stanza: the stanza, when the connection's extra does not name one
     :param run_as: or that OS user directly
     :param pg_bin_dir: PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+
+    Usage::
+
+        teardown = ScratchServerTeardownOperator(task_id="teardown", scratch_from="restore",
+                                                 pgbackrest_conn_id="pgbackrest_default")
+        restore >> check >> teardown.as_teardown(setups=restore)
     """
 
     template_fields: Sequence[str] = ("scratch", "scratch_from", "cluster", "pgbackrest_conn_id")
