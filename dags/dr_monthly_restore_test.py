@@ -66,17 +66,10 @@ def dr_monthly_restore_test():
     @setup
     @step
     def setup_scratch(plan: dict) -> dict:
+        from drdrill.core.scratch import active_in_airflow
         from drdrill.drills import restore
 
-        ti = get_current_context()["ti"]
-
-        def is_active(tag: dict) -> bool:
-            try:
-                return ti.get_dagrun_state(dag_id=tag.get("dag_id") or restore.DRILL,
-                                           run_id=tag["run_id"]) in ("queued", "running")
-            except Exception:  # noqa: BLE001 - a run Airflow does not know is not active
-                return False
-
+        is_active = active_in_airflow(get_current_context()["ti"], restore.DRILL)
         return restore.setup_scratch(restore.Plan.from_dict(plan), _ctx()[1], is_active=is_active)
 
     @task

@@ -152,3 +152,33 @@ def test_no_free_scratch_port_is_a_clear_preflight_error(estate):
             scratch.allocate(narrow, "r")
         with pytest.raises(PreflightError, match=f"scratch port {port} is already in use"):
             scratch.allocate(estate, "r", port=port)
+
+
+class _AirflowAPI:
+    """The one call `active_in_airflow` makes of a task instance, answering as Airflow would (or failing)."""
+
+    def __init__(self, active: set[str], fail: bool = False) -> None:
+        self.active, self.fail, self.asked = active, fail, []
+
+    def get_dr_count(self, *, dag_id: str, run_ids: list[str], states: list[str]) -> int:
+        self.asked.append((dag_id, run_ids, states))
+        if self.fail:
+            raise ConnectionError("execution API unreachable")
+        return sum(r in self.active for r in run_ids)
+
+
+def test_asking_airflow_which_scratch_is_a_leftover(tmp_path):
+    for rid in ("dead_run", "live_run"):
+        scratch.create(scratch.Scratch(rid, str(tmp_path / rid), 1, "127.0.0.1", "dr_x"), LocalRunner(None), None)
+    api = _AirflowAPI({"live_run"})
+    found = scratch.leftovers(tmp_path, keep_run_id="me", is_active=scratch.active_in_airflow(api, "dr_default"))
+    assert found == [tmp_path / "dead_run"]
+    assert ("dr_x", ["live_run"], ["queued", "running"]) in api.asked
+
+
+def test_an_error_asking_airflow_keeps_the_scratch_and_says_so(tmp_path, caplog):
+    scratch.create(scratch.Scratch("some_run", str(tmp_path / "some_run"), 1, "127.0.0.1", "dr_x"),
+                   LocalRunner(None), None)
+    is_active = scratch.active_in_airflow(_AirflowAPI(set(), fail=True), "dr_x")
+    assert scratch.leftovers(tmp_path, keep_run_id="me", is_active=is_active) == []
+    assert "could not ask Airflow whether run some_run" in caplog.text and "keeping its scratch" in caplog.text

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Estate
@@ -194,6 +195,27 @@ def leftovers(root: Path, keep_run_id: str | None = None,
             continue
         out.append(d)
     return out
+
+
+def active_in_airflow(ti: Any, default_dag_id: str) -> Callable[[dict], bool]:
+    """``is_active(tag)`` for `leftovers`: is the run that made a scratch directory queued or running?
+
+    Asked of Airflow (the task's own API, so it works on any executor). A run Airflow does not
+    know counts 0: not active. An error asking is not an answer: the directory is kept and the
+    log says so, because removing a live run's scratch would kill its server mid-restore.
+    """
+
+    def is_active(tag: dict) -> bool:
+        dag_id, run_id = tag.get("dag_id") or default_dag_id, tag.get("run_id")
+        try:
+            return ti.get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"]) > 0
+        except Exception as e:  # noqa: BLE001 - any failure to ask means "unknown", never "not active"
+            log.warning("could not ask Airflow whether run %s of %s is still active (%s: %s); keeping its scratch "
+                        "%s. The next run retries; remove it by hand only once that run has ended.", run_id,
+                        dag_id, type(e).__name__, e, tag.get("dir"))
+            return True
+
+    return is_active
 
 
 def remove_all_scratch(root: Path, runner: Runner, bin_dir: Path, keep_run_id: str | None = None,

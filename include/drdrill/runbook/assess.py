@@ -20,12 +20,9 @@ def add_preflight(ids: list[str]) -> Any:
         ctx = get_current_context()
         ti = ctx["ti"]
 
-        def is_active(tag: dict) -> bool:
-            try:
-                return ti.get_dagrun_state(dag_id=tag.get("dag_id") or ctx["dag"].dag_id,
-                                           run_id=tag["run_id"]) in ("queued", "running")
-            except Exception:  # noqa: BLE001 - a run Airflow does not know is not active
-                return False
+        from drdrill.core.scratch import active_in_airflow
+
+        is_active = active_in_airflow(ti, ctx["dag"].dag_id)
 
         # Blast radius: two failovers must never overlap (drill and incident are separate DAGs,
         # each with max_active_runs=1).
