@@ -53,7 +53,8 @@ class PostgresNodes:
             f"archive_command = '{push}'",
             f"restore_command = '{get.replace(chr(39), chr(39) * 2)}'",
             "archive_timeout = 60",
-            "wal_level = replica",
+            # logical, as on many production primaries (CDC): drills must leave logical slots alone.
+            "wal_level = logical",
             "max_wal_senders = 10",
             "max_replication_slots = 10",
             "wal_log_hints = on",

@@ -204,10 +204,17 @@ class NodeOps:
         return {"standby": standby.name, "state": state, "lag_bytes": lag}
 
     def drop_stale_slots(self, standby: Node) -> list[str]:
-        """Slots a former primary kept for its standbys hold WAL forever once it is a standby."""
+        """Slots a former primary kept for its standbys hold WAL forever once it is a standby.
+
+        Only what the drills create is touched: inactive physical slots named after a node of the
+        cluster (`ensure_slot`). Logical slots (CDC, logical replication) and anybody else's
+        physical slots are left alone.
+        """
+        names = [n.name for n in self.cluster.nodes]
         try:
             with pg.connect(self.cluster, standby.host, standby.port, "postgres") as c:
-                rows = pg.query(c, "SELECT slot_name FROM pg_replication_slots WHERE NOT active")
+                rows = pg.query(c, "SELECT slot_name FROM pg_replication_slots WHERE NOT active "
+                                   "AND slot_type = 'physical' AND slot_name = ANY(%s)", (names,))
                 for (slot,) in rows:
                     pg.query(c, "SELECT pg_drop_replication_slot(%s)", (slot,))
             return [r[0] for r in rows]
