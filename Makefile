@@ -29,7 +29,10 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	@echo "installing Python packages into $(VENV) (requirements.txt, pinned by constraints.txt)"
 	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -m pip install -q -r requirements.txt -c constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import airflow, great_expectations, moto, supervisor" && touch $@
+	@# importing great_expectations logs ~200 INFO lines of its own: keep them off the console
+	@$(PY) -c "import airflow, great_expectations, moto, supervisor" >$(VENV)/import-check.log 2>&1 \
+	  || (tail -20 $(VENV)/import-check.log; exit 1)
+	@touch $@
 
 install: apt-deps $(VENV)/.installed  ## everything the drills and tests need
 
