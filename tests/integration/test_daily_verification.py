@@ -21,7 +21,8 @@ def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox,
     assert doc["status"] == "passed"
     names = {r["name"] for r in doc["results"]}
     for expected in ("archive_round_trip", "stanza_status", "repo_status", "backup_age.full", "backup_age.diff",
-                     "backup_errors", "wal_archive_range", "verify", "wal_archive_lag", "archive_failures",
+                     "backup_errors", "wal_archive_range", "wal_archive_continuity", "verify", "wal_archive_lag",
+                     "archive_failures",
                      "wal_ready_files", "standby_in_recovery", "standby_streaming", "replication_lag_bytes",
                      "replication_lag_seconds"):
         assert expected in names, f"{expected} missing from {sorted(names)}"
@@ -42,6 +43,36 @@ def test_corrupted_backup_file_fails_naming_the_backup(dagbag, estate):
     assert label in failed[0]["message"]
     # The other repo is still reported healthy: the failure is specific.
     assert any(r["name"] == "verify" and r["target"] == "main/repo2" and r["status"] == "pass"
+               for r in doc["results"])
+
+
+def test_a_segment_missing_from_the_middle_of_repo1_fails_naming_it_and_the_lost_window(dagbag, estate):
+    import shutil
+
+    from drdrill.hooks.pgbackrest import PgBackRestHook
+
+    cluster = estate.cluster("main")
+    info = [s for s in PgBackRestHook.for_cluster(cluster).info() if s.name == "main"][0]
+    start = info.oldest(1).wal_start
+    archive = estate.scratch.root.parent / "pgbackrest" / "repo1" / "archive" / "main"
+    # The segment right after the oldest backup's start: every PITR from that backup needs it.
+    victim_name = f"{start[:16]}{int(start[16:], 16) + 1:08X}"
+    victim = next(archive.rglob(f"{victim_name}-*"))
+    aside = victim.parent.parent / f"aside-{victim.name}"
+    shutil.move(victim, aside)
+    try:
+        dr = run_dag(dagbag, DAG)
+    finally:
+        shutil.move(aside, victim)
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed"
+    failed = [r for r in doc["results"] if r["status"] == "fail"]
+    cont = [r for r in failed if r["name"] == "wal_archive_continuity"]
+    assert [r["target"] for r in cont] == ["main/repo1"], failures(doc)
+    assert f"missing WAL segment {victim_name}" in cont[0]["message"]
+    assert cont[0]["details"]["lost_from"] and cont[0]["details"]["lost_to"]
+    # repo2 holds that segment: its archive is reported continuous.
+    assert any(r["name"] == "wal_archive_continuity" and r["target"] == "main/repo2" and r["status"] == "pass"
                for r in doc["results"])
 
 

@@ -34,15 +34,20 @@ def guarded(name: str, target: str, fn: Callable[[], list[CheckResult]]) -> list
     return results
 
 
+WAL_SEGMENT_BYTES = 16 * 1024 * 1024  # PostgreSQL's default; a cluster's own size is read from it
+
+
 def repository_checks(br: PgBackRestHook, *, target: str, max_age_hours: dict[str, float] | None = None,
                       repo_max_age_hours: dict[int, dict[str, float]] | None = None,
-                      expected_repos: set[int] | None = None, now: datetime | None = None) -> list[CheckResult]:
-    """`pgbackrest check` (archive round trip to every repo) and `info` against the thresholds.
+                      expected_repos: set[int] | None = None, now: datetime | None = None,
+                      wal_segment_bytes: int = WAL_SEGMENT_BYTES) -> list[CheckResult]:
+    """`pgbackrest check` (archive round trip to every repo), `info` against the thresholds, and
+    the continuity of every repo's WAL archive (no missing segment since its oldest backup).
 
     ``max_age_hours`` per backup type (e.g. ``{"full": 192, "diff": 36}``); without it the backup
     age is not judged, only the stanza, repo and backup status.
     """
-    from drdrill.hooks.pgbackrest_models import evaluate_info
+    from drdrill.hooks.pgbackrest_models import evaluate_archive_continuity, evaluate_info
 
     def run() -> list[CheckResult]:
         out: list[CheckResult] = []
@@ -68,6 +73,11 @@ def repository_checks(br: PgBackRestHook, *, target: str, max_age_hours: dict[st
                                    f"{sorted(seen)}; fix the stanza's pgbackrest.conf or the estate", target))
         out += evaluate_info(stanzas[0], max_age_hours=dict(max_age_hours or {}), now=now or datetime.now(UTC),
                              target=target, repo_max_age_hours=repo_max_age_hours or {})
+        for key in sorted(seen):  # one repo's listing failing must not hide another's gap
+            out += guarded("wal_archive_continuity", f"{target}/repo{key}", lambda key=key: [
+                evaluate_archive_continuity(stanzas[0], key, br.archive_files(key),
+                                            segments_per_log=0x100000000 // wal_segment_bytes, target=target,
+                                            now=now or datetime.now(UTC))])
         return out
 
     return guarded("backup_repository", target, run)
@@ -79,7 +89,19 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
                 if r.max_backup_age_hours is not None}
     return repository_checks(PgBackRestHook.for_cluster(cluster), target=cluster.name,
                              max_age_hours=dict(cluster.targets.max_backup_age_hours), repo_max_age_hours=per_repo,
-                             expected_repos={r.index for r in cluster.pgbackrest.repos}, now=now)
+                             expected_repos={r.index for r in cluster.pgbackrest.repos}, now=now,
+                             wal_segment_bytes=wal_segment_bytes(cluster))
+
+
+def wal_segment_bytes(cluster: Cluster) -> int:
+    """The primary's WAL segment size (initdb --wal-segsize); the default when it cannot be asked."""
+    p = cluster.primary
+    try:
+        with pg.connect(cluster, p.host, p.port) as c:
+            return int(pg.query_one(c, "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'")[0])
+    except (DrillError, psycopg.Error, OSError) as e:
+        log.warning("could not read wal_segment_size from %s (%s); assuming %d bytes", p.name, e, WAL_SEGMENT_BYTES)
+        return WAL_SEGMENT_BYTES
 
 
 def verify_repos(br: PgBackRestHook, repos: list[int], *, target: str) -> list[CheckResult]:

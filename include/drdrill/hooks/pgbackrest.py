@@ -117,6 +117,15 @@ class PgBackRestHook(BaseHook):
         res = self.run("info", "--output=json", timeout=120)
         return parse_info(res.stdout)
 
+    def archive_files(self, repo: int, *, timeout: float = 300) -> list[str]:
+        """Every file under the stanza's WAL archive in ``repo`` (``repo-ls --recurse``), relative paths."""
+        import json
+
+        # repo-ls takes the path after the command; it lists names only (never file contents)
+        argv = [*self.argv("repo-ls", f"--repo={repo}", "--recurse", "--output=json"), f"archive/{self.stanza}"]
+        res = self.runner.run(argv, timeout=timeout)
+        return [name for name, item in json.loads(res.stdout or "{}").items() if item.get("type") == "file"]
+
     def verify(self, repo: int):
         from drdrill.hooks.pgbackrest_models import parse_verify
 

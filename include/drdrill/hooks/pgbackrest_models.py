@@ -461,3 +461,103 @@ def evaluate_verify(report: VerifyReport, *, target: str) -> list[CheckResult]:
             where, len(problems), 0,
             {"problems": [p.model_dump() for p in problems], "lines": list(repo.lines)}))
     return results
+
+
+# --------------------------------------------------------------------------- WAL archive continuity
+# A segment file in the archive: <timeline><log><seg>[.partial]-<sha1>[.<compression>]. History files
+# (00000002.history) and anything else are not segments.
+_SEGMENT = re.compile(r"(?:^|/)(?P<tl>[0-9A-F]{8})(?P<log>[0-9A-F]{8})(?P<seg>[0-9A-F]{8})(?P<partial>\.partial)?-"
+                      r"[0-9a-f]{40}(?:\.\w+)?$")
+
+
+def segment_position(name: str, segments_per_log: int) -> int:
+    """Where a segment (``000000010000000A000000FF``) sits in the WAL stream, whatever its timeline."""
+    return int(name[8:16], 16) * segments_per_log + int(name[16:24], 16)
+
+
+def segment_name(timeline: str, position: int, segments_per_log: int) -> str:
+    return f"{timeline}{position // segments_per_log:08X}{position % segments_per_log:08X}"
+
+
+class ArchiveGap(_Model):
+    """Consecutive WAL segments missing from a repo's archive (positions, and their names)."""
+
+    first: str
+    last: str
+    count: int
+
+
+def archive_gaps(files: Iterable[str], *, start: str, end: str, segments_per_log: int,
+                 archive_ids: Iterable[str] | None = None) -> list[ArchiveGap]:
+    """Every run of segment positions from ``start`` to ``end`` with no file in the listing.
+
+    ``files`` are paths under the stanza's archive (``15-1/0000000100000000/<segment>-<sha1>.lz4``),
+    restricted to ``archive_ids`` when given. A position counts as present when any timeline holds
+    it, whole or as ``.partial``: after a promotion the old timeline's last segment is a
+    ``.partial`` and the new timeline continues at the same position, so neither is a hole.
+    """
+    ids = set(archive_ids or [])
+    present: set[int] = set()
+    for f in files:
+        if ids and f.split("/", 1)[0] not in ids:
+            continue
+        m = _SEGMENT.search(f)
+        if m:
+            present.add(int(m["log"], 16) * segments_per_log + int(m["seg"], 16))
+    lo, hi = segment_position(start, segments_per_log), segment_position(end, segments_per_log)
+    tl = end[:8]
+    gaps: list[ArchiveGap] = []
+    run: list[int] = []
+    for p in range(lo, hi + 1):
+        if p not in present:
+            run.append(p)
+            continue
+        if run:
+            gaps.append(ArchiveGap(first=segment_name(tl, run[0], segments_per_log),
+                                   last=segment_name(tl, run[-1], segments_per_log), count=len(run)))
+            run = []
+    if run:
+        gaps.append(ArchiveGap(first=segment_name(tl, run[0], segments_per_log),
+                               last=segment_name(tl, run[-1], segments_per_log), count=len(run)))
+    return gaps
+
+
+def evaluate_archive_continuity(stanza: StanzaInfo, repo_key: int, files: list[str], *, segments_per_log: int,
+                                target: str, now: datetime) -> CheckResult:
+    """The repo's archive holds every segment from its oldest backup's start to its newest segment.
+
+    A hole means a point-in-time recovery from any backup older than it stops early, silently, at
+    the segment before it; the message names the first missing segment and the lost window.
+    """
+    where = f"{target}/repo{repo_key}"
+    backups = sorted((b for b in stanza.backups if b.repo_key == repo_key and b.wal_start), key=lambda b: b.stop)
+    ranges = [a for a in stanza.archives if a.repo_key == repo_key and a.max]
+    if not backups or not ranges:
+        return CheckResult("wal_archive_continuity", Status.SKIP, "no backup or no archived WAL in this repo: "
+                           "nothing to check (see the backup and WAL range checks)", where)
+    start, end = backups[0].wal_start, max(a.max for a in ranges)
+    gaps = archive_gaps(files, start=start, end=end, segments_per_log=segments_per_log,
+                        archive_ids=[a.id for a in ranges])
+    span = segment_position(end, segments_per_log) - segment_position(start, segments_per_log) + 1
+    if not gaps:
+        return CheckResult("wal_archive_continuity", Status.PASS,
+                           f"every WAL segment from {start} (oldest backup {backups[0].label}) to {end} is in the "
+                           f"archive ({span} segments)", where, 0, 0, {"from": start, "to": end, "segments": span})
+    first = gaps[0]
+    first_pos = segment_position(first.first, segments_per_log)
+    last_pos = segment_position(gaps[-1].last, segments_per_log)
+    before = [b for b in backups if segment_position(b.wal_stop or b.wal_start, segments_per_log) < first_pos]
+    after = [b for b in backups if segment_position(b.wal_start, segments_per_log) > last_pos]
+    lost_from = before[-1].stop.isoformat() if before else "the oldest backup"
+    lost_to = after[0].start.isoformat() if after else f"now ({now.isoformat(timespec='seconds')})"
+    missing = sum(g.count for g in gaps)
+    more = f" and {missing - 1} more (last {gaps[-1].last})" if missing > 1 else ""
+    return CheckResult(
+        "wal_archive_continuity", Status.FAIL,
+        f"repo{repo_key} is missing WAL segment {first.first}{more} between {start} and {end}: a point-in-time "
+        f"recovery stops silently before it, so no time from {lost_from} to {lost_to} can be recovered from this "
+        f"repo{'' if after else ' (no backup starts after the gap)'}. Take a new full backup to start a "
+        f"continuous chain, and find why the segment is missing (archive_command errors, repo retention, "
+        f"manual deletion).", where, missing, 0,
+        {"first_missing": first.first, "gaps": [g.model_dump() for g in gaps], "lost_from": lost_from,
+         "lost_to": lost_to})

@@ -34,12 +34,14 @@ def _finish(results: list[Any], fail: bool, what: str) -> list[dict[str, Any]]:
 
 
 class PgBackRestCheckOperator(DrillOperator):
-    """`pgbackrest check` (WAL archive round trip to every repo) and `info` against thresholds.
+    """`pgbackrest check` (WAL archive round trip to every repo), `info` against thresholds, and
+    every repo's WAL archive checked for missing segments since its oldest backup.
 
     :param stanza: the stanza (or ``stanza`` in the connection's extra)
     :param pgbackrest_conn_id: Airflow connection of type ``pgbackrest`` (run-as user, stanza, config)
     :param cluster: an estate cluster instead: its stanza, config, current primary and thresholds
     :param max_backup_age_hours: newest backup's maximum age per type, e.g. ``{"full": 192, "diff": 36}``
+    :param wal_segment_bytes: the cluster's WAL segment size (``initdb --wal-segsize``), default 16 MiB
     :param fail_on_problem: fail the task when a check fails (default); else only return the checks
 
     Usage::
@@ -52,12 +54,13 @@ class PgBackRestCheckOperator(DrillOperator):
 
     def __init__(self, *, stanza: str | None = None, pgbackrest_conn_id: str | None = None,
                  cluster: str | None = None, max_backup_age_hours: dict[str, float] | None = None,
-                 fail_on_problem: bool = True, **kwargs: Any) -> None:
+                 wal_segment_bytes: int = 16 * 1024 * 1024, fail_on_problem: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stanza = stanza
         self.pgbackrest_conn_id = pgbackrest_conn_id
         self.cluster = cluster
         self.max_backup_age_hours = max_backup_age_hours
+        self.wal_segment_bytes = wal_segment_bytes
         self.fail_on_problem = fail_on_problem
 
     def run(self, context: Any) -> list[dict[str, Any]]:
@@ -65,7 +68,8 @@ class PgBackRestCheckOperator(DrillOperator):
 
         br, c = _hook(self.cluster, self.pgbackrest_conn_id, self.stanza)
         results = (daily.backup_repository(c) if c is not None else
-                   daily.repository_checks(br, target=br.stanza, max_age_hours=self.max_backup_age_hours))
+                   daily.repository_checks(br, target=br.stanza, max_age_hours=self.max_backup_age_hours,
+                                           wal_segment_bytes=int(self.wal_segment_bytes)))
         return _finish(results, self.fail_on_problem, f"pgbackrest check of stanza {br.stanza}")
 
 
