@@ -143,12 +143,16 @@ def append_settings(scratch: Scratch, settings: dict[str, object], owner: str | 
 
 
 def stop_server(data_dir: Path, runner: Runner, bin_dir: Path) -> bool:
-    """Stop a scratch server if one runs in ``data_dir`` (immediate: its data is thrown away)."""
+    """Stop a scratch server if one runs in ``data_dir`` (immediate: its data is thrown away).
+
+    Raises when it cannot be stopped, so nothing is removed under a running server.
+    """
+    from drdrill.core import pgctl
+
     if not (data_dir / "postmaster.pid").exists():
         return False
-    res = runner.run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "-t", "60", "stop"],
-                     timeout=90, check=False)
-    return res.returncode == 0
+    return pgctl.stop(runner, bin_dir, data_dir, mode="immediate", name=f"scratch server in {data_dir}")[
+        "was_running"]
 
 
 def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:

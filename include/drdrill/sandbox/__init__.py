@@ -144,8 +144,11 @@ class Sandbox:
         self.services.stop()
         if root.exists():
             remove_all_scratch(self.estate.scratch.root, self.pg, self.bin)
-        self.postgres.stop_all()
+        still_running = self.postgres.stop_all()
         self.aws.stop()
+        if still_running:  # never delete a data directory under a running postmaster
+            raise DrillError(f"sandbox not removed: {', '.join(still_running)} still running after fast, immediate "
+                             f"and SIGKILL; stop it by hand, then run `make sandbox-down` again")
         if root.exists():
             for child in root.iterdir():
                 if child != self.layout.journal:

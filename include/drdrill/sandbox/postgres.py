@@ -124,13 +124,23 @@ class PostgresNodes:
         log.info("%s (%s) up on %s:%s, pid %s", node.name, node.role, node.host, node.port, pid)
         return pid
 
-    def stop_all(self) -> None:
-        """Standbys before the primary, each through ``pg_ctl -m fast`` on its own data directory."""
+    def stop_all(self, timeout: int = 60) -> list[str]:
+        """Standbys before the primary, each stopped for sure (fast, then immediate, then SIGKILL).
+
+        Returns what could not be stopped (with its PID); the caller must not remove its data.
+        """
+        from drdrill.core import pgctl
+
+        left = []
         for node in reversed(self.cluster.nodes):
             if node.data_dir and postmaster_pid(node.data_dir):
-                self.pg.run([self.pgbin("pg_ctl"), "-D", str(node.data_dir), "-m", "fast", "-w", "stop"],
-                            timeout=120, check=False)
-                log.info("%s stopped", node.name)
+                try:
+                    pgctl.stop(self.pg, self.cluster.postgres.bin_dir, node.data_dir, mode="fast", timeout=timeout,
+                               name=node.name)
+                except DrillError as e:
+                    log.error("%s", e)
+                    left.append(f"{node.name} (pid {postmaster_pid(node.data_dir)})")
+        return left
 
     # ---------------------------------------------------------------- health
     def problems(self) -> list[str]:

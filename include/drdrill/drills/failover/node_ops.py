@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drdrill.core import pgctl
 from drdrill.core.errors import CommandError, DrillError
 from drdrill.core.estate import Cluster, Node
 from drdrill.core.polling import wait_until
@@ -44,29 +45,20 @@ class NodeOps:
 
     # ------------------------------------------------------------ state
     def running_pid(self, node: Node) -> int | None:
-        """The postmaster PID when the server runs (``pg_ctl status``), else None."""
-        res = self.runner.run([self._bin("pg_ctl"), "-D", str(self._data(node)), "status"], timeout=30, check=False)
-        if res.returncode != 0:
-            return None
-        pid = next((int(w) for w in res.stdout.replace(")", " ").split() if w.isdigit()), None)
-        if pid is None:
-            return None
-        # A postmaster killed with -9 stays a zombie until its parent (often PID 1) reaps it, and
-        # pg_ctl counts a zombie as running: ask ps for its state.
-        st = self.runner.run(["ps", "-o", "stat=", "-p", str(pid)], timeout=30, check=False).stdout.strip()
-        return pid if st and not st.startswith("Z") else None
+        """The postmaster PID when the server runs, else None (a zombie is not running)."""
+        return pgctl.running_pid(self.runner, self.cluster.postgres.bin_dir, self._data(node))
 
     def is_ready(self, node: Node) -> tuple[bool, str]:
         return pg.is_ready(self.cluster, node.host, node.port, "postgres")
 
     # ------------------------------------------------------------ faults and stop/start
     def stop(self, node: Node, mode: str = "fast", timeout: int = 120) -> dict[str, Any]:
+        """Stop the server, escalating (fast, immediate, SIGKILL) until it is really down."""
         t0 = time.time()
-        self.runner.run([self._bin("pg_ctl"), "-D", str(self._data(node)), "-m", mode, "-w", "-t", str(timeout),
-                         "stop"], timeout=timeout + 30)
-        done = time.time()
-        log.info("%s stopped (%s) in %.2fs", node.name, mode, done - t0)
-        return {"node": node.name, "action": f"stop -m {mode}", "at": t0, "done_at": done}
+        rec = pgctl.stop(self.runner, self.cluster.postgres.bin_dir, self._data(node), mode=mode, timeout=timeout,
+                         name=node.name)
+        return {"node": node.name, "action": f"stop -m {mode}", "at": t0, "done_at": time.time(),
+                "escalated": rec["escalated"], "steps": rec["steps"]}
 
     def kill(self, node: Node) -> dict[str, Any]:
         """kill -9 of the postmaster, as a crashed host would do to it."""
