@@ -61,3 +61,26 @@ def test_code_version_is_the_git_commit():
         assert journal.code_version() == "unknown"
     else:
         assert head.stdout.startswith(journal.code_version().split("-")[0])
+
+
+def test_a_transient_storage_error_is_retried_and_the_evidence_kept(tmp_path, caplog):
+    import threading
+
+    # The drill's directory cannot be created for a moment (a plain file stands where it goes), as
+    # when object storage refuses requests for a while; it clears up during the retries.
+    (tmp_path / "dr_x").write_text("in the way")
+    clear = threading.Timer(0.4, lambda: (tmp_path / "dr_x").unlink())
+    clear.start()
+    try:
+        path = journal.write(f"file://{tmp_path}", None, _doc(), {"gx": {"a": 1}}, backoff=0.2)
+    finally:
+        clear.join()
+    assert json.loads((tmp_path / "dr_x" / "manual__2026-11-25T10_00_00_00_00.json").read_text())["status"] == "passed"
+    assert path.endswith(".json")
+    assert "writing journal" in caplog.text and "retrying" in caplog.text
+
+
+def test_a_journal_that_cannot_be_written_fails_loudly(tmp_path):
+    (tmp_path / "dr_x").write_text("in the way for good")
+    with pytest.raises(DrillError, match=r"after 3 attempts .* evidence is NOT stored"):
+        journal.write(f"file://{tmp_path}", None, _doc(), attempts=3, backoff=0.01)

@@ -147,27 +147,69 @@ def read(path: str, conn_id: str | None) -> dict[str, Any]:
     return json.loads(_storage(path, conn_id).read_text())
 
 
-def write(location: str, conn_id: str | None, doc: dict[str, Any],
-          attachments: dict[str, Any] | None = None) -> str:
-    """Write the journal (and attachments beside it: the GX result, a timeline.md); never overwrite."""
+WRITE_ATTEMPTS = 5
+WRITE_BACKOFF_SECONDS = 1.0  # doubled after every failed attempt: 1 + 2 + 4 + 8 s in all
+
+
+def write(location: str, conn_id: str | None, doc: dict[str, Any], attachments: dict[str, Any] | None = None, *,
+          attempts: int = WRITE_ATTEMPTS, backoff: float = WRITE_BACKOFF_SECONDS) -> str:
+    """Write the journal (and attachments beside it: the GX result, a timeline.md); never overwrite.
+
+    A transient storage error (S3 throttling, a network blip) is retried with backoff: losing a
+    run's evidence is worse than a slow journal task. When every attempt fails, the error says
+    so and the run fails loudly. A retry that finds the journal it wrote itself is a success.
+    """
     path = journal_path(location, conn_id, doc["drill"], doc["run_id"])
     if path.exists():
         raise DrillError(f"journal {path} already exists; journals are written once and never overwritten")
+    body = json.dumps(_with_attachment_paths(path, doc, attachments), indent=2, default=str)
+    last: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            _put(path, body, attachments)
+            log.info("journal written to %s", path)
+            return str(path)
+        except DrillError:
+            raise
+        except Exception as e:  # noqa: BLE001 - storage errors come from fsspec, s3fs, botocore, the OS
+            last = e
+            if attempt < attempts:
+                delay = backoff * 2 ** (attempt - 1)
+                log.warning("writing journal %s failed (attempt %d of %d: %s: %s); retrying in %.1fs", path, attempt,
+                            attempts, type(e).__name__, e, delay)
+                time.sleep(delay)
+    raise DrillError(f"could not write the journal to {path} after {attempts} attempts ({type(last).__name__}: "
+                     f"{last}); this run's evidence is NOT stored. Check the journal location and its connection, "
+                     f"then rerun the drill.") from last
+
+
+def _with_attachment_paths(path: Any, doc: dict[str, Any], attachments: dict[str, Any] | None) -> dict[str, Any]:
+    for name, content in (attachments or {}).items():
+        doc.setdefault("attachments", {})[name] = str(_attachment_path(path, name, content))
+    return doc
+
+
+def _attachment_path(path: Any, name: str, content: Any) -> Any:
+    # A text attachment keeps its own extension (timeline.md); anything else is JSON.
+    suffix = name if isinstance(content, str) and "." in name else f"{name}.json"
+    return path.parent / path.name.replace(".json", f".{suffix}")
+
+
+def _put(path: Any, body: str, attachments: dict[str, Any] | None) -> None:
+    """One attempt: attachments first, the journal last (its presence means the run is recorded)."""
+    if path.exists():
+        if path.read_text() == body:  # an earlier attempt wrote it and then failed to hear back
+            return
+        raise DrillError(f"journal {path} already exists; journals are written once and never overwritten")
     path.parent.mkdir(parents=True, exist_ok=True)
     for name, content in (attachments or {}).items():
-        # A text attachment keeps its own extension (timeline.md); anything else is JSON.
-        suffix = name if isinstance(content, str) and "." in name else f"{name}.json"
-        extra = path.parent / path.name.replace(".json", f".{suffix}")
-        doc.setdefault("attachments", {})[name] = str(extra)
-        with extra.open("w") as f:
+        with _attachment_path(path, name, content).open("w") as f:
             if isinstance(content, str):
                 f.write(content)
             else:
                 json.dump(content, f, indent=1, default=str)
     with path.open("w") as f:
-        json.dump(doc, f, indent=2, default=str)
-    log.info("journal written to %s", path)
-    return str(path)
+        f.write(body)
 
 
 def base_document(context: dict[str, Any], *, estate: Any, cluster: str | None) -> dict[str, Any]:
