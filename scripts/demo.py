@@ -1,13 +1,16 @@
 """Run every drill on the sandbox through Airflow (`airflow dags test`) and print the results.
 
-Reads each run's journal (the evidence an auditor would see), not the logs. Exit code 0 only
-when every drill passed. Logs of each run are kept under $AIRFLOW_HOME/demo/.
+Reads each run's journal (the evidence an auditor would see), not the logs. The console gets one
+line per step as it ends (with the time since the run started) and the results; each run's full
+Airflow log goes to a file under $AIRFLOW_HOME/demo/ that the summary names. Exit code 0 only
+when every drill passed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,8 +36,32 @@ def run_drill(dag_id: str, conf: dict, logdir: Path, n: int, env: dict[str, str]
         cmd += ["-c", json.dumps(conf)]
     t0 = time.monotonic()
     with log.open("w") as f:
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        follow(proc, log, t0)
+        rc = proc.wait()
     return rc, time.monotonic() - t0, log
+
+
+END_TASK = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
+
+
+def follow(proc: subprocess.Popen, log: Path, t0: float) -> None:
+    """Print one line per task as it ends, read from the run's log while it is written."""
+    failing = False
+    with log.open() as f:
+        while True:
+            line = f.readline()
+            if not line:
+                if proc.poll() is not None:
+                    return
+                time.sleep(0.2)
+                continue
+            if "Task failed with exception" in line:
+                failing = True
+            m = END_TASK.search(line)
+            if m:
+                print(f"    {time.monotonic() - t0:5.1f}s  {m[1]:<36} {'FAILED' if failing else 'done'}", flush=True)
+                failing = False
 
 
 def show(doc: dict) -> None:

@@ -90,3 +90,23 @@ def test_a_scratch_server_is_stopped_immediately_and_for_sure_before_removal(arc
     # The stop escalates to immediate at once for a scratch server; the directory goes only once it is down.
     assert scratch.stop_server(data, runner, bin_dir) is True
     assert pgctl.running_pid(runner, bin_dir, data) is None and data.exists()
+
+
+def test_every_session_is_bounded_and_a_held_lock_fails_naming_it(estate):
+    import psycopg
+
+    from drdrill.hooks.postgres import PostgresNodeHook
+
+    c = estate.cluster("main")
+    p = c.primary
+    with pg.connect(c, p.host, p.port) as conn:
+        assert pg.query_one(conn, "SHOW lock_timeout")[0] == "30s"
+        assert pg.query_one(conn, "SHOW statement_timeout")[0] == "10min"
+    assert "statement_timeout" in pg.sqlalchemy_url(c, p.host, p.port)  # Great Expectations' sessions too
+    # Someone holds a lock on a table the ledger counts: the count gives up instead of hanging.
+    with pg.connect(c, p.host, p.port, autocommit=False) as holder:
+        pg.query(holder, "LOCK TABLE app.orders IN ACCESS EXCLUSIVE MODE")
+        hook = PostgresNodeHook(host=p.host, port=p.port, database=c.postgres.database, lock_timeout=0.5)
+        with hook.session() as conn, pytest.raises(psycopg.errors.LockNotAvailable, match="lock timeout"):
+            pg.count_rows(conn, ["app.orders"])
+        holder.rollback()

@@ -24,6 +24,11 @@ from drdrill.core.errors import DrillError
 from drdrill.core.estate import Cluster
 
 CONNECT_TIMEOUT_SECONDS = 3
+# Every session is bounded: a hung statement or a lock held on a table the drill reads fails the
+# step naming what hung, instead of holding a worker slot for ever. Counting the biggest table of a
+# restored copy is the longest statement the drills run.
+STATEMENT_TIMEOUT_SECONDS = 600
+LOCK_TIMEOUT_SECONDS = 30
 
 
 class PostgresNodeHook(PostgresHook):
@@ -35,6 +40,8 @@ class PostgresNodeHook(PostgresHook):
     :param user: login when the connection has none (default ``postgres``)
     :param postgres_conn_id: Airflow Postgres connection holding the password, if any
     :param connect_timeout: seconds before a connection attempt gives up
+    :param statement_timeout: seconds any statement may run (``statement_timeout``)
+    :param lock_timeout: seconds a statement may wait for a lock (``lock_timeout``)
 
     Usage::
 
@@ -47,6 +54,7 @@ class PostgresNodeHook(PostgresHook):
 
     def __init__(self, *, host: str, port: int, database: str | None = None, user: str | None = None,
                  postgres_conn_id: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+                 statement_timeout: float = STATEMENT_TIMEOUT_SECONDS, lock_timeout: float = LOCK_TIMEOUT_SECONDS,
                  **kwargs: Any) -> None:
         from airflow.sdk import Connection
 
@@ -55,14 +63,17 @@ class PostgresNodeHook(PostgresHook):
             from airflow.sdk import BaseHook
 
             base = BaseHook.get_connection(postgres_conn_id)
+        bounds = f"-c statement_timeout={int(statement_timeout * 1000)} -c lock_timeout={int(lock_timeout * 1000)}"
         extra = {**(base.extra_dejson if base else {}), "connect_timeout": int(max(1, connect_timeout)),
-                 "application_name": "drdrill"}
+                 "application_name": "drdrill",
+                 # the same bounds for SQLAlchemy users of the URL (Great Expectations)
+                 "sqlalchemy_query": {"options": bounds}}
         conn = Connection(conn_id=postgres_conn_id or "drdrill_node", conn_type="postgres", host=host,
                           port=int(port), login=(base.login if base and base.login else user) or "postgres",
                           password=base.password if base else None,
                           schema=database or (base.schema if base and base.schema else "postgres"),
                           extra=json.dumps(extra))
-        super().__init__(postgres_conn_id=conn.conn_id, connection=conn, **kwargs)
+        super().__init__(postgres_conn_id=conn.conn_id, connection=conn, options=bounds, **kwargs)
         self.host, self.port = host, int(port)
 
     @classmethod
