@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from drdrill.core.journal import step
+from drdrill.core.limits import TASK_TIMEOUT
 from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVerifyOperator
 
 CHECKS = ["backup_repository", "backup_integrity", "wal_archiving", "replication"]
@@ -35,7 +36,8 @@ def _run(group: str, cluster: str) -> list[dict]:
     max_active_runs=1,
     tags=["dr", "verification", "pgbackrest"],
     # Checks report failures as results; a retry only covers a crashed worker.
-    default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=2),
+                  "execution_timeout": TASK_TIMEOUT},
     params={"clusters": Param([], type="array", description="only these clusters (default: all allowed)")},
     doc_md=__doc__,
 )

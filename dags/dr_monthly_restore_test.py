@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from airflow.sdk import Param, dag, get_current_context, setup, task
 
 from drdrill.core.journal import step
+from drdrill.core.limits import TASK_TIMEOUT
 from drdrill.operators.dataquality import RowCountCheckOperator
 from drdrill.operators.restore import PgBackRestRestoreOperator, ScratchServerTeardownOperator
 
@@ -33,7 +34,7 @@ def _ctx() -> tuple[dict, str]:
     max_active_runs=1,
     tags=["dr", "restore", "pgbackrest", "great-expectations"],
     # A restore is not retried in place: a half-restored scratch proves nothing. The next run is the retry.
-    default_args={"owner": "platform", "retries": 0},
+    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT},
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),
         "repo": Param(1, type="integer", minimum=1, description="pgBackRest repo to restore from (1, 2...)"),

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag
 
+from drdrill.core.limits import TASK_TIMEOUT
 from drdrill.runbook import build_runbook, deadline_alert
 
 
@@ -23,7 +24,7 @@ from drdrill.runbook import build_runbook, deadline_alert
     catchup=False,
     max_active_runs=1,
     tags=["dr", "failover", "postgres", "runbook", "incident"],
-    default_args={"owner": "platform", "retries": 0},
+    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT},
     deadline=deadline_alert(),
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),

@@ -15,7 +15,7 @@ teardown stops the scratch server and removes its directory whatever happened be
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag
 
@@ -34,7 +34,7 @@ MIN_ROWS = {"public.pgbench_accounts": 1000}
     catchup=False,
     max_active_runs=1,
     tags=["dr", "example", "restore"],
-    default_args={"owner": "platform", "retries": 0},
+    default_args={"owner": "platform", "retries": 0, "execution_timeout": timedelta(hours=2)},
     params={
         "repo": Param(1, type="integer", minimum=1, description="pgBackRest repo to restore from"),
         "scratch_root": Param("/var/lib/drdrill/scratch", type="string",

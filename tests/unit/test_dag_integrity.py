@@ -38,6 +38,9 @@ def test_tags_retries_and_docs(dagbag, dag_id):
     assert dag.tags and "dr" in dag.tags
     assert "retries" in dag.default_args, "set retries explicitly: a drill must say whether it retries"
     assert all(t.retries is not None for t in dag.tasks)
+    # Every task is bounded: nothing holds a worker slot for ever (drdrill.core.limits).
+    unbounded = [t.task_id for t in dag.tasks if not t.execution_timeout]
+    assert not unbounded, f"tasks without execution_timeout: {unbounded}"
     assert dag.doc_md and dag.max_active_runs == 1
     assert dag.catchup is False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -48,7 +49,9 @@ def add_approval(assessed: Any, ids: list[str], *, drill: bool) -> list[Any]:
                                        "{{ params.cluster }}?",
             body="{{ ti.xcom_pull(task_ids='assess.probe')['summary'] }}\n\nRun: {{ run_id }}. "
                  "No answer before the timeout means Reject.",
-            defaults=["Reject"], response_timeout=APPROVAL_TIMEOUT, fail_on_reject=True)
+            defaults=["Reject"], response_timeout=APPROVAL_TIMEOUT, fail_on_reject=True,
+            # the human has the response timeout; the task a little longer, so the timeout decides
+            execution_timeout=APPROVAL_TIMEOUT + timedelta(minutes=5))
         not_needed = EmptyOperator(task_id="not_needed")
         g = gate()
         assessed >> g >> [approve, not_needed]

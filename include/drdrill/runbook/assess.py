@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import TaskGroup, get_current_context, task
@@ -39,7 +40,9 @@ def add_detect(preflight: Any, ids: list[str]) -> Any:
     """Incident only: wait (deferrable) until the primary meets the trigger criteria."""
     with TaskGroup("detect", tooltip="Trigger criteria: primary fails health checks for N consecutive minutes"):
         detect = PostgresDownSensor(task_id="primary_down", plan=preflight, skip="{{ params.skip_health_wait }}",
-                                    wait_timeout="{{ params.max_wait_minutes * 60 }}")
+                                    wait_timeout="{{ params.max_wait_minutes * 60 }}",
+                                    # bounded by the run's own max_wait_minutes (deferred: no worker slot)
+                                    execution_timeout=timedelta(days=1))
     ids.append("detect.primary_down")
     return detect
 
