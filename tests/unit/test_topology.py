@@ -115,3 +115,18 @@ def test_read_of_a_written_state(tmp_path):
     (tmp_path / "nested" / "dir").mkdir(parents=True)
     (tmp_path / "nested" / "dir" / topology.FILE).write_text(json.dumps({"main": {"primary": "pg2"}}))
     assert topology.read(store) == {"main": {"primary": "pg2"}}
+
+
+def test_a_recording_replaces_the_file_whole_never_in_place(estate_file, tmp_path):
+    # Written in place, a crash mid-write left a truncated topology.json; now the new state goes to a
+    # temp file that replaces the old one (a new inode), and no temp file is left behind.
+    e = load_estate(estate_file)
+    topology.record(e, "main", "pg2", run_id="r1", drill="dr_quarterly_failover_drill", reason="failover")
+    f = tmp_path / "state" / topology.FILE
+    before = f.stat().st_ino
+    topology.record(load_estate(estate_file), "main", "pg1", run_id="r2", drill="dr_quarterly_failover_drill",
+                    reason="failback")
+    assert f.stat().st_ino != before
+    assert sorted(p.name for p in f.parent.iterdir()) == [topology.FILE]
+    assert json.loads(f.read_text())["main"]["primary"] == "pg1"
+

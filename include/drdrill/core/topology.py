@@ -80,11 +80,27 @@ def record(estate: Any, cluster: str, primary: str, *, run_id: str, drill: str, 
                                                 "drill": drill, "reason": reason}][-50:]
     state[cluster] = rec
     p = _path(store)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w") as f:
-        json.dump(state, f, indent=2)
+    _write_atomically(p, json.dumps(state, indent=2))
     log.info("topology: %s primary is now %s (was %s), recorded in %s", cluster, primary, previous, p)
     return rec
+
+
+def _write_atomically(p: Any, body: str) -> None:
+    """Readers see the old state or the new one, never half of it (a crash mid-write used to leave
+    a truncated file). Local: a temp file beside it, then rename; object storage: one PUT, which is
+    atomic there."""
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not hasattr(p, "fs"):  # a local pathlib path
+        import os
+
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        with tmp.open("w") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+        return
+    p.write_text(body)
 
 
 def reset(store: Any) -> None:
