@@ -43,8 +43,13 @@ CREATE TABLE IF NOT EXISTS drdrill.canary_writes (run_id text NOT NULL, seq bigi
 
 
 # ------------------------------------------------------------------ the writer process
-def write_loop(out: Path, run_id: str, urls: list[str], interval: float, timeout: float) -> None:
-    """Write until SIGTERM; one JSON line per attempt, flushed before the next attempt."""
+def write_loop(out: Path, run_id: str, urls: list[str], interval: float, timeout: float,
+               max_seconds: float = 3600) -> None:
+    """Write until SIGTERM or ``max_seconds``; one JSON line per attempt, flushed before the next.
+
+    The lifetime is bounded so that a writer whose run died (and whose teardown never came, or ran
+    on another worker) stops writing into production by itself.
+    """
     stop = False
 
     def on_term(*_: Any) -> None:
@@ -54,8 +59,9 @@ def write_loop(out: Path, run_id: str, urls: list[str], interval: float, timeout
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     seq = 0
+    ends = time.monotonic() + max_seconds
     with (out / ACKS).open("a", buffering=1) as f:
-        while not stop:
+        while not stop and time.monotonic() < ends:
             seq += 1
             t0 = time.time()
             url = urls[seq % len(urls)]
@@ -79,8 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--url", action="append", required=True, help="write endpoint (repeat per replica)")
     ap.add_argument("--interval-ms", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=2.0)
+    ap.add_argument("--max-seconds", type=float, default=3600, help="stop writing after this long, whatever happens")
     a = ap.parse_args(argv)
-    write_loop(a.out, a.run_id, a.url, a.interval_ms / 1000.0, a.timeout)
+    write_loop(a.out, a.run_id, a.url, a.interval_ms / 1000.0, a.timeout, a.max_seconds)
 
 
 # ------------------------------------------------------------------ control from a task
@@ -98,23 +105,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def start(workdir: Path, run_id: str, urls: list[str], *, interval_ms: int, timeout: float) -> int:
-    """Start the writer detached; returns its PID (also in ``workdir/canary.pid``)."""
+def start(workdir: Path, run_id: str, urls: list[str], *, interval_ms: int, timeout: float,
+          max_seconds: float = 3600) -> int:
+    """Start the writer detached; returns its PID (also in ``workdir/canary.pid``).
+
+    It stops by itself after ``max_seconds`` even if nobody tears it down.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     pidfile = workdir / PIDFILE
     if pidfile.exists() and is_running(workdir):
         raise RuntimeError(f"a canary writer already runs for {workdir}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                                       os.environ.get("PYTHONPATH")]))}
     argv = [sys.executable, "-m", "drdrill.core.canary", "--out", str(workdir), "--run-id", run_id,
-            "--interval-ms", str(interval_ms), "--timeout", str(timeout)]
+            "--interval-ms", str(interval_ms), "--timeout", str(timeout), "--max-seconds", str(max_seconds)]
     for u in urls:
         argv += ["--url", u]
     with (workdir / "canary.log").open("ab") as errlog:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog,
                                 start_new_session=True, env=env)
     pidfile.write_text(str(proc.pid))
-    log.info("canary writer started (pid %s): a write every %s ms through %s", proc.pid, interval_ms, urls)
+    log.info("canary writer started (pid %s): a write every %s ms through %s, for at most %.0fs", proc.pid,
+             interval_ms, urls, max_seconds)
     return proc.pid
 
 

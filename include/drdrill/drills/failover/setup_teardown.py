@@ -39,8 +39,10 @@ def start_canary(plan: Plan) -> dict[str, Any]:
     (workdir / scratch.TAG_FILE).write_text(json.dumps({"run_id": plan.run_id, "dag_id": plan.dag_id,
                                                         "dir": str(workdir), "kind": "failover"}))
     urls = [u.rstrip("/") + svc.write_path for u in svc.urls]
+    # Bounded: a writer whose teardown never comes (a dead worker) stops writing into production by
+    # itself, at twice the RTO target (the whole failover must be over long before that).
     pid = canary.start(workdir, plan.run_id, urls, interval_ms=cluster.failover.canary_interval_ms,
-                       timeout=svc.timeout_seconds)
+                       timeout=svc.timeout_seconds, max_seconds=2 * cluster.targets.rto_minutes * 60)
     if plan.drill:  # steady state from the application's side: acknowledged writes before the fault
         wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
                       interval=0.1, what="the canary writer's first acknowledged writes through the service")
