@@ -252,3 +252,44 @@ def test_cluster_that_does_not_allow_the_drill_is_refused(dagbag, estate, tmp_pa
     f.write_text(DEFAULT_ESTATE.read_text().replace("      - dr_monthly_restore_test\n", ""))
     monkeypatch.setenv("DRDRILL_ESTATE", str(f))
     _refused(dagbag, estate, {}, "does not allow dr_monthly_restore_test", "allowed_drills")
+
+
+def test_a_run_killed_mid_restore_leaves_nothing_once_the_next_run_is_done(dagbag, estate, monkeypatch, tmp_path):
+    """SIGKILL of the run's process: its scratch server keeps running and Airflow reads the run as
+    running for ever; past its lease, the next run stops that server and removes its directory."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from drdrill.core.polling import wait_until
+
+    monkeypatch.setenv(scratch.LEASE_ENV, "0.3")  # 18 s instead of twice the restore target
+    root = estate.scratch.root
+    before = set(root.iterdir()) if root.exists() else set()
+    with (tmp_path / "killed.log").open("w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", DAG, "-c",
+                                 json.dumps({"repo": 1})], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=os.environ.copy())
+
+    def started() -> Path | None:
+        return next((d for d in (set(root.iterdir()) - before if root.exists() else ())
+                     if (d / "data" / "postmaster.pid").exists()), None)
+
+    try:
+        killed = wait_until(started, timeout=180, interval=0.2, what="the first run's scratch server to start")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert postgres_processes_under(killed), "the scenario needs a server that outlived its run"
+    lease_until = scratch.read_tag(killed)["lease_until"]
+    time.sleep(max(0.0, lease_until - time.time()) + 0.5)
+
+    dr = run_dag(dagbag, DAG, {"repo": 1})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert str(killed) in doc["scratch"]["leftovers_removed"]
+    assert not killed.exists() and postgres_processes_under(killed) == []
+    assert_nothing_left(estate, doc)

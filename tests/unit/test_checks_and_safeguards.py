@@ -182,3 +182,18 @@ def test_an_error_asking_airflow_keeps_the_scratch_and_says_so(tmp_path, caplog)
     is_active = scratch.active_in_airflow(_AirflowAPI(set(), fail=True), "dr_x")
     assert scratch.leftovers(tmp_path, keep_run_id="me", is_active=is_active) == []
     assert "could not ask Airflow whether run some_run" in caplog.text and "keeping its scratch" in caplog.text
+
+
+def test_a_scratch_past_its_lease_is_a_leftover_whatever_airflow_says(tmp_path, caplog):
+    import time
+
+    scratch.create(scratch.Scratch("killed_run", str(tmp_path / "killed_run"), 1, "127.0.0.1", "dr_x"),
+                   LocalRunner(None), None, lease=0.2)
+    scratch.create(scratch.Scratch("live_run", str(tmp_path / "live_run"), 1, "127.0.0.1", "dr_x"),
+                   LocalRunner(None), None, lease=0.2)
+    time.sleep(0.3)
+    assert scratch.renew(tmp_path / "live_run")  # a step of the live run renews its lease
+    # Airflow reads both runs as running (a killed `dags test` process stays "running" for ever).
+    found = scratch.leftovers(tmp_path, keep_run_id="me", is_active=lambda tag: True)
+    assert found == [tmp_path / "killed_run"]
+    assert "its lease ran out" in caplog.text

@@ -13,8 +13,10 @@ import logging
 import re
 import shutil
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,14 +116,30 @@ def allocate_in(root: Path, run_id: str, *, host: str, port: int | None, port_ra
     return Scratch(run_id=run_id, dir=str(d), port=port, host=host, dag_id=dag_id)
 
 
-def create(scratch: Scratch, runner: Runner, owner: str | None) -> None:
-    """Create the tagged scratch directory owned by the server's OS user."""
+LEASE_ENV = "DRDRILL_SCRATCH_LEASE_MINUTES"
+
+
+def lease_seconds(default_minutes: float) -> float:
+    """How long a scratch may live without renewal: ``$DRDRILL_SCRATCH_LEASE_MINUTES``, else the default."""
+    import os
+
+    return float(os.environ.get(LEASE_ENV) or default_minutes) * 60
+
+
+def create(scratch: Scratch, runner: Runner, owner: str | None, *, lease: float = 24 * 3600) -> None:
+    """Create the tagged scratch directory owned by the server's OS user.
+
+    The tag carries a lease: past ``lease_until`` the scratch is a leftover for any run's cleanup,
+    whatever Airflow says about the run that made it (a killed run can read as running for ever).
+    The run renews it (`renew`) as it goes.
+    """
     d = Path(scratch.dir)
     if d.exists():
         raise PreflightError(f"scratch directory {d} already exists; a previous run did not clean up and its "
                              f"setup could not remove it")
     d.mkdir(parents=True)
-    (d / TAG_FILE).write_text(json.dumps(scratch.to_dict()))
+    (d / TAG_FILE).write_text(json.dumps({**scratch.to_dict(), "lease_seconds": lease,
+                                          "lease_until": time.time() + lease}))
     scratch.socket_dir.mkdir()
     scratch.data_dir.mkdir(mode=0o700)
     if owner and owner != "root":
@@ -171,6 +189,19 @@ def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:
     log.info("removed scratch directory %s", scratch_dir)
 
 
+def renew(d: Path | str) -> float | None:
+    """Extend a scratch's lease by its own length from now (a step of its run is still working)."""
+    d = Path(d)
+    tag = read_tag(d)
+    if not tag or "lease_seconds" not in tag:
+        return None
+    tag["lease_until"] = time.time() + float(tag["lease_seconds"])
+    tmp = d / f".{TAG_FILE}.tmp"
+    tmp.write_text(json.dumps(tag))
+    tmp.replace(d / TAG_FILE)
+    return tag["lease_until"]
+
+
 def read_tag(d: Path) -> dict:
     try:
         return json.loads((d / TAG_FILE).read_text())
@@ -183,7 +214,8 @@ def leftovers(root: Path, keep_run_id: str | None = None,
     """Tagged scratch directories under ``root`` left by other runs that are no longer active.
 
     ``is_active(tag)`` says whether the run that made a directory is still running (asked of
-    Airflow by the caller): a concurrent run's scratch is never taken for a leftover.
+    Airflow by the caller): a concurrent run's scratch is never taken for a leftover, unless its
+    lease has run out (its run was killed, or is stuck far past any target).
     """
     if not root.exists():
         return []
@@ -193,6 +225,12 @@ def leftovers(root: Path, keep_run_id: str | None = None,
             continue
         tag = read_tag(d)
         if tag.get("run_id") == keep_run_id:
+            continue
+        until = tag.get("lease_until")
+        if until and until < time.time():
+            log.warning("scratch %s of run %s: its lease ran out at %s; removing it whatever Airflow says about "
+                        "that run", d, tag.get("run_id"), datetime.fromtimestamp(until, UTC).isoformat())
+            out.append(d)
             continue
         if is_active and tag and is_active(tag):
             log.info("scratch %s belongs to run %s, which is still active: left alone", d, tag.get("run_id"))

@@ -204,7 +204,9 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
     if plan.dry_run:
         log.info("[DRY RUN] would create scratch %s on port %s", s.dir, s.port)
     else:
-        scratch.create(s, runner, cluster.runner.run_as)
+        # Twice the restore target: a run still going then has failed its target anyway.
+        scratch.create(s, runner, cluster.runner.run_as,
+                       lease=scratch.lease_seconds(2 * cluster.targets.max_restore_minutes))
         log.info("scratch %s allocated on port %s", s.dir, s.port)
     return {**s.to_dict(), "cluster": cluster.name, "leftovers_removed": [str(d) for d in removed]}
 

@@ -84,6 +84,10 @@ class RowCountCheckOperator(DrillOperator):
         if not host or not port:
             raise ValueError(f"no database to check: give target (with host and port) or host and port, got "
                              f"target={self.target!r}")
+        if t.get("dir"):  # a scratch server this run still uses: extend its lease
+            from drdrill.core import scratch
+
+            scratch.renew(t["dir"])
         c = estate_cluster(self.cluster) if self.cluster else None
         rt = c.restore_test if c is not None else None
         if c is not None:

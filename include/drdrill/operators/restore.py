@@ -130,6 +130,7 @@ class PgBackRestRestoreOperator(DrillOperator):
 
         if self.scratch:
             s = self.scratch
+            scratch.renew(s["dir"])  # this run is alive and using it
             return scratch.Scratch(s["run_id"], s["dir"], int(s["port"]), s["host"]), False
         if not self.scratch_root and place.cluster is None:
             raise ValueError("scratch_root is required (where the scratch server's directory is created)")
@@ -145,7 +146,9 @@ class PgBackRestRestoreOperator(DrillOperator):
             sc = scratch.allocate_in(Path(self.scratch_root), run_id, host=self.host, port=port,
                                      port_range=tuple(self.port_range), dag_id=dag_id)
         if not truthy(self.dry_run):
-            scratch.create(sc, place.runner, place.run_as)
+            # the wait for recovery plus an hour for the restore and the checks, unless set
+            scratch.create(sc, place.runner, place.run_as,
+                           lease=scratch.lease_seconds(float(self.wait_timeout) / 60 + 60))
         return sc, True
 
     def _restore(self, context: Any, started: float) -> Any:

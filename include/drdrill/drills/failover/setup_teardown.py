@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,15 @@ def start_canary(plan: Plan) -> dict[str, Any]:
             pg.query(c, canary.TABLE_SQL)
     workdir = Path(plan.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    lease = 2 * cluster.targets.rto_minutes * 60  # the canary writer's own bounded lifetime
     (workdir / scratch.TAG_FILE).write_text(json.dumps({"run_id": plan.run_id, "dag_id": plan.dag_id,
-                                                        "dir": str(workdir), "kind": "failover"}))
+                                                        "dir": str(workdir), "kind": "failover",
+                                                        "lease_seconds": lease, "lease_until": time.time() + lease}))
     urls = [u.rstrip("/") + svc.write_path for u in svc.urls]
     # Bounded: a writer whose teardown never comes (a dead worker) stops writing into production by
     # itself, at twice the RTO target (the whole failover must be over long before that).
     pid = canary.start(workdir, plan.run_id, urls, interval_ms=cluster.failover.canary_interval_ms,
-                       timeout=svc.timeout_seconds, max_seconds=2 * cluster.targets.rto_minutes * 60)
+                       timeout=svc.timeout_seconds, max_seconds=lease)
     if plan.drill:  # steady state from the application's side: acknowledged writes before the fault
         wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
                       interval=0.1, what="the canary writer's first acknowledged writes through the service")
