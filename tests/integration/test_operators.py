@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.integration.helpers import corrupted_newest_full
+
+from integration.helpers import corrupted_newest_full
 
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "operators_by_connection.py"
 DAG_ID = "test_operators_by_connection"

@@ -219,10 +219,9 @@ def restore_into(br: PgBackRestHook, sc: scratch.Scratch, *, repo: int, target_t
         errors = [ln.strip() for ln in res.stderr.splitlines() if "ERROR" in ln] or res.stderr.strip().splitlines()
         if not chosen:  # nothing was read from the repo: the target or the stanza is the problem
             raise DrillError(f"pgbackrest restore of stanza {br.stanza!r} from repo{repo} into {sc.data_dir} failed "
-                             f"before reading any "
-                             f"backup set (exit code {res.returncode}): {' | '.join(errors[-3:])}. Check that the "
-                             f"stanza and repo exist and that the scratch directory is writable by the user "
-                             f"pgBackRest runs as.")
+                             f"before reading any backup set (exit code {res.returncode}): {' | '.join(errors[-3:])}. "
+                             f"Check that the stanza and repo exist and that the scratch directory is writable by "
+                             f"the user pgBackRest runs as.")
         raise DrillError(f"pgbackrest restore from repo{repo} failed (exit code {res.returncode}) while "
                          f"restoring backup set {chosen.group(1)}: {' | '.join(errors[-3:])}. The backup set may be "
                          f"damaged: run dr_daily_verification (pgbackrest verify) for repo{repo}, take a new full "
