@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import socket
@@ -121,8 +122,6 @@ LEASE_ENV = "DRDRILL_SCRATCH_LEASE_MINUTES"
 
 def lease_seconds(default_minutes: float) -> float:
     """How long a scratch may live without renewal: ``$DRDRILL_SCRATCH_LEASE_MINUTES``, else the default."""
-    import os
-
     return float(os.environ.get(LEASE_ENV) or default_minutes) * 60
 
 
@@ -138,8 +137,7 @@ def create(scratch: Scratch, runner: Runner, owner: str | None, *, lease: float 
         raise PreflightError(f"scratch directory {d} already exists; a previous run did not clean up and its "
                              f"setup could not remove it")
     d.mkdir(parents=True)
-    (d / TAG_FILE).write_text(json.dumps({**scratch.to_dict(), "lease_seconds": lease,
-                                          "lease_until": time.time() + lease}))
+    write_tag(d, scratch.to_dict(), lease=lease)
     scratch.socket_dir.mkdir()
     scratch.data_dir.mkdir(mode=0o700)
     if owner and owner != "root":
@@ -189,17 +187,25 @@ def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:
     log.info("removed scratch directory %s", scratch_dir)
 
 
+def write_tag(d: Path, fields: dict, *, lease: float) -> float:
+    """Write the tag file that makes ``d`` a scratch directory, its lease running from now.
+
+    Replaced whole (temp file + rename): a reader never sees half a tag. Returns ``lease_until``.
+    """
+    until = time.time() + lease
+    tmp = d / f".{TAG_FILE}.tmp"
+    tmp.write_text(json.dumps({**fields, "lease_seconds": lease, "lease_until": until}))
+    tmp.replace(d / TAG_FILE)
+    return until
+
+
 def renew(d: Path | str) -> float | None:
     """Extend a scratch's lease by its own length from now (a step of its run is still working)."""
     d = Path(d)
     tag = read_tag(d)
     if not tag or "lease_seconds" not in tag:
         return None
-    tag["lease_until"] = time.time() + float(tag["lease_seconds"])
-    tmp = d / f".{TAG_FILE}.tmp"
-    tmp.write_text(json.dumps(tag))
-    tmp.replace(d / TAG_FILE)
-    return tag["lease_until"]
+    return write_tag(d, tag, lease=float(tag["lease_seconds"]))
 
 
 def read_tag(d: Path) -> dict:

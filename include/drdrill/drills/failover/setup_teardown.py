@@ -4,9 +4,7 @@ the run's scratch directory it lives in, removed at the end whatever happened.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +36,8 @@ def start_canary(plan: Plan) -> dict[str, Any]:
     workdir = Path(plan.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     lease = 2 * cluster.targets.rto_minutes * 60  # the canary writer's own bounded lifetime
-    (workdir / scratch.TAG_FILE).write_text(json.dumps({"run_id": plan.run_id, "dag_id": plan.dag_id,
-                                                        "dir": str(workdir), "kind": "failover",
-                                                        "lease_seconds": lease, "lease_until": time.time() + lease}))
+    scratch.write_tag(workdir, {"run_id": plan.run_id, "dag_id": plan.dag_id, "dir": str(workdir),
+                                "kind": "failover"}, lease=lease)
     urls = [u.rstrip("/") + svc.write_path for u in svc.urls]
     # Bounded: a writer whose teardown never comes (a dead worker) stops writing into production by
     # itself, at twice the RTO target (the whole failover must be over long before that).
