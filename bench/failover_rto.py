@@ -49,12 +49,8 @@ PHASES = ["assess", "approval", "failover", "dns_switch", "verify", "rollback", 
 
 # --------------------------------------------------------------------------- environment
 def drill_env() -> dict[str, str]:
-    """The environment `make` gives Airflow, with the drill's deadline alert off."""
-    env = common.airflow_env()
-    # Airflow 3.3.2's dag.test() crashes at the end of a run of a DAG with a deadline alert (the
-    # scheduler does not): `airflow dags test` of the drill only works with the alert off.
-    env["DRDRILL_RTO_DEADLINE_MINUTES"] = "0"
-    return env
+    """The environment `make` gives Airflow."""
+    return common.airflow_env()
 
 
 def sandbox_env() -> dict[str, str]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from airflow.sdk import Param, dag
 
 from drdrill.core.limits import TASK_TIMEOUT
-from drdrill.runbook import build_runbook, deadline_alert
+from drdrill.runbook import build_runbook
 
 
 @dag(
@@ -25,7 +25,6 @@ from drdrill.runbook import build_runbook, deadline_alert
     max_active_runs=1,
     tags=["dr", "failover", "postgres", "runbook", "incident"],
     default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT},
-    deadline=deadline_alert(),
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),
         "skip_health_wait": Param(False, type="boolean",

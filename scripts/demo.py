@@ -121,9 +121,6 @@ def main() -> int:
     estate = load_estate()
     # The drills reach the sandbox's moto (S3, Route53) through the aws_sandbox connection.
     env = {**os.environ, **Sandbox().airflow_env()}
-    # The failover drill's RTO Deadline Alert off: Airflow 3.3.2's dag.test() (`airflow dags test`)
-    # crashes at the end of a run of a DAG with a deadline; the scheduler is not affected.
-    env["DRDRILL_RTO_DEADLINE_MINUTES"] = "0"
     logdir = Path(os.environ.get("AIRFLOW_HOME", "airflow-home")) / "demo"
     logdir.mkdir(parents=True, exist_ok=True)
     print(f"drdrill demo on estate {estate.name!r} ({estate.source})\n")

@@ -24,9 +24,6 @@ os.environ.update({
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "GX_ANALYTICS_ENABLED": "False",
-    # dag.test() in Airflow 3.3.2 crashes after a successful run of a DAG with a Deadline Alert
-    # (drdrill.runbook.deadline_alert); the alert itself is tested in tests/unit/test_runbook.py.
-    "DRDRILL_RTO_DEADLINE_MINUTES": "0",
 })
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")]))
 

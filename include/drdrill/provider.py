@@ -23,6 +23,7 @@ PGBACKREST = "pgBackRest"
 POSTGRES = "PostgreSQL"
 ROUTE53 = "Amazon Route 53"
 DATA_QUALITY = "Great Expectations"
+DEADLINES = "Recovery deadlines"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -39,6 +40,9 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": ROUTE53, "external-doc-url": "https://aws.amazon.com/route53/", "tags": ["aws"]},
             {"integration-name": DATA_QUALITY, "external-doc-url": "https://docs.greatexpectations.io/",
              "tags": ["software"]},
+            {"integration-name": DEADLINES, "tags": ["software"],
+             "external-doc-url": "https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/"
+                                 "deferring.html"},
         ],
         "operators": [
             {"integration-name": PGBACKREST, "python-modules": ["drdrill.operators.pgbackrest",
@@ -46,6 +50,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": DATA_QUALITY, "python-modules": ["drdrill.operators.dataquality"]},
             {"integration-name": POSTGRES, "python-modules": ["drdrill.operators.postgres"]},
             {"integration-name": ROUTE53, "python-modules": ["drdrill.operators.route53"]},
+            {"integration-name": DEADLINES, "python-modules": ["drdrill.operators.deadline"]},
         ],
         "sensors": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.sensors.postgres"]},
@@ -57,6 +62,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "triggers": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.triggers.postgres"]},
+            {"integration-name": DEADLINES, "python-modules": ["drdrill.triggers.deadline"]},
         ],
         # PostgresNodeHook and Route53Hook use the postgres and aws connection types of their
         # providers; only pgBackRest has a connection type of its own.

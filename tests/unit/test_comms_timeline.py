@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import sys
@@ -125,25 +124,34 @@ def _escalations(caplog) -> list[str]:
             if r.name == "drdrill.drills.failover.comms" and "[ESCALATION]" in r.getMessage()]
 
 
+def _missed(**kw):
+    return {"minutes": 30, "since": 1775019600.0, "run_id": "scheduled__2026-04-01T05:00:00+00:00",
+            "dag_id": "dr_quarterly_failover_drill", "cluster": "main", **kw}
+
+
 def test_deadline_callback_logs_the_escalation_with_the_sandbox_estate(monkeypatch, caplog):
     monkeypatch.delenv("DRDRILL_ESTATE", raising=False)
     with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
-        asyncio.run(comms.rto_deadline_missed(minutes=30))
+        out = comms.rto_deadline_missed(_missed())
     [msg] = _escalations(caplog)
-    assert msg.startswith("RTO target of 30 min reached: failover run unknown run has not finished")
+    assert msg.startswith("[DRILL] RTO target of 30 min missed on main: failover run "
+                          "scheduled__2026-04-01T05:00:00+00:00 is not verified yet")
+    # counted from the outage (05:00:00 UTC), not from the run being queued
+    assert "has not restored service 30 minutes after the failure (05:00:00 UTC)" in msg
     assert "Impact: the RTO target is missed." in msg and "the DBA lead and the engineering manager" in msg
     assert not [r for r in caplog.records if "estate unreadable" in r.getMessage()]
+    assert out["phase"] == "rto_missed" and out["sent"] == [{"kind": "log", "sent": True}]
 
 
 def test_deadline_callback_still_logs_when_the_estate_is_unreadable(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("DRDRILL_ESTATE", str(tmp_path / "missing.yaml"))
     with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
-        asyncio.run(comms.rto_deadline_missed(minutes=45))
-    assert _escalations(caplog)[0].startswith("RTO target of 45 min reached")
-    assert any("estate unreadable in the deadline callback" in r.getMessage() for r in caplog.records)
+        comms.rto_deadline_missed(_missed(minutes=45, dag_id="dr_postgres_primary_failover"))
+    assert _escalations(caplog)[0].startswith("RTO target of 45 min missed on main")  # an incident: no [DRILL]
+    assert any("estate unreadable for the RTO alert" in r.getMessage() for r in caplog.records)
 
 
-def test_deadline_callback_goes_to_the_estates_channels(monkeypatch, caplog, tmp_path):
+def test_deadline_callback_goes_to_the_clusters_channels(monkeypatch, caplog, tmp_path):
     est = tmp_path / "estate.yaml"
     est.write_text(DEFAULT_ESTATE.read_text().replace(
         "      notify:\n        - kind: log\n",
@@ -152,21 +160,11 @@ def test_deadline_callback_goes_to_the_estates_channels(monkeypatch, caplog, tmp
     monkeypatch.setenv("DRDRILL_ESTATE", str(est))
     _without(monkeypatch, SMTP)  # no mail leaves the machine; the attempt is what is checked
     with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
-        asyncio.run(comms.rto_deadline_missed(minutes=30))
-    assert len(_escalations(caplog)) == 1  # the log channel once, not once per cluster entry
-    assert any("could not send 'RTO target of 30 min reached" in r.getMessage() and "through smtp" in r.getMessage()
-               for r in caplog.records)
-
-
-def test_deadline_callback_names_the_run_from_the_triggerers_context(monkeypatch, caplog):
-    monkeypatch.delenv("DRDRILL_ESTATE", raising=False)
-    # The shape airflow.models.deadline.Deadline.handle_miss puts into the callback's kwargs.
-    context = {"dag_run": {"dag_run_id": "scheduled__2026-04-01T05:00:00+00:00",
-                           "dag_id": "dr_quarterly_failover_drill", "state": "running"},
-               "deadline": {"id": "0197", "deadline_time": "2026-04-01T05:30:00+00:00"}}
-    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
-        asyncio.run(comms.rto_deadline_missed(minutes=30, context=context))
-    assert "scheduled__2026-04-01T05:00:00+00:00" in _escalations(caplog)[0]
+        out = comms.rto_deadline_missed(_missed())
+    assert len(_escalations(caplog)) == 1  # the log channel once
+    assert [c["kind"] for c in out["sent"]] == ["log", "smtp"] and out["sent"][1]["sent"] is False
+    assert any("could not send '[DRILL] RTO target of 30 min missed" in r.getMessage()
+               and "through smtp" in r.getMessage() for r in caplog.records)
 
 
 # ------------------------------------------------------------------ timeline

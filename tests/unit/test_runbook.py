@@ -1,7 +1,7 @@
-"""The failover runbook as DAGs: phases as task groups, the human gate, trigger rules, the RTO Deadline Alert.
+"""The failover runbook as DAGs: phases as task groups, the human gate, trigger rules, the RTO alert.
 
-Each DAG file is parsed in a fresh interpreter (as the DAG processor does), because the Deadline Alert is
-decided at import time from ``DRDRILL_RTO_DEADLINE_MINUTES``, which the test session sets to 0.
+Each DAG file is parsed in a fresh interpreter (as the DAG processor does), because the RTO alert's
+override is read at parse time from ``DRDRILL_RTO_DEADLINE_MINUTES``.
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ tasks = {t.task_id: {"cls": type(t).__name__, "trigger_rule": str(getattr(t.trig
 groups = sorted(k for k, v in dag.task_group.children.items() if hasattr(v, "children"))
 approve = dag.get_task("approval.approve")
 deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline] if dag.deadline else []
+watch = dag.get_task("rto_watch")
 print(json.dumps({
     "schedule": dag.schedule if dag.schedule is None else str(dag.schedule),
     "groups": groups, "tasks": tasks,
     "approve": {"defaults": approve.defaults, "fail_on_reject": approve.fail_on_reject,
                 "options": approve.options},
-    "deadlines": [{"reference": type(d.reference).__name__, "interval": d.interval.total_seconds(),
-                   "callback": type(d.callback).__name__, "path": d.callback.path, "kwargs": d.callback.kwargs}
-                  for d in deadlines],
+    "deadlines": len(deadlines),
+    "watch": {"cls": type(watch).__name__, "since": watch.since, "within_minutes": watch.within_minutes,
+              "watch_task_ids": watch.watch_task_ids, "on_missed": watch.on_missed, "cluster": watch.cluster},
 }))
 """
 
@@ -120,27 +121,29 @@ def test_the_canary_is_stopped_by_a_teardown_of_its_setup(dag_id):
 
 
 @pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])
-def test_rto_deadline_alert_by_default(dag_id):
-    [alert] = _describe(dag_id, None)["deadlines"]
-    assert alert["interval"] == 30 * 60
-    assert alert["reference"] == "DagRunQueuedAtDeadline"
-    assert alert["callback"] == "AsyncCallback"
-    assert alert["path"] == "drdrill.drills.failover.comms.rto_deadline_missed"
-    assert alert["kwargs"] == {"minutes": 30.0}
+def test_the_rto_alert_counts_from_the_outage_not_from_the_run(dag_id):
+    d = _describe(dag_id, None)
+    assert d["deadlines"] == 0  # Airflow's Deadline Alerts count from the run's creation or queueing
+    w, tasks = d["watch"], d["tasks"]
+    assert w["cls"] == "RecoveryDeadlineOperator" and w["cluster"] == "{{ params.cluster }}"
+    assert w["within_minutes"] is None  # the cluster's targets.rto_minutes, read at run time
+    assert w["watch_task_ids"] == ["verify.checks"]
+    assert w["on_missed"] == "drdrill.drills.failover.comms.rto_deadline_missed"
+    if dag_id == DRILL:  # from the injected fault: approval waits and queueing are not downtime
+        assert tasks["rto_watch"]["upstream"] == ["failover.inject_fault"]
+        assert "failover.inject_fault" in w["since"] and "fault_at" in w["since"]
+    else:  # from the first failed health check
+        assert tasks["rto_watch"]["upstream"] == ["detect.primary_down"]
+        assert "failing_since" in w["since"]
+    assert "rto_watch" in tasks["cleanup"]["upstream"]  # the journal sees whether it fired
 
 
 def test_rto_deadline_follows_the_environment():
-    [alert] = _describe(DRILL, "45")["deadlines"]
-    assert alert["interval"] == 45 * 60 and alert["kwargs"] == {"minutes": 45.0}
-
-
-@pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])
-def test_rto_deadline_alert_can_be_turned_off(dag_id):
-    assert _describe(dag_id, "0")["deadlines"] == []
+    assert _describe(DRILL, "45")["watch"]["within_minutes"] == "45"
+    assert _describe(INCIDENT, "0")["watch"]["within_minutes"] == "0"  # off
 
 
 def test_the_deadline_callback_path_is_importable():
-    from airflow._shared.module_loading import accepts_context, import_string
+    from airflow.sdk.module_loading import import_string
 
-    cb = import_string(_describe(DRILL, None)["deadlines"][0]["path"])
-    assert accepts_context(cb)  # the triggerer passes it the run's context
+    assert callable(import_string(_describe(DRILL, None)["watch"]["on_missed"]))

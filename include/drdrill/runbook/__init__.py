@@ -5,7 +5,8 @@ task groups named after the seed runbook, so the Airflow UI reads like it::
 
     preflight -> [detect] -> assess -> approval -> failover -> dns_switch -> verify
               -> stabilize -> [failback] ;  verify failed -> rollback ;  always: canary stop,
-              measure, cleanup, journal
+              measure, cleanup, journal ;  from the fault (drill) or the first failed health
+              check (incident): rto_watch, the RTO alert (deferred until verify ends)
 
 ``mode`` is ``"drill"`` (the fault is injected; failback at the end) or ``"incident"``
 (trigger criteria first, no fault). One module per phase builds its group; the reusable steps
@@ -21,12 +22,12 @@ from airflow.sdk import get_current_context, task
 
 from drdrill.runbook.approval import RunbookApproval, add_approval
 from drdrill.runbook.assess import add_assess, add_detect, add_preflight
-from drdrill.runbook.common import deadline_alert, plan
-from drdrill.runbook.failover import add_failover
+from drdrill.runbook.common import plan
+from drdrill.runbook.failover import add_failover, add_rto_watch
 from drdrill.runbook.stabilize import add_failback, add_stabilize
 from drdrill.runbook.verify import add_verify
 
-__all__ = ["RunbookApproval", "build_runbook", "deadline_alert"]
+__all__ = ["RunbookApproval", "build_runbook"]
 
 
 def build_runbook(mode: str) -> list[str]:
@@ -38,6 +39,7 @@ def build_runbook(mode: str) -> list[str]:
     assessed = add_assess(head, ids)
     approved = add_approval(assessed, ids, drill=drill)
     fo = add_failover(approved, ids, drill=drill)
+    watch = add_rto_watch(fo["fault"] if drill else head, ids, drill=drill)
     v = add_verify(fo["switched"], fo["canary_started"], ids, drill=drill)
     recorded = add_stabilize(v["verified"], ids)
     tail: list[Any] = [recorded, v["measured"]]
@@ -54,7 +56,7 @@ def build_runbook(mode: str) -> list[str]:
 
     cleaned = cleanup()
     tail >> cleaned
-    [v["reverted"], v["canary_stopped"]] >> cleaned
+    [v["reverted"], v["canary_stopped"], watch] >> cleaned
 
     @task(trigger_rule="all_done")
     def journal() -> dict:

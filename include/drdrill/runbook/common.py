@@ -10,7 +10,9 @@ from airflow.sdk import get_current_context
 
 # Parse-time settings (the estate is never read while parsing): environment, documented in the README.
 APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DRDRILL_APPROVAL_TIMEOUT_MINUTES", "15")))
-RTO_DEADLINE = timedelta(minutes=float(os.environ.get("DRDRILL_RTO_DEADLINE_MINUTES", "30")))
+# The RTO alert's deadline after the outage began: unset = the cluster's targets.rto_minutes
+# (read at run time); a number of minutes overrides it; 0 turns the alert off.
+RTO_DEADLINE_MINUTES = os.environ.get("DRDRILL_RTO_DEADLINE_MINUTES") or None
 
 # Templates the operators of the graph take their target from (the preflight's plan).
 CLUSTER = "{{ params.cluster }}"
@@ -33,20 +35,3 @@ def steps(task_ids: list[str]) -> dict[str, str]:
 
     ti = get_current_context()["ti"]
     return {s["task_id"].rsplit(".", 1)[-1]: s.get("status", "not run") for s in gather_steps(ti, task_ids)}
-
-
-def deadline_alert() -> Any:
-    """A Deadline Alert on the run at the RTO target: it notifies through the runbook's channels.
-
-    ``DRDRILL_RTO_DEADLINE_MINUTES=0`` turns it off. The tests and the demo do: Airflow 3.3.2's
-    ``dag.test()`` crashes at the end of a successful run of a DAG that has a deadline (it
-    looks the alert up by its serialized dict instead of its id); the scheduler is not affected.
-    """
-    from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
-
-    if RTO_DEADLINE.total_seconds() <= 0:
-        return None
-
-    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=RTO_DEADLINE,
-                         callback=AsyncCallback("drdrill.drills.failover.comms.rto_deadline_missed",
-                                                kwargs={"minutes": RTO_DEADLINE.total_seconds() / 60}))

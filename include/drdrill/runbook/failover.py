@@ -7,9 +7,10 @@ from typing import Any
 from airflow.sdk import TaskGroup, setup, task
 
 from drdrill.core.journal import step
+from drdrill.operators.deadline import RecoveryDeadlineOperator
 from drdrill.operators.postgres import PostgresPromoteOperator
 from drdrill.operators.route53 import Route53RecordSwitchOperator
-from drdrill.runbook.common import CLUSTER, DRY_RUN, STANDBY, plan
+from drdrill.runbook.common import CLUSTER, DRY_RUN, RTO_DEADLINE_MINUTES, STANDBY, plan
 from drdrill.sensors.postgres import PostgresPromotedSensor
 
 
@@ -50,6 +51,7 @@ def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[st
         canary_started >> rechecked
         promoted = PostgresPromoteOperator(task_id="promote", cluster=CLUSTER, node=STANDBY, dry_run=DRY_RUN,
                                            retries=0)
+        fault = None
         if drill:
             fault = inject_fault(rechecked)
             fault >> promoted
@@ -69,4 +71,24 @@ def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[st
             comment="drdrill {{ dag.dag_id }} {{ run_id }}: " + STANDBY + " is primary")
         [writable, recorded] >> switched
     ids.append("dns_switch.switch")
-    return {"canary_started": canary_started, "switched": switched}
+    return {"canary_started": canary_started, "switched": switched, "fault": fault}
+
+
+# When the outage starts: the injected fault (drill), the first failed health check (incident).
+FAULT_AT = "{{ ti.xcom_pull(task_ids='failover.inject_fault')['fault_at'] }}"
+FAILING_SINCE = ("{{ (ti.xcom_pull(task_ids='detect.primary_down') or {}).get('failing_since') "
+                 "or (ti.xcom_pull(task_ids='detect.primary_down') or {}).get('confirmed_at') or '' }}")
+
+
+def add_rto_watch(outage_started: Any, ids: list[str], *, drill: bool) -> Any:
+    """The RTO alert: deferred from the outage's start until the service is verified; when the
+    estate's RTO target passes first, the escalation goes out to the cluster's channels while the
+    recovery is still running, and the journal records it."""
+    watch = RecoveryDeadlineOperator(
+        task_id="rto_watch", cluster=CLUSTER, since=FAULT_AT if drill else FAILING_SINCE,
+        watch_task_ids=["verify.checks"], within_minutes=RTO_DEADLINE_MINUTES,
+        on_missed="drdrill.drills.failover.comms.rto_deadline_missed", retries=0,
+        doc_md="Escalates when the service is not verified within the RTO target after the outage began.")
+    outage_started >> watch
+    ids.append("rto_watch")
+    return watch

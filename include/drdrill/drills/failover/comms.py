@@ -15,6 +15,7 @@ Airflow providers' notifiers when configured. The same messages go into the run'
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,35 +123,30 @@ def send(subject: str, message: str, channels: list[dict[str, Any]]) -> list[dic
     return out
 
 
-async def rto_deadline_missed(minutes: float = 30, **kwargs: Any) -> None:
-    """Deadline Alert callback (runs in the triggerer): the run is still going at the RTO target.
-
-    Sent to the channels of every cluster that allows the failover DAGs (the run's cluster is
-    not known here), and always logged.
+def rto_deadline_missed(details: dict[str, Any]) -> dict[str, Any]:
+    """`RecoveryDeadlineOperator`'s ``on_missed`` for the runbook: the RTO target has passed since
+    the fault and the service is not verified yet. Sent while the recovery is still running to the
+    run's cluster's channels (always also logged); returns the message and the outcome per channel
+    for the journal.
     """
-    import asyncio
-
     from drdrill.core.estate import load_estate
 
-    context = kwargs.get("context") or {}
-    dag_run = context.get("dag_run") if isinstance(context, dict) else None
-    # The triggerer passes the run as a dict (DAGRunResponse: dag_run_id); be lenient.
-    if isinstance(dag_run, dict):
-        run = dag_run.get("dag_run_id") or dag_run.get("run_id")
-    else:
-        run = getattr(dag_run, "run_id", None)
-    run = run or kwargs.get("run_id") or "unknown run"
-    subject = f"RTO target of {minutes:g} min reached: failover run {run} has not finished"
-    message = TEMPLATE.format(status="ESCALATION", headline=f"The database failover has run for {minutes:g} minutes "
-                              f"without completing (run {run}).", impact="the RTO target is missed",
-                              eta="unknown: the DBA lead and the engineering manager are paged",
-                              next_update=(datetime.now(UTC) + timedelta(minutes=10)).strftime("%H:%M UTC"))
+    minutes, run = details.get("minutes") or 0, details.get("run_id") or "unknown run"
+    since = datetime.fromtimestamp(float(details.get("since") or 0), UTC).strftime("%H:%M:%S UTC")
+    cluster = details.get("cluster") or "?"
+    drill = "[DRILL] " if details.get("dag_id") == "dr_quarterly_failover_drill" else ""
+    subject = f"{drill}RTO target of {minutes:g} min missed on {cluster}: failover run {run} is not verified yet"
+    headline = (f"The database failover on {cluster} has not restored service {minutes:g} minutes after the "
+                f"failure ({since}); run {run}.")
+    message = drill + TEMPLATE.format(status="ESCALATION", headline=headline, impact="the RTO target is missed",
+                                      eta="unknown: the DBA lead and the engineering manager are paged",
+                                      next_update=(datetime.now(UTC) + timedelta(minutes=10)).strftime("%H:%M UTC"))
     channels: list[dict[str, Any]] = [{"kind": "log"}]
     try:
-        estate = load_estate()
-        for c in estate.clusters:
-            if c.failover and (c.allows("dr_quarterly_failover_drill") or c.allows("dr_postgres_primary_failover")):
-                channels += [ch.model_dump() for ch in c.failover.notify if ch.kind != "log"]
+        c = load_estate().cluster(str(cluster))
+        channels += [ch.model_dump() for ch in (c.failover.notify if c.failover else []) if ch.kind != "log"]
     except Exception as e:  # noqa: BLE001 - the alert itself must still go out
-        log.error("estate unreadable in the deadline callback (%s): logging only", e)
-    await asyncio.to_thread(send, subject, message, channels)
+        log.error("estate unreadable for the RTO alert (%s): logging only", e)
+    # The shape of the runbook's other messages (`announce`): the journal lists it with them.
+    return {"phase": "rto_missed", "at": time.time(), "subject": subject, "message": message,
+            "sent": send(subject, message, channels)}

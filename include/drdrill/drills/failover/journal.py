@@ -65,6 +65,14 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
     ver = outputs.get("verify.checks") or {}
     if ver.get("first_write_at"):
         events.append((ver["first_write_at"], "first acknowledged write through the endpoint"))
+    watch = outputs.get("rto_watch") or {}
+    if watch.get("status") == "missed":
+        alert = watch.get("alert") or {}
+        if alert.get("message"):
+            msgs.append(alert)
+        sent = [c["kind"] for c in alert.get("sent", []) if c.get("sent")]
+        events.append((watch["fired_at"], f"RTO alert: service not verified {watch.get('minutes'):g} min after "
+                                          f"the outage began; escalation sent ({', '.join(sent) or 'nowhere'})"))
     if rb.get("rolled_back"):
         events.append((time.time(), f"rolled back: {'; '.join(rb.get('actions', []))}"))
     meas = outputs.get("measure") or {}
@@ -72,6 +80,7 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
              # who approved (HITL response) or why no approval was needed
              "approval": outputs.get("approval.approve") or {"gate": outputs.get("approval.gate")},
              "failover": {"fault": fault, "promote": prom, "dns": sw}, "verify": ver, "rollback": rb,
+             "rto_alert": watch or None,
              "stabilize": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("stabilize.")},
              "failback": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("failback.")},
              "measurements": meas.get("measurements", {}), "events": events}

@@ -1,0 +1,148 @@
+"""A recovery deadline counted from the fault: the alert when recovery overruns its target.
+
+Airflow's Deadline Alerts count from the run's creation or queueing; a drill's downtime starts
+later, at the fault (approval waits and queueing are not downtime), and an incident's at the
+first failed health check. This operator starts right after that moment, defers (no worker
+slot) and, when the watched tasks have not finished by the deadline, calls ``on_missed``: the
+escalation goes out while the recovery is still running, not after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from drdrill.operators.base import DrillOperator, estate_cluster
+
+
+def _epoch(value: Any) -> float | None:
+    """An epoch (number or numeric text) or an ISO time; None when empty."""
+    if value in (None, "", "None"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        from datetime import datetime
+
+        return datetime.fromisoformat(str(value)).timestamp()
+
+
+class RecoveryDeadlineOperator(DrillOperator):
+    """Alert when ``watch_task_ids`` have not finished ``within_minutes`` after ``since``.
+
+    :param since: when the clock starts: epoch seconds or an ISO time, usually templated from the
+        fault task's XCom; empty means now
+    :param watch_task_ids: tasks of this run whose end (any final state) ends the recovery
+    :param within_minutes: the deadline; default: the estate cluster's ``targets.rto_minutes``;
+        ``0`` turns the watch off (it returns at once and says so)
+    :param cluster: an estate cluster, for the default target and for ``on_missed``
+    :param on_missed: dotted path of a callable ``f(details: dict) -> dict | None`` called in
+        the worker when the deadline passes (details: since, deadline_at, minutes, states, run,
+        cluster); what it returns is kept in the task's XCom. Default: log only.
+    :param poll_seconds: how often the triggerer looks at the watched tasks
+
+    Returns ``{"status": "ended" | "missed" | "off" | "not watched", "since", "deadline_at",
+    "minutes", "states", ...}``; with ``missed`` also ``fired_at`` and ``alert`` (what ``on_missed``
+    returned). ``not watched``: the run is in-process (``dag.test()`` runs one task at a time, so
+    nothing can be watched beside the recovery); a scheduler with a triggerer watches it.
+
+    Usage::
+
+        RecoveryDeadlineOperator(task_id="rto_watch", since="{{ ti.xcom_pull('fault')['at'] }}",
+                                 watch_task_ids=["verify"], within_minutes=30,
+                                 on_missed="my_pkg.alerts.page_oncall")
+    """
+
+    template_fields: Sequence[str] = ("since", "within_minutes", "cluster")
+
+    def __init__(self, *, watch_task_ids: list[str], since: Any = None, within_minutes: Any = None,
+                 cluster: str | None = None, on_missed: str | None = None, poll_seconds: float = 5.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not watch_task_ids:
+            raise ValueError("watch_task_ids: which tasks end the recovery?")
+        self.watch_task_ids = list(watch_task_ids)
+        self.since = since
+        self.within_minutes = within_minutes
+        self.cluster = cluster
+        self.on_missed = on_missed
+        self.poll_seconds = float(poll_seconds)
+
+    def _minutes(self) -> float:
+        if self.within_minutes not in (None, "", "None"):
+            return float(self.within_minutes)
+        if self.cluster:
+            return float(estate_cluster(self.cluster).targets.rto_minutes)
+        raise ValueError("give within_minutes, or cluster (its targets.rto_minutes is the deadline)")
+
+    def run(self, context: Any) -> dict[str, Any]:
+        from drdrill.triggers.deadline import FINISHED, RecoveryDeadlineTrigger, task_states
+
+        minutes = self._minutes()
+        since = _epoch(self.since) or time.time()
+        base = {"since": since, "minutes": minutes, "watch": self.watch_task_ids}
+        if minutes <= 0:
+            self.log.info("recovery deadline off (within_minutes=0): no alert will be sent for this run")
+            return {**base, "status": "off", "deadline_at": None}
+        deadline = since + minutes * 60
+        base["deadline_at"] = deadline
+        dr = context["dag_run"]
+        trig = RecoveryDeadlineTrigger(dag_id=dr.dag_id, run_id=dr.run_id, task_ids=self.watch_task_ids,
+                                       deadline_at=deadline, poll_interval=self.poll_seconds,
+                                       payload={**base, "started": time.time()})
+        seen = task_states(dr.dag_id, dr.run_id, self.watch_task_ids)
+        if seen is not None and all(s in FINISHED for s in seen.values()):
+            self.log.info("recovery already over (%s): no deadline to watch", seen)
+            return {**base, "status": "ended", "states": seen}
+        if _in_process():
+            # dag.test() runs one task at a time, a deferral included: watching here would hold the
+            # recovery itself back until the deadline and then report it missed.
+            self.log.warning("run in-process (dag.test): the recovery deadline cannot be watched beside the "
+                             "recovery; no alert in this run (a scheduler and a triggerer watch it)")
+            return {**base, "status": "not watched", "reason": "in-process run (dag.test)", "states": seen}
+        self.log.info("recovery deadline %s (%g min after %s): alert if %s have not finished by then",
+                      _iso(deadline), minutes, _iso(since), ", ".join(self.watch_task_ids))
+        # The deferral is bounded by the deadline itself (plus margin), not by execution_timeout.
+        self.defer(trigger=trig, method_name="execute_complete",
+                   timeout=timedelta(seconds=max(0.0, deadline - time.time()) + 600))
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from drdrill.core.journal import record_step
+
+        p = event.get("payload") or {}
+        out = {**{k: p.get(k) for k in ("since", "minutes", "watch", "deadline_at")},
+               "status": event.get("status"), "states": event.get("states")}
+        if event.get("status") == "missed":
+            out["fired_at"] = event.get("at") or time.time()
+            self.log.warning("RECOVERY DEADLINE MISSED: %s not finished %g min after %s (states: %s)",
+                             ", ".join(self.watch_task_ids), p.get("minutes"), _iso(p.get("since")),
+                             event.get("states"))
+            out["alert"] = self._alert(context, out)
+        else:
+            self.log.info("recovery over before the deadline (%s): no alert", event.get("states"))
+        record_step(context, self.task_id, "success", p.get("started") or time.time())
+        return out
+
+    def _alert(self, context: Any, details: dict[str, Any]) -> Any:
+        if not self.on_missed:
+            return {"sent": ["log"]}
+        from airflow.sdk.module_loading import import_string
+
+        dr = context["dag_run"]
+        return import_string(self.on_missed)({**details, "dag_id": dr.dag_id, "run_id": dr.run_id,
+                                              "cluster": self.cluster})
+
+
+def _in_process() -> bool:
+    """True under ``dag.test()``: tasks and triggers run one at a time in this very process."""
+    from airflow.sdk.execution_time import task_runner
+
+    return type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "InProcessSupervisorComms"
+
+
+def _iso(t: Any) -> str:
+    if t is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(t)))
