@@ -62,6 +62,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "triggers": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.triggers.postgres"]},
+            {"integration-name": ROUTE53, "python-modules": ["drdrill.triggers.route53"]},
             {"integration-name": DEADLINES, "python-modules": ["drdrill.triggers.deadline"]},
         ],
         # PostgresNodeHook and Route53Hook use the postgres and aws connection types of their

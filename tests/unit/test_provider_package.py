@@ -178,7 +178,8 @@ def test_provider_manager_sees_hooks_connection_type_and_modules(probe):
                                          "drdrill.operators.postgres", "drdrill.operators.route53",
                                          "drdrill.operators.restore", "drdrill.operators.deadline"}
     assert modules["sensors"] == ["drdrill.sensors.postgres"]
-    assert modules["triggers"] == ["drdrill.triggers.postgres", "drdrill.triggers.deadline"]
+    assert modules["triggers"] == ["drdrill.triggers.postgres", "drdrill.triggers.route53",
+                                   "drdrill.triggers.deadline"]
     assert probe["hook"] == {
         "hook_class_name": "drdrill.hooks.pgbackrest.PgBackRestHook",
         "connection_id_attribute_name": "pgbackrest_conn_id",

@@ -41,12 +41,15 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
         ti = get_current_context()["ti"]
         rec: dict[str, Any] = {"task_id": ti.task_id, "map_index": ti.map_index, "started_at": _now()}
         t0 = time.monotonic()
+        deferred = False
         try:
             out = fn(*args, **kwargs)
         except BaseException as e:
-            from airflow.sdk.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
 
-            if isinstance(e, AirflowSkipException):  # a decision, not a failure
+            if isinstance(e, TaskDeferred):  # not an outcome: the resumed half records the step
+                deferred = True
+            elif isinstance(e, AirflowSkipException):  # a decision, not a failure
                 rec.update(status="skipped", reason=str(e)[:1000])
             else:
                 rec.update(status="failed", error=f"{type(e).__name__}: {e}"[:4000])
@@ -57,8 +60,9 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
             rec["status"] = "success"
             return out
         finally:
-            rec.update(ended_at=_now(), seconds=round(time.monotonic() - t0, 3))
-            ti.xcom_push(key=STEP_KEY, value=rec)
+            if not deferred:
+                rec.update(ended_at=_now(), seconds=round(time.monotonic() - t0, 3))
+                ti.xcom_push(key=STEP_KEY, value=rec)
 
     return wrapper
 

@@ -73,10 +73,9 @@ class Route53Hook(AwsBaseHook):
                 return RecordState(zid, values[0] if values else None, rs.get("TTL"))
         return RecordState(zid, None, None)
 
-    def switch_record(self, *, zone: str, record: str, value: str, type: str = "CNAME", ttl: int = 60,
-                      comment: str = "drdrill", hosted_zone_id: str | None = None,
-                      insync_timeout: float = 300, poll_interval: float = 1.0) -> dict[str, Any]:
-        """UPSERT ``record`` to ``value``, wait until Route53 reports INSYNC, read it back."""
+    def upsert_record(self, *, zone: str, record: str, value: str, type: str = "CNAME", ttl: int = 60,
+                      comment: str = "drdrill", hosted_zone_id: str | None = None) -> dict[str, Any]:
+        """UPSERT ``record`` to ``value``; returns the change (``change_id``, ``status``) and what it replaced."""
         record = record.rstrip(".").lower()
         value = value.rstrip(".").lower()
         before = self.record(zone=zone, record=record, type=type, hosted_zone_id=hosted_zone_id)
@@ -87,19 +86,47 @@ class Route53Hook(AwsBaseHook):
                 "Name": record + ".", "Type": type, "TTL": ttl, "ResourceRecords": [{"Value": value}]}}]})
         change_id = resp["ChangeInfo"]["Id"].split("/")[-1]
         log.info("Route53 UPSERT %s %s -> %s (was %s), change %s", record, type, value, before.value, change_id)
-        deadline = time.monotonic() + insync_timeout
-        status = resp["ChangeInfo"]["Status"]
-        while status != "INSYNC":
-            if time.monotonic() > deadline:
-                raise DrillError(f"Route53 change {change_id} for {record} still {status} after "
-                                 f"{insync_timeout:.0f}s; check the zone in the AWS console")
-            time.sleep(poll_interval)
-            status = self.conn.get_change(Id=change_id)["ChangeInfo"]["Status"]
-        after = self.record(zone=zone, record=record, type=type, hosted_zone_id=before.zone_id)
-        if after.value != value:
-            raise DrillError(f"Route53 reports {record} = {after.value!r} after the change, expected {value!r}")
         return {"record": record, "type": type, "from": before.value, "to": value, "change_id": change_id,
-                "insync_seconds": round(time.time() - t0, 3), "ttl": ttl}
+                "status": resp["ChangeInfo"]["Status"], "zone_id": before.zone_id, "ttl": ttl, "sent_at": t0}
+
+    def change_status(self, change_id: str) -> str:
+        return self.conn.get_change(Id=change_id)["ChangeInfo"]["Status"]
+
+    def wait_insync(self, change: dict[str, Any], *, timeout: float, poll_interval: float = 1.0) -> bool:
+        """Poll the change here for at most ``timeout`` seconds; True once INSYNC."""
+        deadline = time.monotonic() + timeout
+        status = change["status"]
+        while status != "INSYNC":
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_interval)
+            status = self.change_status(change["change_id"])
+        return True
+
+    def confirm(self, change: dict[str, Any], *, zone: str) -> dict[str, Any]:
+        """After INSYNC: the record read back must hold the new value."""
+        after = self.record(zone=zone, record=change["record"], type=change["type"], hosted_zone_id=change["zone_id"])
+        if after.value != change["to"]:
+            raise DrillError(f"Route53 reports {change['record']} = {after.value!r} after the change, "
+                             f"expected {change['to']!r}")
+        return {k: change[k] for k in ("record", "type", "from", "to", "change_id", "ttl")} | {
+            "insync_seconds": round(time.time() - change["sent_at"], 3)}
+
+    def switch_record(self, *, zone: str, record: str, value: str, type: str = "CNAME", ttl: int = 60,
+                      comment: str = "drdrill", hosted_zone_id: str | None = None,
+                      insync_timeout: float = 300, poll_interval: float = 1.0) -> dict[str, Any]:
+        """UPSERT ``record`` to ``value``, wait here until Route53 reports INSYNC, read it back.
+
+        Blocks a worker slot while Route53 propagates (typically under a minute): operators defer
+        instead (`Route53RecordSwitchOperator`); this is for steps that must finish in one task
+        (the rollback's revert).
+        """
+        change = self.upsert_record(zone=zone, record=record, value=value, type=type, ttl=ttl, comment=comment,
+                                    hosted_zone_id=hosted_zone_id)
+        if not self.wait_insync(change, timeout=insync_timeout, poll_interval=poll_interval):
+            raise DrillError(f"Route53 change {change['change_id']} for {change['record']} not INSYNC after "
+                             f"{insync_timeout:.0f}s; check the zone in the AWS console")
+        return self.confirm(change, zone=zone)
 
 
 # ------------------------------------------------------------------------- estate-level helpers

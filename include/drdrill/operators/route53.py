@@ -1,4 +1,4 @@
-"""Switch a DNS record in Route53 and wait until the change is INSYNC."""
+"""Switch a DNS record in Route53 and wait until the change is INSYNC (deferred when it takes long)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,13 @@ class Route53RecordSwitchOperator(DrillOperator):
     :param cluster: an estate cluster instead: its ``failover.dns`` section ...
     :param node: ... and the node the record must lead to (its ``dns_name``, or its host for ``A``)
     :param insync_timeout: seconds to wait for INSYNC before failing
+    :param poke_seconds: how long to poll INSYNC in the task before deferring to the triggerer
+        (Route53 usually propagates in under a minute: no worker slot is held meanwhile)
     :param comment: the change batch's comment (who and why)
     :param dry_run: log the change without making it
 
-    Returns ``{"switched", "record", "from", "to", "change_id", "insync_seconds", "at"}``; a cluster
+    Returns ``{"switched", "record", "from", "to", "change_id", "insync_seconds", "at", "waited_in"}``
+    (``waited_in``: ``task`` when INSYNC came within ``poke_seconds``, else ``triggerer``); a cluster
     without a DNS record returns ``{"switched": False}``.
 
     Usage::
@@ -35,12 +38,13 @@ class Route53RecordSwitchOperator(DrillOperator):
     """
 
     template_fields: Sequence[str] = ("zone", "record", "value", "aws_conn_id", "cluster", "node", "comment",
-                                      "dry_run")
+                                      "dry_run", "insync_timeout")
 
     def __init__(self, *, zone: str | None = None, record: str | None = None, value: str | None = None,
                  type: str = "CNAME", ttl: int = 60, hosted_zone_id: str | None = None,
                  aws_conn_id: str | None = "aws_default", cluster: str | None = None, node: str | None = None,
-                 insync_timeout: float = 300, comment: str = "drdrill", dry_run: Any = False, **kwargs: Any) -> None:
+                 insync_timeout: float = 300, poke_seconds: float = 3, comment: str = "drdrill", dry_run: Any = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.zone = zone
         self.record = record
@@ -52,6 +56,7 @@ class Route53RecordSwitchOperator(DrillOperator):
         self.cluster = cluster
         self.node = node
         self.insync_timeout = insync_timeout
+        self.poke_seconds = poke_seconds
         self.comment = comment
         self.dry_run = dry_run
 
@@ -78,5 +83,37 @@ class Route53RecordSwitchOperator(DrillOperator):
         if truthy(self.dry_run):
             self.log.info("[DRY RUN] would UPSERT %s -> %s", spec["record"], spec["value"])
             return {"switched": False, "dry_run": True}
-        out = route53.Route53Hook(aws_conn_id=conn_id).switch_record(comment=str(self.comment), **spec)
-        return {"switched": True, "at": time.time(), **out}
+        timeout = float(spec.pop("insync_timeout"))
+        hook = route53.Route53Hook(aws_conn_id=conn_id)
+        change = hook.upsert_record(comment=str(self.comment), **spec)
+        if hook.wait_insync(change, timeout=min(float(self.poke_seconds), timeout)):
+            return self._done(hook, change, spec["zone"], waited_in="task")
+        from drdrill.triggers.route53 import Route53ChangeInsyncTrigger
+
+        delay = 5
+        self.log.info("change %s still %s after %.0fs: deferring until INSYNC (timeout %.0fs)", change["change_id"],
+                      change["status"], float(self.poke_seconds), timeout)
+        payload = {"change": change, "zone": spec["zone"], "conn_id": conn_id, "timeout": timeout}
+        self.defer(trigger=Route53ChangeInsyncTrigger(change_id=change["change_id"], aws_conn_id=conn_id,
+                                                      payload=payload, waiter_delay=delay,
+                                                      waiter_max_attempts=max(1, int(timeout // delay))),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from drdrill.core.errors import DrillError
+        from drdrill.core.journal import record_step
+        from drdrill.hooks import route53
+
+        p = event["payload"]
+        change, zone, conn_id = p["change"], p["zone"], p["conn_id"]
+        if event.get("status") != "success":
+            msg = (f"Route53 change {change['change_id']} for {change['record']} did not reach INSYNC within "
+                   f"{float(p.get('timeout') or 0):.0f}s ({event.get('message')}); check the zone in the AWS console")
+            record_step(context, self.task_id, "failed", change["sent_at"], msg)
+            raise DrillError(msg)
+        out = self._done(route53.Route53Hook(aws_conn_id=conn_id), change, zone, waited_in="triggerer")
+        record_step(context, self.task_id, "success", change["sent_at"])
+        return out
+
+    def _done(self, hook: Any, change: dict[str, Any], zone: str, *, waited_in: str) -> dict[str, Any]:
+        return {"switched": True, "at": time.time(), "waited_in": waited_in, **hook.confirm(change, zone=zone)}
