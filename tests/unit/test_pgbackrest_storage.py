@@ -108,7 +108,8 @@ def test_repo_storage_per_type(tmp_path):
     s3 = repo_storage(cfg, "main", 2)
     assert (s3.host, s3.port, s3.bucket, s3.region) == ("s3.eu-west-1.amazonaws.com", 443, "acme-dr", "eu-west-1")
     assert s3.endpoint == "https://s3.eu-west-1.amazonaws.com:443"
-    assert "do-not-read-me" not in repr(s3)
+    assert "do-not-read-me" not in repr(s3) and "do-not-read-me" not in repr(cfg.sections)
+    assert cfg.get("repo2-s3-key-secret", "main") is None  # secrets are dropped as the file is read
     assert repo_storage(cfg, "main", 3).endpoint == "sftp://backup.example.com:22"
     assert repo_storage(cfg, "main", 5).endpoint == "https://10.0.0.5:9000"  # storage-host wins
     assert repo_storage(cfg, "main", 6).endpoint == "https://acme.blob.core.windows.net:443"

@@ -8,15 +8,16 @@ and runs no pgBackRest command against a repo whose endpoint did not answer.
 `read_config` reads pgbackrest.conf the way pgBackRest 2.45 resolves it (``--config`` alone, or
 the default file plus ``conf.d/*.conf``; sections ``[global]``, ``[global:<command>]``,
 ``[<stanza>]``, ``[<stanza>:<command>]``; ``PGBACKREST_*`` environment variables win), and
-`repo_storage` turns one repo's options into host, port and bucket. Only non-secret options are
-read; keys and passphrases stay in the file.
+`repo_storage` turns one repo's options into host, port and bucket. Options that look like
+secrets (keys, passphrases, tokens) are dropped as the file is read: nothing here holds them.
 
 `probe` asks the endpoint one cheap question: for S3, an unsigned ``HEAD /<bucket>`` through
-boto3 (one attempt, connect and read timeouts of ``timeout`` seconds); for GCS and Azure a
-``HEAD /``; for SFTP the server's SSH banner. Any answer counts, a 403 included: the probe asks
-whether the endpoint is alive, not whether pgBackRest may read it (pgBackRest's own commands
-judge that, with the repo's real credentials and CA, which the probe never uses). No answer
-(refused, no TCP or TLS handshake, no HTTP response within the timeout) is a dead endpoint.
+boto3 (one attempt, connect and read timeouts of ``timeout`` seconds); for GCS and Azure a ``HEAD
+/`` through the standard library's HTTPS client; for SFTP the server's SSH banner. Any answer
+counts, a 403 included: the probe asks whether the endpoint is alive, not whether pgBackRest may
+read it (pgBackRest's own commands judge that, with the repo's real credentials and CA, which the
+probe never uses). No answer (refused, no TCP or TLS handshake, no HTTP response within the
+timeout) is a dead endpoint.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ LEGACY_CONFIG = Path("/etc/pgbackrest.conf")  # pgBackRest's original default, s
 DEFAULT_INCLUDE_PATH = Path("/etc/pgbackrest/conf.d")
 REMOTE_TYPES = ("s3", "gcs", "azure", "sftp")
 _REPO_OPTION = re.compile(r"^repo(\d+)-")
+_SECRET = re.compile(r"key|pass|secret|token", re.I)
 
 
 class PgBackRestConfig:
@@ -42,12 +44,13 @@ class PgBackRestConfig:
     def __init__(self, sections: dict[str, dict[str, str]], files: list[Path], env: dict[str, str] | None = None):
         self.sections = sections
         self.files = files
-        self.env = dict(os.environ if env is None else env)
+        self.env = {k: v for k, v in (os.environ if env is None else env).items()
+                    if k.startswith("PGBACKREST_") and not _SECRET.search(k)}
 
     def get(self, option: str, stanza: str, command: str = "info") -> str | None:
         """The option's value: environment, else ``[stanza:command]``, ``[stanza]``, ``[global:command]``, ``[global]``.
         """
-        env = self.env.get("PGBACKREST_" + option.upper().replace("-", "_"))
+        env = None if _SECRET.search(option) else self.env.get("PGBACKREST_" + option.upper().replace("-", "_"))
         if env is not None:
             return env
         for section in (f"{stanza}:{command}", stanza, f"global:{command}", "global"):
@@ -101,7 +104,7 @@ def read_config(config: Path | None, env: dict[str, str] | None = None) -> PgBac
     sections: dict[str, dict[str, str]] = {}
     for f in files:
         for name, opts in parse_ini(f.read_text()).items():
-            sections.setdefault(name, {}).update(opts)
+            sections.setdefault(name, {}).update({k: v for k, v in opts.items() if not _SECRET.search(k)})
     return PgBackRestConfig(sections, files, env)
 
 
@@ -240,26 +243,39 @@ def _probe_s3(storage: RepoStorage, timeout: float) -> tuple[bool, str]:
 
 
 def _probe_https(storage: RepoStorage, timeout: float) -> tuple[bool, str]:
-    import urllib3
+    """TCP connect, TLS handshake, ``HEAD /``: each step within ``timeout`` (the standard library's client)."""
+    import http.client
+    import ssl
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pool = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False,
-                                   timeout=urllib3.Timeout(connect=timeout, read=timeout))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # as for S3: nothing to protect, and a CA store must not fake a dead endpoint
+    try:
+        sock = socket.create_connection((storage.host, storage.port), timeout=timeout)
+    except TimeoutError:
+        return False, "no TCP connection"
+    except OSError as e:
+        return False, f"could not connect: {(e.strerror or str(e)).lower()}"
+    try:
         try:
-            r = pool.request("HEAD", f"https://{storage.host}:{storage.port}/", preload_content=False)
-            r.release_conn()
-            return True, f"HTTP {r.status} to HEAD /"
-        except urllib3.exceptions.SSLError as e:
+            tls = ctx.wrap_socket(sock, server_hostname=storage.host)
+        except TimeoutError:
+            return False, "accepted the connection but did not complete a TLS handshake"
+        except (ssl.SSLError, OSError) as e:
             return True, f"answered with a TLS error ({e}); pgBackRest judges the certificate"
-        except urllib3.exceptions.NewConnectionError as e:  # a subclass of ConnectTimeoutError in urllib3 2
-            return False, f"could not connect: {_reason(e)}"
-        except urllib3.exceptions.ConnectTimeoutError:
-            return False, "no TCP connection or TLS handshake"
-        except urllib3.exceptions.ReadTimeoutError:
-            return False, "accepted the connection but did not answer HEAD / (TLS handshake or HTTP)"
-        except urllib3.exceptions.HTTPError as e:
-            return False, f"could not connect: {_reason(e)}"
+        conn = http.client.HTTPSConnection(storage.host, storage.port, timeout=timeout, context=ctx)
+        conn.sock = tls  # the connection made above, so each step has its own verdict
+        try:
+            conn.request("HEAD", "/")
+            return True, f"HTTP {conn.getresponse().status} to HEAD /"
+        except TimeoutError:
+            return False, "accepted the connection but did not answer HEAD /"
+        except (http.client.HTTPException, OSError) as e:
+            return False, f"closed the connection without answering HEAD / ({type(e).__name__})"
+        finally:
+            conn.close()
+    finally:
+        sock.close()
 
 
 def _probe_ssh_banner(storage: RepoStorage, timeout: float) -> tuple[bool, str]:
