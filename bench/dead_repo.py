@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,33 @@ import common
 
 DRILL = "dr_daily_verification"
 STEPS = ["select_clusters", "backup_repository", "backup_integrity", "wal_archiving", "replication", "journal"]
+
+
+_RUN = re.compile(r"^(\S+Z) .*\brun: (pgbackrest .*?) \[drdrill\.core\.runner\]")
+_EXIT = re.compile(r"\bexit code (\d+) after ([\d.]+)s")
+_KILLED = re.compile(r"^(\S+Z) .*timed out after (\d+)s: pgbackrest")
+
+
+def pgbackrest_commands(log: Path) -> list[dict[str, Any]]:
+    """Every pgBackRest command the run's log shows, in order: argv as messages show it, seconds, outcome.
+
+    Tasks run one after the other under ``airflow dags test``, so each ``run:`` line is followed by
+    its own ``exit code`` line, or by the failed check of a command killed by its timeout.
+    """
+    from drdrill.hooks.pgbackrest import PgBackRestHook
+
+    out: list[dict[str, Any]] = []
+    started: datetime | None = None
+    for line in log.read_text(errors="replace").splitlines():
+        if m := _RUN.match(line):
+            started = datetime.fromisoformat(m[1])
+            out.append({"command": PgBackRestHook.command_line(shlex.split(m[2])), "seconds": None, "outcome": "?"})
+        elif out and out[-1]["seconds"] is None and (m := _EXIT.search(line)):
+            out[-1].update(seconds=float(m[2]), outcome=f"exit code {m[1]}")
+        elif out and out[-1]["seconds"] is None and started and (m := _KILLED.match(line)):
+            out[-1].update(seconds=round((datetime.fromisoformat(m[1]) - started).total_seconds(), 1),
+                           outcome=f"killed after {m[2]} s")
+    return out
 
 
 def one_run(mode: str, repo: int, estate: Any, cluster: Any, env: dict[str, str], logdir: Path) -> dict[str, Any]:
@@ -45,8 +75,11 @@ def one_run(mode: str, repo: int, estate: Any, cluster: Any, env: dict[str, str]
             conf.unlink(missing_ok=True)
         accepted = hole.accepted if hole else None
     steps = {s["task_id"]: s.get("seconds") for s in run.timed_steps()}
+    probes = [r["details"]["probe"] for r in run.doc["results"] if r["name"] == "repo_reachable"
+              and "probe" in (r.get("details") or {})]
     return {"mode": mode, "repo": repo, **run.figures(), "startup": round(run.startup(), 2),
-            "steps": steps, "connections_accepted": accepted}
+            "steps": steps, "connections_accepted": accepted, "probes": probes,
+            "pgbackrest_commands": pgbackrest_commands(run.log)}
 
 
 def report(r: dict[str, Any]) -> None:
@@ -56,6 +89,13 @@ def report(r: dict[str, Any]) -> None:
         matching = {k: v for k, v in r["steps"].items() if k == task or k.startswith(task + "[")}
         for k, v in matching.items():
             print(f"   {k:<28} {v:8.1f} s" if v is not None else f"   {k:<28}        -")
+    for p in r["probes"]:
+        print(f"   probe of repo{p['repo']} ({p['endpoint']}): {'answered' if p['answered'] else 'no answer'} in "
+              f"{p['seconds']:.2f} s (timeout {p['timeout']:g} s)")
+    print("   pgBackRest commands:")
+    for c in r["pgbackrest_commands"]:
+        secs = f"{c['seconds']:8.1f} s" if c["seconds"] is not None else "       - "
+        print(f"     {secs}  {c['outcome']:<18} {c['command']}")
     if r["connections_accepted"] is not None:
         print(f"   connections the blackhole accepted: {r['connections_accepted']}")
     print("   verdict:")
