@@ -2,7 +2,10 @@
 
 pgBackRest `check` (archive round trip) and `info` (backup age per type per repo, error
 flags, WAL range) through `PgBackRestCheckOperator`, `verify` per repo through
-`PgBackRestVerifyOperator`, WAL archiving health and replication health. Every check yields a
+`PgBackRestVerifyOperator`, WAL archiving health and replication health. Each remote repo's
+endpoint is asked first (a few seconds): one that does not answer fails at once and gets no
+pgBackRest command, and every command is scoped to one repo, so a dead object store neither
+stalls the run nor hides the other repos' checks. Every check yields a
 typed result; the journal task writes the evidence and fails the run listing every failed
 check. Logic lives in ``drdrill.drills.daily``.
 """

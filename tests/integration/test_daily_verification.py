@@ -20,9 +20,9 @@ def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox,
     assert dr.state == "success", failures(doc)
     assert doc["status"] == "passed"
     names = {r["name"] for r in doc["results"]}
-    for expected in ("archive_round_trip", "stanza_status", "repo_status", "backup_age.full", "backup_age.diff",
-                     "backup_errors", "wal_archive_range", "wal_archive_continuity", "verify", "wal_archive_lag",
-                     "archive_failures",
+    for expected in ("repo_reachable", "archive_round_trip", "stanza_status", "repo_status", "backup_age.full",
+                     "backup_age.diff", "backup_errors", "wal_archive_range", "wal_archive_continuity", "verify",
+                     "wal_archive_lag", "archive_failures",
                      "wal_ready_files", "standby_in_recovery", "standby_streaming", "replication_lag_bytes",
                      "replication_lag_seconds"):
         assert expected in names, f"{expected} missing from {sorted(names)}"
@@ -93,6 +93,41 @@ def test_stopped_standby_fails_replication_with_reason(dagbag, estate, sandbox):
     failed = {(r["name"], r["target"]) for r in doc["results"] if r["status"] == "fail"}
     assert failed == {("replication", "main/pg2")}, failures(doc)
     assert "could not run" in failures(doc) and "55433" in failures(doc)
+
+
+def test_repo2_endpoint_hung_fails_repo2_at_once_and_every_other_check_passes(dagbag, estate, sandbox, tmp_path,
+                                                                               monkeypatch):
+    # repo2's endpoint accepts TCP and never answers (in a copy of pgbackrest.conf: WAL archiving
+    # keeps the real one). The run gives repo2's verdict from the probes, runs no pgBackRest command
+    # on repo2, and checks repo1, WAL archiving and replication as on any day.
+    from drdrill.core.paths import DEFAULT_ESTATE
+    from drdrill.sandbox import faults
+
+    cluster = estate.cluster("main")
+    conf = cluster.pgbackrest.config.with_name("test-dag-dead-repo2.conf")
+    with faults.dead_endpoint("hung") as (port, hole):
+        try:
+            faults.conf_with_repo_port(cluster, 2, port, conf)
+            f = tmp_path / "estate.yaml"
+            f.write_text(faults.estate_with_config(DEFAULT_ESTATE.read_text(),
+                                                   "${DRDRILL_SANDBOX_DIR}/pgbackrest/pgbackrest.conf", conf))
+            monkeypatch.setenv("DRDRILL_ESTATE", str(f))
+            dr = run_dag(dagbag, DAG)
+        finally:
+            conf.unlink(missing_ok=True)
+        accepted = hole.accepted
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "failed" and doc["status"] == "failed"
+    assert _failed(doc) == {("repo_reachable", "main/repo2"), ("archive_round_trip", "main"),
+                            ("verify", "main/repo2")}, failures(doc)
+    assert f"repo2: S3 endpoint https://localhost:{port} did not answer within 3 s" in failures(doc)
+    assert accepted == 2  # the two probes; pgBackRest never connected
+    passed = {(r["name"], r["target"]) for r in doc["results"] if r["status"] == "pass"}
+    assert {("verify", "main/repo1"), ("wal_archive_continuity", "main/repo1"), ("backup_age.full", "main/repo1"),
+            ("archive_failures", "main/pg1"), ("standby_streaming", "main/pg2")} <= passed
+    assert not [r for r in doc["results"] if r["target"] == "main/repo2" and r["name"] not in ("repo_reachable",
+                                                                                               "verify")]
+    assert all(s["status"] == "success" for s in doc["steps"] if s["task_id"] != "journal"), doc["steps"]
 
 
 def test_unknown_cluster_param_fails_before_any_check(dagbag, estate):

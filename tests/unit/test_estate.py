@@ -66,6 +66,20 @@ def test_wrong_type_names_the_field():
     assert "clusters[main].targets.rpo_minutes" in msg
 
 
+def test_remote_repos_are_probed_for_3_s_and_commands_killed_after_120_s_by_default():
+    c = load_estate(DEFAULT_ESTATE).cluster("main")
+    assert [r.probe_timeout_seconds for r in c.pgbackrest.repos] == [3, 3]
+    assert c.pgbackrest.command_timeout_seconds == 120
+
+
+def test_a_negative_probe_timeout_is_refused_and_0_turns_the_probe_off():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["pgbackrest"]["repos"][1].update(probe_timeout_seconds=-1)))
+    assert "clusters[main].pgbackrest.repos[1].probe_timeout_seconds" in msg
+    off = parse_estate(_mutated(lambda r: r["clusters"][0]["pgbackrest"]["repos"][1].update(probe_timeout_seconds=0)),
+                       DEFAULT_ESTATE)
+    assert off.cluster("main").pgbackrest.repo(2).probe_timeout_seconds == 0
+
+
 def test_unknown_drill_in_allow_list():
     msg = _error(_mutated(lambda r: r["clusters"][0]["allowed_drills"].append("dr_yolo")))
     assert "unknown drill(s) ['dr_yolo']" in msg

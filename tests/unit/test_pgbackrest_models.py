@@ -14,6 +14,7 @@ from drdrill.hooks.pgbackrest_models import (
     StanzaInfo,
     evaluate_info,
     evaluate_verify,
+    merge_info,
     merge_verify,
     parse_info,
     parse_verify,
@@ -227,6 +228,41 @@ def test_bad_parameters_are_refused():
         evaluate_info(s, max_age_hours={"ful": 24}, now=SOON, target="main")
     with pytest.raises(PreflightError, match="no timezone"):
         evaluate_info(s, max_age_hours={"full": 24}, now=SOON.replace(tzinfo=None), target="main")
+
+
+# ---- merge_info: info --repo=N per repo judged like info without --repo -------------------------------------
+
+def _judged(stanza: StanzaInfo) -> list[tuple[str, str, str, str]]:
+    now = max(b.stop for b in stanza.backups) + timedelta(minutes=5)
+    return [(r.name, r.target, r.status.value, r.message) for r in evaluate_info(
+        stanza, max_age_hours={"full": 24, "diff": 24}, now=now, target="main")]
+
+
+def test_per_repo_info_merged_is_judged_like_info_of_every_repo():
+    merged = merge_info([info("info-sandbox-repo1.json"), info("info-sandbox-repo2.json")])
+    whole = info("info-sandbox-all.json")
+    assert _judged(merged) == _judged(whole)
+    assert (merged.status_code, merged.status_message) == (0, "ok")
+
+
+def test_per_repo_info_merged_says_repos_differ_like_pgbackrest():
+    merged = merge_info([info("info-sandbox-repo1.json"), info("info-sandbox-repo2-missing-repo2.json")])
+    whole = info("info-sandbox-repo2-missing-all.json")
+    assert (merged.status_code, merged.status_message) == (whole.status_code, whole.status_message) == (
+        4, "different across repos")
+    now = max(b.stop for b in whole.backups) + timedelta(minutes=5)
+    assert ([(r.name, r.target, r.status) for r in evaluate_info(merged, max_age_hours={"full": 24}, now=now,
+                                                                   target="main")]
+            == [(r.name, r.target, r.status) for r in evaluate_info(whole, max_age_hours={"full": 24}, now=now,
+                                                                      target="main")])
+
+
+def test_an_unreachable_repo_is_status_99_naming_the_endpoint():
+    # What info --repo=2 prints (exit code 0) after minutes of retries when repo2's endpoint is down.
+    s = info("info-sandbox-repo2-unreachable.json")
+    results = evaluate_info(s, max_age_hours={"full": 24}, now=SOON, target="main")
+    repo2 = by_key(results, "repo_status", "main/repo2")
+    assert repo2.failed and "HostConnectError" in repo2.message and "Connection refused" in repo2.message
 
 
 # ---- parse_verify / evaluate_verify ---------------------------------------------------------------------

@@ -22,11 +22,12 @@ class CommandError(DrillError):
     """A command run through a runner exited non-zero or timed out."""
 
     def __init__(self, message: str, *, argv: list[str] | None = None, returncode: int | None = None,
-                 output: str = "") -> None:
+                 output: str = "", timed_out_after: float | None = None) -> None:
         super().__init__(message)
         self.argv = argv or []
         self.returncode = returncode
         self.output = output
+        self.timed_out_after = timed_out_after  # seconds, when the command was killed for taking too long
 
 
 class DrillFailed(DrillError):

@@ -76,12 +76,18 @@ class Repo(_Model):
     description: str = ""
     max_backup_age_hours: dict[Literal["full", "diff", "incr"], float] | None = Field(
         None, description="replaces the cluster's thresholds for this repo (e.g. full-only offsite copy)")
+    probe_timeout_seconds: float = Field(
+        3, ge=0, le=60, description="remote repos (s3, gcs, azure, sftp): the daily verification first asks the "
+        "endpoint, and runs no pgBackRest command on a repo that does not answer within this; 0 = do not ask")
 
 
 class PgBackRest(_Model):
     stanza: str
     config: Path | None = Field(None, description="pgbackrest.conf on the database host; holds the secrets")
     process_max: int = Field(2, ge=1, le=64)
+    command_timeout_seconds: float = Field(
+        120, gt=0, le=3600, description="the daily verification's check, info and repo-ls are killed after this "
+        "and fail naming the command (pgBackRest retries an unreachable store for minutes)")
     repos: list[Repo] = Field(min_length=1)
 
     def repo(self, index: int) -> Repo:

@@ -92,7 +92,7 @@ class LocalRunner:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             raise CommandError(f"timed out after {timeout:.0f}s: {shown}", argv=list(argv),
-                               output=(err or "")[-2000:]) from None
+                               output=(err or "")[-2000:], timed_out_after=timeout) from None
         except BaseException:
             # The task was killed or interrupted: do not leave e.g. a restore writing into a
             # scratch directory that teardown is about to remove.

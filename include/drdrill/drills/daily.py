@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
 
 from drdrill.core.checks import CheckResult, Status, at_most
-from drdrill.core.errors import DrillError
-from drdrill.core.estate import Cluster
+from drdrill.core.errors import CommandError, DrillError
+from drdrill.core.estate import Cluster, PgBackRest, Repo
 from drdrill.hooks import postgres as pg
 from drdrill.hooks.pgbackrest import PgBackRestHook
 
@@ -23,64 +24,187 @@ log = logging.getLogger(__name__)
 
 
 def guarded(name: str, target: str, fn: Callable[[], list[CheckResult]]) -> list[CheckResult]:
-    """Run a check group; an error reaching the system becomes one failed check naming it."""
+    """Run a check group; an error reaching the system becomes one failed check naming it.
+
+    A command killed for taking too long is named as such (``pgbackrest info --repo=2 did not
+    finish within 120 s``): that is what a hung storage or database looks like.
+    """
     try:
         results = fn()
     except (DrillError, psycopg.Error, OSError) as e:
-        msg = str(e).strip() or type(e).__name__
-        results = [CheckResult(name, Status.FAIL, f"could not run: {msg}", target)]
+        if isinstance(e, CommandError) and e.timed_out_after is not None:
+            cmd = PgBackRestHook.command_line(e.argv) if e.argv[:1] == ["pgbackrest"] else " ".join(e.argv)
+            msg = (f"{cmd} did not finish within {e.timed_out_after:g} s and was killed: it hung (pgBackRest "
+                   f"retries storage it cannot reach for minutes). Check the repo's endpoint and the network path "
+                   f"from the database host, or raise pgbackrest.command_timeout_seconds if the repo is only slow")
+            results = [CheckResult(name, Status.FAIL, msg, target, details={"hung": cmd,
+                                                                            "timeout_seconds": e.timed_out_after})]
+        else:
+            msg = str(e).strip() or type(e).__name__
+            results = [CheckResult(name, Status.FAIL, f"could not run: {msg}", target)]
     for r in results:
         (log.warning if r.failed else log.info)("%s", r.line())
     return results
 
 
 WAL_SEGMENT_BYTES = 16 * 1024 * 1024  # PostgreSQL's default; a cluster's own size is read from it
+PROBE_TIMEOUT = Repo.model_fields["probe_timeout_seconds"].default  # for repos the estate does not list
+COMMAND_TIMEOUT = PgBackRest.model_fields["command_timeout_seconds"].default
+_KIND = {"s3": "S3", "gcs": "GCS", "azure": "Azure", "sftp": "SFTP"}
+
+
+def probe_repos(br: PgBackRestHook, repos: list[int], timeouts: dict[int, float] | float | None, *,
+                target: str) -> dict[int, CheckResult]:
+    """``repo_reachable`` for every remote repo of ``repos``: does its endpoint answer at all?
+
+    The endpoints are asked at once (one thread each), each within its timeout (``timeouts``: per
+    repo, or one for all; default `PROBE_TIMEOUT`; 0 = not asked). A FAIL means the endpoint did not answer and no
+    pgBackRest command should be run on that repo. Local repos (posix, cifs) get no result. When
+    pgbackrest.conf cannot be read here, every repo is SKIP and its commands run as before.
+    """
+    per_repo = timeouts if isinstance(timeouts, dict) else {}
+    default = PROBE_TIMEOUT if timeouts is None or isinstance(timeouts, dict) else float(timeouts)
+    try:
+        storages = {r: br.repo_storage(r) for r in repos}
+    except (DrillError, OSError) as e:
+        why = str(e).strip() or type(e).__name__
+        return {r: CheckResult("repo_reachable", Status.SKIP, f"not probed: could not read pgbackrest.conf here "
+                               f"({why}); a dead endpoint is then found only by the commands' timeouts",
+                               f"{target}/repo{r}") for r in repos}
+    out: dict[int, CheckResult] = {}
+    asked = {}
+    for r, st in storages.items():
+        if not st.remote:
+            continue
+        timeout = float(per_repo.get(r, default))
+        if timeout <= 0:
+            out[r] = CheckResult("repo_reachable", Status.SKIP, f"repo{r}: {_KIND[st.type]} endpoint {st.endpoint} "
+                                 "not probed (probe_timeout_seconds is 0)", f"{target}/repo{r}")
+        else:
+            asked[r] = timeout
+
+    def ask(r: int) -> CheckResult:
+        where, kind = f"{target}/repo{r}", _KIND[storages[r].type]
+        try:
+            p = br.probe(r, timeout=asked[r])
+        except Exception as e:  # noqa: BLE001 - a probe that cannot be asked must not hide the repo: its commands run
+            return CheckResult("repo_reachable", Status.SKIP, f"repo{r}: {kind} endpoint {storages[r].endpoint} not "
+                               f"probed: {type(e).__name__}: {e}", where)
+        if p.answered:
+            return CheckResult("repo_reachable", Status.PASS, f"repo{r}: {kind} endpoint {p.endpoint} answered in "
+                               f"{p.seconds:.2f} s ({p.detail})", where, round(p.seconds, 3), p.timeout,
+                               {"probe": p.to_dict()})
+        return CheckResult("repo_reachable", Status.FAIL, f"repo{r}: {kind} endpoint {p.endpoint} did not answer "
+                           f"within {p.timeout:g} s ({p.detail})", where, None, p.timeout, {"probe": p.to_dict()})
+
+    if asked:
+        with ThreadPoolExecutor(max_workers=len(asked), thread_name_prefix="probe") as pool:
+            out.update(zip(asked, pool.map(ask, asked), strict=True))
+    return out
+
+
+def _repos(keys: list[int]) -> str:
+    return ", ".join(f"repo{k}" for k in keys)
+
+
+def _not_run(res: CheckResult, repo: int, commands: list[str], name: str | None = None,
+             prefix: str = "") -> CheckResult:
+    """A failed probe as the check of a group: the reason, then what was not run on the repo and why."""
+    return replace(res, name=name or res.name, message=(
+        f"{prefix}{res.message}. Not run on repo{repo}: {', '.join(commands)} (pgBackRest retries an unreachable "
+        f"store for minutes). Check the endpoint, its DNS and the network path from the database host, and the "
+        f"object store's status"), details={**res.details, "not_run": commands})
 
 
 def repository_checks(br: PgBackRestHook, *, target: str, max_age_hours: dict[str, float] | None = None,
                       repo_max_age_hours: dict[int, dict[str, float]] | None = None,
                       expected_repos: set[int] | None = None, now: datetime | None = None,
-                      wal_segment_bytes: int = WAL_SEGMENT_BYTES) -> list[CheckResult]:
-    """`pgbackrest check` (archive round trip to every repo), `info` against the thresholds, and
-    the continuity of every repo's WAL archive (no missing segment since its oldest backup).
+                      wal_segment_bytes: int = WAL_SEGMENT_BYTES,
+                      probe_timeouts: dict[int, float] | float | None = None,
+                      command_timeout: float = COMMAND_TIMEOUT) -> list[CheckResult]:
+    """Each remote repo's endpoint asked first (`probe_repos`), then `pgbackrest check` (archive round
+    trip to every repo), `info` per repo against the thresholds, and the continuity of every repo's
+    WAL archive (no missing segment since its oldest backup).
 
     ``max_age_hours`` per backup type (e.g. ``{"full": 192, "diff": 36}``); without it the backup
-    age is not judged, only the stanza, repo and backup status.
+    age is not judged, only the stanza, repo and backup status. Every command on a repo is scoped
+    with ``--repo=N`` and killed after ``command_timeout`` seconds, so one hung repo neither delays
+    nor hides another's checks; a repo whose endpoint did not answer gets no command at all.
     """
-    from drdrill.hooks.pgbackrest_models import evaluate_archive_continuity, evaluate_info
+    from drdrill.hooks.pgbackrest_models import evaluate_archive_continuity, evaluate_info, merge_info
 
     def run() -> list[CheckResult]:
         out: list[CheckResult] = []
-        res = br.check()
-        if res.returncode == 0:
-            out.append(CheckResult("archive_round_trip", Status.PASS,
-                                   f"pgbackrest check pushed and found WAL in every repo ({res.seconds:.1f}s)",
-                                   target, round(res.seconds, 2)))
-        else:
-            tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-            out.append(CheckResult("archive_round_trip", Status.FAIL,
-                                   f"pgbackrest check exit code {res.returncode}: {' | '.join(tail)}. "
-                                   f"WAL is not reaching every repo: check archive_command and repo access.",
-                                   target, res.returncode, 0))
-        stanzas = [s for s in br.info() if s.name == br.stanza]
-        if not stanzas:
-            return [*out, CheckResult("stanza_status", Status.FAIL,
-                                      f"stanza {br.stanza!r} not found in pgbackrest info", target)]
-        seen = set(stanzas[0].repo_keys())
-        if expected_repos and expected_repos - seen:
+        try:
+            configured: list[int] | None = br.configured_repos()
+        except (DrillError, OSError) as e:
+            log.warning("could not read pgbackrest.conf here (%s): taking the repos from the estate or info", e)
+            configured = None
+        if configured is not None and expected_repos and expected_repos - set(configured):
             out.append(CheckResult("repos_configured", Status.FAIL,
-                                   f"the estate lists repo {sorted(expected_repos)} but pgBackRest reports "
-                                   f"{sorted(seen)}; fix the stanza's pgbackrest.conf or the estate", target))
-        out += evaluate_info(stanzas[0], max_age_hours=dict(max_age_hours or {}), now=now or datetime.now(UTC),
-                             target=target, repo_max_age_hours=repo_max_age_hours or {})
-        for key in sorted(seen):  # one repo's listing failing must not hide another's gap
+                                   f"the estate lists repo {sorted(expected_repos)} but pgbackrest.conf "
+                                   f"({br.config or 'default'}) defines {configured}; fix the stanza's "
+                                   f"pgbackrest.conf or the estate", target))
+        repos = configured or sorted(expected_repos or set()) or sorted(
+            {k for s in br.info(timeout=command_timeout) if s.name == br.stanza for k in s.repo_keys()})
+        reach = probe_repos(br, repos, probe_timeouts, target=target)
+        dead = sorted(r for r, res in reach.items() if res.failed)
+        for r, res in sorted(reach.items()):
+            out.append(_not_run(res, r, ["check", f"info --repo={r}", f"repo-ls --repo={r}"]) if res.failed
+                       else res)
+        out += guarded("archive_round_trip", target, lambda: [_round_trip(br, dead, target, command_timeout)])
+
+        stanzas = {}
+        for r in (r for r in repos if r not in dead):
+            def read(r: int = r) -> list[CheckResult]:
+                found = [s for s in br.info(r, timeout=command_timeout) if s.name == br.stanza]
+                if not found:
+                    return [CheckResult("stanza_status", Status.FAIL, f"stanza {br.stanza!r} not found in "
+                                        f"pgbackrest info --repo={r}", f"{target}/repo{r}")]
+                stanzas[r] = found[0]
+                return []
+            out += guarded("repo_status", f"{target}/repo{r}", read)
+        if not stanzas:
+            return out
+        info = merge_info(list(stanzas.values()))
+        checked = evaluate_info(info, max_age_hours=dict(max_age_hours or {}), now=now or datetime.now(UTC),
+                                target=target, repo_max_age_hours=repo_max_age_hours or {})
+        unread = [r for r in repos if r not in stanzas]
+        if unread:  # the stanza status covers only the repos that were read: say so
+            note = f" (from {_repos(sorted(stanzas))} only; {_repos(unread)} not read)"
+            checked = [replace(c, message=c.message + note) if c.name == "stanza_status" else c for c in checked]
+        out += checked
+        for key in sorted(stanzas):  # one repo's listing failing must not hide another's gap
             out += guarded("wal_archive_continuity", f"{target}/repo{key}", lambda key=key: [
-                evaluate_archive_continuity(stanzas[0], key, br.archive_files(key),
+                evaluate_archive_continuity(info, key, br.archive_files(key, timeout=command_timeout),
                                             segments_per_log=0x100000000 // wal_segment_bytes, target=target,
                                             now=now or datetime.now(UTC))])
         return out
 
     return guarded("backup_repository", target, run)
+
+
+def _round_trip(br: PgBackRestHook, dead: list[int], target: str, timeout: float) -> CheckResult:
+    """`pgbackrest check`: WAL switched, pushed and found in every repo. Not run while a repo is dead:
+    pgBackRest 2.45's check has no ``--repo`` and would wait on it for minutes."""
+    if dead:
+        return CheckResult(
+            "archive_round_trip", Status.FAIL,
+            f"not run: pgbackrest check waits on every repo (it has no --repo) and {_repos(dead)} did not answer "
+            f"(see repo_reachable). archive_command pushes each WAL segment to every repo too: while a repo does not "
+            f"answer, archive-push fails after minutes of retries, PostgreSQL retries the same segment, and no repo "
+            f"receives newer WAL; see the wal_archiving checks on the primary", target, None, 0,
+            {"not_run": ["check"], "unreachable_repos": dead})
+    res = br.check(timeout=timeout)
+    if res.returncode == 0:
+        return CheckResult("archive_round_trip", Status.PASS,
+                           f"pgbackrest check pushed and found WAL in every repo ({res.seconds:.1f}s)",
+                           target, round(res.seconds, 2))
+    tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+    return CheckResult("archive_round_trip", Status.FAIL,
+                       f"pgbackrest check exit code {res.returncode}: {' | '.join(tail)}. "
+                       f"WAL is not reaching every repo: check archive_command and repo access.",
+                       target, res.returncode, 0)
 
 
 def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[CheckResult]:
@@ -90,7 +214,12 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
     return repository_checks(PgBackRestHook.for_cluster(cluster), target=cluster.name,
                              max_age_hours=dict(cluster.targets.max_backup_age_hours), repo_max_age_hours=per_repo,
                              expected_repos={r.index for r in cluster.pgbackrest.repos}, now=now,
-                             wal_segment_bytes=wal_segment_bytes(cluster))
+                             wal_segment_bytes=wal_segment_bytes(cluster), probe_timeouts=probe_timeouts(cluster),
+                             command_timeout=cluster.pgbackrest.command_timeout_seconds)
+
+
+def probe_timeouts(cluster: Cluster) -> dict[int, float]:
+    return {r.index: r.probe_timeout_seconds for r in cluster.pgbackrest.repos}
 
 
 def wal_segment_bytes(cluster: Cluster) -> int:
@@ -104,13 +233,24 @@ def wal_segment_bytes(cluster: Cluster) -> int:
         return WAL_SEGMENT_BYTES
 
 
-def verify_repos(br: PgBackRestHook, repos: list[int], *, target: str) -> list[CheckResult]:
-    """`pgbackrest verify` per repo, parsed from its text (it exits 0 on corruption)."""
+def verify_repos(br: PgBackRestHook, repos: list[int], *, target: str,
+                 probe_timeouts: dict[int, float] | float | None = None) -> list[CheckResult]:
+    """`pgbackrest verify` per repo, parsed from its text (it exits 0 on corruption).
+
+    A remote repo whose endpoint does not answer (`probe_repos`) is not verified: its check fails
+    at once with the reason (verify alone would take minutes and then report "No usable backup.info
+    file", as if the repo were damaged).
+    """
     from drdrill.hooks.pgbackrest_models import evaluate_verify
 
+    reach = probe_repos(br, repos, probe_timeouts, target=target)
     out: list[CheckResult] = []
     for repo in repos:
         where = f"{target}/repo{repo}"
+        if repo in reach and reach[repo].failed:
+            out.append(_not_run(reach[repo], repo, [f"verify --repo={repo}"], name="verify", prefix="not verified: "))
+            log.warning("%s", out[-1].line())
+            continue
 
         def run(repo=repo, where=where) -> list[CheckResult]:
             report, res = br.verify(repo)
@@ -127,7 +267,7 @@ def verify_repos(br: PgBackRestHook, repos: list[int], *, target: str) -> list[C
 def backup_integrity(cluster: Cluster) -> list[CheckResult]:
     """`pgbackrest verify` of every repo of an estate cluster."""
     return verify_repos(PgBackRestHook.for_cluster(cluster), [r.index for r in cluster.pgbackrest.repos],
-                        target=cluster.name)
+                        target=cluster.name, probe_timeouts=probe_timeouts(cluster))
 
 
 ARCHIVER_SQL = """

@@ -17,7 +17,10 @@ from airflow.sdk import BaseHook
 
 from drdrill.core.errors import EstateError
 from drdrill.core.estate import Cluster, RunnerSpec
-from drdrill.core.runner import CommandResult, Runner, runner_for
+from drdrill.core.runner import CommandResult, LocalRunner, Runner, runner_for
+
+# Options that say where and how a command runs, not what it does: left out of messages.
+_PLUMBING = ("--config=", "--stanza=", "--log-level-console=", "--pg1-")
 
 
 class PgBackRestHook(BaseHook):
@@ -37,8 +40,9 @@ class PgBackRestHook(BaseHook):
     Usage::
 
         hook = PgBackRestHook("pgbackrest_default")
-        stanzas = hook.info()            # parsed `pgbackrest info --output=json`
+        stanzas = hook.info(repo=1)      # parsed `pgbackrest info --output=json --repo=1`
         report, _ = hook.verify(repo=1)  # parsed `pgbackrest verify`
+        hook.probe(2, timeout=3)         # does repo2's object store answer at all? (no pgBackRest involved)
     """
 
     conn_name_attr = "pgbackrest_conn_id"
@@ -68,6 +72,7 @@ class PgBackRestHook(BaseHook):
         self.process_max = int(process_max or extra.get("process_max") or 2)
         self.pg1 = dict(pg1 or {})
         self.runner = runner or runner_for(RunnerSpec(kind="local", run_as=run_as))
+        self._storage_config: Any = None
 
     @classmethod
     def for_cluster(cls, cluster: Cluster, runner: Runner | None = None) -> PgBackRestHook:
@@ -111,10 +116,11 @@ class PgBackRestHook(BaseHook):
         """Archive round trip on every repo: WAL switch, push, and find it in each repo."""
         return self.run("check", *self.primary_options(), timeout=timeout, check=False)
 
-    def info(self):
+    def info(self, repo: int | None = None, *, timeout: float = 120):
+        """Parsed ``info --output=json``: of one repo with ``repo`` (never waits on another repo), else of all."""
         from drdrill.hooks.pgbackrest_models import parse_info
 
-        res = self.run("info", "--output=json", timeout=120)
+        res = self.run("info", "--output=json", *([f"--repo={repo}"] if repo is not None else []), timeout=timeout)
         return parse_info(res.stdout)
 
     def archive_files(self, repo: int, *, timeout: float = 300) -> list[str]:
@@ -126,11 +132,11 @@ class PgBackRestHook(BaseHook):
         res = self.runner.run(argv, timeout=timeout)
         return [name for name, item in json.loads(res.stdout or "{}").items() if item.get("type") == "file"]
 
-    def verify(self, repo: int):
+    def verify(self, repo: int, *, timeout: float = 3600):
         from drdrill.hooks.pgbackrest_models import parse_verify
 
         # verify exits 0 even when it finds corruption: the text is the only truth.
-        res = self.run("verify", f"--repo={repo}", "--output=text", "--verbose", timeout=3600, check=False)
+        res = self.run("verify", f"--repo={repo}", "--output=text", "--verbose", timeout=timeout, check=False)
         return parse_verify(res.stdout + res.stderr, repo_key=repo), res
 
     def backup(self, *, repo: int, type: str = "full") -> CommandResult:
@@ -145,3 +151,46 @@ class PgBackRestHook(BaseHook):
         if target_time:
             opts += ["--type=time", f"--target={target_time}", "--target-action=promote"]
         return self.run("restore", *opts, timeout=7200, progress=True, check=check)
+
+    # ---------------------------------------------------------------- the repos' storage
+    @staticmethod
+    def command_line(argv: list[str]) -> str:
+        """A pgBackRest argv as messages show it: the command, then its own options (``pgbackrest info --repo=2``)."""
+        own = [a for a in argv[1:] if not a.startswith(_PLUMBING)]
+        command = next((a for a in own if not a.startswith("-")), "")
+        return " ".join([argv[0], command, *(a for a in own if a != command)]).strip()
+
+    def storage_config(self):
+        """pgbackrest.conf as pgBackRest resolves it (`drdrill.hooks.pgbackrest_storage`), read once.
+
+        Only where pgBackRest runs on this worker (the local runner): elsewhere the file is on
+        another host. Raises `EstateError` for another runner, `OSError` when it cannot be read.
+        """
+        from drdrill.hooks.pgbackrest_storage import read_config
+
+        if not isinstance(self.runner, LocalRunner):
+            raise EstateError(f"pgBackRest runs through {type(self.runner).__name__}: its pgbackrest.conf is not on "
+                              f"this worker")
+        if self._storage_config is None:
+            self._storage_config = read_config(self.config)
+        return self._storage_config
+
+    def configured_repos(self) -> list[int]:
+        """The repos pgbackrest.conf defines for the stanza (repo1 when it names none)."""
+        return self.storage_config().repo_indexes(self.stanza)
+
+    def repo_storage(self, repo: int):
+        """Where ``repo`` lives (type, endpoint host and port, bucket), from pgbackrest.conf."""
+        from drdrill.hooks.pgbackrest_storage import repo_storage
+
+        return repo_storage(self.storage_config(), self.stanza, repo)
+
+    def probe(self, repo: int, *, timeout: float = 3):
+        """Whether a remote repo's endpoint answers one cheap request within ``timeout`` seconds.
+
+        No pgBackRest command and no credential: an unsigned request through boto3 for S3 (see
+        `drdrill.hooks.pgbackrest_storage.probe`). Returns a `Probe`.
+        """
+        from drdrill.hooks.pgbackrest_storage import probe
+
+        return probe(self.repo_storage(repo), timeout)

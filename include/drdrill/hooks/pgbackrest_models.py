@@ -152,6 +152,23 @@ def parse_info(json_text: str) -> list[StanzaInfo]:
     return stanzas
 
 
+def merge_info(stanzas: list[StanzaInfo]) -> StanzaInfo:
+    """One stanza from several ``info --repo=N`` runs of it, as ``info`` without ``--repo`` reports it.
+
+    The stanza status is the repos' common status, or code 4 ("different across repos") when they
+    differ, as pgBackRest computes it; repos, archives and backups are the union.
+    """
+    if not stanzas:
+        raise ValueError("merge_info needs at least one stanza")
+    codes = {s.status_code for s in stanzas}
+    code, message = ((stanzas[0].status_code, stanzas[0].status_message) if len(codes) == 1
+                     else (4, "different across repos"))
+    return StanzaInfo(name=stanzas[0].name, status_code=code, status_message=message,
+                      backup_lock_held=any(s.backup_lock_held for s in stanzas),
+                      repos=[r for s in stanzas for r in s.repos], archives=[a for s in stanzas for a in s.archives],
+                      backups=[b for s in stanzas for b in s.backups])
+
+
 def select_stanza(stanzas: list[StanzaInfo], name: str) -> StanzaInfo:
     """The stanza called ``name``; `CommandError` listing the ones found when it is absent."""
     for s in stanzas:
