@@ -118,7 +118,8 @@ def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None)
 
 def recoverable_window(cluster: Cluster, repo: int) -> dict[str, Any]:
     """The oldest backup of ``repo``: nothing before its stop time can be recovered from it."""
-    stanzas = [s for s in PgBackRestHook.for_cluster(cluster).info() if s.name == cluster.pgbackrest.stanza]
+    # Scoped to the repo restored from: a dead other repo must not stall the preflight.
+    stanzas = [s for s in PgBackRestHook.for_cluster(cluster).info(repo=repo) if s.name == cluster.pgbackrest.stanza]
     oldest = stanzas[0].oldest(repo) if stanzas else None
     if oldest is None:
         raise PreflightError(f"repo{repo} of stanza {cluster.pgbackrest.stanza!r} holds no backup; run "
