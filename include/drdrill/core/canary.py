@@ -84,7 +84,7 @@ class SharedRun:
         return f"SharedRun({self.dir})"
 
     def _json(self, name: str) -> dict[str, Any] | None:
-        p = self.dir / name
+        p = statestore.refresh(self.dir / name)
         try:
             if not p.exists():
                 return None
@@ -110,7 +110,7 @@ class SharedRun:
         return self._json(STOPPED)
 
     def stop_requested(self) -> bool:
-        return (self.dir / STOP).exists()
+        return statestore.refresh(self.dir / STOP).exists()
 
     def write_writer(self, info: dict[str, Any]) -> None:
         self._put(WRITER, json.dumps(info))
@@ -126,7 +126,7 @@ class SharedRun:
 
     def _chunk_names(self) -> list[str]:
         try:
-            if not self.dir.exists():
+            if not statestore.refresh(self.dir).exists():
                 return []
             return sorted(p.name for p in self.dir.iterdir()
                           if p.name.startswith(CHUNK_PREFIX) and p.name.endswith(CHUNK_SUFFIX))
@@ -491,7 +491,7 @@ def stop_leftovers(store: Any, keep_run_id: str | None, is_active: Any = None) -
     """Canary state of other runs: removed once their writer stopped (or its lifetime ran out); a writer
     of a run that is no longer active is asked to stop (it may run on another worker). Returns what
     was done, one line each."""
-    root = statestore.path(store, SHARED_DIR)
+    root = statestore.refresh(statestore.path(store, SHARED_DIR))
     try:
         dirs = sorted(root.iterdir(), key=lambda p: p.name) if root.exists() else []
     except Exception as e:  # noqa: BLE001

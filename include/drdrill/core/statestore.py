@@ -39,6 +39,19 @@ def path(store: Any, *parts: str, conn_id: str | None = None) -> Any:
     return p
 
 
+def refresh(p: Any) -> Any:
+    """``p``, with what this process cached about it and its directory forgotten; returns ``p``.
+
+    s3fs caches directory listings per process, and answers ``exists`` from them: without this, a
+    task polling for an object another process writes (the canary's next chunk, its ``stopped``,
+    the ``stop`` the writer looks for) never sees it.
+    """
+    if hasattr(p, "fs"):
+        p.fs.invalidate_cache(p.path)
+        p.fs.invalidate_cache(p.parent.path)
+    return p
+
+
 def write_atomically(p: Any, body: str) -> None:
     """Replace ``p`` whole. Local: a temp file beside it, fsync, then rename; object storage: one PUT,
     which is atomic there (a reader gets the previous object or this one)."""

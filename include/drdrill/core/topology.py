@@ -29,7 +29,7 @@ def _path(store: Any):
 
 def read(store: Any) -> dict[str, Any]:
     """The recorded topology: ``{cluster: {"primary": node, "since": ..., "history": [...]}}``."""
-    p = _path(store)
+    p = statestore.refresh(_path(store))
     try:
         if not p.exists():
             return {}
