@@ -79,8 +79,12 @@ def stop_canary(plan: Plan) -> dict[str, Any]:
     svc = cluster.failover.service if cluster.failover else None
     # Two write attempts (a replica down) and two flushes, with a margin: the writer's longest reaction.
     wait = 2 * (svc.timeout_seconds if svc else 2) + 4 * canary.PUBLISH_SECONDS + 5
-    out = canary.stop_shared(estate.state_store, plan.run_id, by=f"{plan.dag_id} {plan.run_id} stop_canary",
-                             wait=wait)
+    try:
+        out = canary.stop_shared(estate.state_store, plan.run_id, by=f"{plan.dag_id} {plan.run_id} stop_canary",
+                                 wait=wait)
+    except DrillError as e:  # the store does not answer: neither can the writer publish, so it stops by itself
+        out = {"stopped": False, "confirmed": False, "reason": f"{e} (a writer that cannot publish stops "
+                                                               f"within {canary.PUBLISH_GRACE_SECONDS:.0f}s)"}
     if canary.stop(Path(plan.workdir)) and not out.get("confirmed"):  # here, and silent: signalled
         out.update(stopped=True, signalled_here=True)
     if out.get("confirmed") is False and not out.get("stopped"):
