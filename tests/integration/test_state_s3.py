@@ -17,6 +17,17 @@ from drdrill.hooks import postgres as pg
 pytestmark = pytest.mark.sandbox
 
 
+@pytest.fixture(autouse=True)
+def fresh_s3_clients(evidence_bucket):  # noqa: F811
+    """An earlier test may have rebuilt the sandbox (tests/integration/test_sandbox.py) with a new
+    self-signed certificate: the S3 filesystem this process cached still trusts the old one."""
+    from airflow.sdk.io import store as object_stores
+
+    _, bucket = evidence_bucket
+    type(statestore.path(State(location=f"s3://{bucket}", conn_id="aws_evidence")).fs).clear_instance_cache()
+    object_stores._STORE_CACHE.clear()
+
+
 def test_canary_state_round_trip_on_s3(evidence_bucket, sandbox, estate, tmp_path):  # noqa: F811
     s3, bucket = evidence_bucket
     c = estate.cluster("main")

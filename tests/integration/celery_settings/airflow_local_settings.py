@@ -1,4 +1,4 @@
-"""Test-only Airflow cluster policy for tests/integration/test_celery.py (never on a real deployment).
+"""Test-only Airflow cluster policy for tests/integration/test_failover_celery.py (never on a real deployment).
 
 Airflow imports ``airflow_local_settings`` from its PYTHONPATH; only the Celery test puts this
 directory there. It splits the failover drill's tasks between two Celery queues, one per worker,

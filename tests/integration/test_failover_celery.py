@@ -185,6 +185,7 @@ class CeleryAirflow:
         self.redis = Redis(tmp / "redis")
         self.pg = MetadataPostgres(tmp / "pg")
         self.api_port = _free_port(28300)
+        self.trigger_log_port = _free_port(self.api_port + 1)  # not the default 8794 a local Airflow may hold
         self.procs: dict[str, subprocess.Popen] = {}
         dags = tmp / "dags"  # only the drill: a 2-core machine parses nothing it does not run
         dags.mkdir()
@@ -202,6 +203,7 @@ class CeleryAirflow:
             "AIRFLOW__CELERY__RESULT_BACKEND": self.pg.url("db+postgresql+psycopg"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
             "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
