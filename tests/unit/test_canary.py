@@ -279,3 +279,106 @@ def test_a_writer_nobody_stops_stops_by_itself(tmp_path, endpoint, writers):
     wait_until(lambda: not canary.is_running(workdir), timeout=15, interval=0.1, what="the writer to stop")
     wrote = [r for r in canary.records(workdir) if r.get("ok")]
     assert wrote and max(r["sent_at"] for r in wrote) - min(r["sent_at"] for r in wrote) < 2.5
+
+
+# ------------------------------------------------------------------ state every worker reads
+@pytest.fixture
+def store(tmp_path):
+    from drdrill.core.estate import State
+
+    return State(location=f"file://{tmp_path}/state")
+
+
+def test_writes_and_stop_control_go_through_the_state_store(tmp_path, endpoint, writers, store):
+    """What another worker sees: no PID file, no local acks; only the state store."""
+    workdir = tmp_path / "worker-a" / "run"
+    pid = canary.start(workdir, "manual__s1", [endpoint.url], interval_ms=20, timeout=2, store=store,
+                       meta={"dag_id": "d"})
+    writers.append(pid)
+    run = canary.shared(store, "manual__s1")
+    assert run.writer()["pid"] == pid and run.writer()["dag_id"] == "d" and run.writer()["ends_at"]
+    _wait_for(lambda: len([r for r in run.records() if r.get("ok")]) >= 5, "5 acknowledged writes, published")
+    out = canary.stop_shared(store, "manual__s1", by="a test on worker b", wait=15)
+    assert out["stopped"] is True and out["confirmed"] is True and out["reason"] == (
+        "stop requested through the state store"), out
+    _wait_for(lambda: _gone(pid), "the writer to exit")
+    recs = run.records()  # complete: every attempt up to the last, checked against `stopped`
+    assert [r["seq"] for r in recs] == list(range(1, out["attempts"] + 1))
+    assert recs == canary.records(workdir)  # the same as the writer's local copy
+    assert canary.stop_shared(store, "manual__s1", by="again", wait=1)["confirmed"] is True
+    run.remove()
+    assert not run.dir.exists()
+
+
+def test_stop_of_a_run_that_started_no_writer(store):
+    assert canary.stop_shared(store, "manual__none", by="t", wait=1) == {
+        "stopped": False, "reason": "no canary writer was started for this run"}
+
+
+def test_a_state_store_that_cannot_be_written_starts_no_writer(tmp_path, endpoint, writers):
+    from drdrill.core.errors import DrillError
+    from drdrill.core.estate import State
+
+    (tmp_path / "blocker").write_text("a file where the state directory should be")
+    bad = State(location=f"file://{tmp_path}/blocker/state")
+    workdir = tmp_path / "run"
+    with pytest.raises(DrillError, match="cannot be written.*no canary was started"):
+        canary.start(workdir, "manual__s2", [endpoint.url], interval_ms=20, timeout=2, store=bad)
+    assert not (workdir / canary.PIDFILE).exists() and endpoint.seen == []
+
+
+def test_a_writer_that_cannot_publish_stops_writing(tmp_path, endpoint, writers, store):
+    workdir = tmp_path / "run"
+    pid = canary.start(workdir, "manual__s3", [endpoint.url], interval_ms=20, timeout=2, store=store,
+                       publish_seconds=0.1, publish_grace=1)
+    writers.append(pid)
+    run = canary.shared(store, "manual__s3")
+    _wait_for(lambda: run.records(), "the first published writes")
+    import shutil
+
+    shutil.rmtree(run.dir)
+    run.dir.write_text("the store is gone")  # every publish fails from now on
+    _wait_for(lambda: _gone(pid), "the writer to stop by itself", timeout=20)
+    seen = len(endpoint.seen)
+    time.sleep(0.3)
+    assert len(endpoint.seen) == seen, "it kept writing into production"
+    assert "could not publish its writes to the state store" in (workdir / canary.LOGFILE).read_text()
+
+
+def test_corrupt_or_incomplete_canary_state_is_an_error(store):
+    from drdrill.core.errors import DrillError
+
+    run = canary.shared(store, "manual__s4")
+    run.publish(1, [_ack(1, _at(1)), _ack(2, _at(2))])
+    run.publish(2, [_ack(3, _at(3))])
+    assert [r["seq"] for r in run.records()] == [1, 2, 3]
+    run.publish(3, [_ack(3, _at(3)), _ack(4, _at(4))])  # a batch published again after a "failed" PUT
+    assert [r["seq"] for r in run.records()] == [1, 2, 3, 4]
+    run.mark_stopped({"reason": "t", "attempts": 5})
+    with pytest.raises(DrillError, match=r"lacks 1 of the writer's 5 attempts \(seq \[5\]"):
+        run.records()
+    (run.dir / "acks-00000004.jsonl").write_text('{"seq": 5, "sent_at": 17\n')
+    with pytest.raises(DrillError, match="acks-00000004.jsonl is corrupt at line 1"):
+        canary.shared(store, "manual__s4").records()
+    (run.dir / canary.STOPPED).write_text("{not json")
+    with pytest.raises(DrillError, match="stopped is corrupt"):
+        run.stopped()
+
+
+def test_leftover_canary_state_of_other_runs(store):
+    now = time.time()
+    done = canary.shared(store, "manual__done")
+    done.write_writer({"run_id": "manual__done", "pid": 1, "ends_at": now + 600})
+    done.mark_stopped({"reason": "t", "attempts": 0})
+    dead = canary.shared(store, "manual__dead")
+    dead.write_writer({"run_id": "manual__dead", "pid": 2, "ends_at": now + 600})
+    live = canary.shared(store, "manual__live")
+    live.write_writer({"run_id": "manual__live", "pid": 3, "ends_at": now + 600})
+    old = canary.shared(store, "manual__old")
+    old.write_writer({"run_id": "manual__old", "pid": 4, "ends_at": now - 3600})
+    mine = canary.shared(store, "manual__mine")
+    mine.write_writer({"run_id": "manual__mine", "pid": 5, "ends_at": now + 600})
+    canary.stop_leftovers(store, "manual__mine", is_active=lambda w: w["run_id"] == "manual__live")
+    assert not done.dir.exists() and not old.dir.exists()  # stopped, or past its lifetime: removed
+    assert dead.stop_requested() and dead.dir.exists()  # its writer, wherever it runs, is told to stop
+    assert not live.stop_requested() and not mine.stop_requested()

@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from drdrill.core import statestore
 from drdrill.core.errors import EstateError
 
 log = logging.getLogger(__name__)
@@ -23,20 +24,12 @@ FILE = "topology.json"
 
 def _path(store: Any):
     """A pathlib path for file:// (no Airflow import), an ObjectStoragePath otherwise."""
-    loc = store.location
-    if loc.startswith("file://"):
-        from pathlib import Path
-
-        return Path(loc.removeprefix("file://")) / FILE
-    from airflow.sdk import ObjectStoragePath
-
-    base = ObjectStoragePath(loc, conn_id=store.conn_id) if store.conn_id else ObjectStoragePath(loc)
-    return base / FILE
+    return statestore.path(store, FILE)
 
 
 def read(store: Any) -> dict[str, Any]:
     """The recorded topology: ``{cluster: {"primary": node, "since": ..., "history": [...]}}``."""
-    p = _path(store)
+    p = statestore.refresh(_path(store))
     try:
         if not p.exists():
             return {}
@@ -87,20 +80,8 @@ def record(estate: Any, cluster: str, primary: str, *, run_id: str, drill: str, 
 
 def _write_atomically(p: Any, body: str) -> None:
     """Readers see the old state or the new one, never half of it (a crash mid-write used to leave
-    a truncated file). Local: a temp file beside it, then rename; object storage: one PUT, which is
-    atomic there."""
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if not hasattr(p, "fs"):  # a local pathlib path
-        import os
-
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        with tmp.open("w") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-        return
-    p.write_text(body)
+    a truncated file)."""
+    statestore.write_atomically(p, body)
 
 
 def reset(store: Any) -> None:

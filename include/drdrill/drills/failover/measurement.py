@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from drdrill.core import canary
 from drdrill.core.checks import CheckResult, Status, at_most
-from drdrill.core.estate import Cluster
+from drdrill.core.estate import Cluster, load_estate
 from drdrill.drills.failover.plan import Plan, _cluster
 from drdrill.drills.failover.probes import resolve_endpoint
 from drdrill.hooks import postgres as pg
@@ -24,7 +23,9 @@ def measure(plan: Plan, fault: dict[str, Any] | None, verified: dict[str, Any] |
     if plan.dry_run:
         return {"measurements": {"dry_run": True}, "results": []}
     start = (fault or {}).get("fault_at") if plan.drill else plan.started_at
-    recs = canary.records(Path(plan.workdir))
+    # From the state store, where the writer published them (it may have run on another worker); after
+    # stop_canary, every attempt is there or this fails (incomplete evidence is never a shorter record).
+    recs = canary.shared(load_estate().state_store, plan.run_id).records()
     results: list[CheckResult] = []
     m: dict[str, Any] = {"rto_start": "fault injected" if plan.drill else "run start",
                          "rto_target_seconds": t.rto_minutes * 60, "rpo_target_seconds": t.rpo_minutes * 60,

@@ -121,6 +121,11 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
     # restore test's); leftovers of dead runs are removed first.
     scratch.remove_all_scratch(estate.scratch.root, NodeOps(cluster).runner, cluster.postgres.bin_dir,
                                keep_run_id=run_id, is_active=is_active)
+    # The scratch above is this worker's only. A dead run's writer may run on another worker: its state in
+    # the state store tells it to stop (it checks every flush), and is removed once it has.
+    from drdrill.core import canary
+
+    canary.stop_leftovers(estate.state_store, keep_run_id=run_id, is_active=is_active)
     workdir = Path(estate.scratch.root) / scratch.run_tag(run_id)
     plan = Plan(dag_id=dag_id, run_id=run_id, cluster=cluster.name, primary=cluster.primary.name,
                 standby=standby.name, fault=fault, failback=bool(params.get("failback", dag_id == DRILL)),

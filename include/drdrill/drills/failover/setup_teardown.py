@@ -1,5 +1,10 @@
 """Around the action: the canary writer, started before the fault and stopped after Verify, and
 the run's scratch directory it lives in, removed at the end whatever happened.
+
+The writer runs on the worker that started it; its acknowledged writes and its stop control are
+in the estate's state store (`drdrill.core.canary`), so the tasks that read or stop it can run on
+any worker. Its local scratch directory (log, PID file, its own copy of the writes) is removed
+by `cleanup` on that worker, or by the next run's preflight there.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from drdrill.core import canary
+from drdrill.core.errors import DrillError
+from drdrill.core.estate import load_estate
 from drdrill.core.polling import wait_until
 from drdrill.drills.failover.node_ops import NodeOps
 from drdrill.drills.failover.plan import Plan, _cluster
@@ -21,7 +28,8 @@ log = logging.getLogger("drdrill.drills.failover")
 def start_canary(plan: Plan) -> dict[str, Any]:
     from drdrill.core import scratch
 
-    cluster = _cluster(plan)
+    estate = load_estate()
+    cluster = _cluster(plan, estate)
     svc = cluster.failover.service if cluster.failover else None
     if svc is None:
         log.warning("no service configured for %s: no canary writer, RTO/RPO cannot be measured from the "
@@ -42,24 +50,68 @@ def start_canary(plan: Plan) -> dict[str, Any]:
     # Bounded: a writer whose teardown never comes (a dead worker) stops writing into production by
     # itself, at twice the RTO target (the whole failover must be over long before that).
     pid = canary.start(workdir, plan.run_id, urls, interval_ms=cluster.failover.canary_interval_ms,
-                       timeout=svc.timeout_seconds, max_seconds=lease)
-    if plan.drill:  # steady state from the application's side: acknowledged writes before the fault
-        wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
-                      interval=0.1, what="the canary writer's first acknowledged writes through the service")
-    return {"started": True, "pid": pid, "urls": urls, "workdir": str(workdir)}
+                       timeout=svc.timeout_seconds, max_seconds=lease, store=estate.state_store,
+                       meta={"dag_id": plan.dag_id})
+    shared = canary.shared(estate.state_store, plan.run_id)
+    if plan.drill:  # steady state from the application's side: acknowledged writes before the fault,
+        # read back from the state store as every later task will read them
+        def first_writes() -> bool:
+            if not canary.is_running(workdir):
+                log_tail = (workdir / canary.LOGFILE).read_text()[-1500:] if (workdir / canary.LOGFILE).exists() else ""
+                raise DrillError(f"the canary writer exited before its first acknowledged writes reached the state "
+                                 f"store {shared.dir}:\n{log_tail}")
+            return sum(1 for r in shared.records() if r.get("ok")) >= 3
+
+        wait_until(first_writes, timeout=30, interval=0.1,
+                   what=f"the canary writer's first acknowledged writes through the service, in {shared.dir}")
+    return {"started": True, "pid": pid, "urls": urls, "workdir": str(workdir), "state": str(shared.dir)}
 
 
 def stop_canary(plan: Plan) -> dict[str, Any]:
-    stopped = canary.stop(Path(plan.workdir))
-    return {"stopped": stopped}
+    """Stop the writer wherever it runs (its stop marker in the state store), and wait for its answer.
+
+    A writer on this very worker that did not answer is signalled; one elsewhere that did not answer
+    fails the step: it stops by itself at the end of its bounded lifetime, or as soon as it cannot
+    publish, but nobody here can prove it stopped.
+    """
+    estate = load_estate()
+    cluster = _cluster(plan, estate)
+    svc = cluster.failover.service if cluster.failover else None
+    # Two write attempts (a replica down) and two flushes, with a margin: the writer's longest reaction.
+    wait = 2 * (svc.timeout_seconds if svc else 2) + 4 * canary.PUBLISH_SECONDS + 5
+    try:
+        out = canary.stop_shared(estate.state_store, plan.run_id, by=f"{plan.dag_id} {plan.run_id} stop_canary",
+                                 wait=wait)
+    except DrillError as e:  # the store does not answer: neither can the writer publish, so it stops by itself
+        out = {"stopped": False, "confirmed": False, "reason": f"{e} (a writer that cannot publish stops "
+                                                               f"within {canary.PUBLISH_GRACE_SECONDS:.0f}s)"}
+    if canary.stop(Path(plan.workdir)) and not out.get("confirmed"):  # here, and silent: signalled
+        out.update(stopped=True, signalled_here=True)
+    if out.get("confirmed") is False and not out.get("stopped"):
+        raise DrillError(f"the canary writer of this run (pid {out.get('pid')} on {out.get('host')}) did not confirm "
+                         f"that it stopped ({out.get('reason')}). It stops by itself when its lifetime ends and as "
+                         f"soon as it cannot publish; check that host.")
+    return out
 
 
 def cleanup(plan: Plan) -> dict[str, Any]:
-    """Remove the run's scratch directory (the canary writer is stopped first)."""
+    """Remove the run's scratch directory if it is on this worker (the canary writer is stopped first),
+    and the run's canary state once its writer has stopped."""
     from drdrill.core import scratch
 
-    cluster = _cluster(plan)
+    estate = load_estate()
+    cluster = _cluster(plan, estate)
     d = Path(plan.workdir)
-    if d.exists():
+    here = d.exists()  # on the worker that started the writer; elsewhere the next run's preflight there does it
+    if here:
         scratch.remove(d, NodeOps(cluster).runner, cluster.postgres.bin_dir)
-    return {"removed": str(d)}
+    shared = canary.shared(estate.state_store, plan.run_id)
+    w = shared.writer()
+    if w and w.get("pid") and shared.stopped() is None:
+        shared.request_stop(f"{plan.dag_id} {plan.run_id} cleanup")
+        log.warning("the canary writer of this run (pid %s on %s) has not confirmed it stopped: its state %s is "
+                    "kept with a stop request; the next run's preflight removes it once it has stopped",
+                    w.get("pid"), w.get("host"), shared.dir)
+        return {"removed": str(d) if here else None, "canary_state_kept": str(shared.dir)}
+    shared.remove()
+    return {"removed": str(d) if here else None, "canary_state_removed": str(shared.dir)}

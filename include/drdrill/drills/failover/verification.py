@@ -1,17 +1,18 @@
 """Phase 3, Verify: the new primary accepts writes through the endpoint, the service works, the
-canary's writes resumed. A failed check fails the step, which starts the rollback path.
+canary's writes resumed (read from the state store: the writer may run on another worker). A
+failed check fails the step, which starts the rollback path.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from drdrill.core import canary
 from drdrill.core.checks import CheckResult, Status
 from drdrill.core.errors import DrillError, DrillFailed
+from drdrill.core.estate import load_estate
 from drdrill.core.polling import wait_until
 from drdrill.drills.failover.plan import Plan, _cluster
 from drdrill.drills.failover.probes import announce, resolve_endpoint, smoke_test
@@ -57,11 +58,19 @@ def verify(plan: Plan, node_name: str, *, fault_at: float | None, wait_canary: b
     first_write = None
     writes_fail = any(r.failed and r.name == "write_test" for r in out)
     if wait_canary and fault_at and cluster.failover and cluster.failover.service and not writes_fail:
+        # Read from the state store: the writer may run on another worker than this task.
+        acks = canary.shared(load_estate().state_store, plan.run_id)
+
+        def first_after_fault() -> float | None:
+            first = next((r["done_at"] for r in acks.records() if r.get("ok") and r["sent_at"] >= fault_at), None)
+            if first is None and (gone := acks.stopped()):
+                raise DrillError(f"the canary writer stopped before a write succeeded after the fault: "
+                                 f"{gone.get('reason')}")
+            return first
+
         try:
-            first_write = wait_until(
-                lambda: next((r["done_at"] for r in canary.records(Path(plan.workdir))
-                              if r.get("ok") and r["sent_at"] >= fault_at), None),
-                timeout=60, interval=0.1, what="the first acknowledged canary write after the fault")
+            first_write = wait_until(first_after_fault, timeout=60, interval=0.2,
+                                     what="the first acknowledged canary write after the fault")
             out.append(CheckResult("canary_writes_resumed", Status.PASS,
                                    f"the canary's writes through the service succeed again "
                                    f"{first_write - fault_at:.2f}s after the fault", "service",
