@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
+from drdrill.core.journal import step
 from drdrill.operators.deadline import RecoveryDeadlineOperator
 
 SINCE = "{{ ti.xcom_pull(task_ids='fault')['at'] }}"
@@ -26,6 +27,7 @@ def test_recovery_deadline():
         return {"at": time.time()}
 
     @task
+    @step
     def recovery() -> dict:
         return {"recovered_at": time.time()}
 
@@ -36,6 +38,9 @@ def test_recovery_deadline():
     after = RecoveryDeadlineOperator(task_id="after_recovery", since=SINCE, watch_task_ids=["recovery"],
                                      within_minutes=5)
     recovered >> after
+    # A deadline the recovery cannot meet, looked at only after it: missed, reported late.
+    late = RecoveryDeadlineOperator(task_id="late", since=SINCE, watch_task_ids=["recovery"], within_minutes=1e-6)
+    recovered >> late
     off = RecoveryDeadlineOperator(task_id="off", since=SINCE, watch_task_ids=["recovery"], within_minutes=0)
     started >> off
 

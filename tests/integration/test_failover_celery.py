@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,9 @@ class CeleryAirflow:
             # Only the run this test triggers: unpausing would also start the last quarter's scheduled run.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_local_settings.worker_hostname",
+            # The RTO alert on, with a deadline (0.6 s after the fault) that no failover can meet: the
+            # triggerer must fire it while the recovery is still running, and the journal record it.
+            "DRDRILL_RTO_DEADLINE_MINUTES": "0.01",
             "PYTHONPATH": os.pathsep.join([str(HERE / "celery_settings"), os.environ.get("PYTHONPATH", "")]),
         }
         (tmp / "home").mkdir()
@@ -354,4 +358,25 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert canary_processes() == []
     assert not canary.run_dir(estate.state_store, run_id).exists(), "the run's canary state was not removed"
     assert_home(estate)
+
+    # The RTO alert counted from the fault, fired in the triggerer before verify ended, went out
+    # through the cluster's channel, and is in the journal (record, timeline event, message).
+    alert = doc["rto_alert"]
+    timing = {t: (tis[t]["queue"], tis[t]["queued_when"], tis[t]["start_date"], tis[t]["end_date"])
+              for t in ("failover.inject_fault", "rto_watch", "failover.promote", "verify.checks")}
+    assert alert["status"] == "missed", (alert, timing)
+    assert alert["since"] == pytest.approx(doc["failover"]["fault"]["fault_at"])
+    assert alert["deadline_at"] == pytest.approx(alert["since"] + 0.6)
+    assert alert["fired_at"] >= alert["deadline_at"]
+    verified = datetime.fromisoformat(tis["verify.checks"]["end_date"]).timestamp()
+    if alert.get("recovered_at") is None:  # fired by the triggerer while the recovery was still running
+        assert alert["fired_at"] < verified and alert["states"]["verify.checks"] != "success", (alert, timing)
+    else:  # the watch got a worker slot only after verify (busy workers): reported late, with when
+        assert alert["deadline_at"] < alert["recovered_at"] <= verified, (alert, timing)
+    print(f"\nRTO alert fired {alert['fired_at'] - alert['since']:.1f}s after the fault"
+          f"{' (late)' if alert.get('recovered_at') else ', while the recovery was running'}")
+    assert alert["alert"]["sent"] == [{"kind": "log", "sent": True}]
+    assert any("RTO alert" in e[1] for e in doc["events"]), doc["events"]
+    assert [c for c in doc["comms"] if c.get("phase") == "rto_missed"]
+    assert tis["rto_watch"]["state"] == "success"
     print(f"\ncelery drill: run {run_id} passed in {seconds:.0f}s (trigger -> end); RTO {m['rto_seconds']}s")

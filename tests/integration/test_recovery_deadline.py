@@ -41,6 +41,15 @@ def test_a_watch_that_starts_after_the_recovery_finds_it_over(run):
     assert out["since"] == pytest.approx(fault_at) and out["deadline_at"] == pytest.approx(fault_at + 300)
 
 
+def test_a_watch_that_looks_late_still_reports_a_missed_deadline(run):
+    # The watched task's own step record says when it ended: after the deadline, so "missed", with
+    # the time of recovery, even though the watch only started after it (busy workers).
+    out = _out(run, "late")
+    assert out["status"] == "missed" and out["recovered_at"] > out["deadline_at"]
+    assert out["fired_at"] >= out["recovered_at"] and out["alert"] == {"sent": ["log"]}
+    assert _out(run, "after_recovery")["recovered_at"] == pytest.approx(out["recovered_at"])
+
+
 def test_in_process_a_watch_never_holds_the_recovery_back(run):
     # dag.test runs one task at a time: deferring here would stop the recovery until the deadline.
     out = _out(run, "before_recovery")

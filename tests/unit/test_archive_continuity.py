@@ -74,3 +74,18 @@ def test_segments_before_the_oldest_backup_do_not_matter():
     r = evaluate_archive_continuity(_stanza(), 1, files, segments_per_log=256, target="main", now=NOW)
     assert not r.failed and r.details == {"from": "000000010000000000000004", "to": "000000010000000000000009",
                                           "segments": 6}
+
+
+def test_a_hole_before_a_promotion_is_named_on_its_own_timeline():
+    # Timeline 1 to segment 9 with segment 3 missing, then timeline 5 from segment 9 on: the hole
+    # is 000000010000000000000003, not a segment of timeline 5 that never existed.
+    files = ([seg(1, n) for n in (1, 2, 4, 5, 6, 7, 8)] + [seg(1, 9, partial=True)]
+             + [seg(5, n) for n in range(9, 13)])
+    [gap] = archive_gaps(files, start="000000010000000000000001", end="00000005000000000000000C",
+                         segments_per_log=256)
+    assert (gap.first, gap.last, gap.count) == ("000000010000000000000003", "000000010000000000000003", 1)
+    # And a hole after the switch is named on the new timeline.
+    files.remove(seg(5, 11))
+    gaps = archive_gaps(files, start="000000010000000000000001", end="00000005000000000000000C",
+                        segments_per_log=256)
+    assert [g.first for g in gaps] == ["000000010000000000000003", "00000005000000000000000B"]

@@ -143,6 +143,14 @@ def test_deadline_callback_logs_the_escalation_with_the_sandbox_estate(monkeypat
     assert out["phase"] == "rto_missed" and out["sent"] == [{"kind": "log", "sent": True}]
 
 
+def test_a_late_deadline_alert_says_when_service_came_back(monkeypatch, caplog):
+    monkeypatch.delenv("DRDRILL_ESTATE", raising=False)
+    with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):
+        out = comms.rto_deadline_missed(_missed(deadline_at=1775021400.0, recovered_at=1775021445.0))
+    assert out["subject"].endswith("was verified 45 s after the target")
+    assert "restored service at 05:30:45 UTC, 45 s after the RTO target of 30 minutes" in out["message"]
+
+
 def test_deadline_callback_still_logs_when_the_estate_is_unreadable(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("DRDRILL_ESTATE", str(tmp_path / "missing.yaml"))
     with caplog.at_level(logging.WARNING, logger="drdrill.drills.failover.comms"):

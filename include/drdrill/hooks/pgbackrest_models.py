@@ -514,28 +514,33 @@ def archive_gaps(files: Iterable[str], *, start: str, end: str, segments_per_log
     ``.partial`` and the new timeline continues at the same position, so neither is a hole.
     """
     ids = set(archive_ids or [])
-    present: set[int] = set()
+    present: dict[int, str] = {}  # position -> the newest timeline holding it
     for f in files:
         if ids and f.split("/", 1)[0] not in ids:
             continue
         m = _SEGMENT.search(f)
         if m:
-            present.add(int(m["log"], 16) * segments_per_log + int(m["seg"], 16))
+            pos = int(m["log"], 16) * segments_per_log + int(m["seg"], 16)
+            present[pos] = max(present.get(pos, m["tl"]), m["tl"])
     lo, hi = segment_position(start, segments_per_log), segment_position(end, segments_per_log)
-    tl = end[:8]
     gaps: list[ArchiveGap] = []
     run: list[int] = []
+    tl = start[:8]  # a hole is named on the timeline of the segment before it (timelines only grow)
+
+    def close() -> None:
+        gaps.append(ArchiveGap(first=segment_name(tl, run[0], segments_per_log),
+                               last=segment_name(tl, run[-1], segments_per_log), count=len(run)))
+
     for p in range(lo, hi + 1):
         if p not in present:
             run.append(p)
             continue
         if run:
-            gaps.append(ArchiveGap(first=segment_name(tl, run[0], segments_per_log),
-                                   last=segment_name(tl, run[-1], segments_per_log), count=len(run)))
+            close()
             run = []
+        tl = max(tl, present[p])
     if run:
-        gaps.append(ArchiveGap(first=segment_name(tl, run[0], segments_per_log),
-                               last=segment_name(tl, run[-1], segments_per_log), count=len(run)))
+        close()
     return gaps
 
 

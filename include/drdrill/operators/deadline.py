@@ -94,8 +94,8 @@ class RecoveryDeadlineOperator(DrillOperator):
                                        payload={**base, "started": time.time()})
         seen = task_states(dr.dag_id, dr.run_id, self.watch_task_ids)
         if seen is not None and all(s in FINISHED for s in seen.values()):
-            self.log.info("recovery already over (%s): no deadline to watch", seen)
-            return {**base, "status": "ended", "states": seen}
+            self.log.info("recovery already over when the watch started (%s)", seen)
+            return self._conclude(context, base, "ended", seen, time.time())
         if _in_process():
             # dag.test() runs one task at a time, a deferral included: watching here would hold the
             # recovery itself back until the deadline and then report it missed.
@@ -112,18 +112,46 @@ class RecoveryDeadlineOperator(DrillOperator):
         from drdrill.core.journal import record_step
 
         p = event.get("payload") or {}
-        out = {**{k: p.get(k) for k in ("since", "minutes", "watch", "deadline_at")},
-               "status": event.get("status"), "states": event.get("states")}
-        if event.get("status") == "missed":
-            out["fired_at"] = event.get("at") or time.time()
-            self.log.warning("RECOVERY DEADLINE MISSED: %s not finished %g min after %s (states: %s)",
-                             ", ".join(self.watch_task_ids), p.get("minutes"), _iso(p.get("since")),
-                             event.get("states"))
-            out["alert"] = self._alert(context, out)
-        else:
-            self.log.info("recovery over before the deadline (%s): no alert", event.get("states"))
+        base = {k: p.get(k) for k in ("since", "minutes", "watch", "deadline_at")}
+        out = self._conclude(context, base, str(event.get("status")), event.get("states"), event.get("at"))
         record_step(context, self.task_id, "success", p.get("started") or time.time())
         return out
+
+    def _conclude(self, context: Any, base: dict[str, Any], status: str, states: Any, at: float | None
+                  ) -> dict[str, Any]:
+        """``ended`` is checked against when the watched tasks really ended (their step records): a
+        watch that started or looked late (busy workers, a slow triggerer) must not pass a recovery
+        that finished after the deadline for one that met it."""
+        out = {**base, "status": status, "states": states}
+        if status == "ended":
+            ended = self._ended_at(context)
+            out["recovered_at"] = ended
+            if ended is not None and ended > base["deadline_at"]:
+                self.log.warning("the watched tasks ended at %s, after the deadline %s: missed, reported late",
+                                 _iso(ended), _iso(base["deadline_at"]))
+                out["status"] = "missed"
+        if out["status"] == "missed":
+            out["fired_at"] = at or time.time()
+            self.log.warning("RECOVERY DEADLINE MISSED: %s not finished %g min after %s (states: %s)",
+                             ", ".join(self.watch_task_ids), base.get("minutes"), _iso(base.get("since")), states)
+            out["alert"] = self._alert(context, out)
+        else:
+            self.log.info("recovery over before the deadline (%s): no alert", states)
+        return out
+
+    def _ended_at(self, context: Any) -> float | None:
+        """When the last watched task ended, from drdrill's step records (None for other operators)."""
+        from datetime import datetime
+
+        from drdrill.core.journal import STEP_KEY
+
+        ends = []
+        for tid in self.watch_task_ids:
+            rec = context["ti"].xcom_pull(task_ids=tid, key=STEP_KEY) or {}
+            if not rec.get("ended_at"):
+                return None
+            ends.append(datetime.fromisoformat(rec["ended_at"]).timestamp())
+        return max(ends) if ends else None
 
     def _alert(self, context: Any, details: dict[str, Any]) -> Any:
         if not self.on_missed:

@@ -88,6 +88,8 @@ def add_rto_watch(outage_started: Any, ids: list[str], *, drill: bool) -> Any:
         task_id="rto_watch", cluster=CLUSTER, since=FAULT_AT if drill else FAILING_SINCE,
         watch_task_ids=["verify.checks"], within_minutes=RTO_DEADLINE_MINUTES,
         on_missed="drdrill.drills.failover.comms.rto_deadline_missed", retries=0,
+        # First in line for a worker slot: a watch that starts late can only report the miss late.
+        priority_weight=1000, weight_rule="absolute",
         doc_md="Escalates when the service is not verified within the RTO target after the outage began.")
     outage_started >> watch
     ids.append("rto_watch")

@@ -138,6 +138,12 @@ def rto_deadline_missed(details: dict[str, Any]) -> dict[str, Any]:
     subject = f"{drill}RTO target of {minutes:g} min missed on {cluster}: failover run {run} is not verified yet"
     headline = (f"The database failover on {cluster} has not restored service {minutes:g} minutes after the "
                 f"failure ({since}); run {run}.")
+    if details.get("recovered_at"):  # seen only after the fact (the watch started or looked late)
+        at = datetime.fromtimestamp(float(details["recovered_at"]), UTC).strftime("%H:%M:%S UTC")
+        late = float(details["recovered_at"]) - float(details.get("deadline_at") or 0)
+        subject = subject.replace("is not verified yet", f"was verified {late:.0f} s after the target")
+        headline = (f"The database failover on {cluster} restored service at {at}, {late:.0f} s after the RTO "
+                    f"target of {minutes:g} minutes from the failure ({since}); run {run}.")
     message = drill + TEMPLATE.format(status="ESCALATION", headline=headline, impact="the RTO target is missed",
                                       eta="unknown: the DBA lead and the engineering manager are paged",
                                       next_update=(datetime.now(UTC) + timedelta(minutes=10)).strftime("%H:%M UTC"))
