@@ -305,12 +305,12 @@ class _RestoredSource:
         self.datasource: PostgresDatasource = PostgresDatasource(
             name="restored", connection_string=url, kwargs={"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}})
         self.datasource.test_connection(test_assets=False)
-        self._assets: dict[str, str | Exception] = {}  # key -> asset name, or why it could not be built
-        self._asset_names: set[str] = set()
+        # key (a table, or canary#N) -> its asset's name, or why the asset could not be built
+        self._assets: dict[str, str | Exception] = {}
 
     def add_table(self, table: str) -> None:
         schema, relname = self.tables[table]
-        name = self._asset_name(f"table:{table}")
+        name = f"table:{table}"
         try:
             if _quote(schema) == schema and _quote(relname) == relname:
                 # GX 1.14+ deprecates schema_name in favour of one datasource per schema (schema in the
@@ -330,7 +330,7 @@ class _RestoredSource:
             self._assets[table] = exc
 
     def add_query(self, key: str, query: str) -> None:
-        name = self._asset_name(f"query:{key}")
+        name = f"query:{key}"
         try:
             self.datasource.add_query_asset(name=name, query=query)
             self._assets[key] = name
@@ -379,15 +379,6 @@ class _RestoredSource:
             self.datasource.get_engine().dispose()
         except Exception:  # closing is best effort: the results are already taken
             log.debug("could not dispose the GX engine", exc_info=True)
-
-    def _asset_name(self, wanted: str) -> str:
-        """GX refuses two assets with one name, e.g. a canary kind listed twice; suffix repeats."""
-        name, n = wanted, 1
-        while name in self._asset_names:
-            n += 1
-            name = f"{wanted}#{n}"
-        self._asset_names.add(name)
-        return name
 
 
 def _validate_all(gx: Any, gxe: Any, source: _RestoredSource, counts: list[_CountCheck],
