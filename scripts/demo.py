@@ -81,7 +81,8 @@ def show(doc: dict) -> None:
     elif m:
         print(f"    restore time: restore command {m['restore_command_seconds']:.1f}s | replay/promote "
               f"{m['replay_promote_seconds']:.1f}s | checks {m['checks_seconds']:.1f}s | total "
-              f"{m['total_seconds']:.1f}s (target {m['max_restore_minutes']:g} min)")
+              f"{m['total_seconds']:.1f}s (target {m['max_restore_minutes']:g} min)"
+              + (f"; GX loaded in {m['gx_load_seconds']:.1f}s before the checks" if m.get("gx_load_seconds") else ""))
     counts = [r for r in doc["results"] if r["name"].startswith("row_count.") and isinstance(r["threshold"], dict)]
     if counts:
         print(f"    row counts:   {'table':<28} {'ledger':>10} {'restored':>10}")

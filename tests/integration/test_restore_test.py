@@ -54,6 +54,7 @@ def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point
     m = doc["measurements"]
     assert m["total_seconds"] == pytest.approx(
         m["restore_command_seconds"] + m["replay_promote_seconds"] + m["checks_seconds"], abs=0.01)
+    assert m["gx_load_seconds"] >= 0  # GX loaded before the checks, once per process: shown apart
     assert doc["teardown"]["removed"] == doc["scratch"]["dir"]
     assert json.loads(open(doc["attachments"]["gx"].removeprefix("file://")).read())["validations"]
     assert_nothing_left(estate, doc)
