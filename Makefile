@@ -65,7 +65,7 @@ airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://
 	@eval "$$($(PY) -m drdrill.sandbox env)" && $(VENV)/bin/airflow standalone
 
 bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then failover RTO, bare and drill (kills the primary)
-	@$(PY) bench/restore_overhead.py
+	@$(PY) bench/restore_overhead.py --runs 3
 	@$(PY) bench/failover_rto.py
 
 constraints:  ## regenerate constraints.txt from the current venv
