@@ -70,3 +70,44 @@ def test_sensor_fails_with_the_trigger_message():
     with pytest.raises(Exception, match="not promoted after 5s"):
         s.execute_complete({"ti": ti}, {"status": "error", "message": "h:1 not promoted after 5s"}, started=1.0)
     assert ti.pushed["status"] == "failed"
+
+
+# ------------------------------------------------------------------ health is not authentication
+def _down(node_or_port, estate, **kw):
+    from drdrill.triggers.postgres import PostgresDownTrigger
+
+    host, port = ("127.0.0.1", node_or_port) if isinstance(node_or_port, int) else (node_or_port.host,
+                                                                                    node_or_port.port)
+    args = {"user": "postgres", "dbname": "postgres", "failed_for": 0.3, "poll_interval": 0.1, "timeout": 5, **kw}
+    return PostgresDownTrigger(host=host, port=port, **args)
+
+
+def test_a_role_the_primary_does_not_know_is_not_an_outage(estate):
+    # The primary answers with FATAL: role does not exist. It is up: the criterion must not be met.
+    ev = asyncio.run(_first_event(_down(estate.cluster("main").primary, estate, user="drdrill_no_such_role")))
+    assert ev["status"] == "error" and ev["failures"] == 0, ev
+    assert "up, but refuses drdrill: not authorised" in ev["message"]
+    assert "never counts as the server being down" in ev["message"] and "criterion is not met" in ev["message"]
+
+
+def test_a_database_that_does_not_exist_is_not_an_outage(estate):
+    ev = asyncio.run(_first_event(_down(estate.cluster("main").primary, estate, dbname="drdrill_no_such_db")))
+    assert ev["status"] == "error" and "the database does not exist" in ev["message"], ev
+
+
+def test_a_server_that_does_not_answer_meets_the_criterion(estate):
+    port = scratch.allocate(estate, "probe").port
+    ev = asyncio.run(_first_event(_down(port, estate)))
+    assert ev["status"] == "success" and ev["failures"] >= 2 and "connection refused" in ev["message"], ev
+
+
+def test_a_healthy_primary_never_meets_the_criterion(estate):
+    ev = asyncio.run(_first_event(_down(estate.cluster("main").primary, estate, timeout=0.5)))
+    assert ev["status"] == "error" and "did not fail its health checks" in ev["message"], ev
+
+
+def test_waiting_for_a_promotion_stops_at_once_when_the_server_refuses_us(estate):
+    t = PostgresPromotedTrigger(host=estate.cluster("main").primary.host, port=estate.cluster("main").primary.port,
+                                user="drdrill_no_such_role", dbname="postgres", timeout=60)
+    ev = asyncio.run(_first_event(t))
+    assert ev["status"] == "error" and "refuses drdrill: not authorised" in ev["message"], ev

@@ -197,3 +197,23 @@ def test_a_scratch_past_its_lease_is_a_leftover_whatever_airflow_says(tmp_path, 
     found = scratch.leftovers(tmp_path, keep_run_id="me", is_active=lambda tag: True)
     assert found == [tmp_path / "killed_run"]
     assert "its lease ran out" in caplog.text
+
+
+def test_what_libpq_reports_as_text_is_classified_as_a_refusal_or_an_outage():
+    import psycopg
+
+    from drdrill.triggers.postgres import refusal
+
+    def err(text):
+        return psycopg.OperationalError(text)
+
+    # A password the server rejects (the sandbox trusts every local login, so the text is libpq's own).
+    assert refusal(err('connection failed: FATAL:  password authentication failed for user "drdrill"')) == \
+        "password authentication failed"
+    assert refusal(err('FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "drdrill", database "app"'))
+    assert refusal(err("FATAL:  sorry, too many clients already")) == "too many connections"
+    # Down: nothing answered, or the server is starting or stopping.
+    assert refusal(err('connection to server at "10.0.0.5", port 5432 failed: Connection refused')) is None
+    assert refusal(err("connection timeout expired")) is None
+    assert refusal(err("FATAL:  the database system is shutting down")) is None
+    assert refusal(err("FATAL:  the database system is starting up")) is None

@@ -12,6 +12,43 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+# What the server answers when it is up but will not let us in. None of it is an outage: it must
+# never count toward the failover criterion, and waiting does not fix it.
+REFUSED_US = "up, but refuses drdrill: "
+_REFUSALS = {  # SQLSTATE -> what it means for the operator
+    "28P01": "password authentication failed",
+    "28000": "not authorised (no pg_hba.conf entry, or no such role)",
+    "3D000": "the database does not exist",
+    "42501": "permission denied",
+    "53300": "too many connections",
+}
+# libpq reports a FATAL at connection time as text, often without a SQLSTATE: the same causes by text.
+_REFUSAL_TEXT = [
+    ("password authentication failed", "28P01"), ("authentication failed", "28P01"),
+    ("no pg_hba.conf entry", "28000"), ("pg_hba.conf rejects", "28000"),
+    ("role \"", "28000"), ("database \"", "3D000"), ("permission denied", "42501"),
+    ("too many clients", "53300"), ("remaining connection slots are reserved", "53300"),
+]
+
+
+def refusal(error: Exception) -> str | None:
+    """Why a server that answered refused the connection (None: it did not answer, or is starting or
+    stopping, which is what "down" means)."""
+    code = getattr(error, "sqlstate", None)
+    if code in _REFUSALS:
+        return _REFUSALS[code]
+    text = str(error)
+    for needle, c in _REFUSAL_TEXT:
+        if needle in text and (not needle.endswith('"') or "does not exist" in text):
+            return _REFUSALS[c]
+    return None
+
+
+def _refused_message(host: str, port: int, seen: str, conn_id: str | None) -> str:
+    return (f"{host}:{port} is {seen}. An authentication or permission failure is not an outage and never counts "
+            f"as the server being down: fix the credentials (connection {conn_id or '-'}), pg_hba.conf or the "
+            f"role's grants")
+
 
 class PostgresPromotedTrigger(BaseTrigger):
     """Fires when the server at host:port accepts connections and is out of recovery.
@@ -68,6 +105,9 @@ class PostgresPromotedTrigger(BaseTrigger):
                 connect_timeout=2, autocommit=True, application_name="drdrill-trigger")
         except psycopg.Error as e:
             text = " ".join(str(e).split())
+            why = refusal(e)
+            if why:  # the server answered: it is up, and refuses us
+                return False, f"{REFUSED_US}{why}: {text}"
             if "refused" in text or "No such file" in text:
                 return False, f"not running (connection refused): {text}"
             return False, f"not accepting connections: {text}"
@@ -82,6 +122,10 @@ class PostgresPromotedTrigger(BaseTrigger):
         down_since: float | None = None
         while True:
             ok, seen = await self.probe(password)
+            if seen.startswith(REFUSED_US):
+                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port, "payload": self.payload,
+                                    "message": _refused_message(self.host, self.port, seen, self.conn_id)})
+                return
             refused = seen.startswith("not running")
             down_since = (down_since or time.time()) if refused else None
             if down_since and time.time() - down_since > self.down_grace:
@@ -128,6 +172,12 @@ class PostgresDownTrigger(PostgresPromotedTrigger):
         while True:
             _, seen = await self.probe(password)
             checks += 1
+            if seen.startswith(REFUSED_US):  # up: not an outage, and no failover may follow from it
+                yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,
+                                    "started_at": self.started_at, "checks": checks, "failures": failures,
+                                    "message": _refused_message(self.host, self.port, seen, self.conn_id)
+                                    + "; the failover criterion is not met"})
+                return
             healthy = not seen.startswith("not ")
             if healthy:
                 failing_since = None
