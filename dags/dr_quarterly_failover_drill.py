@@ -15,11 +15,13 @@ from airflow.sdk import Param, dag
 
 from drdrill.core.limits import TASK_TIMEOUT
 from drdrill.runbook import build_runbook
+from drdrill.timetables import DrillCronTimetable
 
 
 @dag(
     dag_id="dr_quarterly_failover_drill",
-    schedule="0 5 1 1,4,7,10 *",
+    # Never a past run on unpause: a failover must not start because someone switched the DAG on.
+    schedule=DrillCronTimetable("0 5 1 1,4,7,10 *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

@@ -191,8 +191,9 @@ class CeleryAirflow:
         dags = tmp / "dags"  # only the drill: a 2-core machine parses nothing it does not run
         dags.mkdir()
         (dags / f"{DRILL}.py").symlink_to(ROOT / "dags" / f"{DRILL}.py")
-        plugins = tmp / "plugins"  # the UI plugin costs every process a second and is not under test
+        plugins = tmp / "plugins"  # only what the scheduler needs to read the drill back (its timetable)
         plugins.mkdir()
+        (plugins / "drdrill_timetables.py").symlink_to(ROOT / "plugins" / "drdrill_timetables.py")
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(tmp / "home"),
@@ -209,8 +210,6 @@ class CeleryAirflow:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            # Only the run this test triggers: unpausing would also start the last quarter's scheduled run.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_local_settings.worker_hostname",
             # The RTO alert on, with a deadline (0.6 s after the fault) that no failover can meet: the
             # triggerer must fire it while the recovery is still running, and the journal record it.
@@ -323,6 +322,7 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     af = celery_airflow
     t0 = time.monotonic()
     _wait(lambda: af.get(f"/api/v2/dags/{DRILL}"), "the dag-processor to parse the drill", 180, af.procs, af.logs)
+    unpaused_at = time.time()
     af.request("PATCH", f"/api/v2/dags/{DRILL}", {"is_paused": False})
     run = af.request("POST", f"/api/v2/dags/{DRILL}/dagRuns", {"logical_date": None, "conf": {"fault": "kill"}})
     run_id = run["dag_run_id"]
@@ -379,4 +379,12 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert any("RTO alert" in e[1] for e in doc["events"]), doc["events"]
     assert [c for c in doc["comms"] if c.get("phase") == "rto_missed"]
     assert tis["rto_watch"]["state"] == "success"
+
+    # Unpausing the drill under a real scheduler started no failover of its own (the quarter's last
+    # point is in the past: Airflow's cron timetable would have run it at once).
+    runs_of_drill = af.get(f"/api/v2/dags/{DRILL}/dagRuns")["dag_runs"]
+    late = [r for r in runs_of_drill if r["run_type"] == "scheduled"
+            and datetime.fromisoformat(r["run_after"]).timestamp() < unpaused_at - 600]
+    assert late == [] and [r["dag_run_id"] for r in runs_of_drill if r["run_type"] == "manual"] == [run_id], \
+        runs_of_drill
     print(f"\ncelery drill: run {run_id} passed in {seconds:.0f}s (trigger -> end); RTO {m['rto_seconds']}s")

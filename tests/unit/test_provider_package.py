@@ -150,6 +150,8 @@ def test_the_wheel_holds_the_package_and_the_entry_point_only(clean_venv):
     text = zipfile.ZipFile(clean_venv["wheel"]).read(entry_points).decode()
     assert "[apache_airflow_provider]" in text
     assert "provider_info = drdrill.provider:get_provider_info" in text
+    # The scheduler of a user's Airflow must know the drills' timetables: the plugin comes with the wheel.
+    assert "[airflow.plugins]" in text and "drdrill = drdrill.plugin:DrdrillPlugin" in text
 
 
 def test_the_clean_venv_imports_the_installed_wheel_not_the_repository(probe):
