@@ -14,6 +14,7 @@ from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Cluster
 from drdrill.drills.failover.plan import INCIDENT, Plan, _cluster, _lag_limits
 from drdrill.drills.failover.probes import announce, probe, smoke_test
+from drdrill.hooks.postgres import REFUSED_US
 
 # One logger for the whole runbook: the name its log lines had before it was split.
 log = logging.getLogger("drdrill.drills.failover")
@@ -57,8 +58,13 @@ def safeguards(plan: Plan, figures: dict[str, Any], *, stage: str, cluster: Clus
             # previous drill's outage; it is reported, not gated on.)
             out += smoke_test(cluster, plan.run_id, retry_seconds=0)
     else:
-        out.append(CheckResult("primary_down", Status.PASS if not p["ready"] else Status.FAIL,
-                               f"primary {plan.primary} does not answer ({p['why']})" if not p["ready"] else
+        answers = str(p.get("why") or "").startswith(REFUSED_US)  # up, refusing our login: not down
+        down = not p["ready"] and not answers
+        out.append(CheckResult("primary_down", Status.PASS if down else Status.FAIL,
+                               f"primary {plan.primary} does not answer ({p['why']})" if down else
+                               f"primary {plan.primary} answers but refuses drdrill ({p['why']}): it is UP. "
+                               f"Promoting the standby would make two primaries (split brain): fix the "
+                               f"credentials or fence it first, or cancel this run." if answers else
                                f"primary {plan.primary} ACCEPTS connections: promoting the standby now would make "
                                f"two primaries (split brain). Stop or fence it first, or cancel this run.",
                                cluster.name))
