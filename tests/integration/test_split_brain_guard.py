@@ -12,10 +12,11 @@ import time
 import pytest
 
 from drdrill.core.errors import PreflightError
+from drdrill.core.pgerrors import REFUSED_US
 from drdrill.drills.failover.assessment import safeguards
 from drdrill.drills.failover.plan import INCIDENT, Plan
 from drdrill.drills.failover.probes import probe
-from drdrill.hooks.postgres import REFUSED_US, PostgresNodeHook
+from drdrill.hooks.postgres import PostgresNodeHook
 
 pytestmark = pytest.mark.sandbox
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from drdrill.hooks.postgres import REFUSED_US, refusal
+from drdrill.core.pgerrors import REFUSED_US, refusal
 
 
 def _refused_message(host: str, port: int, seen: str, conn_id: str | None) -> str:

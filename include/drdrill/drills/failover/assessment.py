@@ -12,9 +12,9 @@ from typing import Any
 from drdrill.core.checks import CheckResult, Status, at_most
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Cluster
+from drdrill.core.pgerrors import REFUSED_US
 from drdrill.drills.failover.plan import INCIDENT, Plan, _cluster, _lag_limits
 from drdrill.drills.failover.probes import announce, probe, smoke_test
-from drdrill.hooks.postgres import REFUSED_US
 
 # One logger for the whole runbook: the name its log lines had before it was split.
 log = logging.getLogger("drdrill.drills.failover")
