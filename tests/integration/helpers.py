@@ -12,6 +12,23 @@ from drdrill.core.estate import Estate
 from drdrill.core.journal import journal_path
 from drdrill.hooks import postgres as pg
 
+TEST_DAGS = Path(__file__).resolve().parents[1] / "dags"
+
+
+def test_dag(file_name: str, dag_id: str):
+    """A test DAG of tests/dags, parsed and written to the metadata DB as the DAG processor would."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    bag = DagBag(dag_folder=str(TEST_DAGS / file_name))
+    assert bag.import_errors == {}
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+    return bag.get_dag(dag_id)
+
+
+test_dag.__test__ = False  # a helper, not a test
+
 
 def run_dag(dagbag, dag_id: str, conf: dict[str, Any] | None = None):
     """Run one DAG run in-process; return the DagRun (failed tasks are logged, not raised).

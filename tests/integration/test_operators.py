@@ -8,13 +8,11 @@ metadata database here, as the DAG processor would.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from integration.helpers import corrupted_newest_full
+from integration.helpers import corrupted_newest_full, test_dag
 
-DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "operators_by_connection.py"
 DAG_ID = "test_operators_by_connection"
 
 pytestmark = pytest.mark.sandbox
@@ -22,16 +20,9 @@ pytestmark = pytest.mark.sandbox
 
 @pytest.fixture
 def user_dag(airflow_db, sandbox, monkeypatch):
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
     for name, value in sandbox.airflow_env().items():
         monkeypatch.setenv(name, value)
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert bag.import_errors == {}
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
-    return bag.get_dag(DAG_ID)
+    return test_dag("operators_by_connection.py", DAG_ID)
 
 
 def _outcome(dr) -> dict[str, tuple[str, object]]:

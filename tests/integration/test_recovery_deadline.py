@@ -8,24 +8,17 @@ running, and its journal entry) is tested by the quarterly drill's CeleryExecuto
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "recovery_deadline.py"
+from integration.helpers import test_dag
+
 DAG_ID = "test_recovery_deadline"
 
 
 @pytest.fixture(scope="module")
 def run(airflow_db):
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert bag.import_errors == {}
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
-    return bag.get_dag(DAG_ID).test()
+    return test_dag("recovery_deadline.py", DAG_ID).test()
 
 
 def _out(dr, task_id):

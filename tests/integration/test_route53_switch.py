@@ -8,11 +8,10 @@ then polls moto for real through the amazon provider's async waiter.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "route53_switch.py"
+from integration.helpers import test_dag
+
 DAG_ID = "test_route53_switch"
 
 pytestmark = pytest.mark.sandbox
@@ -20,16 +19,9 @@ pytestmark = pytest.mark.sandbox
 
 @pytest.fixture
 def switch_dag(airflow_db, sandbox, monkeypatch):
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
     for name, value in sandbox.airflow_env().items():
         monkeypatch.setenv(name, value)
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert bag.import_errors == {}
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
-    return bag.get_dag(DAG_ID)
+    return test_dag("route53_switch.py", DAG_ID)
 
 
 def _answer_pending(monkeypatch):
