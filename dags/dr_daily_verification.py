@@ -18,6 +18,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from drdrill.core.journal import step
 from drdrill.core.limits import TASK_TIMEOUT
+from drdrill.operators.estate import EstateCheckOperator
 from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVerifyOperator
 
 CHECKS = ["backup_repository", "backup_integrity", "wal_archiving", "replication"]
@@ -81,10 +82,11 @@ def dr_daily_verification():
         per_task = ctx["ti"].xcom_pull(task_ids=CHECKS) or []
         results = [CheckResult.from_dict(d) for batch in per_task if batch for d in batch]
         clusters = ctx["ti"].xcom_pull(task_ids="select_clusters")
-        return j.finish(ctx, task_ids=["select_clusters", *CHECKS], results=results,
+        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS], results=results,
                         cluster=",".join(clusters or []) or None)
 
     clusters = select_clusters()
+    EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0) >> clusters
     # The checks report failures as results (fail_on_problem=False): the journal lists them all.
     repository = PgBackRestCheckOperator.partial(task_id="backup_repository", fail_on_problem=False)
     integrity = PgBackRestVerifyOperator.partial(task_id="backup_integrity", fail_on_problem=False)

@@ -16,9 +16,11 @@ from airflow.sdk import Param, dag, get_current_context, setup, task
 from drdrill.core.journal import step
 from drdrill.core.limits import TASK_TIMEOUT
 from drdrill.operators.dataquality import RowCountCheckOperator
+from drdrill.operators.estate import EstateCheckOperator
 from drdrill.operators.restore import PgBackRestRestoreOperator, ScratchServerTeardownOperator
 
-TASKS = ["preflight", "ledger", "setup_scratch", "restore", "data_quality", "measure", "teardown_scratch"]
+TASKS = ["estate_check", "preflight", "ledger", "setup_scratch", "restore", "data_quality", "measure",
+         "teardown_scratch"]
 
 
 def _ctx() -> tuple[dict, str]:
@@ -100,6 +102,7 @@ def dr_monthly_restore_test():
             attachments={"gx": dq["gx_result"]} if dq.get("gx_result") else None)
 
     plan = preflight()
+    EstateCheckOperator(task_id="estate_check", cluster="{{ params.cluster }}", retries=0) >> plan
     led = ledger(plan)
     scr = setup_scratch(plan)
     led >> scr

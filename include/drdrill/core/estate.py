@@ -437,3 +437,14 @@ def load_estate(path: Path | str | None = None, *, topology: bool = True) -> Est
     from drdrill.core import topology as topo
 
     return topo.apply(estate)
+
+
+def json_schema() -> dict[str, Any]:
+    """The estate file's JSON schema (what `python -m drdrill estate schema` prints)."""
+    schema = Estate.model_json_schema()
+    schema["properties"].pop("source", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "drdrill estate"
+    schema["description"] = ("Everything the drills know about: database clusters, backup repos, DNS, services. "
+                             "See include/estate/README.md.")
+    return schema

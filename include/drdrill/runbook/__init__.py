@@ -3,7 +3,7 @@
 `build_runbook(mode)` is called inside a DAG definition and adds the runbook's phases as
 task groups named after the seed runbook, so the Airflow UI reads like it::
 
-    preflight -> [detect] -> assess -> approval -> failover -> dns_switch -> verify
+    estate_check -> preflight -> [detect] -> assess -> approval -> failover -> dns_switch -> verify
               -> stabilize -> [failback] ;  verify failed -> rollback ;  always: canary stop,
               measure, cleanup, journal ;  from the fault (drill) or the first failed health
               check (incident): rto_watch, the RTO alert (deferred until verify ends)

@@ -8,11 +8,17 @@ from typing import Any
 from airflow.sdk import TaskGroup, get_current_context, task
 
 from drdrill.core.journal import step
-from drdrill.runbook.common import plan
+from drdrill.operators.estate import EstateCheckOperator
+from drdrill.runbook.common import CLUSTER, plan
 from drdrill.sensors.postgres import PostgresDownSensor
 
 
 def add_preflight(ids: list[str]) -> Any:
+    # The estate's configuration first (connections, logins, grants, runner): read-only. A node that
+    # does not answer is left to the runbook (the incident's primary is down by definition).
+    checked = EstateCheckOperator(task_id="estate_check", cluster=CLUSTER, retries=0)
+    ids.append("estate_check")
+
     @task(retries=0)
     @step
     def preflight() -> dict:
@@ -33,7 +39,9 @@ def add_preflight(ids: list[str]) -> Any:
                                   is_active=is_active, concurrent={other: active})
 
     ids.append("preflight")
-    return preflight()
+    planned = preflight()
+    checked >> planned
+    return planned
 
 
 def add_detect(preflight: Any, ids: list[str]) -> Any:
