@@ -232,6 +232,12 @@ class CeleryAirflow:
         res = subprocess.run([self.airflow(), "db", "migrate"], env=self.env, capture_output=True, text=True,
                              timeout=600, cwd=self.tmp)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        # The drill's pools, as docker-compose's airflow-init and `make airflow` create them: a real
+        # scheduler never schedules a task whose pool does not exist.
+        for pool, slots in (("dr_drills", "4"), ("dr_destructive", "1")):
+            res = subprocess.run([self.airflow(), "pools", "set", pool, slots, "drdrill"], env=self.env,
+                                 capture_output=True, text=True, timeout=120, cwd=self.tmp)
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
         self.spawn("api-server", [self.airflow(), "api-server", "--host", "127.0.0.1", "--port", str(self.api_port),
                                   "--workers", "1"])
         for component in ("scheduler", "dag-processor", "triggerer"):
