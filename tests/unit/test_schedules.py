@@ -194,3 +194,13 @@ def test_only_a_run_the_scheduler_started_counts_as_scheduled():
     for t in (DagRunType.MANUAL, DagRunType.BACKFILL, DagRunType.ASSET_TRIGGERED, DagRunType.OPERATOR_TRIGGERED,
               None):
         assert not started_by_schedule(Run(t))
+
+
+def test_the_documented_example_has_schedules_and_a_window():
+    readme = (DEFAULT_ESTATE.parent / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    e = parse_estate(block, Path("include/estate/README.md"))
+    assert e.schedules.timezone == "Europe/Berlin" and "12-24" in e.schedules.holidays
+    assert e.schedules.dr_monthly_restore_test.day == "second wed"
+    assert e.cluster("main").unattended_window.describe(e.schedules.timezone) == (
+        "tue, wed, thu 10:00-16:00 Europe/Berlin")
