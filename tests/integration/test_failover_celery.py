@@ -342,6 +342,12 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert state == "success", (f"run {run_id} {state} after {seconds:.0f}s; failed tasks {failed}\n"
                                 f"{failures(doc)}\n" + "\n".join(af.task_log(t, run_id) for t in failed))
 
+    # The scheduler ran every task through the drill's pools (it schedules nothing whose pool is missing).
+    pools = {t: ti["pool"] for t, ti in tis.items()}
+    assert {pools[t] for t in ("failover.inject_fault", "failover.promote", "dns_switch.switch")} == {
+        "dr_destructive"}, pools
+    assert pools["preflight"] == pools["verify.checks"] == "dr_drills", pools
+
     # The split really happened: the writer started on one worker; stopped, waited for and measured on the other.
     where = {t: (tis[t]["queue"], tis[t]["hostname"]) for t in
              ("failover.start_canary", "verify.checks", "stop_canary", "measure")}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Cluster, Estate, load_estate
+from drdrill.core.schedules import approval_decision
 from drdrill.drills.failover import comms
 from drdrill.drills.failover.node_ops import NodeOps
 
@@ -134,10 +136,6 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
 
     canary.stop_leftovers(estate.state_store, keep_run_id=run_id, is_active=is_active)
     workdir = Path(estate.scratch.root) / scratch.run_tag(run_id)
-    from datetime import UTC, datetime
-
-    from drdrill.core.schedules import approval_decision
-
     needed, why = approval_decision(unattended=cluster.unattended, window=cluster.unattended_window,
                                     timezone=estate.schedules.timezone, scheduled=scheduled,
                                     at=datetime.fromtimestamp(time.time() if now is None else now, UTC))
