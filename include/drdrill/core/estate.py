@@ -1,7 +1,8 @@
 """The estate: everything the drills know about, described in one YAML file and validated once.
 
 The file is chosen by ``$DRDRILL_ESTATE`` (default: the sandbox estate). It is loaded when a
-task first needs it, never at DAG parse time. ``${VAR}`` in string values is expanded from the
+task first needs it, never at DAG parse time (the DAG files read only its ``schedules:``
+section, tolerantly: `drdrill.core.schedules.read_schedules`). ``${VAR}`` in string values is expanded from the
 environment; ``${DRDRILL_SANDBOX_DIR}`` defaults to the project's ``.sandbox`` directory.
 Errors name the file, the field and the fix.
 """
