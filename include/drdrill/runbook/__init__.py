@@ -41,7 +41,7 @@ def build_runbook(mode: str) -> list[str]:
     fo = add_failover(approved, ids, drill=drill)
     watch = add_rto_watch(fo["fault"] if drill else head, ids, drill=drill)
     v = add_verify(fo["switched"], fo["canary_started"], ids, drill=drill)
-    recorded = add_stabilize(v["verified"], ids)
+    recorded = add_stabilize(v["verified"], ids, drill=drill)
     tail: list[Any] = [recorded, v["measured"]]
     if drill:
         tail = [add_failback([recorded, v["measured"]], ids), v["measured"]]

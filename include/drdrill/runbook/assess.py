@@ -35,8 +35,11 @@ def add_preflight(ids: list[str]) -> Any:
         # each with max_active_runs=1).
         other = failover.INCIDENT if ctx["dag"].dag_id == failover.DRILL else failover.DRILL
         active = ti.get_dr_count(dag_id=other, states=["queued", "running"])
+        from drdrill.core.schedules import started_by_schedule
+
         return failover.preflight(dict(ctx["params"]), ctx["dag_run"].run_id, ctx["dag"].dag_id,
-                                  is_active=is_active, concurrent={other: active})
+                                  is_active=is_active, concurrent={other: active},
+                                  scheduled=started_by_schedule(ctx["dag_run"]))
 
     ids.append("preflight")
     planned = preflight()
