@@ -95,14 +95,17 @@ def test_scratch_of_a_run_still_active_is_not_a_leftover(tmp_path):
     assert scratch.read_tag(tmp_path / "live_run")["dag_id"] == "dr_x"
 
 
-def test_runner_seams_refuse_with_the_alternative():
+def test_the_kubernetes_runner_is_refused_naming_the_ssh_runner():
     from drdrill.core.errors import EstateError
     from drdrill.core.estate import RunnerSpec
-    from drdrill.core.runner import runner_for
+    from drdrill.core.runner import SSHRunner, runner_for
 
-    r = runner_for(RunnerSpec(kind="ssh", ssh_conn_id="db_host"))
-    with pytest.raises(EstateError, match="runner kind 'ssh' \\(connection db_host\\) is not available.*'local'"):
+    r = runner_for(RunnerSpec(kind="kubernetes", namespace="db", pod="pg-0"))
+    with pytest.raises(EstateError, match="runner kind 'kubernetes' \\(pod db/pg-0\\) is not available in this "
+                                          "version; use kind 'ssh'"):
         r.run(["pgbackrest", "info"])
+    ssh = runner_for(RunnerSpec(kind="ssh", ssh_conn_id="db_host", run_as="postgres"))
+    assert isinstance(ssh, SSHRunner) and ssh.ssh_conn_id == "db_host" and ssh.run_as == "postgres"
 
 
 def test_streamed_command_logs_each_line_and_returns_the_output(caplog):

@@ -197,7 +197,7 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
     """
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
-    runner = runner_for(cluster.runner)
+    runner = runner_for(cluster.backup_runner)  # the scratch server runs where pgBackRest restores
     root = Path(plan.scratch_dir) if plan.scratch_dir else estate.scratch.root
     removed = scratch.remove_all_scratch(root, runner, cluster.postgres.bin_dir, keep_run_id=run_id,
                                          is_active=is_active)
@@ -206,7 +206,7 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
         log.info("[DRY RUN] would create scratch %s on port %s", s.dir, s.port)
     else:
         # Twice the restore target: a run still going then has failed its target anyway.
-        scratch.create(s, runner, cluster.runner.run_as,
+        scratch.create(s, runner, runner.user,
                        lease=scratch.lease_seconds(2 * cluster.targets.max_restore_minutes))
         log.info("scratch %s allocated on port %s", s.dir, s.port)
     return {**s.to_dict(), "cluster": cluster.name, "leftovers_removed": [str(d) for d in removed]}

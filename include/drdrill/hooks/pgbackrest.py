@@ -76,7 +76,11 @@ class PgBackRestHook(BaseHook):
 
     @classmethod
     def for_cluster(cls, cluster: Cluster, runner: Runner | None = None) -> PgBackRestHook:
-        """The hook for a cluster of the estate, with pg1 pointed at its current primary."""
+        """The hook for a cluster of the estate, with pg1 pointed at its current primary.
+
+        Commands run through ``runner``, else the cluster's backup runner (``pgbackrest.runner``, else
+        the current primary's runner: `Cluster.backup_runner`).
+        """
         p = cluster.primary
         pg1: dict[str, Any] = {"port": p.port}
         if p.data_dir:
@@ -85,7 +89,7 @@ class PgBackRestHook(BaseHook):
             pg1["socket_path"] = p.socket_dir
         return cls(stanza=cluster.pgbackrest.stanza, config=cluster.pgbackrest.config,
                    process_max=cluster.pgbackrest.process_max, pg1=pg1,
-                   runner=runner or runner_for(cluster.runner))
+                   runner=runner or runner_for(cluster.backup_runner))
 
     def get_conn(self) -> Runner:
         """The runner commands go through (this hook's "client")."""

@@ -14,8 +14,8 @@ from typing import Any
 
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Cluster, Estate, load_estate
+from drdrill.core.runner import runner_for
 from drdrill.drills.failover import comms
-from drdrill.drills.failover.node_ops import NodeOps
 
 # One logger for the whole runbook: the name its log lines had before it was split.
 log = logging.getLogger("drdrill.drills.failover")
@@ -119,7 +119,7 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
     comms.check_channels([ch.model_dump() for ch in cluster.failover.notify])
     # A failover run's canary writer lives in a tagged scratch directory (cleaned up like a
     # restore test's); leftovers of dead runs are removed first.
-    scratch.remove_all_scratch(estate.scratch.root, NodeOps(cluster).runner, cluster.postgres.bin_dir,
+    scratch.remove_all_scratch(estate.scratch.root, runner_for(cluster.backup_runner), cluster.postgres.bin_dir,
                                keep_run_id=run_id, is_active=is_active)
     # The scratch above is this worker's only. A dead run's writer may run on another worker: its state in
     # the state store tells it to stop (it checks every flush), and is removed once it has.
