@@ -222,3 +222,36 @@ def test_a_missing_connection_names_itself_and_how_to_create_it():
     with pytest.raises(EstateError, match="ssh_conn_id 'no_such_host' is not an Airflow connection.*"
                                           "airflow connections add no_such_host --conn-type ssh"):
         SSHRunner("no_such_host").run(["id"])
+
+
+def test_a_scratch_directory_lives_on_the_runners_host(sshd, conn):
+    """create / tag / renew / leftovers / remove of `drdrill.core.scratch` through the SSH runner: the
+    directories are made by the login over SSH (owned by it), and every step went through sshd."""
+    from drdrill.core import scratch
+
+    r = SSHRunner(conn("scratch"))
+    root = Path(tempfile.mkdtemp(dir="/run")) / "scratch"
+    root.parent.chmod(0o755)
+    shutil.chown(root.parent, PG_USER, PG_USER)
+    try:
+        sc = scratch.Scratch("run_1", str(root / "run_1"), 55590, "127.0.0.1", "dr_monthly_restore_test")
+        scratch.create(sc, r, PG_USER, lease=60)
+        assert (root / "run_1").owner() == PG_USER and sc.data_dir.stat().st_mode & 0o777 == 0o700
+        tag = scratch.read_tag(root / "run_1", r)
+        assert tag["run_id"] == "run_1" and tag["lease_seconds"] == 60
+        assert scratch.renew(root / "run_1", r) >= tag["lease_until"]
+        scratch.append_settings(sc, {"port": 55590, "archive_mode": "off"}, runner=r)
+        assert "port = '55590'" in (sc.data_dir / "postgresql.auto.conf").read_text()
+        with pytest.raises(scratch.PreflightError, match="already exists"):
+            scratch.create(sc, r, PG_USER)
+        (root / "not_ours").mkdir()
+        assert scratch.leftovers(root, keep_run_id="other", runner=r) == [root / "run_1"]
+        assert scratch.leftovers(root, keep_run_id="other", runner=r, dag_ids=("dr_quarterly_failover_drill",)) == []
+        scratch.remove(root / "run_1", r, Path("/usr/lib/postgresql/15/bin"))
+        assert not (root / "run_1").exists() and (root / "not_ours").exists()
+        with pytest.raises(scratch.PreflightError, match="no drdrill-scratch.json"):
+            scratch.remove(root / "not_ours", r, Path("/usr/lib/postgresql/15/bin"))
+        ran = " ".join(sshd.recorded_commands("scratch"))
+        assert "mkdir -m 700 -- " + str(sc.data_dir) in ran and "rm -rf -- " + str(root / "run_1") in ran
+    finally:
+        shutil.rmtree(root.parent)

@@ -15,11 +15,13 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from drdrill.core.errors import CommandError, EstateError, RunnerConnectionError
@@ -49,15 +51,69 @@ class CommandResult:
 
 
 class Runner(Protocol):
-    """Runs one command on the place a cluster's commands must run."""
+    """Runs one command on the place a cluster's commands must run, and handles small files there.
+
+    The file methods act on the host the commands run on (a scratch directory's tag file, the
+    scratch server's settings), owned by the runner's user, so the same code serves this
+    worker and a host reached over SSH.
+    """
 
     @property
     def user(self) -> str | None:
         """The OS user commands run as there (owner of what they create)."""
         ...
 
+    def read_text(self, path: Path) -> str | None: ...
+
+    def write_text(self, path: Path, text: str) -> None: ...
+
+    def append_text(self, path: Path, text: str) -> None: ...
+
+    def exists(self, path: Path) -> bool: ...
+
+    def listdir(self, path: Path) -> list[str]: ...
+
+    def mkdir(self, path: Path, mode: int = 0o755, *, parents: bool = False) -> None: ...
+
+    def rmtree(self, path: Path) -> None: ...
+
     def run(self, argv: list[str], *, timeout: float = 600, check: bool = True,
             env: dict[str, str] | None = None, stream: bool = False, input: str | None = None) -> CommandResult: ...
+
+
+class _CommandFiles:
+    """The `Runner` file methods through the runner's own commands (for a host that is not this one)."""
+
+    run: Any
+
+    def read_text(self, path: Path) -> str | None:
+        """The file's text, or None when it does not exist or cannot be read."""
+        res = self.run(["cat", "--", str(path)], timeout=30, check=False)
+        return res.stdout if res.returncode == 0 else None
+
+    def write_text(self, path: Path, text: str) -> None:
+        """Replace the file whole (temp file + rename): a reader never sees half of it."""
+        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+        self.run(["dd", f"of={tmp}", "status=none"], timeout=30, input=text)
+        self.run(["mv", "-f", "--", str(tmp), str(path)], timeout=30)
+
+    def append_text(self, path: Path, text: str) -> None:
+        self.run(["dd", f"of={path}", "oflag=append", "conv=notrunc", "status=none"], timeout=30, input=text)
+
+    def exists(self, path: Path) -> bool:
+        return self.run(["test", "-e", str(path)], timeout=30, check=False).returncode == 0
+
+    def listdir(self, path: Path) -> list[str]:
+        """Names in a directory, sorted; empty when it does not exist."""
+        res = self.run(["ls", "-A1", "--", str(path)], timeout=30, check=False)
+        return sorted(res.stdout.splitlines()) if res.returncode == 0 else []
+
+    def mkdir(self, path: Path, mode: int = 0o755, *, parents: bool = False) -> None:
+        """Create a directory (an error when it exists, unless ``parents``)."""
+        self.run(["mkdir", *(["-p"] if parents else []), "-m", f"{mode:o}", "--", str(path)], timeout=30)
+
+    def rmtree(self, path: Path) -> None:
+        self.run(["rm", "-rf", "--", str(path)], timeout=600)
 
 
 class LocalRunner:
@@ -73,6 +129,48 @@ class LocalRunner:
     @property
     def user(self) -> str:
         return self.run_as or getpass.getuser()
+
+    # ------------------------------------------------------------ files on this machine
+    # Done in-process (no command per file), owned by ``run_as`` like what its commands create.
+    def _own(self, path: Path) -> None:
+        if self.run_as and self.run_as != "root" and os.geteuid() == 0:
+            shutil.chown(path, self.run_as, self.run_as)
+
+    def read_text(self, path: Path) -> str | None:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+
+    def write_text(self, path: Path, text: str) -> None:
+        p = Path(path)
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(text)
+        self._own(tmp)
+        tmp.replace(p)
+
+    def append_text(self, path: Path, text: str) -> None:
+        with Path(path).open("a") as f:
+            f.write(text)
+        self._own(Path(path))
+
+    def exists(self, path: Path) -> bool:
+        return Path(path).exists()
+
+    def listdir(self, path: Path) -> list[str]:
+        p = Path(path)
+        return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
+
+    def mkdir(self, path: Path, mode: int = 0o755, *, parents: bool = False) -> None:
+        p = Path(path)
+        if parents and p.is_dir():
+            return  # like mkdir -p: an existing directory is left as it is
+        p.mkdir(mode=mode, parents=parents)
+        p.chmod(mode)  # whatever the umask
+        self._own(p)
+
+    def rmtree(self, path: Path) -> None:
+        shutil.rmtree(path)
 
     def _wrap(self, argv: list[str]) -> list[str]:
         if self.run_as and os.geteuid() == 0 and self.run_as != "root":
@@ -140,7 +238,7 @@ class LocalRunner:
         return "".join(chunks["out"]), "".join(chunks["err"])
 
 
-class _NotYetRunner:
+class _NotYetRunner(_CommandFiles):
     """A place commands will run in a later version: refuses with the alternative."""
 
     where = ""
@@ -171,7 +269,7 @@ def _secret_env(name: str) -> bool:
 _GRACE_SECONDS = 10
 
 
-class SSHRunner:
+class SSHRunner(_CommandFiles):
     """Runs commands on another host over SSH, through the ssh provider's `SSHHook`.
 
     :param ssh_conn_id: the Airflow SSH connection of the host (host, port, login, ``key_file`` or

@@ -247,7 +247,7 @@ def start_server(runner: Any, bin_dir: Path, sc: scratch.Scratch, *, owner: str 
     """Start a restored copy in ``sc`` with its own settings; returns when pg_ctl does (not promoted yet)."""
     # Settings go into the restored copy's postgresql.auto.conf (read last, so they win over
     # the primary's postgresql.conf), not into a `pg_ctl -o` string that a shell would parse.
-    scratch.append_settings(sc, scratch_settings(sc), owner=owner)
+    scratch.append_settings(sc, scratch_settings(sc), owner=owner, runner=runner)
     started = time.time()
     runner.run([str(Path(bin_dir) / "pg_ctl"), "-D", str(sc.data_dir), "-l", str(sc.logfile), "-W", "start"],
                timeout=60)

@@ -134,7 +134,7 @@ class PgBackRestRestoreOperator(DrillOperator):
 
         if self.scratch:
             s = self.scratch
-            scratch.renew(s["dir"])  # this run is alive and using it
+            scratch.renew(s["dir"], place.runner)  # this run is alive and using it
             return scratch.Scratch(s["run_id"], s["dir"], int(s["port"]), s["host"]), False
         if not self.scratch_root and place.cluster is None:
             raise ValueError("scratch_root is required (where the scratch server's directory is created)")
