@@ -255,3 +255,21 @@ def test_a_scratch_directory_lives_on_the_runners_host(sshd, conn):
         assert "mkdir -m 700 -- " + str(sc.data_dir) in ran and "rm -rf -- " + str(root / "run_1") in ran
     finally:
         shutil.rmtree(root.parent)
+
+
+def test_a_pgbackrest_connection_with_ssh_conn_id_runs_pgbackrest_on_that_host(sshd, conn, monkeypatch):
+    from drdrill.hooks.pgbackrest import PgBackRestHook
+
+    ssh = conn("pgbackrest")
+    monkeypatch.setenv("AIRFLOW_CONN_PGBR_REMOTE", json.dumps(
+        {"conn_type": "pgbackrest", "host": "db-a.invalid", "login": PG_USER,
+         "extra": {"stanza": "main", "ssh_conn_id": ssh}}))
+    hook = PgBackRestHook("pgbr_remote")
+    assert isinstance(hook.runner, SSHRunner) and hook.runner.ssh_conn_id == ssh
+    assert hook.run("version").stdout.startswith("pgBackRest ")
+    last = sshd.recorded_commands("pgbackrest")[-1]
+    assert last.endswith("pgbackrest --stanza=main --log-level-console=warn version")
+    monkeypatch.setenv("AIRFLOW_CONN_PGBR_ELSEWHERE", json.dumps(
+        {"conn_type": "pgbackrest", "host": "db-a.invalid", "login": PG_USER, "extra": {"stanza": "main"}}))
+    with pytest.raises(EstateError, match="set ssh_conn_id \\(an Airflow SSH connection to db-a.invalid\\)"):
+        PgBackRestHook("pgbr_elsewhere")
