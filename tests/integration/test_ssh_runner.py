@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -273,3 +274,36 @@ def test_a_pgbackrest_connection_with_ssh_conn_id_runs_pgbackrest_on_that_host(s
         {"conn_type": "pgbackrest", "host": "db-a.invalid", "login": PG_USER, "extra": {"stanza": "main"}}))
     with pytest.raises(EstateError, match="set ssh_conn_id \\(an Airflow SSH connection to db-a.invalid\\)"):
         PgBackRestHook("pgbr_elsewhere")
+
+
+class _InterruptOn(logging.Handler):
+    """Raises KeyboardInterrupt when a given line is logged: the task is interrupted mid-command."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == self.line:
+            raise KeyboardInterrupt
+        return True
+
+
+def test_an_interrupted_task_kills_its_remote_command_at_once(sshd, conn):
+    r = SSHRunner(conn("interrupt"))
+    logger = logging.getLogger("drdrill.core.runner")
+    handler, level = _InterruptOn("  started"), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            r.run(["sh", "-c", "echo started; sleep 296.5"], stream=True, timeout=300)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    # Not left to its 300 s remote timeout: the runner killed its process group from a new session.
+    deadline = time.monotonic() + 5
+    while _procs("sleep 296.5") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _procs("sleep 296.5") == []
+    assert any(re.fullmatch(r"env kill -s KILL -- -\d+", c) for c in sshd.recorded_commands("interrupt"))

@@ -435,6 +435,7 @@ class SSHRunner(_CommandFiles):
             # The task was killed or interrupted: do not leave e.g. a restore writing into a
             # scratch directory that teardown is about to remove.
             log.warning("interrupted: killing %s on %s", shown, self.ssh_conn_id)
+            self._await_pid(chan, pid)
             self._kill_group(pid)
             raise
         finally:
@@ -488,11 +489,11 @@ class SSHRunner(_CommandFiles):
 
         while True:
             got = False
+            if chan.recv_stderr_ready():  # first: the PID marker comes there before any output
+                take("err", chan.recv_stderr(65536))
+                got = True
             if chan.recv_ready():
                 take("out", chan.recv(65536))
-                got = True
-            if chan.recv_stderr_ready():
-                take("err", chan.recv_stderr(65536))
                 got = True
             if not got:
                 if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
@@ -514,11 +515,28 @@ class SSHRunner(_CommandFiles):
         rc = chan.recv_exit_status()
         return raw["out"].decode(errors="replace"), raw["err"].decode(errors="replace"), rc, False
 
+    @staticmethod
+    def _await_pid(chan: Any, pid: list[int], wait: float = 2) -> None:
+        """Interrupted before the PID marker was read: read stderr (at most ``wait`` s) until it comes."""
+        buf = b""
+        end = time.monotonic() + wait
+        while not pid and time.monotonic() < end and b"\n" not in buf:
+            if chan.recv_stderr_ready():
+                buf += chan.recv_stderr(65536)
+            elif chan.exit_status_ready():
+                break
+            else:
+                time.sleep(0.005)
+        line = buf.split(b"\n", 1)[0].decode(errors="replace")
+        if not pid and line.startswith(_PID_MARK):
+            pid.append(int(line[len(_PID_MARK):]))
+
     def _kill_group(self, pid: list[int]) -> None:
         """SIGKILL the remote command's process group from a new session (best effort)."""
         if not pid or not pid[0]:
             return
-        argv = ["kill", "-KILL", "--", f"-{pid[0]}"]
+        # kill(1) through env, not the login shell's builtin: dash's refuses "--" before a process group.
+        argv = ["env", "kill", "-s", "KILL", "--", f"-{pid[0]}"]
         if self.run_as and self.run_as != self.login:
             argv = ["sudo", "-n", "-u", self.run_as, "--", *argv]
         try:
@@ -529,6 +547,10 @@ class SSHRunner(_CommandFiles):
                 end = time.monotonic() + 10
                 while not chan.exit_status_ready() and time.monotonic() < end:
                     time.sleep(0.01)
+                rc = chan.recv_exit_status() if chan.exit_status_ready() else None
+                if rc not in (0, 1):  # 1: the group had already exited
+                    log.warning("kill of process group %s on %s exited %s; its remote timeout ends it", pid[0],
+                                self.ssh_conn_id, rc)
             finally:
                 chan.close()
         except Exception as e:  # noqa: BLE001 - `timeout -s KILL` on the host still ends it
