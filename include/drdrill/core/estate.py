@@ -228,7 +228,8 @@ class Cluster(_Model):
     description: str = ""
     unattended: bool = Field(False, description="true skips human approval gates (sandbox only)")
     allowed_drills: list[str] = Field(default_factory=list)
-    runner: RunnerSpec = RunnerSpec()
+    runner: RunnerSpec = Field(RunnerSpec(), description="where commands run for nodes without their own runner "
+                               "(and pgBackRest without pgbackrest.runner)")
     postgres: Postgres = Postgres()
     nodes: list[Node] = Field(min_length=1)
     pgbackrest: PgBackRest

@@ -448,11 +448,12 @@ class SSHRunner(_CommandFiles):
                                argv=list(argv), output=(err or "")[-2000:], timed_out_after=timeout)
         res = CommandResult(list(argv), rc, out, err, seconds)
         log.info("exit code %s after %.1fs", rc, seconds)
-        if rc == 126 and not out and "sudo:" in err:
-            raise RunnerConnectionError(f"SSH connection {self.ssh_conn_id!r}: {self.login} may not run commands as "
-                                        f"{self.run_as!r} without a password ({err.strip()[-300:]}); add a NOPASSWD "
-                                        f"sudo rule for it on the host, or log in as {self.run_as!r}",
-                                        conn_id=self.ssh_conn_id)
+        if rc != 0 and not (pid and pid[0]) and self.run_as and self.run_as != self.login and "sudo" in err:
+            # sudo refused before the command's wrapper ran (no PID marker): nothing ran as run_as
+            raise RunnerConnectionError(f"SSH connection {self.ssh_conn_id!r}: {self.login} could not run commands as "
+                                        f"{self.run_as!r} through sudo ({err.strip()[-300:]}); install sudo and add a "
+                                        f"NOPASSWD rule for {self.login} to run commands as {self.run_as} on the host, "
+                                        f"or log in as {self.run_as!r}. No command ran.", conn_id=self.ssh_conn_id)
         if check and rc != 0:
             tail = (err or out or "").strip()[-2000:]
             raise CommandError(f"exit code {rc} from: {shown} (on {self.ssh_conn_id})\n{tail}", argv=list(argv),
