@@ -307,3 +307,34 @@ def test_an_interrupted_task_kills_its_remote_command_at_once(sshd, conn):
         time.sleep(0.1)
     assert _procs("sleep 296.5") == []
     assert any(re.fullmatch(r"env kill -s KILL -- -\d+", c) for c in sshd.recorded_commands("interrupt"))
+
+
+def test_a_handshake_cut_short_is_tried_again_then_fails_naming_the_connection(monkeypatch):
+    """A server that accepts and hangs up at once (sshd's MaxStartups throttling looks like this)."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    accepted = []
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = srv.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_DB_THROTTLED", json.dumps(
+        {"conn_type": "ssh", "host": "127.0.0.1", "port": port, "login": PG_USER}))
+    try:
+        with pytest.raises(RunnerConnectionError, match=f"'db_throttled'.*SSH handshake with 127.0.0.1:{port} failed"):
+            SSHRunner("db_throttled").run(["id"])
+    finally:
+        srv.close()
+    assert len(accepted) == 3

@@ -258,6 +258,8 @@ class _NotYetRunner(_CommandFiles):
 # execs), then exec the rest. The PID lets the runner kill the whole group if the task is interrupted.
 _PID_MARK = "drdrill-remote-pid "
 _REMOTE_WRAPPER = f'echo "{_PID_MARK}$$" >&2; exec "$@"'
+
+
 def _secret_env(name: str) -> bool:
     """An environment variable whose value is a secret (PGPASSWORD), not where one is (PGPASSFILE)."""
     upper = name.upper()
@@ -333,35 +335,50 @@ class SSHRunner(_CommandFiles):
         h = self.hook
         return f"{h.username}@{h.remote_host}:{h.port} (connection {self.ssh_conn_id})"
 
-    def _connect(self) -> Any:
+    def _connect(self, attempts: int = 3) -> Any:
+        """Connect, or raise `RunnerConnectionError` saying what to fix. A handshake the server cut short
+        (sshd's MaxStartups throttling many tasks at once) is tried again; a refusal is not."""
         import paramiko
 
         h = self.hook
-        try:
-            return h.get_conn()
-        except paramiko.BadHostKeyException as e:
+        for attempt in range(1, attempts + 1):
+            try:
+                return h.get_conn()
+            except (paramiko.BadHostKeyException, paramiko.AuthenticationException, OSError, EOFError) as e:
+                raise self._refused(h, e) from None
+            except paramiko.SSHException as e:
+                if "known_hosts" in str(e) or attempt == attempts:
+                    raise self._refused(h, e) from None
+                log.warning("SSH handshake with %s:%s failed (%s); trying again", h.remote_host, h.port, e)
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
+
+    def _refused(self, h: Any, e: BaseException) -> RunnerConnectionError:
+        """The error for a connection that failed with ``e``, naming the connection and the fix."""
+        import paramiko
+
+        if isinstance(e, paramiko.BadHostKeyException):
             why = (f"the host key of {h.remote_host}:{h.port} is {e.key.get_name()} "
                    f"{e.key.get_base64()[:16]}..., not the one pinned in the connection ({e.expected_key.get_name()} "
                    f"{e.expected_key.get_base64()[:16]}...): the host was rebuilt or someone is in between. Check "
                    f"the host's key (ssh-keyscan -p {h.port} {h.remote_host}) and update host_key in the connection's "
                    f"extra")
-        except paramiko.AuthenticationException as e:
+        elif isinstance(e, paramiko.AuthenticationException):
             key = h.key_file or ("private_key in the extra" if h.pkey else "no key configured")
             why = (f"authentication as {h.username!r} failed ({e}); the server refused the key ({key}). Add that "
                    f"key's public half to {h.username}'s authorized_keys on {h.remote_host}, or fix key_file / "
                    f"private_key and login in the connection")
-        except paramiko.SSHException as e:
-            if "known_hosts" in str(e):
-                why = (f"the host key of {h.remote_host}:{h.port} is unknown ({e}). Pin it: put the output of "
-                       f"`ssh-keyscan -p {h.port} {h.remote_host}` (\"ssh-ed25519 AAAA...\") into host_key in the "
-                       f"connection's extra, or add it to the worker's known_hosts")
-            else:
-                why = f"the SSH handshake with {h.remote_host}:{h.port} failed: {e}"
-        except (OSError, EOFError) as e:
+        elif isinstance(e, paramiko.SSHException) and "known_hosts" in str(e):
+            why = (f"the host key of {h.remote_host}:{h.port} is unknown ({e}). Pin it: put the output of "
+                   f"`ssh-keyscan -p {h.port} {h.remote_host}` (\"ssh-ed25519 AAAA...\") into host_key in the "
+                   f"connection's extra, or add it to the worker's known_hosts")
+        elif isinstance(e, paramiko.SSHException):
+            why = f"the SSH handshake with {h.remote_host}:{h.port} failed: {e}"
+        else:
             why = (f"cannot reach {h.remote_host}:{h.port} ({type(e).__name__}: {e}); check the host and port of "
                    f"the connection, that sshd runs there and that this worker may connect to it")
-        raise RunnerConnectionError(f"SSH connection {self.ssh_conn_id!r} ({h.username}@{h.remote_host}:{h.port}): "
-                                    f"{why}. No command ran.", conn_id=self.ssh_conn_id)
+        return RunnerConnectionError(f"SSH connection {self.ssh_conn_id!r} ({h.username}@{h.remote_host}:{h.port}): "
+                                     f"{why}. No command ran.", conn_id=self.ssh_conn_id)
 
     def _client(self, *, fresh: bool = False) -> Any:
         key = (os.getpid(), self.ssh_conn_id)
