@@ -220,3 +220,18 @@ def test_what_libpq_reports_as_text_is_classified_as_a_refusal_or_an_outage():
     assert refusal(err("connection timeout expired")) is None
     assert refusal(err("FATAL:  the database system is shutting down")) is None
     assert refusal(err("FATAL:  the database system is starting up")) is None
+
+
+def test_a_scratch_port_on_another_host_is_free_when_that_host_refuses_it(monkeypatch):
+    """The backup host's ports cannot be bound from the worker: asked by connecting (refused = free)."""
+    import socket
+
+    from drdrill.core import hosts
+
+    monkeypatch.setattr(hosts, "is_this_machine", lambda host: False)
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        busy = srv.getsockname()[1]
+        assert scratch.port_free("127.0.0.1", busy) is False  # something answers there
+    assert scratch.port_free("127.0.0.1", busy) is True  # refused now

@@ -66,6 +66,22 @@ def run_tag(run_id: str) -> str:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether a scratch server could listen on ``host:port``.
+
+    On this machine: the port can be bound. On another host (the backup host, reached through
+    the SSH runner): nothing answers there, the connection is refused. A host that does not
+    answer at all counts as not free (the worker must reach the scratch server for its checks).
+    """
+    from drdrill.core.hosts import is_this_machine
+
+    if not is_this_machine(host):
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return False  # something listens
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
