@@ -9,6 +9,7 @@ a local process, or through another node's connection, would not be there.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -109,3 +110,21 @@ def test_failover_drill_kills_and_rewinds_each_node_through_its_own_connection(d
     # Home again: pg1 primary, pg2 streaming from it.
     assert load_estate().cluster("main").primary.name == "pg1"
     assert wait_until(lambda: "pg2" in streaming_from(ssh_estate, "pg1"), timeout=30, what="pg2 streaming")
+
+
+def test_the_cli_exports_the_ssh_estate_and_its_connections_without_a_key(sandbox):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "drdrill.sandbox", "ssh"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    names = {line.split("=", 1)[0].removeprefix("export ") for line in res.stdout.splitlines()}
+    assert {"DRDRILL_ESTATE", "AIRFLOW_CONN_SANDBOX_SSH", "AIRFLOW_CONN_SANDBOX_SSH_PG1",
+            "AIRFLOW_CONN_SANDBOX_SSH_PG2", "AIRFLOW_CONN_SANDBOX_SSH_BACKUP"} <= names
+    assert "PRIVATE KEY" not in res.stdout + res.stderr  # the key's path only, never the key
+    assert '"host_key": "ssh-ed25519 ' in res.stdout
+    st = subprocess.run([sys.executable, "-m", "drdrill.sandbox", "status", "--json"], capture_output=True,
+                        text=True, timeout=120)
+    sshd = [s for s in json.loads(st.stdout)["servers"] if s["name"] == "sshd"]
+    assert sshd and sshd[0]["state"] == "running" and sshd[0]["pid"] == sandbox.sshd.pid()
