@@ -24,6 +24,20 @@ pytestmark = pytest.mark.sandbox
 
 
 @pytest.fixture
+def home(sandbox):
+    """pg1 primary, pg2 streaming, nothing left over (rebuilt if not): requested before ``ssh_estate``,
+    whose keys a rebuild would remove."""
+    from tests.integration.test_failover import assert_home
+
+    try:
+        assert_home(load_estate())
+    except Exception:  # noqa: BLE001 - a broken estate is rebuilt rather than failing this test
+        sandbox.down()
+        sandbox.up()
+        assert_home(load_estate())
+
+
+@pytest.fixture
 def ssh_estate(sandbox, monkeypatch):
     """DRDRILL_ESTATE -> the sandbox estate with SSH runners; the SSH connections in the environment."""
     f = sandbox.layout.root / "estate-ssh.yaml"
@@ -80,7 +94,7 @@ def test_restore_test_restores_and_runs_the_scratch_server_through_ssh(dagbag, s
     assert scratch_dirs(ssh_estate) == [] and postgres_processes_under(ssh_estate.scratch.root) == []
 
 
-def test_failover_drill_kills_and_rewinds_each_node_through_its_own_connection(dagbag, sandbox, ssh_estate):
+def test_failover_drill_kills_and_rewinds_each_node_through_its_own_connection(dagbag, sandbox, home, ssh_estate):
     assert ssh_estate.cluster("main").primary.name == "pg1"
     before = marks(sandbox)
     dr = run_dag(dagbag, "dr_quarterly_failover_drill", {"fault": "kill"})
