@@ -110,18 +110,19 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
 
     estate = load_estate()
     cluster = estate.cluster(cluster_name)
-    if cluster.runner.kind != "local":
-        raise SystemExit(f"the bare sequence runs the tools on this machine; cluster {cluster.name} uses a "
-                         f"{cluster.runner.kind!r} runner")
-    runner = runner_for(cluster.runner)  # scratch create/remove: the drill's own rules
-    tool = Tool(cluster.runner.run_as)
+    spec = cluster.backup_runner  # where the drill restores and runs the scratch server
+    if spec.kind != "local":
+        raise SystemExit(f"the bare sequence runs the tools on this machine; cluster {cluster.name} restores "
+                         f"through a {spec.kind!r} runner")
+    runner = runner_for(spec)  # scratch create/remove: the drill's own rules
+    tool = Tool(spec.run_as)
     bin_dir = cluster.postgres.bin_dir
     target = prepare_primary(cluster, recovery_point)
     s = scratch.allocate(estate, f"bench-bare-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
     out: dict[str, Any] = {"scratch_dir": s.dir, "scratch_port": s.port, "target_time": target}
     t = time.monotonic()
     try:
-        scratch.create(s, runner, cluster.runner.run_as)
+        scratch.create(s, runner, spec.run_as)
         out["create_scratch"] = time.monotonic() - t
 
         # The drill's options (drdrill.hooks.pgbackrest.PgBackRestHook.restore), written out by hand.
@@ -137,7 +138,7 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
         from drdrill.drills.restore import scratch_settings
 
         t = time.monotonic()
-        scratch.append_settings(s, scratch_settings(s), owner=cluster.runner.run_as)
+        scratch.append_settings(s, scratch_settings(s), owner=spec.run_as, runner=runner)
         tool.run([str(bin_dir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.logfile), "-W", "start"],
                  timeout=60)
         out["start"] = time.monotonic() - t

@@ -77,10 +77,11 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "pgBackRest",
                 "connection-type": "pgbackrest",
                 "ui-field-behaviour": {
-                    # pgBackRest runs on the worker (the local runner); its secrets stay in
-                    # pgbackrest.conf, never in Airflow.
+                    # pgBackRest runs on the worker (the local runner), or on the host of the SSH
+                    # connection in ssh_conn_id; its secrets stay in pgbackrest.conf, never in Airflow.
                     "hidden-fields": ["schema", "port", "password"],
-                    "relabeling": {"login": "Run as (OS user)", "host": "Host (empty: this worker)"},
+                    "relabeling": {"login": "Run as (OS user)",
+                                   "host": "Host (empty: this worker, or the SSH connection's host)"},
                     "placeholders": {"login": "postgres"},
                 },
                 "conn-fields": {
@@ -93,6 +94,12 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "pgbackrest.conf",
                         "description": "Path of pgbackrest.conf where the command runs (it holds the "
                                        "repo secrets); empty: pgBackRest's default.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "ssh_conn_id": {
+                        "label": "SSH connection",
+                        "description": "Run pgBackRest (and the scratch server) on the host of this Airflow SSH "
+                                       "connection instead of this worker.",
                         "schema": {"type": ["string", "null"]},
                     },
                     "process_max": {

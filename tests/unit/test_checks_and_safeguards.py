@@ -95,14 +95,17 @@ def test_scratch_of_a_run_still_active_is_not_a_leftover(tmp_path):
     assert scratch.read_tag(tmp_path / "live_run")["dag_id"] == "dr_x"
 
 
-def test_runner_seams_refuse_with_the_alternative():
+def test_the_kubernetes_runner_is_refused_naming_the_ssh_runner():
     from drdrill.core.errors import EstateError
     from drdrill.core.estate import RunnerSpec
-    from drdrill.core.runner import runner_for
+    from drdrill.core.runner import SSHRunner, runner_for
 
-    r = runner_for(RunnerSpec(kind="ssh", ssh_conn_id="db_host"))
-    with pytest.raises(EstateError, match="runner kind 'ssh' \\(connection db_host\\) is not available.*'local'"):
+    r = runner_for(RunnerSpec(kind="kubernetes", namespace="db", pod="pg-0"))
+    with pytest.raises(EstateError, match="runner kind 'kubernetes' \\(pod db/pg-0\\) is not available in this "
+                                          "version; use kind 'ssh'"):
         r.run(["pgbackrest", "info"])
+    ssh = runner_for(RunnerSpec(kind="ssh", ssh_conn_id="db_host", run_as="postgres"))
+    assert isinstance(ssh, SSHRunner) and ssh.ssh_conn_id == "db_host" and ssh.run_as == "postgres"
 
 
 def test_streamed_command_logs_each_line_and_returns_the_output(caplog):
@@ -217,3 +220,18 @@ def test_what_libpq_reports_as_text_is_classified_as_a_refusal_or_an_outage():
     assert refusal(err("connection timeout expired")) is None
     assert refusal(err("FATAL:  the database system is shutting down")) is None
     assert refusal(err("FATAL:  the database system is starting up")) is None
+
+
+def test_a_scratch_port_on_another_host_is_free_when_that_host_refuses_it(monkeypatch):
+    """The backup host's ports cannot be bound from the worker: asked by connecting (refused = free)."""
+    import socket
+
+    from drdrill.core import hosts
+
+    monkeypatch.setattr(hosts, "is_this_machine", lambda host: False)
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        busy = srv.getsockname()[1]
+        assert scratch.port_free("127.0.0.1", busy) is False  # something answers there
+    assert scratch.port_free("127.0.0.1", busy) is True  # refused now

@@ -110,6 +110,54 @@ def test_ssh_runner_needs_a_connection():
     assert "ssh_conn_id" in msg
 
 
+def test_a_local_runner_is_refused_for_a_node_on_another_host():
+    msg = _error(_mutated(lambda r: r["clusters"][0]["nodes"][1].update(host="10.0.2.10")))
+    assert "clusters[main]" in msg and "runner: kind 'local' runs commands on this Airflow worker" in msg
+    assert "node pg2's host '10.0.2.10' is not this machine" in msg and "Use kind 'ssh'" in msg
+    # A node's own runner is named when it is the local one.
+    msg = _error(_mutated(lambda r: r["clusters"][0]["nodes"][0].update(
+        host="db-a.invalid", runner={"kind": "local", "run_as": "postgres"})))
+    assert "nodes[pg1].runner: kind 'local'" in msg and "'db-a.invalid' is not this machine" in msg
+
+
+def test_this_machine_is_loopback_its_hostname_or_an_address_it_has():
+    import socket
+
+    from drdrill.core.hosts import is_this_machine
+
+    assert is_this_machine("127.0.0.1") and is_this_machine("localhost") and is_this_machine("::1")
+    assert is_this_machine(socket.gethostname())
+    assert not is_this_machine("192.0.2.77") and not is_this_machine("db-a.invalid")
+
+
+def test_node_runners_override_the_cluster_and_pgbackrest_has_the_backup_host():
+    def edit(r):
+        c = r["clusters"][0]
+        c["runner"] = {"kind": "ssh", "ssh_conn_id": "ssh_db"}
+        c["nodes"][0].update(host="10.0.1.10", runner={"kind": "ssh", "ssh_conn_id": "ssh_pg1"})
+        c["nodes"][1].update(host="10.0.2.10")
+    c = parse_estate(_mutated(edit), Path("estate.yaml")).cluster("main")
+    assert c.runner_of("pg1").ssh_conn_id == "ssh_pg1" and c.runner_of("pg2").ssh_conn_id == "ssh_db"
+    assert c.backup_runner.ssh_conn_id == "ssh_pg1"  # no pgbackrest.runner: the current primary's host
+    assert c.with_primary("pg2").backup_runner.ssh_conn_id == "ssh_db"
+
+    def backup_host(r):
+        edit(r)
+        r["clusters"][0]["pgbackrest"]["runner"] = {"kind": "ssh", "ssh_conn_id": "ssh_backup", "run_as": "postgres"}
+    c = parse_estate(_mutated(backup_host), Path("estate.yaml")).cluster("main")
+    assert c.backup_runner.ssh_conn_id == "ssh_backup" and c.backup_runner.run_as == "postgres"
+
+
+def test_a_scratch_host_elsewhere_needs_the_backup_host_runner():
+    msg = _error(_mutated(lambda r: r["scratch"].update(host="10.0.3.10")))
+    assert "scratch.host '10.0.3.10' is not this machine" in msg and "pgbackrest.runner" in msg
+
+    def remote(r):
+        r["scratch"]["host"] = "10.0.3.10"
+        r["clusters"][0]["pgbackrest"]["runner"] = {"kind": "ssh", "ssh_conn_id": "ssh_backup"}
+    assert parse_estate(_mutated(remote), Path("estate.yaml")).scratch.host == "10.0.3.10"
+
+
 def test_unknown_cluster_lists_the_known_ones():
     with pytest.raises(EstateError, match="unknown cluster 'billing'.*defines main"):
         load_estate(DEFAULT_ESTATE).cluster("billing")

@@ -206,9 +206,11 @@ def test_the_pgbackrest_connection_form(probe):
     assert {f for f in ("url_schema", "port", "password") if std[f] and std[f]["hidden"]} == {
         "url_schema", "port", "password"}
     assert std["login"] == {"hidden": False, "title": "Run as (OS user)", "placeholder": "postgres"}
-    assert std["host"]["title"] == "Host (empty: this worker)" and not std["host"]["hidden"]
+    assert std["host"]["title"] == "Host (empty: this worker, or the SSH connection's host)"
+    assert not std["host"]["hidden"]
     extra = form["extra_fields"]
-    assert set(extra) == {"stanza", "config", "process_max"}
+    assert set(extra) == {"stanza", "config", "ssh_conn_id", "process_max"}
+    assert extra["ssh_conn_id"]["schema"]["title"] == "SSH connection"
     assert extra["stanza"]["schema"]["title"] == "Stanza"
     assert extra["process_max"]["value"] == 2
 

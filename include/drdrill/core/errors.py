@@ -40,3 +40,12 @@ class DrillFailed(DrillError):
     def __init__(self, message: str, *, results: list[dict] | None = None) -> None:
         super().__init__(message)
         self.results = results or []
+
+
+class RunnerConnectionError(DrillError):
+    """A runner could not reach the host its commands run on (SSH refused, unknown host key,
+    unreachable): no command ran. Distinct from `CommandError`, where the command ran and failed."""
+
+    def __init__(self, message: str, *, conn_id: str | None = None) -> None:
+        super().__init__(message)
+        self.conn_id = conn_id

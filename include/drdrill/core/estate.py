@@ -38,11 +38,17 @@ class _Model(BaseModel):
 
 
 class RunnerSpec(_Model):
-    """How commands reach the database host: a local process, SSH, or a pod in Kubernetes."""
+    """How commands reach a host: a local process, SSH (an Airflow SSH connection), or a pod in Kubernetes.
+
+    ``local`` runs on the Airflow worker itself: only for nodes whose host is this machine.
+    ``ssh`` runs on the host of the Airflow SSH connection ``ssh_conn_id`` (one per host), as
+    ``run_as`` through ``sudo -n -u`` when that differs from the connection's login.
+    """
 
     kind: Literal["local", "ssh", "kubernetes"] = "local"
-    run_as: str | None = Field(None, description="OS user for pgBackRest/PostgreSQL commands (local runner)")
-    ssh_conn_id: str | None = None
+    run_as: str | None = Field(None, description="OS user for pgBackRest/PostgreSQL commands (local: runuser "
+                               "when the worker is root; ssh: sudo -n -u when the SSH login differs)")
+    ssh_conn_id: str | None = Field(None, description="ssh: the Airflow SSH connection of the host")
     kubernetes_conn_id: str | None = None
     namespace: str | None = None
     pod: str | None = None
@@ -68,6 +74,8 @@ class Node(_Model):
     socket_dir: Path | None = None
     dns_name: str | None = Field(None, description="what the service record points at while this node is primary")
     log_file: Path | None = Field(None, description="server log for pg_ctl start (default: <data_dir>/pg_ctl.log)")
+    runner: RunnerSpec | None = Field(None, description="where this node's commands run (pg_ctl, pg_rewind, kill, "
+                                      "a standby restore); default: the cluster's runner")
 
 
 class Repo(_Model):
@@ -91,6 +99,9 @@ class PgBackRest(_Model):
         120, gt=0, le=3600, description="the daily verification's check, info and repo-ls are killed after this "
         "and fail naming the command (pgBackRest retries an unreachable store for minutes)")
     repos: list[Repo] = Field(min_length=1)
+    runner: RunnerSpec | None = Field(
+        None, description="the backup host: where the restore test restores and runs its scratch server, and "
+        "where info, verify, repo-ls and check run; default: the current primary's runner")
 
     def repo(self, index: int) -> Repo:
         for r in self.repos:
@@ -211,6 +222,7 @@ class SandboxSpec(_Model):
 
     pgbench_scale: int = Field(20, ge=1)
     s3_port: Port = 55443
+    ssh_port: Port = Field(55622, description="the sandbox's sshd (started on demand, for the SSH runner's tests)")
 
 
 class Cluster(_Model):
@@ -220,7 +232,8 @@ class Cluster(_Model):
     # Scheduled failover drills inside this window need no approval (drdrill.core.schedules).
     unattended_window: UnattendedWindow | None = None
     allowed_drills: list[str] = Field(default_factory=list)
-    runner: RunnerSpec = RunnerSpec()
+    runner: RunnerSpec = Field(RunnerSpec(), description="where commands run for nodes without their own runner "
+                               "(and pgBackRest without pgbackrest.runner)")
     postgres: Postgres = Postgres()
     nodes: list[Node] = Field(min_length=1)
     pgbackrest: PgBackRest
@@ -246,6 +259,32 @@ class Cluster(_Model):
         if len(set(names)) != len(names):
             raise ValueError(f"node names must be unique, got {names}")
         return self
+
+    @model_validator(mode="after")
+    def _local_only_here(self) -> Cluster:
+        from drdrill.core.hosts import is_this_machine
+
+        for n in self.nodes:
+            spec = self.runner_of(n)
+            if spec.kind == "local" and not is_this_machine(n.host):
+                where = f"nodes[{n.name}].runner" if n.runner else "runner"
+                raise ValueError(
+                    f"{where}: kind 'local' runs commands on this Airflow worker, but node {n.name}'s host "
+                    f"{n.host!r} is not this machine; a local runner would act on this machine's disk, not "
+                    f"on {n.name}. Use kind 'ssh' with an Airflow SSH connection to {n.host} (ssh_conn_id), "
+                    f"per node or for the cluster")
+        return self
+
+    def runner_of(self, node: Node | str) -> RunnerSpec:
+        """Where ``node``'s commands run: its own ``runner``, else the cluster's."""
+        n = self.node(node) if isinstance(node, str) else node
+        return n.runner or self.runner
+
+    @property
+    def backup_runner(self) -> RunnerSpec:
+        """Where pgBackRest reads the repos (restore tests, info, verify, check): ``pgbackrest.runner``,
+        else the current primary's runner."""
+        return self.pgbackrest.runner or self.runner_of(self.primary)
 
     @property
     def primary(self) -> Node:
@@ -332,6 +371,14 @@ class Estate(_Model):
         names = [c.name for c in self.clusters]
         if len(set(names)) != len(names):
             raise ValueError(f"cluster names must be unique, got {names}")
+        from drdrill.core.hosts import is_this_machine
+
+        for c in self.clusters_for("dr_monthly_restore_test"):
+            if c.backup_runner.kind == "local" and not is_this_machine(self.scratch.host):
+                raise ValueError(f"scratch.host {self.scratch.host!r} is not this machine, but cluster {c.name}'s "
+                                 f"restore test runs its scratch server here (local runner); set "
+                                 f"clusters[{c.name}].pgbackrest.runner to kind 'ssh' for the backup host, or "
+                                 f"scratch.host to this machine's address")
         return self
 
     def cluster(self, name: str) -> Cluster:

@@ -4,6 +4,11 @@ A scratch directory is ``<scratch root>/<run tag>/`` and holds a tag file naming
 made it. Only directories with a tag file are ever removed, so a mistyped root can never
 delete someone's data. A worker that died mid-run leaves a tagged directory behind; the next
 run's setup finds it and removes it (server stopped first).
+
+Every file operation goes through the runner of the host the scratch lives on (the restore
+test's backup host, `Cluster.backup_runner`, possibly over SSH; a failover run's canary
+directory is on the worker): the runner's `read_text` / `write_text` / `mkdir` / `rmtree`.
+Without a runner, this worker's files.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -23,7 +27,7 @@ from typing import Any
 
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Estate
-from drdrill.core.runner import Runner
+from drdrill.core.runner import LocalRunner, Runner
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,22 @@ def run_tag(run_id: str) -> str:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether a scratch server could listen on ``host:port``.
+
+    On this machine: the port can be bound. On another host (the backup host, reached through
+    the SSH runner): nothing answers there, the connection is refused. A host that does not
+    answer at all counts as not free (the worker must reach the scratch server for its checks).
+    """
+    from drdrill.core.hosts import is_this_machine
+
+    if not is_this_machine(host):
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return False  # something listens
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -125,37 +145,39 @@ def lease_seconds(default_minutes: float) -> float:
     return float(os.environ.get(LEASE_ENV) or default_minutes) * 60
 
 
-def create(scratch: Scratch, runner: Runner, owner: str | None, *, lease: float = 24 * 3600) -> None:
-    """Create the tagged scratch directory owned by the server's OS user.
+def create(scratch: Scratch, runner: Runner, owner: str | None = None, *, lease: float = 24 * 3600) -> None:
+    """Create the tagged scratch directory on the runner's host, owned by the runner's user (the
+    server's OS user). ``owner`` is only checked: it must be that user when given.
 
     The tag carries a lease: past ``lease_until`` the scratch is a leftover for any run's cleanup,
     whatever Airflow says about the run that made it (a killed run can read as running for ever).
     The run renews it (`renew`) as it goes.
     """
+    if owner and owner != runner.user and runner.user != "root":
+        raise PreflightError(f"the scratch server would run as {runner.user!r}, not {owner!r}")
     d = Path(scratch.dir)
-    if d.exists():
+    if runner.exists(d):
         raise PreflightError(f"scratch directory {d} already exists; a previous run did not clean up and its "
                              f"setup could not remove it")
-    d.mkdir(parents=True)
-    write_tag(d, scratch.to_dict(), lease=lease)
-    scratch.socket_dir.mkdir()
-    scratch.data_dir.mkdir(mode=0o700)
-    if owner and owner != "root":
-        for p in (d, scratch.socket_dir, scratch.data_dir):
-            shutil.chown(p, owner, owner)
+    runner.mkdir(d.parent, parents=True)
+    runner.mkdir(d)
+    write_tag(d, scratch.to_dict(), lease=lease, runner=runner)
+    runner.mkdir(scratch.socket_dir)
+    runner.mkdir(scratch.data_dir, 0o700)
 
 
-def append_settings(scratch: Scratch, settings: dict[str, object], owner: str | None) -> None:
-    """Append settings to the scratch copy's postgresql.auto.conf, values quoted for PostgreSQL."""
+def append_settings(scratch: Scratch, settings: dict[str, object], owner: str | None = None,
+                    runner: Runner | None = None) -> None:
+    """Append settings to the scratch copy's postgresql.auto.conf, values quoted for PostgreSQL.
+
+    Written through ``runner`` (the scratch's host), else on this worker as ``owner``.
+    """
     conf = scratch.data_dir / "postgresql.auto.conf"
     lines = ["", "# drdrill scratch server: own port and socket, never archives"]
     for key, value in settings.items():
         text = str(value).replace("\\", "\\\\").replace("'", "''")
         lines.append(f"{key} = '{text}'")
-    with conf.open("a") as f:
-        f.write("\n".join(lines) + "\n")
-    if owner and owner != "root":
-        shutil.chown(conf, owner, owner)
+    (runner or LocalRunner(owner)).append_text(conf, "\n".join(lines) + "\n")
 
 
 def stop_server(data_dir: Path, runner: Runner, bin_dir: Path) -> bool:
@@ -165,71 +187,75 @@ def stop_server(data_dir: Path, runner: Runner, bin_dir: Path) -> bool:
     """
     from drdrill.core import pgctl
 
-    if not (data_dir / "postmaster.pid").exists():
+    if not runner.exists(data_dir / "postmaster.pid"):
         return False
     return pgctl.stop(runner, bin_dir, data_dir, mode="immediate", name=f"scratch server in {data_dir}")[
         "was_running"]
 
 
 def remove(scratch_dir: Path, runner: Runner, bin_dir: Path) -> None:
-    """Stop the server and delete a tagged scratch directory. Untagged directories are refused."""
-    if not scratch_dir.exists():
+    """Stop the server and delete a tagged scratch directory on the runner's host. Untagged
+    directories are refused."""
+    if not runner.exists(scratch_dir):
         return
-    if not (scratch_dir / TAG_FILE).exists():
+    if not runner.exists(scratch_dir / TAG_FILE):
         raise PreflightError(f"refusing to remove {scratch_dir}: it has no {TAG_FILE}, so drdrill did not create it")
     if stop_server(scratch_dir / "data", runner, bin_dir):
         log.info("stopped scratch server in %s", scratch_dir)
     from drdrill.core import canary
 
-    if canary.stop(scratch_dir):  # a failover run's canary writer lives in its scratch directory
+    if canary.stop(scratch_dir):  # a failover run's canary writer lives in its scratch directory (this worker)
         log.info("stopped the canary writer of %s", scratch_dir)
-    shutil.rmtree(scratch_dir)
+    runner.rmtree(scratch_dir)
     log.info("removed scratch directory %s", scratch_dir)
 
 
-def write_tag(d: Path, fields: dict, *, lease: float) -> float:
+def write_tag(d: Path, fields: dict, *, lease: float, runner: Runner | None = None) -> float:
     """Write the tag file that makes ``d`` a scratch directory, its lease running from now.
 
     Replaced whole (temp file + rename): a reader never sees half a tag. Returns ``lease_until``.
     """
     until = time.time() + lease
-    tmp = d / f".{TAG_FILE}.tmp"
-    tmp.write_text(json.dumps({**fields, "lease_seconds": lease, "lease_until": until}))
-    tmp.replace(d / TAG_FILE)
+    (runner or LocalRunner()).write_text(d / TAG_FILE, json.dumps({**fields, "lease_seconds": lease,
+                                                                    "lease_until": until}))
     return until
 
 
-def renew(d: Path | str) -> float | None:
+def renew(d: Path | str, runner: Runner | None = None) -> float | None:
     """Extend a scratch's lease by its own length from now (a step of its run is still working)."""
     d = Path(d)
-    tag = read_tag(d)
+    tag = read_tag(d, runner)
     if not tag or "lease_seconds" not in tag:
         return None
-    return write_tag(d, tag, lease=float(tag["lease_seconds"]))
+    return write_tag(d, tag, lease=float(tag["lease_seconds"]), runner=runner)
 
 
-def read_tag(d: Path) -> dict:
+def read_tag(d: Path, runner: Runner | None = None) -> dict:
     try:
-        return json.loads((d / TAG_FILE).read_text())
-    except (OSError, ValueError):
+        return json.loads((runner or LocalRunner()).read_text(Path(d) / TAG_FILE) or "")
+    except ValueError:
         return {}
 
 
 def leftovers(root: Path, keep_run_id: str | None = None,
-              is_active: Callable[[dict], bool] | None = None) -> list[Path]:
-    """Tagged scratch directories under ``root`` left by other runs that are no longer active.
+              is_active: Callable[[dict], bool] | None = None, runner: Runner | None = None,
+              dag_ids: tuple[str, ...] | None = None) -> list[Path]:
+    """Tagged scratch directories under ``root`` (on ``runner``'s host) left by other runs that are no
+    longer active; only those of ``dag_ids`` when given.
 
     ``is_active(tag)`` says whether the run that made a directory is still running (asked of
     Airflow by the caller): a concurrent run's scratch is never taken for a leftover, unless its
     lease has run out (its run was killed, or is stuck far past any target).
     """
-    if not root.exists():
-        return []
+    runner = runner or LocalRunner()
     out = []
-    for d in sorted(root.iterdir()):
-        if not (d.is_dir() and (d / TAG_FILE).exists()):
+    for name in runner.listdir(root):
+        d = Path(root) / name
+        tag = read_tag(d, runner)
+        if not tag:  # no tag (or not a directory): drdrill did not make it
             continue
-        tag = read_tag(d)
+        if dag_ids is not None and tag.get("dag_id") not in dag_ids:
+            continue
         if tag.get("run_id") == keep_run_id:
             continue
         until = tag.get("lease_until")
@@ -267,9 +293,11 @@ def active_in_airflow(ti: Any, default_dag_id: str) -> Callable[[dict], bool]:
 
 
 def remove_all_scratch(root: Path, runner: Runner, bin_dir: Path, keep_run_id: str | None = None,
-                       is_active: Callable[[dict], bool] | None = None) -> list[Path]:
-    """Remove every leftover scratch of other runs (a worker died mid-run); returns what was removed."""
-    removed = leftovers(root, keep_run_id, is_active)
+                       is_active: Callable[[dict], bool] | None = None,
+                       dag_ids: tuple[str, ...] | None = None) -> list[Path]:
+    """Remove every leftover scratch of other runs (a worker died mid-run) on ``runner``'s host, only
+    those of ``dag_ids`` when given; returns what was removed."""
+    removed = leftovers(root, keep_run_id, is_active, runner, dag_ids)
     for d in removed:
         log.warning("removing leftover scratch %s (from a run that did not clean up)", d)
         remove(d, runner, bin_dir)

@@ -197,7 +197,7 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
     """
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
-    runner = runner_for(cluster.runner)
+    runner = runner_for(cluster.backup_runner)  # the scratch server runs where pgBackRest restores
     root = Path(plan.scratch_dir) if plan.scratch_dir else estate.scratch.root
     removed = scratch.remove_all_scratch(root, runner, cluster.postgres.bin_dir, keep_run_id=run_id,
                                          is_active=is_active)
@@ -206,7 +206,7 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
         log.info("[DRY RUN] would create scratch %s on port %s", s.dir, s.port)
     else:
         # Twice the restore target: a run still going then has failed its target anyway.
-        scratch.create(s, runner, cluster.runner.run_as,
+        scratch.create(s, runner, runner.user,
                        lease=scratch.lease_seconds(2 * cluster.targets.max_restore_minutes))
         log.info("scratch %s allocated on port %s", s.dir, s.port)
     return {**s.to_dict(), "cluster": cluster.name, "leftovers_removed": [str(d) for d in removed]}
@@ -247,7 +247,7 @@ def start_server(runner: Any, bin_dir: Path, sc: scratch.Scratch, *, owner: str 
     """Start a restored copy in ``sc`` with its own settings; returns when pg_ctl does (not promoted yet)."""
     # Settings go into the restored copy's postgresql.auto.conf (read last, so they win over
     # the primary's postgresql.conf), not into a `pg_ctl -o` string that a shell would parse.
-    scratch.append_settings(sc, scratch_settings(sc), owner=owner)
+    scratch.append_settings(sc, scratch_settings(sc), owner=owner, runner=runner)
     started = time.time()
     runner.run([str(Path(bin_dir) / "pg_ctl"), "-D", str(sc.data_dir), "-l", str(sc.logfile), "-W", "start"],
                timeout=60)

@@ -17,7 +17,8 @@ from airflow.sdk import BaseHook
 
 from drdrill.core.errors import EstateError
 from drdrill.core.estate import Cluster, RunnerSpec
-from drdrill.core.runner import CommandResult, LocalRunner, Runner, runner_for
+from drdrill.core.hosts import is_this_machine
+from drdrill.core.runner import CommandResult, LocalRunner, Runner, SSHRunner, runner_for
 
 # Options that say where and how a command runs, not what it does: left out of messages.
 _PLUMBING = ("--config=", "--stanza=", "--log-level-console=", "--pg1-")
@@ -28,7 +29,8 @@ class PgBackRestHook(BaseHook):
 
     :param pgbackrest_conn_id: Airflow connection of type ``pgbackrest``: ``login`` is the OS user
         pgBackRest runs as (``postgres``), ``extra`` holds ``stanza``, ``config`` (the
-        pgbackrest.conf path) and ``process_max``. Arguments given here win over it. Its form in
+        pgbackrest.conf path), ``process_max`` and ``ssh_conn_id`` (an Airflow SSH connection:
+        pgBackRest then runs on that host through the SSH runner). Arguments given here win over it. Its form in
         the Airflow UI is declared in `drdrill.provider` (Airflow 3.3 reads it from there).
     :param stanza: the stanza name
     :param config: path of pgbackrest.conf where the command runs (holds the secrets)
@@ -59,10 +61,14 @@ class PgBackRestHook(BaseHook):
         if pgbackrest_conn_id:
             conn = self.get_connection(pgbackrest_conn_id)
             extra = conn.extra_dejson
-            if conn.host and conn.host not in ("localhost", "127.0.0.1"):
+            ssh_conn_id = extra.get("ssh_conn_id")
+            if conn.host and not ssh_conn_id and not is_this_machine(conn.host):
                 raise EstateError(f"connection {pgbackrest_conn_id!r} names host {conn.host!r}: running pgBackRest "
-                                  f"on another host needs the SSH runner; leave host empty to run on the worker")
+                                  f"on another host needs the SSH runner: set ssh_conn_id (an Airflow SSH connection "
+                                  f"to {conn.host}) in its extra, or leave host empty to run on the worker")
             run_as = run_as or conn.login or None
+            if ssh_conn_id and runner is None:
+                runner = SSHRunner(str(ssh_conn_id), run_as)
         self.stanza = stanza or extra.get("stanza")
         if not self.stanza:
             raise EstateError("pgBackRest needs a stanza: pass stanza=... or set 'stanza' in the extra of the "
@@ -76,7 +82,11 @@ class PgBackRestHook(BaseHook):
 
     @classmethod
     def for_cluster(cls, cluster: Cluster, runner: Runner | None = None) -> PgBackRestHook:
-        """The hook for a cluster of the estate, with pg1 pointed at its current primary."""
+        """The hook for a cluster of the estate, with pg1 pointed at its current primary.
+
+        Commands run through ``runner``, else the cluster's backup runner (``pgbackrest.runner``, else
+        the current primary's runner: `Cluster.backup_runner`).
+        """
         p = cluster.primary
         pg1: dict[str, Any] = {"port": p.port}
         if p.data_dir:
@@ -85,7 +95,7 @@ class PgBackRestHook(BaseHook):
             pg1["socket_path"] = p.socket_dir
         return cls(stanza=cluster.pgbackrest.stanza, config=cluster.pgbackrest.config,
                    process_max=cluster.pgbackrest.process_max, pg1=pg1,
-                   runner=runner or runner_for(cluster.runner))
+                   runner=runner or runner_for(cluster.backup_runner))
 
     def get_conn(self) -> Runner:
         """The runner commands go through (this hook's "client")."""

@@ -101,11 +101,12 @@ class RowCountCheckOperator(DrillOperator):
         if not host or not port:
             raise ValueError(f"no database to check: give target (with host and port) or host and port, got "
                              f"target={self.target!r}")
-        if t.get("dir"):  # a scratch server this run still uses: extend its lease
-            from drdrill.core import scratch
-
-            scratch.renew(t["dir"])
         c = estate_cluster(self.cluster) if self.cluster else None
+        if t.get("dir"):  # a scratch server this run still uses: extend its lease (on its host)
+            from drdrill.core import scratch
+            from drdrill.core.runner import runner_for
+
+            scratch.renew(t["dir"], runner_for(c.backup_runner) if c is not None else None)
         rt = c.restore_test if c is not None else None
         if c is not None:
             hook = PostgresNodeHook.for_node(c, host, int(port), self.database or t.get("database"))

@@ -36,8 +36,8 @@ class _Place:
         self.cluster = estate_cluster(op.cluster) if op.cluster else None
         if self.cluster is not None:
             c = self.cluster
-            self.backrest = PgBackRestHook.for_cluster(c)
-            self.bin_dir, self.run_as = Path(c.postgres.bin_dir), c.runner.run_as
+            self.backrest = PgBackRestHook.for_cluster(c)  # the backup host's runner (Cluster.backup_runner)
+            self.bin_dir, self.run_as = Path(c.postgres.bin_dir), self.backrest.runner.user
             self.user, self.database, self.conn_id = c.postgres.user, c.postgres.database, c.postgres.conn_id
         else:
             self.backrest = PgBackRestHook(op.pgbackrest_conn_id, stanza=op.stanza) if op.pgbackrest_conn_id or \
@@ -134,7 +134,7 @@ class PgBackRestRestoreOperator(DrillOperator):
 
         if self.scratch:
             s = self.scratch
-            scratch.renew(s["dir"])  # this run is alive and using it
+            scratch.renew(s["dir"], place.runner)  # this run is alive and using it
             return scratch.Scratch(s["run_id"], s["dir"], int(s["port"]), s["host"]), False
         if not self.scratch_root and place.cluster is None:
             raise ValueError("scratch_root is required (where the scratch server's directory is created)")

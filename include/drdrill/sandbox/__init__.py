@@ -12,7 +12,8 @@ replicas of a demo service (`drdrill.sandbox.service`, "the application") under 
 at ``failover.service.urls``; they find the database through that record.
 
 One module per server: `postgres` (the nodes), `pgbackrest` (config, stanza, backups), `aws`
-(moto's S3 and Route53), `services` (supervisord and the replicas); `layout` (paths, PIDs) and
+(moto's S3 and Route53), `services` (supervisord and the replicas), `sshd` (an OpenSSH server on
+loopback for the SSH runner, started on demand by `Sandbox.ssh`); `layout` (paths, PIDs) and
 `ports` serve them all. `Sandbox` here only composes them in order.
 
 This package is a tool that builds the estate; drill logic never imports it.
@@ -37,6 +38,7 @@ from drdrill.sandbox.layout import PG_USER, Layout, pid_alive, postmaster_pid, w
 from drdrill.sandbox.pgbackrest import PgBackRestRepos
 from drdrill.sandbox.postgres import DEMO_SQL, PostgresNodes
 from drdrill.sandbox.services import SERVICE_SCRIPT, DemoService, venv_bin
+from drdrill.sandbox.sshd import SandboxSSHD
 
 # Tests and scripts import these from the package; the private name predates the split.
 _pid_alive = pid_alive
@@ -75,6 +77,7 @@ class Sandbox:
         self.backrest = PgBackRestRepos(self.cluster, self.layout, spec.s3_port)
         self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, source)
         self.services = DemoService(self.cluster, self.service, self.dns, self.layout, self.aws.endpoint, source)
+        self.sshd = SandboxSSHD(self.layout, spec.ssh_port)
 
     # ---------------------------------------------------------------- lifecycle
     def up(self) -> None:
@@ -133,7 +136,8 @@ class Sandbox:
                              f"in {self.estate.source}")
 
     def _ports(self) -> list[int]:
-        return [n.port for n in self.cluster.nodes] + [self.spec.s3_port] + [p for _n, _u, p in self.replicas()]
+        return [n.port for n in self.cluster.nodes] + [self.spec.s3_port, self.spec.ssh_port] + [
+            p for _n, _u, p in self.replicas()]
 
     def down(self) -> None:
         """Stop every sandbox server by PID and remove the sandbox (journals are kept)."""
@@ -142,6 +146,7 @@ class Sandbox:
         root = self.layout.root
         # The application first: it stops before its database, as in an orderly shutdown.
         self.services.stop()
+        self.sshd.stop()
         if root.exists():
             remove_all_scratch(self.estate.scratch.root, self.pg, self.bin)
         still_running = self.postgres.stop_all()
@@ -165,6 +170,8 @@ class Sandbox:
     def status(self) -> dict:
         """Servers, ports, PIDs and backups per repo, as data (printed by the CLI)."""
         servers = [self.aws.status(), *self.postgres.status()]
+        if self.sshd.pid():
+            servers.append(self.sshd.status())
         dns = None
         if self.service:
             servers += self.services.status()
@@ -180,11 +187,26 @@ class Sandbox:
 
     # ---------------------------------------------------------------- what drills' tests and scripts use
     def airflow_env(self) -> dict[str, str]:
-        """The Airflow connections to this sandbox, as env vars: moto (S3 and Route53 over TLS), and
-        ``pgbackrest_default`` (its stanza, for the example DAG and users' own DAGs)."""
+        """The Airflow connections to this sandbox, as env vars: moto (S3 and Route53 over TLS),
+        ``pgbackrest_default`` (its stanza, for the example DAG and users' own DAGs), and the SSH
+        connections to the sandbox's sshd once `ssh` has started it."""
         conn = {"conn_type": "pgbackrest", "login": PG_USER,
                 "extra": {"stanza": self.cluster.pgbackrest.stanza, "config": str(self.cluster.pgbackrest.config)}}
-        return {**self.aws.airflow_env(), "AIRFLOW_CONN_PGBACKREST_DEFAULT": json.dumps(conn)}
+        ssh = self.sshd.connections() if self.sshd.pid() else {}
+        return {**self.aws.airflow_env(), "AIRFLOW_CONN_PGBACKREST_DEFAULT": json.dumps(conn), **ssh}
+
+    def ssh(self, estate_file: Path | None = None) -> dict[str, str]:
+        """Start the sandbox's sshd (idempotent); with ``estate_file``, write there the sandbox estate with
+        SSH runners (`drdrill.sandbox.sshd.ssh_estate`: a connection per node and one for the backup
+        host). Returns the SSH connections as env vars."""
+        from drdrill.sandbox.sshd import ssh_estate
+
+        self.sshd.start()
+        env = self.sshd.connection()
+        if estate_file is not None:
+            assert self.estate.source is not None
+            env.update(ssh_estate(self.estate.source, estate_file, [n.name for n in self.cluster.nodes], self.sshd))
+        return env
 
     def replicas(self) -> list[tuple[str, str, int]]:
         """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""

@@ -1,7 +1,11 @@
-"""Command line of the sandbox: ``python -m drdrill.sandbox up|down|status [--json]|env``.
+"""Command line of the sandbox: ``python -m drdrill.sandbox up|down|status [--json]|env|ssh``.
 
 ``env`` prints the Airflow connection to the sandbox's moto as shell ``export`` lines:
 ``eval "$(python -m drdrill.sandbox env)"`` before starting Airflow.
+
+``ssh`` starts the sandbox's sshd and writes ``<sandbox>/estate-ssh.yaml`` (the sandbox estate
+with SSH runners), then prints its SSH connections and ``DRDRILL_ESTATE`` as ``export`` lines:
+``eval "$(python -m drdrill.sandbox ssh)"`` and every drill's commands go through SSH.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def _print_status(st: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m drdrill.sandbox", description=__doc__)
-    ap.add_argument("command", choices=["up", "down", "status", "env"])
+    ap.add_argument("command", choices=["up", "down", "status", "env", "ssh"])
     ap.add_argument("--json", action="store_true", help="status as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -53,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         sb = Sandbox()
         if args.command == "env":
             for name, value in sb.airflow_env().items():
+                print(f"export {name}={shlex.quote(value)}")
+        elif args.command == "ssh":
+            estate_file = sb.layout.root / "estate-ssh.yaml"
+            env = {**sb.ssh(estate_file), "DRDRILL_ESTATE": str(estate_file)}
+            for name, value in env.items():
                 print(f"export {name}={shlex.quote(value)}")
         elif args.command == "up":
             sb.up()

@@ -1,7 +1,9 @@
 """Actions on one PostgreSQL server of a cluster: stop, kill, start, promote, rebuild as standby.
 
-Every command goes through the cluster's runner as an argv list (``pg_ctl``, ``pg_rewind``,
-pgBackRest), so the same code acts on the sandbox and on a database host. The SQL steps
+Every command goes through the runner of the node it acts on (the node's ``runner``, else the
+cluster's) as an argv list (``pg_ctl``, ``pg_rewind``, pgBackRest), so the same code acts on the
+sandbox and on database hosts reached over SSH: the primary is killed on the primary's host, the
+old primary rewound on its own host. The SQL steps
 (``pg_promote``, replication slots, streaming state) go through `drdrill.hooks.postgres`.
 """
 
@@ -27,11 +29,23 @@ STANDBY_KEYS = ("primary_conninfo", "primary_slot_name", "recovery_target_timeli
 
 
 class NodeOps:
-    """The server-level actions for one cluster, through its runner."""
+    """The server-level actions for one cluster, each through the runner of the node it acts on.
+
+    :param runner: one runner for every node instead (tests, or a caller that knows better)
+    """
 
     def __init__(self, cluster: Cluster, runner: Runner | None = None) -> None:
         self.cluster = cluster
-        self.runner = runner or runner_for(cluster.runner)
+        self._runner = runner
+        self._runners: dict[str, Runner] = {}
+
+    def runner(self, node: Node) -> Runner:
+        """Where ``node``'s commands run: its own runner, else the cluster's (one per node, reused)."""
+        if self._runner is not None:
+            return self._runner
+        if node.name not in self._runners:
+            self._runners[node.name] = runner_for(self.cluster.runner_of(node))
+        return self._runners[node.name]
 
     def _bin(self, name: str) -> str:
         return str(self.cluster.postgres.bin_dir / name)
@@ -46,7 +60,7 @@ class NodeOps:
     # ------------------------------------------------------------ state
     def running_pid(self, node: Node) -> int | None:
         """The postmaster PID when the server runs, else None (a zombie is not running)."""
-        return pgctl.running_pid(self.runner, self.cluster.postgres.bin_dir, self._data(node))
+        return pgctl.running_pid(self.runner(node), self.cluster.postgres.bin_dir, self._data(node))
 
     def is_ready(self, node: Node) -> tuple[bool, str]:
         return pg.is_ready(self.cluster, node.host, node.port, "postgres")
@@ -55,7 +69,7 @@ class NodeOps:
     def stop(self, node: Node, mode: str = "fast", timeout: int = 120) -> dict[str, Any]:
         """Stop the server, escalating (fast, immediate, SIGKILL) until it is really down."""
         t0 = time.time()
-        rec = pgctl.stop(self.runner, self.cluster.postgres.bin_dir, self._data(node), mode=mode, timeout=timeout,
+        rec = pgctl.stop(self.runner(node), self.cluster.postgres.bin_dir, self._data(node), mode=mode, timeout=timeout,
                          name=node.name)
         return {"node": node.name, "action": f"stop -m {mode}", "at": t0, "done_at": time.time(),
                 "escalated": rec["escalated"], "steps": rec["steps"]}
@@ -66,7 +80,7 @@ class NodeOps:
         if not pid:
             raise DrillError(f"{node.name} is not running: nothing to kill")
         t0 = time.time()
-        self.runner.run([self._bin("pg_ctl"), "kill", "KILL", str(pid)], timeout=30)
+        self.runner(node).run([self._bin("pg_ctl"), "kill", "KILL", str(pid)], timeout=30)
         done = time.time()
         log.info("%s postmaster (pid %s) killed with SIGKILL", node.name, pid)
         wait_until(lambda: self.running_pid(node) is None, timeout=30, interval=0.1,
@@ -77,7 +91,7 @@ class NodeOps:
         data = self._data(node)
         logfile = node.log_file or data / "pg_ctl.log"
         t0 = time.time()
-        self.runner.run([self._bin("pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", str(timeout),
+        self.runner(node).run([self._bin("pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", str(timeout),
                          "start"], timeout=timeout + 30)
         log.info("%s started in %.2fs", node.name, time.time() - t0)
         return {"node": node.name, "action": "start", "seconds": round(time.time() - t0, 3)}
@@ -104,13 +118,13 @@ class NodeOps:
     def _save_config(self, node: Node) -> dict[str, str]:
         """The node's own configuration files: pg_rewind and a restore overwrite them with the source's."""
         data = self._data(node)
-        out = {}
-        for p in sorted(data.glob("*.conf")):
-            out[p.name] = self.runner.run(["cat", str(p)], timeout=30).stdout
-        return out
+        run = self.runner(node).run  # the files are on the node's host
+        names = run(["find", str(data), "-maxdepth", "1", "-type", "f", "-name", "*.conf", "-printf", "%f\\n"],
+                    timeout=30).stdout.split()
+        return {name: run(["cat", str(data / name)], timeout=30).stdout for name in sorted(names)}
 
-    def _write(self, path: Path, text: str) -> None:
-        self.runner.run(["tee", str(path)], timeout=30, input=text)
+    def _write(self, node: Node, path: Path, text: str) -> None:
+        self.runner(node).run(["tee", str(path)], timeout=30, input=text)
 
     def _restore_config(self, node: Node, saved: dict[str, str], source: Node, timeline: int) -> None:
         data = self._data(node)
@@ -122,8 +136,8 @@ class NodeOps:
                 text = "\n".join([*kept, f"primary_conninfo = '{self._conninfo(source, node.name)}'",
                                   f"primary_slot_name = '{node.name}'", f"recovery_target_timeline = '{timeline}'",
                                   ""])
-            self._write(data / name, text)
-        self._write(data / "standby.signal", "")
+            self._write(node, data / name, text)
+        self._write(node, data / "standby.signal", "")
 
     def rebuild_standby(self, node: Node, source: Node, *, method: str = "rewind",
                         timeout: float = 600) -> dict[str, Any]:
@@ -169,14 +183,15 @@ class NodeOps:
 
     def _rewind(self, node: Node, source: Node) -> None:
         src = (f"host={source.host} port={source.port} user={self.cluster.postgres.user} dbname=postgres")
-        self.runner.run([self._bin("pg_rewind"), "-D", str(self._data(node)), "--source-server", src,
+        self.runner(node).run([self._bin("pg_rewind"), "-D", str(self._data(node)), "--source-server", src,
                          "--restore-target-wal", "--progress"], timeout=3600, stream=True)
 
     def _restore(self, node: Node, timeline: int) -> None:
         data = self._data(node)
         # A crashed server leaves postmaster.pid behind; pgBackRest refuses to restore over it.
-        self.runner.run(["rm", "-f", str(data / "postmaster.pid")], timeout=30)
-        PgBackRestHook.for_cluster(self.cluster, self.runner).run(
+        self.runner(node).run(["rm", "-f", str(data / "postmaster.pid")], timeout=30)
+        # On the node's own host: the restore writes into its data directory.
+        PgBackRestHook.for_cluster(self.cluster, self.runner(node)).run(
             "restore", f"--pg1-path={data}", "--delta", "--type=standby", f"--target-timeline={timeline}",
             timeout=7200, progress=True)
 
@@ -219,7 +234,8 @@ class NodeOps:
         with pg.connect(self.cluster, primary.host, primary.port, "postgres") as c:
             pg.query(c, "CHECKPOINT")
         self.stop(primary, "fast")
-        out = self.runner.run([self._bin("pg_controldata"), "-D", str(self._data(primary))], timeout=30).stdout
+        out = self.runner(primary).run([self._bin("pg_controldata"), "-D", str(self._data(primary))],
+                                       timeout=30).stdout
         lsn = next((ln.split(":", 1)[1].strip() for ln in out.splitlines()
                     if ln.startswith("Latest checkpoint location")), None)
         if not lsn:

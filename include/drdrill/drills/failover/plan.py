@@ -16,8 +16,8 @@ from typing import Any
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Cluster, Estate, load_estate
 from drdrill.core.schedules import approval_decision
+from drdrill.core.runner import LocalRunner
 from drdrill.drills.failover import comms
-from drdrill.drills.failover.node_ops import NodeOps
 
 # One logger for the whole runbook: the name its log lines had before it was split.
 log = logging.getLogger("drdrill.drills.failover")
@@ -126,10 +126,11 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
         for n in (cluster.primary, standby):
             dns.value_for(cluster.failover.dns, n)  # a CNAME needs a dns_name per node
     comms.check_channels([ch.model_dump() for ch in cluster.failover.notify])
-    # A failover run's canary writer lives in a tagged scratch directory (cleaned up like a
-    # restore test's); leftovers of dead runs are removed first.
-    scratch.remove_all_scratch(estate.scratch.root, NodeOps(cluster).runner, cluster.postgres.bin_dir,
-                               keep_run_id=run_id, is_active=is_active)
+    # A failover run's canary writer lives in a tagged scratch directory on this worker (cleaned up
+    # like a restore test's); leftovers of dead failover runs are removed first. A restore test's
+    # leftovers live on its backup host, and its own setup removes them.
+    scratch.remove_all_scratch(estate.scratch.root, LocalRunner(), cluster.postgres.bin_dir, keep_run_id=run_id,
+                               is_active=is_active, dag_ids=(DRILL, INCIDENT))
     # The scratch above is this worker's only. A dead run's writer may run on another worker: its state in
     # the state store tells it to stop (it checks every flush), and is removed once it has.
     from drdrill.core import canary

@@ -17,7 +17,7 @@ from drdrill.core import canary
 from drdrill.core.errors import DrillError
 from drdrill.core.estate import load_estate
 from drdrill.core.polling import wait_until
-from drdrill.drills.failover.node_ops import NodeOps
+from drdrill.core.runner import LocalRunner
 from drdrill.drills.failover.plan import Plan, _cluster
 from drdrill.hooks import postgres as pg
 
@@ -104,7 +104,7 @@ def cleanup(plan: Plan) -> dict[str, Any]:
     d = Path(plan.workdir)
     here = d.exists()  # on the worker that started the writer; elsewhere the next run's preflight there does it
     if here:
-        scratch.remove(d, NodeOps(cluster).runner, cluster.postgres.bin_dir)
+        scratch.remove(d, LocalRunner(), cluster.postgres.bin_dir)  # the canary's directory: this worker's
     shared = canary.shared(estate.state_store, plan.run_id)
     w = shared.writer()
     if w and w.get("pid") and shared.stopped() is None:
