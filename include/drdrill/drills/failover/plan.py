@@ -15,8 +15,8 @@ from typing import Any
 
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Cluster, Estate, load_estate
-from drdrill.core.schedules import approval_decision
 from drdrill.core.runner import LocalRunner
+from drdrill.core.schedules import approval_decision
 from drdrill.drills.failover import comms
 
 # One logger for the whole runbook: the name its log lines had before it was split.
