@@ -110,3 +110,41 @@ def test_a_drill_stops_at_its_estate_check_and_journals_why(dagbag, estate, sand
     assert "aws_not_defined_anywhere" in steps["estate_check"]["error"]
     assert "select_clusters" not in steps or steps["select_clusters"].get("status") != "success"
     assert any(r["name"] == "connection" and r["status"] == "fail" for r in doc["results"]), doc["results"]
+
+
+@pytest.fixture
+def ssh_estate_file(sandbox, monkeypatch):
+    """The sandbox estate with every runner through the sandbox's real sshd (a connection per host)."""
+    from drdrill.core.runner import SSHRunner
+
+    f = sandbox.layout.root / "estate-ssh.yaml"
+    for k, v in sandbox.ssh(f).items():
+        monkeypatch.setenv(k, v)
+    yield f
+    SSHRunner.close_all()
+
+
+def test_an_estate_behind_sshd_passes_and_each_host_is_asked_through_its_own_connection(sandbox, ssh_estate_file):
+    before = {n: len(sandbox.sshd.recorded_commands(n)) for n in ("pg1", "pg2", "backup")}
+    results = check_estate(ssh_estate_file)
+    assert not failed(results), failed(results)
+    runners = {r.target: r.message for r in results if r.name == "runner"}
+    assert "through the ssh connection 'sandbox_ssh_pg1'" in runners["main/pg1"], runners
+    assert "through the ssh connection 'sandbox_ssh_pg2'" in runners["main/pg2"], runners
+    assert "through the ssh connection 'sandbox_ssh_backup'" in runners["main/pgbackrest"], runners
+    # sshd's own record: each host was really asked through its connection
+    for name, cmd in (("pg1", "pg_ctl --version"), ("pg2", "pg_ctl --version"), ("backup", "pgbackrest version"),
+                      ("backup", "info")):
+        assert any(cmd in c for c in sandbox.sshd.recorded_commands(name)[before[name]:]), (name, cmd)
+
+
+def test_an_ssh_host_that_does_not_answer_fails_naming_its_connection(sandbox, ssh_estate_file, monkeypatch):
+    import json
+
+    var = "AIRFLOW_CONN_SANDBOX_SSH_PG2"
+    conn = json.loads(os.environ[var])
+    monkeypatch.setenv(var, json.dumps({**conn, "port": 55497}))  # nothing listens there
+    bad = failed(check_estate(ssh_estate_file))
+    assert list(bad) == ["runner [main/pg2]"], bad
+    msg = bad["runner [main/pg2]"]
+    assert "sandbox_ssh_pg2" in msg and "Fix: check pg2's runner" in msg, msg

@@ -77,12 +77,13 @@ def connection_ids(estate: Estate, clusters: list[Cluster]) -> list[tuple[str, s
 
 
 def _runners(c: Cluster) -> list[tuple[Any, str]]:
-    """The cluster's runner, and any node's own runner (when the estate gives nodes one)."""
+    """The cluster's runner, the backup host's and each node's own (when the estate names them)."""
     out = [(c.runner, f"clusters[{c.name}].runner")]
+    if c.pgbackrest.runner is not None:
+        out.append((c.pgbackrest.runner, f"clusters[{c.name}].pgbackrest.runner"))
     for n in c.nodes:
-        own = getattr(n, "runner", None)
-        if own is not None:
-            out.append((own, f"clusters[{c.name}].nodes[{n.name}].runner"))
+        if n.runner is not None:
+            out.append((n.runner, f"clusters[{c.name}].nodes[{n.name}].runner"))
     return out
 
 
@@ -189,24 +190,51 @@ def _privileges(conn: Any, target: str, user: str, superuser: bool, node: Node) 
 
 
 # ------------------------------------------------------------------------------------ pgBackRest
+def _where(spec: Any) -> str:
+    return f"ssh connection {spec.ssh_conn_id!r}" if spec.kind == "ssh" else f"{spec.kind} runner"
+
+
+def check_node_runner(cluster: Cluster, node: Node) -> list[CheckResult]:
+    """The node's runner reaches its host and finds the PostgreSQL server binaries there."""
+    from drdrill.core.runner import runner_for
+
+    spec = cluster.runner_of(node)
+    target = f"{cluster.name}/{node.name}"
+    pg_ctl = str(cluster.postgres.bin_dir / "pg_ctl")
+    try:
+        res = runner_for(spec).run([pg_ctl, "--version"], timeout=30, check=True)
+    except DrillError as e:
+        return [_fail("runner", target, f"could not run `{pg_ctl} --version` for {node.name} through the "
+                      f"{_where(spec)}: {_first_line(e)}",
+                      f"check {node.name}'s runner (clusters[{cluster.name}].nodes[{node.name}].runner or the "
+                      f"cluster's: kind, ssh_conn_id, run_as) and postgres.bin_dir on {node.host}")]
+    return [_pass("runner", target, f"{res.stdout.strip()} on {node.host} through the {_where(spec)}")]
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def check_backups(cluster: Cluster, *, deep: bool = True) -> list[CheckResult]:
-    """The runner works and has pgBackRest; (``deep``) each repo's endpoint answers and ``info`` per repo says ok."""
+    """pgBackRest runs through the backup runner; (``deep``) each repo's endpoint answers and ``info``
+    per repo says ok."""
     from drdrill.core.runner import runner_for
     from drdrill.drills.daily import probe_repos
     from drdrill.hooks.pgbackrest import PgBackRestHook
     from drdrill.hooks.pgbackrest_models import evaluate_info, select_stanza
 
     pb = cluster.pgbackrest
-    runner = runner_for(cluster.runner)
-    target = f"{cluster.name}/{cluster.runner.kind}"
+    spec = cluster.backup_runner
+    runner = runner_for(spec)
+    target = f"{cluster.name}/pgbackrest"
     try:
         res = runner.run(["pgbackrest", "version"], timeout=pb.command_timeout_seconds, check=True)
     except DrillError as e:
-        return [_fail("runner", target, f"could not run `pgbackrest version` through the {cluster.runner.kind} "
-                      f"runner: {str(e).strip().splitlines()[0]}",
-                      "install pgBackRest where the cluster's commands run, and check the runner "
-                      f"(clusters[{cluster.name}].runner: kind, run_as, ssh_conn_id)")]
-    out = [_pass("runner", target, f"{res.stdout.strip()} runs through the {cluster.runner.kind} runner")]
+        return [_fail("runner", target, f"could not run `pgbackrest version` through the {_where(spec)}: "
+                      f"{_first_line(e)}", "install pgBackRest where the cluster's backups are read, and check "
+                      f"the runner (clusters[{cluster.name}].pgbackrest.runner, else the primary's)")]
+    out = [_pass("runner", target, f"{res.stdout.strip()} runs through the {_where(spec)}")]
     if not deep:
         return out
     br = PgBackRestHook.for_cluster(cluster, runner)
@@ -315,6 +343,7 @@ def check_estate(path: Path | str | None = None, *, clusters: list[str] | None =
         for n in c.nodes:
             jobs.append(("postgres_login", f"{c.name}/{n.name}",
                          lambda c=c, n=n: check_node(c, n, down_ok=down_ok, deep=deep)))
+            jobs.append(("runner", f"{c.name}/{n.name}", lambda c=c, n=n: check_node_runner(c, n)))
         jobs.append(("runner", c.name, lambda c=c: check_backups(c, deep=deep)))
         jobs.append(("dns", c.name, lambda c=c: check_dns(c)))
     with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="estate-check") as pool:
