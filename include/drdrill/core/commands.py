@@ -38,6 +38,11 @@ EXECUTABLES: tuple[Executable, ...] = (
     Executable("cat", False, "coreutils", "read a node's configuration files"),
     Executable("tee", False, "coreutils", "write a node's configuration files"),
     Executable("rm", False, "coreutils", "remove a stale postmaster.pid"),
+    Executable("dd", False, "coreutils", "write a file on the runner's host (scratch tags, config) atomically"),
+    Executable("mv", False, "coreutils", "the atomic rename of a file written on the runner's host"),
+    Executable("ls", False, "coreutils", "list a scratch root on the runner's host"),
+    Executable("mkdir", False, "coreutils", "create a scratch directory on the runner's host"),
+    Executable("test", False, "coreutils", "whether a path exists on the runner's host"),
     Executable("runuser", False, "util-linux", "the local runner as runner.run_as when the worker runs as root"),
 )
 # Started by another program rather than by drill code: pg_ctl starts postgres from its own directory.
