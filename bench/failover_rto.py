@@ -15,8 +15,8 @@ be a sandbox estate: both parts kill -9 the primary.
 2. the DRILL ``dr_quarterly_failover_drill`` (fault kill) under ``airflow dags test``, timed from
    its journal: RTO, RPO, the same points from the fault, each phase's seconds, wall time.
 3. the same DRILL under a real SCHEDULER, the way users run it: scheduler, dag-processor, triggerer
-   and api-server as separate processes (LocalExecutor, a metadata PostgreSQL of their own, the
-   settings the product ships; `drdrill.sandbox.airflow`, started once and stopped by PID at the
+   and api-server as separate processes (LocalExecutor, a metadata PostgreSQL of their own,
+   Airflow's default settings; `drdrill.sandbox.airflow`, started once and stopped by PID at the
    end, also on failure or Ctrl-C), each run triggered through the REST API and read back from its
    journal the same way.
 
@@ -361,8 +361,9 @@ def run_drill(cluster: str, estate: Any, env: dict[str, str], logdir: Path, n: i
 # --------------------------------------------------------------------------- 3. the drill under a real scheduler
 def start_scheduler(logdir: Path) -> Any:
     """Scheduler, dag-processor, triggerer and api-server as separate processes (LocalExecutor, a metadata
-    PostgreSQL of their own), with the settings the product ships (`drdrill.sandbox.airflow`); the caller
-    stops them (`stop()`), also on failure or Ctrl-C."""
+    PostgreSQL of their own; `drdrill.sandbox.airflow`) with Airflow's default settings, as `make airflow`
+    and docker-compose.yaml run them (``AIRFLOW__SCHEDULER__*`` from the environment is passed on and
+    reported); the caller stops them (`stop_scheduler`), also on failure or Ctrl-C."""
     from drdrill.sandbox.airflow import AirflowProcesses
 
     tmp = Path(tempfile.mkdtemp(prefix="drdrill-bench-scheduler-"))

@@ -156,7 +156,7 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     # through the cluster's channel, and is in the journal (record, timeline event, message).
     alert = doc["rto_alert"]
     timing = {t: (tis[t]["queue"], tis[t]["queued_when"], tis[t]["start_date"], tis[t]["end_date"])
-              for t in ("failover.inject_fault", "rto_watch", "failover.promote", "verify.checks")}
+              for t in ("failover.promote_and_switch", "rto_watch", "verify.checks")}
     assert alert["status"] == "missed", (alert, timing)
     assert alert["since"] == pytest.approx(doc["failover"]["fault"]["fault_at"])
     assert alert["deadline_at"] == pytest.approx(alert["since"] + 0.6)

@@ -43,17 +43,12 @@ from drdrill.core.runner import LocalRunner
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
-# What shortens a hop between two tasks under a real scheduler: the settings the product ships
-# (docker-compose.yaml, `make airflow`, README "Running under a real scheduler"). The scheduler
-# sleeps scheduler_idle_sleep_time (default 1 s) whenever a loop found nothing to do, so a task
-# that ended just after a loop waits up to that long before its downstream is even queued.
-SHIPPED_SETTINGS: dict[str, str] = {}
 
 
 def scheduler_settings(env: dict[str, str]) -> dict[str, str]:
-    """The settings of ``env`` that decide how long a hop between two tasks takes (for reports)."""
-    keys = {*SHIPPED_SETTINGS, "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"}
-    return {k.split("__", 2)[-1].lower(): env[k] for k in sorted(keys) if k in env}
+    """The ``[scheduler]`` settings ``env`` sets (what decides a hop between two tasks), for reports."""
+    prefix = "AIRFLOW__SCHEDULER__"
+    return {k.removeprefix(prefix).lower(): v for k, v in sorted(env.items()) if k.startswith(prefix)}
 
 
 # ------------------------------------------------------------------ processes, by PID
@@ -244,9 +239,6 @@ class AirflowProcesses:
             "GX_ANALYTICS_ENABLED": "False",
             **(env or {}),
         }
-        # What the product ships, unless the caller's environment says otherwise.
-        for key, value in SHIPPED_SETTINGS.items():
-            self.env.setdefault(key, value)
         if self.redis is not None:
             self.env.update({"AIRFLOW__CELERY__BROKER_URL": self.redis.url(),
                              "AIRFLOW__CELERY__RESULT_BACKEND": self.pg.url("db+postgresql+psycopg")})
