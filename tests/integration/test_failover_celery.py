@@ -3,7 +3,8 @@
 What docker-compose.yaml ships (CeleryExecutor, several workers) as real processes on this machine:
 a Redis broker (Debian ``redis-server``) and a PostgreSQL of its own for Airflow's metadata, both
 started here and stopped by PID; ``airflow db migrate``, an api-server (the Task Execution API),
-a scheduler, a dag-processor, a triggerer and two ``airflow celery worker``s.
+a scheduler, a dag-processor, a triggerer and two ``airflow celery worker``s
+(`drdrill.sandbox.airflow.AirflowProcesses`, which ``make bench`` uses too).
 
 Each worker is a "machine" of its own: its own working directory and Airflow home (task logs),
 and its own mount namespace with a private tmpfs over the estate's scratch root, so the same

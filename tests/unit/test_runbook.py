@@ -147,8 +147,8 @@ def test_the_rto_alert_counts_from_the_outage_not_from_the_run(dag_id):
     assert w["watch_task_ids"] == ["verify.checks"]
     assert w["on_missed"] == "drdrill.drills.failover.comms.rto_deadline_missed"
     if dag_id == DRILL:  # from the injected fault: approval waits and queueing are not downtime
-        # beside the critical path task, which publishes the fault's time as it injects it
-        assert tasks["rto_watch"]["upstream"] == ["failover.safeguards"]
+        # beside the safeguards, so it runs when the critical path task publishes the fault's time
+        assert tasks["rto_watch"]["upstream"] == ["failover.start_canary"]
         assert (w["since_task_id"], w["since_key"], w["since"]) == ("failover.promote_and_switch", "fault_at", None)
     else:  # from the first failed health check
         assert tasks["rto_watch"]["upstream"] == ["detect.primary_down"]

@@ -44,8 +44,9 @@ def build_runbook(mode: str) -> list[str]:
     assessed = add_assess(head, ids)
     approved = add_approval(assessed, ids, drill=drill)
     fo = add_failover(approved, ids, parts, drill=drill)
-    # drill: beside the critical path task, which publishes the fault's time as it happens
-    watch = add_rto_watch(fo["rechecked"] if drill else head, ids, drill=drill)
+    # drill: started with the safeguards, so it is running when the critical path task injects the
+    # fault and publishes its time (a watch that starts late can only report the miss late)
+    watch = add_rto_watch(fo["canary_started"] if drill else head, ids, drill=drill)
     v = add_verify(fo["switched"], fo["canary_started"], ids, parts, drill=drill)
     recorded = add_stabilize(v["verified"], ids)
     tail: list[Any] = [recorded, v["measured"]]

@@ -99,8 +99,9 @@ def add_rto_watch(outage_started: Any, ids: list[str], *, drill: bool) -> Any:
     recovery is still running, and the journal records it.
 
     In a drill the fault is injected by ``failover.promote_and_switch`` (no hop before the
-    promotion): the watch starts beside it, after the safeguards, and takes the fault's time from
-    the XCom that task publishes at once."""
+    promotion): the watch starts before it, beside the safeguards (it is already running when the
+    fault goes in), and takes the fault's time from the XCom that task publishes at once; when the
+    safeguards refuse, that task never runs and the watch ends with ``no outage``."""
     since = ({"since_task_id": CRITICAL, "since_key": "fault_at"} if drill
              else {"since": FAILING_SINCE})
     watch = RecoveryDeadlineOperator(
