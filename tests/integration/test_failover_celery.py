@@ -139,6 +139,16 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     ran = {t: ti["hostname"] for t, ti in tis.items() if ti["state"] == "success" and ti["hostname"]}
     assert set(ran.values()) == {"w1", "w2"} and len(ran) >= 20, ran  # (EmptyOperators run on no worker)
 
+    # The critical path ran as one task (no scheduling hop between the fault and the DNS UPSERT), each
+    # runbook step still in the journal with its own times, in order.
+    crit = [st for st in doc["steps"] if st.get("in_task") == "failover.promote_and_switch"]
+    assert [(st["task_id"], st["status"]) for st in crit] == [
+        ("failover.inject_fault", "success"), ("failover.promote", "success"), ("failover.wait_writable", "success"),
+        ("dns_switch.switch", "success")], crit
+    assert all(a["ended_at"] <= b["started_at"] for a, b in zip(crit, crit[1:], strict=False)), crit
+    assert doc["failover"]["dns"]["waited_in"] == "sender"  # moto is INSYNC at once: seen by the sender
+    assert {"failover", "dns_switch"} <= set(doc["phases"])
+
     # RTO and RPO measured from the canary's acknowledged writes, read on the other worker.
     m = doc["measurements"]
     assert doc["status"] == "passed" and 0 < m["rto_seconds"] <= m["rto_target_seconds"]
