@@ -47,10 +47,10 @@ def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = N
 
     ``steps`` is the task's `drdrill.core.journal.StepsOfTask`: each part is its own journal step
     (``inject_fault``, ``promote``, ``wait_writable``, ``switch``; their ids are the runbook's,
-    `drdrill.runbook.common.critical_path_steps`). The fault's time is published at once (XCom ``fault_at``) for the RTO
-    watch running beside this task. Everything that can be prepared is prepared before the fault
-    (the Route53 client, the standby's address); what is not on the way to the first write (the
-    canary's table, the topology record, the message) is `after_promotion`, a task of its own.
+    `drdrill.runbook.common.critical_path_steps`). The fault's time is published at once (XCom
+    ``fault_at``) for the RTO watch running beside this task. The Route53 client is built before
+    the fault; what is not on the way to the first write (the canary's table, the topology record,
+    the message) is `after_promotion`, a task of its own.
     Route53's INSYNC is polled here for a few seconds; a slower zone is waited for by
     ``dns_switch.insync`` in the triggerer (the record is switched already).
 
@@ -88,9 +88,11 @@ def _promote_only(plan: Plan, cluster: Any, node: Any) -> dict[str, Any]:
     return {**target, **NodeOps(cluster).promote(node, wait_seconds=int(cluster.failover.promote_timeout_seconds))}
 
 
-def _wait_writable(plan: Plan, cluster: Any, node: Any, poll: float = 0.05) -> dict[str, Any]:
+def _wait_writable(plan: Plan, cluster: Any, node: Any, poll: float = 0.05, down_grace: float = 10.0
+                   ) -> dict[str, Any]:
     """Until the promoted server is out of recovery and takes a connection (it usually is at once: pg_promote
-    waited). A server that answers and refuses us fails at once, naming why; waiting would not fix it."""
+    waited). A server that answers and refuses us fails at once, naming why (waiting would not fix it); one
+    that refuses connections for ``down_grace`` seconds has stopped; else up to the promote timeout."""
     from drdrill.core.errors import DrillError
     from drdrill.core.pgerrors import refusal
 
@@ -99,23 +101,29 @@ def _wait_writable(plan: Plan, cluster: Any, node: Any, poll: float = 0.05) -> d
         log.info("[DRY RUN] would wait for %s to accept writes", node.name)
         return {"ready_at": t0, "dry_run": True}
     timeout = float(cluster.failover.promote_timeout_seconds)
-    seen = ""
+    where = f"{node.name} ({node.host}:{node.port})"
+    seen, down_since = "", None
     while True:
         try:
             with pg.connect(cluster, node.host, node.port, "postgres") as c:
                 if not pg.query_one(c, "SELECT pg_is_in_recovery()")[0]:
                     return {"ready_at": time.time(), "host": node.host, "port": node.port, "node": node.name,
                             "seconds": round(time.time() - t0, 3)}
-                seen = "still in recovery"
+                seen, down_since = "still in recovery", None
         except Exception as e:  # noqa: BLE001 - classified below: refused (fail now) or not up yet (wait)
             why = refusal(e)
             if why:
-                raise DrillError(f"{node.name} ({node.host}:{node.port}) is up but refuses drdrill: {why}; fix the "
-                                 f"cluster's connection or the role before going on") from e
+                raise DrillError(f"{where} is up but refuses drdrill: {why}; fix the cluster's connection or the "
+                                 f"role before going on") from e
             seen = " ".join(str(e).split())[:300]
+            refused = "refused" in seen or "No such file" in seen
+            down_since = (down_since or time.time()) if refused else None
+            if down_since and time.time() - down_since > down_grace:
+                raise DrillError(f"{where} is not running: it refused connections for {down_grace:.0f}s after its "
+                                 f"promotion ({seen}); the server probably stopped: read its log") from e
         if time.time() - t0 > timeout:
-            raise DrillError(f"{node.name} ({node.host}:{node.port}) not writable {timeout:.0f}s after its promotion; "
-                             f"last seen: {seen}; read the server's log")
+            raise DrillError(f"{where} not writable {timeout:.0f}s after its promotion; last seen: {seen}; read "
+                             f"the server's log")
         time.sleep(poll)
 
 
