@@ -81,7 +81,8 @@ def finish(context: dict[str, Any], task_ids: list[str], parts: dict[str, list[s
     extra = {"plan": plan_d, "assess": (outputs.get("assess.probe") or {}).get("figures"),
              # who approved (HITL response) or why no approval was needed
              "approval": outputs.get("approval.approve") or {"gate": outputs.get("approval.gate")},
-             "failover": {"fault": fault, "promote": prom, "dns": sw}, "verify": ver, "rollback": rb,
+             "failover": {"fault": fault, "promote": prom, "dns": sw, "dns_change": critical.get("dns")},
+             "verify": ver, "rollback": rb,
              "rto_alert": watch or None,
              "stabilize": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("stabilize.")},
              "failback": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("failback.")},
