@@ -381,10 +381,11 @@ def start_scheduler(logdir: Path) -> Any:
 
 
 def stop_scheduler(af: Any, logdir: Path) -> None:
-    """Every component by PID, the metadata DB; their logs kept under ``logdir/scheduler``."""
-    try:
+    """Every component by PID, the metadata DB; their logs kept under ``logdir/scheduler``. Ctrl-C or
+    SIGTERM meanwhile waits until all is stopped (an interrupted stop would leave servers behind);
+    the directory is removed only once everything in it has stopped."""
+    with SignalsDeferred():
         af.stop()
-    finally:
         dest = logdir / "scheduler"
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(af.logs, dest, dirs_exist_ok=True)

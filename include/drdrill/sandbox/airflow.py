@@ -286,12 +286,17 @@ class AirflowProcesses:
         """Stop by PID: ``first`` (e.g. workers: a running task ends with them), then every other component,
         then the broker and the metadata DB. Safe to call twice and after a failed start."""
         order = [*first, *[n for n in self.procs if n not in first]]
-        for name in order:
-            if name in self.procs:
-                stop_group(self.procs[name])
-        if self.redis is not None:
-            self.redis.stop()
-        self.pg.stop()
+        steps = [lambda p=self.procs[n]: stop_group(p) for n in order if n in self.procs]
+        steps += [self.redis.stop] if self.redis is not None else []
+        steps.append(self.pg.stop)
+        errors = []
+        for stop in steps:  # each one whatever happened to the one before
+            try:
+                stop()
+            except Exception as e:  # noqa: BLE001 - the others are stopped first, then this is raised
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> AirflowProcesses:
         try:
