@@ -67,7 +67,7 @@ airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://
 	@# The aws_sandbox connection (moto's S3 and Route53 over TLS, the sandbox's CA by absolute path).
 	@eval "$$($(PY) -m drdrill.sandbox env)" && $(VENV)/bin/airflow standalone
 
-bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then failover RTO, bare and drill (kills the primary)
+bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then failover RTO: bare, drill in-process, drill under a real scheduler (kills the primary)
 	@$(PY) bench/restore_overhead.py --runs 3
 	@$(PY) bench/failover_rto.py
 

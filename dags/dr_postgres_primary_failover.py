@@ -2,9 +2,9 @@
 
 detect (trigger criteria: the primary fails health checks for N consecutive minutes, from the
 estate; skip_health_wait when the on-call engineer has confirmed) -> assess -> approval
-(human gate unless the cluster is unattended) -> failover (promote, wait for writes) ->
-dns_switch -> verify -> stabilize ; rollback when verify fails ; RTO from the run start ;
-communication messages at every phase ; journal + timeline for the postmortem.
+(human gate unless the cluster is unattended) -> failover (one task: promote, wait for writes,
+DNS UPSERT) -> dns_switch (INSYNC, read back) -> verify -> stabilize ; rollback when verify fails ;
+RTO from the run start ; communication messages at every phase ; journal + timeline for the postmortem.
 """
 
 from __future__ import annotations

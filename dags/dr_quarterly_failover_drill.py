@@ -1,8 +1,9 @@
 """Quarterly failover drill: the PostgreSQL primary failure runbook, with the fault injected.
 
 preflight -> assess -> approval (skipped for unattended clusters, and for scheduled runs inside the
-cluster's unattended window) -> failover (canary writer,
-fault: stop or kill -9 of the primary, promote, wait for writes) -> dns_switch -> verify ->
+cluster's unattended window) -> failover (canary writer, safeguards, then one task for the critical
+path: fault (stop or kill -9 of the primary), promote, wait for writes, DNS UPSERT) -> dns_switch
+(INSYNC, read back) -> verify ->
 stabilize (archiving, old primary rebuilt as standby, topology recorded) -> failback
 (planned switchover back) ; rollback when verify fails ; measure RTO/RPO ; journal + timeline.
 The graph is built by ``drdrill.runbook``; the logic lives in ``drdrill.drills.failover``.

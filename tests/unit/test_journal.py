@@ -51,6 +51,50 @@ def test_steps_of_mapped_tasks_and_tasks_that_never_ran():
         ("a", "success"), ("m", "success"), ("m", "failed"), ("never", "not run")]
 
 
+class _RunningTI:
+    """What StepsOfTask needs of the running task instance: its id, map index and xcom_push."""
+
+    task_id, map_index = "failover.promote_and_switch", -1
+
+    def __init__(self):
+        self.pushed: dict = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+def test_one_task_records_several_steps_each_with_its_own_times(monkeypatch):
+    import airflow.sdk
+
+    ti = _RunningTI()
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": ti})
+    planned = ["failover.inject_fault", "failover.promote", "failover.wait_writable", "dns_switch.switch"]
+    with pytest.raises(RuntimeError, match="pg_promote did not finish"), journal.StepsOfTask(planned) as steps:
+        with steps.step("inject_fault"):
+            steps.publish("fault_at", 1234.5)  # at once, while the task still runs
+        with steps.step("failover.promote"):  # by id or by the name after the group
+            raise RuntimeError("pg_promote did not finish")
+    assert ti.pushed["fault_at"] == 1234.5
+    gathered = journal.gather_steps(_TI({"failover.promote_and_switch": [ti.pushed[journal.STEP_KEY]]}),
+                                    ["failover.promote_and_switch"])
+    assert [(s["task_id"], s["status"]) for s in gathered] == [
+        ("failover.inject_fault", "success"), ("failover.promote", "failed"), ("failover.wait_writable", "not run"),
+        ("dns_switch.switch", "not run")]
+    assert "pg_promote did not finish" in gathered[1]["error"] and gathered[0]["seconds"] >= 0
+    assert gathered[0]["started_at"] <= gathered[0]["ended_at"] <= gathered[1]["started_at"]
+    assert all(s["in_task"] == "failover.promote_and_switch" for s in gathered)
+    with pytest.raises(ValueError, match="not planned"), journal.StepsOfTask(planned) as other:
+        with other.step("verify"):
+            pass
+
+
+def test_a_task_of_several_steps_that_never_ran_lists_each_step_not_run():
+    steps = journal.gather_steps(_TI({}), ["preflight", "failover.promote_and_switch"],
+                                 {"failover.promote_and_switch": ["failover.inject_fault", "failover.promote"]})
+    assert [(s["task_id"], s["status"]) for s in steps] == [
+        ("preflight", "not run"), ("failover.inject_fault", "not run"), ("failover.promote", "not run")]
+
+
 def test_code_version_is_the_git_commit():
     import subprocess
 

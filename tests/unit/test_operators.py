@@ -88,3 +88,52 @@ def test_dry_runs_touch_nothing():
     out = Route53RecordSwitchOperator(task_id="s", zone="example.com", record="db.example.com", value="x",
                                       dry_run="true").run({})
     assert out == {"switched": False, "dry_run": True}
+
+
+class _WatchTI:
+    """The running watch's task instance: what the critical path task has published so far."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def xcom_pull(self, task_ids, key):
+        assert (task_ids, key) == ("failover.promote_and_switch", "fault_at")
+        return self.values.pop(0) if len(self.values) > 1 else self.values[0]
+
+
+class _Run:
+    dag_id, run_id = "dr_quarterly_failover_drill", "manual__1"
+
+
+def _watch(**kw):
+    from drdrill.operators.deadline import RecoveryDeadlineOperator
+
+    return RecoveryDeadlineOperator(task_id="rto_watch", watch_task_ids=["verify.checks"], within_minutes=5,
+                                    since_task_id="failover.promote_and_switch", since_key="fault_at", **kw)
+
+
+def test_a_watch_beside_the_fault_waits_for_its_time(monkeypatch):
+    """The fault is injected inside the critical path task: the watch, started beside it, takes the time that
+    task publishes as soon as it does (not when it ends)."""
+    import drdrill.triggers.deadline as trig
+
+    monkeypatch.setattr(trig, "task_states", lambda *a: {"failover.promote_and_switch": "running"})
+    ctx = {"ti": _WatchTI([None, None, "1765000000.25"]), "dag_run": _Run()}
+    assert _watch()._wait_since(ctx, poll=0.01) == 1765000000.25
+
+
+def test_a_watch_beside_a_task_that_never_injected_a_fault_has_no_outage_to_watch(monkeypatch):
+    import drdrill.triggers.deadline as trig
+
+    monkeypatch.setattr(trig, "task_states", lambda *a: {"failover.promote_and_switch": "failed"})
+    assert _watch()._wait_since({"ti": _WatchTI([None]), "dag_run": _Run()}, poll=0.01) is None
+    monkeypatch.setattr(trig, "task_states", lambda *a: {"failover.promote_and_switch": "queued"})
+    with pytest.raises(TimeoutError, match="published no outage start"):
+        _watch(since_wait_seconds=0.2)._wait_since({"ti": _WatchTI([None]), "dag_run": _Run()}, poll=0.01)
+
+
+def test_the_dns_wait_can_take_a_change_sent_by_an_earlier_task():
+    """No second UPSERT: a change of {"switched": False} (no record in the estate) passes through untouched."""
+    op = Route53RecordSwitchOperator(task_id="insync", zone="z.example", change={"switched": False, "reason": "x"})
+    assert op.run({}) == {"switched": False, "reason": "x"}
+    assert "change" in Route53RecordSwitchOperator.template_fields

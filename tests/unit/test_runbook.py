@@ -31,6 +31,7 @@ groups = sorted(k for k, v in dag.task_group.children.items() if hasattr(v, "chi
 approve = dag.get_task("approval.approve")
 deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline] if dag.deadline else []
 watch = dag.get_task("rto_watch")
+insync = dag.get_task("dns_switch.insync")
 print(json.dumps({
     "schedule": dag.schedule if dag.schedule is None else type(dag.schedule).__name__,
     "summary": getattr(dag.schedule, "summary", None),
@@ -40,7 +41,9 @@ print(json.dumps({
                 "options": approve.options},
     "deadlines": len(deadlines),
     "watch": {"cls": type(watch).__name__, "since": watch.since, "within_minutes": watch.within_minutes,
-              "watch_task_ids": watch.watch_task_ids, "on_missed": watch.on_missed, "cluster": watch.cluster},
+              "watch_task_ids": watch.watch_task_ids, "on_missed": watch.on_missed, "cluster": watch.cluster,
+              "since_task_id": watch.since_task_id, "since_key": watch.since_key},
+    "insync_change": repr(insync.change),
 }))
 """
 
@@ -69,14 +72,26 @@ def test_task_groups_are_the_runbooks_phases(dag_id):
 
 
 def test_only_the_drill_injects_a_fault():
-    assert "failover.inject_fault" in _dag(DRILL)["tasks"]
+    from drdrill.runbook.common import critical_path_steps
+
+    assert critical_path_steps(True) == ["failover.inject_fault", "failover.promote", "failover.wait_writable",
+                                         "dns_switch.switch"]
+    assert "failover.inject_fault" not in critical_path_steps(False)
     assert not [t for t in _dag(INCIDENT)["tasks"] if "inject" in t or t.startswith("failback.")]
 
 
-def test_the_fault_comes_after_the_safeguards_and_before_the_promotion():
-    tasks = _dag(DRILL)["tasks"]
-    assert tasks["failover.inject_fault"]["upstream"] == ["failover.safeguards"]
-    assert tasks["failover.promote"]["upstream"] == ["failover.inject_fault"]
+@pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])
+def test_the_critical_path_is_one_task_after_the_safeguards(dag_id):
+    """Fault (drill) -> promote -> writable -> DNS UPSERT with no scheduling hop between them; what is not on
+    the way to the first write comes after it, and verify after both."""
+    tasks = _dag(dag_id)["tasks"]
+    assert tasks["failover.promote_and_switch"]["upstream"] == ["failover.safeguards"]
+    assert tasks["failover.after_promotion"]["upstream"] == ["failover.promote_and_switch"]
+    assert tasks["dns_switch.insync"]["upstream"] == ["failover.promote_and_switch"]
+    assert tasks["dns_switch.insync"]["cls"] == "Route53RecordSwitchOperator"
+    assert "dns_change" in _dag(dag_id)["insync_change"]  # it waits for the UPSERT the critical path sent
+    assert tasks["verify.checks"]["upstream"] == ["dns_switch.insync", "failover.after_promotion"]
+    assert not [t for t in tasks if t in ("failover.promote", "failover.inject_fault", "failover.wait_writable")]
 
 
 def test_the_incident_waits_for_the_trigger_criteria_before_assessing():
@@ -84,7 +99,7 @@ def test_the_incident_waits_for_the_trigger_criteria_before_assessing():
     assert tasks["detect.primary_down"]["cls"] == "PostgresDownSensor"
     assert tasks["detect.primary_down"]["upstream"] == ["preflight"]
     assert tasks["assess.probe"]["upstream"] == ["detect.primary_down"]
-    assert tasks["failover.promote"]["upstream"] == ["failover.safeguards"]
+    assert tasks["failover.promote_and_switch"]["upstream"] == ["failover.safeguards"]
 
 
 def test_the_incident_dag_is_never_scheduled():
@@ -153,8 +168,9 @@ def test_the_rto_alert_counts_from_the_outage_not_from_the_run(dag_id):
     assert w["watch_task_ids"] == ["verify.checks"]
     assert w["on_missed"] == "drdrill.drills.failover.comms.rto_deadline_missed"
     if dag_id == DRILL:  # from the injected fault: approval waits and queueing are not downtime
-        assert tasks["rto_watch"]["upstream"] == ["failover.inject_fault"]
-        assert "failover.inject_fault" in w["since"] and "fault_at" in w["since"]
+        # beside the safeguards, so it runs when the critical path task publishes the fault's time
+        assert tasks["rto_watch"]["upstream"] == ["failover.start_canary"]
+        assert (w["since_task_id"], w["since_key"], w["since"]) == ("failover.promote_and_switch", "fault_at", None)
     else:  # from the first failed health check
         assert tasks["rto_watch"]["upstream"] == ["detect.primary_down"]
         assert "failing_since" in w["since"]

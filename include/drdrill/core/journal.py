@@ -14,7 +14,8 @@ import json
 import logging
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +68,63 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class StepsOfTask:
+    """Several steps done by one task, each recorded with its own id, status and timestamps.
+
+    For a path where a scheduling hop between two tasks would cost more than the steps themselves
+    (the failover's fault -> promote -> writable -> DNS switch): one task, and still one journal step
+    per runbook step, so the phase split and the timeline stay. The task's step record is the list
+    (`gather_steps` reads it); planned steps that were not reached are recorded ``not run``::
+
+        with StepsOfTask(["failover.promote", "dns_switch.switch"]) as steps:
+            with steps.step("promote"):
+                ...
+    """
+
+    def __init__(self, step_ids: list[str]) -> None:
+        from airflow.sdk import get_current_context
+
+        self.ti = get_current_context()["ti"]
+        self.step_ids = list(step_ids)
+        self.records: dict[str, dict[str, Any]] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        """Time one step (its id, or the name after the group: ``promote``); an exception marks it failed
+        (and is raised again). Yields the record, for notes."""
+        found = [sid for sid in self.step_ids if name in (sid, sid.rsplit(".", 1)[-1])]
+        if len(found) != 1:
+            raise ValueError(f"step {name!r} was not planned for this task ({self.step_ids})")
+        step_id = found[0]
+        rec: dict[str, Any] = {"task_id": step_id, "map_index": self.ti.map_index, "started_at": _now(),
+                               "in_task": self.ti.task_id}
+        self.records[step_id] = rec
+        t0 = time.monotonic()
+        try:
+            yield rec
+        except BaseException as e:
+            rec.update(status="failed", error=f"{type(e).__name__}: {e}"[:4000])
+            if getattr(e, "results", None):
+                self.ti.xcom_push(key=RESULTS_KEY, value=e.results)
+            raise
+        else:
+            rec.setdefault("status", "success")
+        finally:
+            rec.update(ended_at=_now(), seconds=round(time.monotonic() - t0, 3))
+
+    def publish(self, key: str, value: Any) -> None:
+        """An XCom at once, while the task still runs (e.g. when the outage began, for the RTO watch)."""
+        self.ti.xcom_push(key=key, value=value)
+
+    def __enter__(self) -> StepsOfTask:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        recs = [self.records.get(sid) or {"task_id": sid, "status": "not run", "in_task": self.ti.task_id}
+                for sid in self.step_ids]
+        self.ti.xcom_push(key=STEP_KEY, value=recs)
+
+
 def record_step(context: Any, task_id: str, status: str, started: float, error: str | None = None) -> None:
     """The journal's step record for a sensor (it is not wrapped by `drdrill.core.journal.step`)."""
     def iso(t: float) -> str:
@@ -98,19 +156,22 @@ def code_version() -> str:
         return "unknown"
 
 
-def gather_steps(ti: Any, task_ids: list[str]) -> list[dict[str, Any]]:
+def gather_steps(ti: Any, task_ids: list[str], parts: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Step records of every task (mapped ones per index); tasks that never ran say so.
 
-    A task without a step record (an operator that is not ours) is looked up in Airflow: a
-    failed one is a failed step, so it can never pass unnoticed.
+    A task that records several steps (`StepsOfTask`) gives one record per step; ``parts`` names
+    them for a task that never ran, so each step is listed ``not run``. A task without a step
+    record (an operator that is not ours) is looked up in Airflow: a failed one is a failed step,
+    so it can never pass unnoticed.
     """
     steps: list[dict[str, Any]] = []
     missing = []
     for tid in task_ids:
         recs = ti.xcom_pull(task_ids=[tid], key=STEP_KEY)
-        recs = [r for r in (recs or []) if r]
+        recs = [r for v in (recs or []) if v for r in (v if isinstance(v, list) else [v])]
         if not recs:
             missing.append(tid)
+            recs = [{"task_id": sid, "status": "not run", "in_task": tid} for sid in (parts or {}).get(tid, [])]
         steps.extend(recs or [{"task_id": tid, "status": "not run"}])
     if missing:
         try:
@@ -119,7 +180,7 @@ def gather_steps(ti: Any, task_ids: list[str]) -> list[dict[str, Any]]:
             log.warning("could not read the states of %s: %s", missing, e)
             states = {}
         for st in steps:
-            state = str(states.get(st["task_id"], "") or "")
+            state = str(states.get(st.get("in_task", st["task_id"]), "") or "")
             if st.get("status") == "not run" and state == "failed":
                 st.update(status="failed", error="the task failed without a step record; read its log")
             elif st.get("status") == "not run" and state == "skipped":
@@ -233,6 +294,7 @@ def base_document(context: dict[str, Any], *, estate: Any, cluster: str | None) 
 
 
 def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], cluster: str | None,
+           parts: dict[str, list[str]] | None = None,
            extra: dict[str, Any] | None = None, attachments: dict[str, Any] | None = None,
            attachments_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write the drill's journal, then fail the run if any step or check failed.
@@ -245,7 +307,7 @@ def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], 
     from drdrill.core.estate import load_estate
 
     estate = load_estate()  # an invalid estate fails here with its own clear message
-    steps = gather_steps(context["ti"], task_ids)
+    steps = gather_steps(context["ti"], task_ids, parts)
     checks: list[CheckResult] = list(results)
     for st in steps:
         if st.get("status") == "failed":

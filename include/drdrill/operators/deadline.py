@@ -42,9 +42,17 @@ class RecoveryDeadlineOperator(DrillOperator):
         the worker when the deadline passes (details: since, deadline_at, minutes, states, run,
         cluster); what it returns is kept in the task's XCom. Default: log only.
     :param poll_seconds: how often the triggerer looks at the watched tasks
+    :param since_task_id: instead of ``since``: the task that publishes when the outage began, as an
+        XCom (``since_key``, epoch seconds) while it still runs; the watch starts beside it, waits
+        here for that XCom (``since_wait_seconds`` at most), and returns ``no outage`` when that task
+        finished without publishing one (it never acted). For a task whose fault and recovery are one
+        task (no scheduling hop between them), so the watch cannot start after it.
+    :param since_key: the XCom key ``since_task_id`` publishes
+    :param since_wait_seconds: how long to wait for ``since_task_id`` to start and publish
 
     Returns ``{"status": "ended" | "missed" | "off" | "not watched", "since", "deadline_at",
-    "minutes", "states", ...}``; with ``missed`` also ``fired_at`` and ``alert`` (what ``on_missed``
+    "minutes", "states", ...}`` (or ``"no outage"``, see ``since_task_id``); with ``missed`` also
+    ``fired_at`` and ``alert`` (what ``on_missed``
     returned). ``not watched``: the run is in-process (``dag.test()`` runs one task at a time, so
     nothing can be watched beside the recovery); a scheduler with a triggerer watches it.
 
@@ -59,6 +67,7 @@ class RecoveryDeadlineOperator(DrillOperator):
 
     def __init__(self, *, watch_task_ids: list[str], since: Any = None, within_minutes: Any = None,
                  cluster: str | None = None, on_missed: str | None = None, poll_seconds: float = 5.0,
+                 since_task_id: str | None = None, since_key: str = "since", since_wait_seconds: float = 3600,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not watch_task_ids:
@@ -69,6 +78,9 @@ class RecoveryDeadlineOperator(DrillOperator):
         self.cluster = cluster
         self.on_missed = on_missed
         self.poll_seconds = float(poll_seconds)
+        self.since_task_id = since_task_id
+        self.since_key = since_key
+        self.since_wait_seconds = float(since_wait_seconds)
 
     def _minutes(self) -> float:
         if self.within_minutes not in (None, "", "None"):
@@ -81,11 +93,23 @@ class RecoveryDeadlineOperator(DrillOperator):
         from drdrill.triggers.deadline import FINISHED, RecoveryDeadlineTrigger, task_states
 
         minutes = self._minutes()
-        since = _epoch(self.since) or time.time()
-        base = {"since": since, "minutes": minutes, "watch": self.watch_task_ids}
         if minutes <= 0:
             self.log.info("recovery deadline off (within_minutes=0): no alert will be sent for this run")
-            return {**base, "status": "off", "deadline_at": None}
+            return {"since": _epoch(self.since), "minutes": minutes, "watch": self.watch_task_ids, "status": "off",
+                    "deadline_at": None}
+        since = _epoch(self.since)
+        if since is None and self.since_task_id:
+            if _in_process():  # the task publishing it runs before or after this one, never beside it
+                self.log.warning("run in-process (dag.test): the recovery deadline cannot be watched beside the "
+                                 "recovery; no alert in this run (a scheduler and a triggerer watch it)")
+                return {"since": None, "minutes": minutes, "watch": self.watch_task_ids, "status": "not watched",
+                        "reason": "in-process run (dag.test)", "deadline_at": None}
+            since = self._wait_since(context)
+            if since is None:
+                return {"since": None, "minutes": minutes, "watch": self.watch_task_ids, "status": "no outage",
+                        "deadline_at": None, "reason": f"{self.since_task_id} ended without an outage start"}
+        since = since or time.time()
+        base = {"since": since, "minutes": minutes, "watch": self.watch_task_ids}
         deadline = since + minutes * 60
         base["deadline_at"] = deadline
         dr = context["dag_run"]
@@ -107,6 +131,32 @@ class RecoveryDeadlineOperator(DrillOperator):
         # The deferral is bounded by the deadline itself (plus margin), not by execution_timeout.
         self.defer(trigger=trig, method_name="execute_complete",
                    timeout=timedelta(seconds=max(0.0, deadline - time.time()) + 600))
+
+    def _wait_since(self, context: Any, poll: float = 0.1) -> float | None:
+        """The outage's start as ``since_task_id`` publishes it; None when it ended without one."""
+        from drdrill.triggers.deadline import FINISHED, task_states
+
+        ti, dr = context["ti"], context["dag_run"]
+        self.log.info("waiting for %s to publish when the outage began (XCom %s)", self.since_task_id,
+                      self.since_key)
+        deadline = time.monotonic() + self.since_wait_seconds
+        checked_state = 0.0
+        while time.monotonic() < deadline:
+            value = _epoch(ti.xcom_pull(task_ids=self.since_task_id, key=self.since_key))
+            if value is not None:
+                return value
+            if time.monotonic() - checked_state >= 1.0:  # the state costs more than the XCom: once a second
+                checked_state = time.monotonic()
+                state = (task_states(dr.dag_id, dr.run_id, [self.since_task_id]) or {}).get(self.since_task_id)
+                if state in FINISHED:
+                    value = _epoch(ti.xcom_pull(task_ids=self.since_task_id, key=self.since_key))
+                    if value is None:
+                        self.log.info("%s ended (%s) without an outage start: nothing to watch", self.since_task_id,
+                                      state)
+                    return value
+            time.sleep(poll)
+        raise TimeoutError(f"{self.since_task_id} published no outage start (XCom {self.since_key}) within "
+                           f"{self.since_wait_seconds:.0f}s")
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         from drdrill.core.journal import record_step

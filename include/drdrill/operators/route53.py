@@ -25,6 +25,10 @@ class Route53RecordSwitchOperator(DrillOperator):
     :param poke_seconds: how long to poll INSYNC in the task before deferring to the triggerer
         (Route53 usually propagates in under a minute: no worker slot is held meanwhile)
     :param comment: the change batch's comment (who and why)
+    :param change: a change already sent (what ``Route53Hook.upsert_record`` returns, e.g. from the task
+        that promoted, where the UPSERT saves a scheduling hop): no UPSERT here, only the wait for INSYNC
+        (deferred past ``poke_seconds``) and the read-back; the record and zone come from ``cluster`` or
+        ``zone``; a ``change`` of ``{"switched": False}`` (no record to switch) is passed through
     :param dry_run: log the change without making it
 
     Returns ``{"switched", "record", "from", "to", "change_id", "insync_seconds", "at", "waited_in"}``
@@ -35,16 +39,18 @@ class Route53RecordSwitchOperator(DrillOperator):
 
         Route53RecordSwitchOperator(task_id="dns_switch", aws_conn_id="aws_default", zone="prod.example.com",
                                     record="db.prod.example.com", value="pg2.prod.example.com", ttl=60)
+        # the UPSERT was sent by an earlier task: wait INSYNC and confirm it
+        Route53RecordSwitchOperator(task_id="dns_insync", cluster="main", change=promote_and_switch["dns_change"])
     """
 
     template_fields: Sequence[str] = ("zone", "record", "value", "aws_conn_id", "cluster", "node", "comment",
-                                      "dry_run", "insync_timeout")
+                                      "dry_run", "insync_timeout", "change")
 
     def __init__(self, *, zone: str | None = None, record: str | None = None, value: str | None = None,
                  type: str = "CNAME", ttl: int = 60, hosted_zone_id: str | None = None,
                  aws_conn_id: str | None = "aws_default", cluster: str | None = None, node: str | None = None,
                  insync_timeout: float = 300, poke_seconds: float = 3, comment: str = "drdrill", dry_run: Any = False,
-                 **kwargs: Any) -> None:
+                 change: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.zone = zone
         self.record = record
@@ -59,6 +65,7 @@ class Route53RecordSwitchOperator(DrillOperator):
         self.poke_seconds = poke_seconds
         self.comment = comment
         self.dry_run = dry_run
+        self.change = change
 
     def run(self, context: Any) -> dict[str, Any]:
         from drdrill.hooks import route53
@@ -74,8 +81,8 @@ class Route53RecordSwitchOperator(DrillOperator):
                     "ttl": dns.ttl, "hosted_zone_id": dns.hosted_zone_id, "insync_timeout": dns.insync_timeout_seconds}
             conn_id = dns.conn_id
         else:
-            if not (self.zone and self.record and self.value):
-                raise ValueError("give zone, record and value, or cluster and node")
+            if not (self.zone and (self.change is not None or (self.record and self.value))):
+                raise ValueError("give zone, record and value (or zone and change), or cluster and node")
             spec = {"zone": self.zone, "record": self.record, "value": self.value, "type": self.type,
                     "ttl": int(self.ttl), "hosted_zone_id": self.hosted_zone_id,
                     "insync_timeout": float(self.insync_timeout)}
@@ -85,7 +92,15 @@ class Route53RecordSwitchOperator(DrillOperator):
             return {"switched": False, "dry_run": True}
         timeout = float(spec.pop("insync_timeout"))
         hook = route53.Route53Hook(aws_conn_id=conn_id)
-        change = hook.upsert_record(comment=str(self.comment), **spec)
+        if self.change is not None:
+            change = dict(self.change)
+            if change.get("switched") is False:
+                self.log.info("no change was sent (%s): nothing to wait for", change.get("reason", "not switched"))
+                return change
+            self.log.info("change %s (%s -> %s) sent by an earlier task: waiting for INSYNC", change["change_id"],
+                          change["record"], change["to"])
+        else:
+            change = hook.upsert_record(comment=str(self.comment), **spec)
         if hook.wait_insync(change, timeout=min(float(self.poke_seconds), timeout)):
             return self._done(hook, change, spec["zone"], waited_in="task")
         from drdrill.triggers.route53 import Route53ChangeInsyncTrigger
@@ -116,4 +131,9 @@ class Route53RecordSwitchOperator(DrillOperator):
         return out
 
     def _done(self, hook: Any, change: dict[str, Any], zone: str, *, waited_in: str) -> dict[str, Any]:
-        return {"switched": True, "at": time.time(), "waited_in": waited_in, **hook.confirm(change, zone=zone)}
+        # INSYNC seen by the task that sent the change: that moment, not this later read-back
+        out = {"switched": True, "at": time.time(), "waited_in": waited_in, **hook.confirm(change, zone=zone)}
+        if change.get("insync_at"):
+            out.update(at=change["insync_at"], waited_in="sender",
+                       insync_seconds=round(change["insync_at"] - change["sent_at"], 3))
+        return out

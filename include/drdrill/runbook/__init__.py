@@ -8,6 +8,10 @@ task groups named after the seed runbook, so the Airflow UI reads like it::
               measure, cleanup, journal ;  from the fault (drill) or the first failed health
               check (incident): rto_watch, the RTO alert (deferred until verify ends)
 
+The critical path (the fault in a drill, promote, wait for writes, the DNS UPSERT) is one task,
+``failover.promote_and_switch``, recording one journal step per runbook step: under a real
+scheduler each hop between tasks costs about a second, and the RTO runs from the fault.
+
 ``mode`` is ``"drill"`` (the fault is injected; failback at the end) or ``"incident"``
 (trigger criteria first, no fault). One module per phase builds its group; the reusable steps
 are drdrill's operators (promote, DNS switch), the logic is in `drdrill.drills.failover`.
@@ -34,13 +38,16 @@ def build_runbook(mode: str) -> list[str]:
     """Add the runbook's tasks to the current DAG; returns every task id (for the journal)."""
     drill = mode == "drill"
     ids: list[str] = []
+    parts: dict[str, list[str]] = {}  # tasks that record several journal steps, and which
     pre = add_preflight(ids)
     head: Any = pre if drill else add_detect(pre, ids)
     assessed = add_assess(head, ids)
     approved = add_approval(assessed, ids, drill=drill)
-    fo = add_failover(approved, ids, drill=drill)
-    watch = add_rto_watch(fo["fault"] if drill else head, ids, drill=drill)
-    v = add_verify(fo["switched"], fo["canary_started"], ids, drill=drill)
+    fo = add_failover(approved, ids, parts, drill=drill)
+    # drill: started with the safeguards, so it is running when the critical path task injects the
+    # fault and publishes its time (a watch that starts late can only report the miss late)
+    watch = add_rto_watch(fo["canary_started"] if drill else head, ids, drill=drill)
+    v = add_verify(fo["switched"], fo["canary_started"], ids, parts, drill=drill)
     recorded = add_stabilize(v["verified"], ids, drill=drill)
     tail: list[Any] = [recorded, v["measured"]]
     if drill:
@@ -62,7 +69,7 @@ def build_runbook(mode: str) -> list[str]:
     def journal() -> dict:
         from drdrill.drills.failover import journal as failover_journal
 
-        return failover_journal.finish(get_current_context(), ids)
+        return failover_journal.finish(get_current_context(), ids, parts)
 
     cleaned >> journal()
     return ids

@@ -37,9 +37,35 @@ def plan() -> Any:
     return failover.Plan.from_dict(ti.xcom_pull(task_ids="preflight"))
 
 
-def steps(task_ids: list[str]) -> dict[str, str]:
-    """Status of each task's step record, by the short name after the group ('promote')."""
+def steps(task_ids: list[str], parts: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Status of each step record of these tasks, by the short name after the group ('promote')."""
     from drdrill.core.journal import gather_steps
 
     ti = get_current_context()["ti"]
-    return {s["task_id"].rsplit(".", 1)[-1]: s.get("status", "not run") for s in gather_steps(ti, task_ids)}
+    return {s["task_id"].rsplit(".", 1)[-1]: s.get("status", "not run") for s in gather_steps(ti, task_ids, parts)}
+
+
+def failed_step_error(task_ids: list[str], parts: dict[str, list[str]] | None = None) -> str | None:
+    """The error of the first failed step of these tasks, in the order given."""
+    from drdrill.core.journal import gather_steps
+
+    ti = get_current_context()["ti"]
+    return next((s.get("error") for s in gather_steps(ti, task_ids, parts) if s.get("status") == "failed"), None)
+
+
+# The task that injects the fault (drill), promotes, waits for writes and sends the DNS UPSERT, and
+# the journal steps it records (`drdrill.drills.failover.promote_and_switch`): a scheduling hop
+# between two of them would cost more than the steps themselves (about a second under a scheduler).
+CRITICAL = "failover.promote_and_switch"
+CRITICAL_PATH = ["failover.promote", "failover.wait_writable", "dns_switch.switch"]
+
+
+def critical_path_steps(drill: bool) -> list[str]:
+    """The journal steps of `CRITICAL`, in order: the fault first in a drill."""
+    return ["failover.inject_fault", *CRITICAL_PATH] if drill else list(CRITICAL_PATH)
+
+
+def fault() -> dict[str, Any] | None:
+    """The drill's fault as the critical path task recorded it (None before, or in an incident)."""
+    out = get_current_context()["ti"].xcom_pull(task_ids=CRITICAL)
+    return (out or {}).get("fault")

@@ -1,4 +1,5 @@
-"""Phase 2, Failover: canary, safeguards again, the fault (drill), promote, wait for writes; DNS switch."""
+"""Phase 2, Failover: canary, safeguards again, then one task for the critical path (the fault in a
+drill, promote, wait for writes, DNS UPSERT); the rest of the DNS switch (INSYNC, read back)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,27 @@ from airflow.sdk import TaskGroup, setup, task
 
 from drdrill.core.journal import step
 from drdrill.operators.deadline import RecoveryDeadlineOperator
-from drdrill.operators.postgres import PostgresPromoteOperator
 from drdrill.operators.route53 import Route53RecordSwitchOperator
-from drdrill.runbook.common import CLUSTER, DRY_RUN, RTO_DEADLINE_MINUTES, STANDBY, act_pool, plan
-from drdrill.sensors.postgres import PostgresPromotedSensor
+from drdrill.runbook.common import (
+    CLUSTER,
+    CRITICAL,
+    DRY_RUN,
+    RTO_DEADLINE_MINUTES,
+    STANDBY,
+    act_pool,
+    critical_path_steps,
+    plan,
+)
 
 
-def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[str, Any]:
-    with TaskGroup("failover", tooltip="Phase 2 (5-15 min): canary, fault (drill), promote, wait for writes"):
+def add_failover(approved: list[Any], ids: list[str], parts: dict[str, list[str]], *, drill: bool) -> dict[str, Any]:
+    """Phase 2. The critical path (fault -> promote -> writable -> DNS) is ONE task, ``promote_and_switch``:
+    under a real scheduler each hop between two tasks costs about a second, more than the steps
+    themselves, and the RTO runs from the fault. Each step is still its own journal step
+    (``parts``), so the phase split, the timeline and the evidence are unchanged; what is not on the way
+    to the first write (``after_promotion``, ``dns_switch.insync``) runs after it, beside the recovery."""
+    with TaskGroup("failover", tooltip="Phase 2 (5-15 min): canary, safeguards again, then in one task: "
+                                       "fault (drill), promote, wait for writes, DNS UPSERT"):
         @setup
         @step
         def start_canary() -> dict:
@@ -30,12 +44,20 @@ def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[st
 
             return failover.recheck(plan())
 
-        @task(retries=0, pool=act_pool(drill))
-        @step
-        def inject_fault(before: dict) -> dict:
+        steps_here = critical_path_steps(drill)
+
+        # The fault, the promotion and the DNS change act on production: one at a time across drills.
+        @task(retries=0, multiple_outputs=False, pool=act_pool(drill), doc_md=(
+            "The critical path with no scheduling hop inside: " + " -> ".join(steps_here) + ". Each is its own "
+            "journal step; the fault's time is published at once (XCom `fault_at`) for `rto_watch`."))
+        def promote_and_switch(before: dict) -> dict:
+            from drdrill.core.journal import StepsOfTask
             from drdrill.drills import failover
 
-            return failover.inject_fault(plan(), before)
+            with StepsOfTask(steps_here) as steps:
+                out = failover.promote_and_switch(plan(), steps, before)
+                steps.publish("dns_change", out["dns"])
+                return out
 
         @task(retries=0)
         @step
@@ -49,33 +71,26 @@ def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[st
         approved >> canary_started
         rechecked = safeguards()
         canary_started >> rechecked
-        promoted = PostgresPromoteOperator(task_id="promote", cluster=CLUSTER, node=STANDBY, dry_run=DRY_RUN,
-                                           retries=0, pool=act_pool(drill))
-        fault = None
-        if drill:
-            fault = inject_fault(rechecked)
-            fault >> promoted
-            ids.append("failover.inject_fault")
-        else:
-            rechecked >> promoted
+        critical = promote_and_switch(rechecked)
         recorded = after_promotion()
-        writable = PostgresPromotedSensor(task_id="wait_writable", target=promoted.output, dry_run=DRY_RUN,
-                                          wait_timeout=600)
-        promoted >> [writable, recorded]
-    ids += ["failover.start_canary", "failover.safeguards", "failover.promote", "failover.after_promotion",
-            "failover.wait_writable"]
+        critical >> recorded
+    ids += ["failover.start_canary", "failover.safeguards", "failover.promote_and_switch", "failover.after_promotion"]
+    parts[CRITICAL] = steps_here
 
-    with TaskGroup("dns_switch", tooltip="Route53 UPSERT of the service record to the new primary, wait INSYNC"):
-        switched = Route53RecordSwitchOperator(
-            task_id="switch", cluster=CLUSTER, node=STANDBY, dry_run=DRY_RUN, retries=0, pool=act_pool(drill),
+    with TaskGroup("dns_switch", tooltip="Route53 INSYNC of the UPSERT sent by failover.promote_and_switch "
+                                         "(deferred when slow), the record read back"):
+        insync = Route53RecordSwitchOperator(
+            task_id="insync", cluster=CLUSTER, node=STANDBY, dry_run=DRY_RUN, retries=0,
+            change=critical["dns_change"],
             comment="drdrill {{ dag.dag_id }} {{ run_id }}: " + STANDBY + " is primary")
-        [writable, recorded] >> switched
-    ids.append("dns_switch.switch")
-    return {"canary_started": canary_started, "switched": switched, "fault": fault}
+        critical >> insync
+    ids.append("dns_switch.insync")
+    return {"canary_started": canary_started, "switched": [insync, recorded], "critical": critical,
+            "rechecked": rechecked}
 
 
-# When the outage starts: the injected fault (drill), the first failed health check (incident).
-FAULT_AT = "{{ ti.xcom_pull(task_ids='failover.inject_fault')['fault_at'] }}"
+# When the outage starts: the injected fault (drill; published by the critical path task while it
+# runs), the first failed health check (incident).
 FAILING_SINCE = ("{{ (ti.xcom_pull(task_ids='detect.primary_down') or {}).get('failing_since') "
                  "or (ti.xcom_pull(task_ids='detect.primary_down') or {}).get('confirmed_at') or '' }}")
 
@@ -83,9 +98,16 @@ FAILING_SINCE = ("{{ (ti.xcom_pull(task_ids='detect.primary_down') or {}).get('f
 def add_rto_watch(outage_started: Any, ids: list[str], *, drill: bool) -> Any:
     """The RTO alert: deferred from the outage's start until the service is verified; when the
     estate's RTO target passes first, the escalation goes out to the cluster's channels while the
-    recovery is still running, and the journal records it."""
+    recovery is still running, and the journal records it.
+
+    In a drill the fault is injected by ``failover.promote_and_switch`` (no hop before the
+    promotion): the watch starts before it, beside the safeguards (it is already running when the
+    fault goes in), and takes the fault's time from the XCom that task publishes at once; when the
+    safeguards refuse, that task never runs and the watch ends with ``no outage``."""
+    since = ({"since_task_id": CRITICAL, "since_key": "fault_at"} if drill
+             else {"since": FAILING_SINCE})
     watch = RecoveryDeadlineOperator(
-        task_id="rto_watch", cluster=CLUSTER, since=FAULT_AT if drill else FAILING_SINCE,
+        task_id="rto_watch", cluster=CLUSTER, **since,
         watch_task_ids=["verify.checks"], within_minutes=RTO_DEADLINE_MINUTES,
         on_missed="drdrill.drills.failover.comms.rto_deadline_missed", retries=0,
         # First in line for a worker slot: a watch that starts late can only report the miss late.

@@ -7,10 +7,11 @@ from typing import Any
 from airflow.sdk import TaskGroup, get_current_context, task, teardown
 
 from drdrill.core.journal import step
-from drdrill.runbook.common import plan, steps
+from drdrill.runbook.common import CRITICAL, failed_step_error, fault, plan, steps
 
 
-def add_verify(switched: Any, canary_started: Any, ids: list[str], *, drill: bool) -> dict[str, Any]:
+def add_verify(switched: Any, canary_started: Any, ids: list[str], parts: dict[str, list[str]], *,
+               drill: bool) -> dict[str, Any]:
     with TaskGroup("verify", tooltip="Phase 3 (15-25 min): not in recovery, write test, smoke test, canary"):
         @task(retries=0)
         @step
@@ -18,9 +19,7 @@ def add_verify(switched: Any, canary_started: Any, ids: list[str], *, drill: boo
             from drdrill.drills import failover
 
             p = plan()
-            ti = get_current_context()["ti"]
-            fault = ti.xcom_pull(task_ids="failover.inject_fault") if drill else None
-            return failover.verify(p, p.standby, fault_at=(fault or {}).get("fault_at") if drill else p.started_at)
+            return failover.verify(p, p.standby, fault_at=(fault() or {}).get("fault_at") if drill else p.started_at)
 
         verified = checks()
         switched >> verified
@@ -34,13 +33,11 @@ def add_verify(switched: Any, canary_started: Any, ids: list[str], *, drill: boo
 
             from drdrill.drills import failover
 
-            st = steps(["failover.promote", "dns_switch.switch", "verify.checks"])
-            if "failed" not in (st.get("promote"), st.get("switch"), st.get("checks")):
+            after_touch = [CRITICAL, "dns_switch.insync", "verify.checks"]
+            st = steps(after_touch, parts)
+            if "failed" not in [st.get(k) for k in ("promote", "wait_writable", "switch", "insync", "checks")]:
                 raise AirflowSkipException("nothing failed after the primary was touched: no rollback")
-            ti = get_current_context()["ti"]
-            error = next((s.get("error", "") for s in ti.xcom_pull(
-                task_ids=["verify.checks", "dns_switch.switch", "failover.promote"], key="drill_step") or []
-                if s and s.get("status") == "failed"), "a failover step failed")
+            error = failed_step_error(list(reversed(after_touch)), parts) or "a failover step failed"
             # "verify failed:" then one line per failed check: the checks are the reason
             lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
             reason = " | ".join(lines[1:4] if len(lines) > 1 else lines)[:500]
@@ -69,12 +66,11 @@ def add_verify(switched: Any, canary_started: Any, ids: list[str], *, drill: boo
 
         from drdrill.drills import failover
 
-        st = steps(["failover.promote", "failover.inject_fault"] if drill else ["failover.promote"])
-        if st.get("promote") == "not run" or (drill and st.get("inject_fault") == "not run"):
+        st = steps([CRITICAL], parts)
+        if st.get("promote", "not run") == "not run" or (drill and st.get("inject_fault", "not run") == "not run"):
             raise AirflowSkipException("the failover did not start: nothing to measure")
         ti = get_current_context()["ti"]
-        return failover.measure(plan(), ti.xcom_pull(task_ids="failover.inject_fault") if drill else None,
-                                ti.xcom_pull(task_ids="verify.checks"))
+        return failover.measure(plan(), fault() if drill else None, ti.xcom_pull(task_ids="verify.checks"))
 
     measured = measure()
     canary_stopped >> measured

@@ -17,8 +17,9 @@ One module per phase; callers use the names re-exported here (``failover.promote
   `resolve_endpoint`, `smoke_test`, `announce` (the phase's message).
 - ``assessment``: Phase 1, Assess: `assess`, `safeguards`, `recheck` (again, right before acting).
 - ``setup_teardown``: `start_canary`, `stop_canary`, `cleanup` (the run's scratch directory).
-- ``failover_steps``: Phase 2, Failover: `inject_fault`, `promote`, `after_promotion`,
-  `switch_dns`; and the drill's `failback_switchover`.
+- ``failover_steps``: Phase 2, Failover: `promote_and_switch` (the critical path in one task:
+  `inject_fault` in a drill, promote, wait for writes, DNS UPSERT, one journal step each),
+  `after_promotion`, `switch_dns`; `promote` and the drill's `failback_switchover`.
 - ``verification``: Phase 3, Verify: `verify`.
 - ``rollback_path``: `rollback`, when Verify fails.
 - ``stabilize``: Phase 4, Stabilize: `archiving`, `new_standby`, `topology_state`.
@@ -36,6 +37,7 @@ from drdrill.drills.failover.failover_steps import (
     failback_switchover,
     inject_fault,
     promote,
+    promote_and_switch,
     switch_dns,
 )
 from drdrill.drills.failover.measurement import measure
@@ -56,5 +58,5 @@ from drdrill.drills.failover.verification import verify
 
 __all__ = ["DRILL", "FAULTS", "INCIDENT", "STANDBY_SQL", "Plan", "after_promotion", "announce", "archiving", "assess",
            "cleanup", "dns_state", "failback_switchover", "inject_fault", "measure", "new_standby", "preflight",
-           "probe", "promote", "recheck", "resolve_endpoint", "rollback", "safeguards", "service_health",
-           "smoke_test", "start_canary", "stop_canary", "switch_dns", "topology_state", "verify"]
+           "probe", "promote", "promote_and_switch", "recheck", "resolve_endpoint", "rollback", "safeguards",
+           "service_health", "smoke_test", "start_canary", "stop_canary", "switch_dns", "topology_state", "verify"]

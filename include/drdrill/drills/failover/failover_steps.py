@@ -39,6 +39,114 @@ def inject_fault(plan: Plan, before: dict[str, Any]) -> dict[str, Any]:
             "action": rec["action"], "lag_bytes_before": lag}
 
 
+DNS_INSYNC_IN_TASK_SECONDS = 3.0  # INSYNC polled here this long; after that dns_switch.insync waits (deferred)
+
+
+def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fault (drill only) -> promote -> wait until writable -> Route53 UPSERT, with no task boundary between.
+
+    ``steps`` is the task's `drdrill.core.journal.StepsOfTask`: each part is its own journal step
+    (``inject_fault``, ``promote``, ``wait_writable``, ``switch``; their ids are the runbook's,
+    `drdrill.runbook.common.critical_path_steps`). The fault's time is published at once (XCom
+    ``fault_at``) for the RTO watch running beside this task. The Route53 client is built before
+    the fault; what is not on the way to the first write (the canary's table, the topology record,
+    the message) is `after_promotion`, a task of its own.
+    Route53's INSYNC is polled here for a few seconds; a slower zone is waited for by
+    ``dns_switch.insync`` in the triggerer (the record is switched already).
+
+    Returns ``{"fault", "promote", "writable", "dns"}`` (``dns``: the change, ``status`` INSYNC or
+    PENDING; what `Route53RecordSwitchOperator` takes as ``change``).
+    """
+    cluster = _cluster(plan)
+    node = cluster.node(plan.standby)
+    f = cluster.failover
+    r53 = None
+    if f and f.dns and not plan.dry_run:
+        from drdrill.hooks import route53 as dns
+
+        r53 = dns.client(f.dns)
+        _ = r53.conn  # built before the fault: the switch itself is what is timed
+    out: dict[str, Any] = {}
+    if plan.drill:
+        with steps.step("inject_fault"):
+            out["fault"] = inject_fault(plan, before or {})
+        steps.publish("fault_at", out["fault"]["fault_at"])
+    with steps.step("promote"):
+        out["promote"] = _promote_only(plan, cluster, node)
+    with steps.step("wait_writable"):
+        out["writable"] = _wait_writable(plan, cluster, node)
+    with steps.step("switch"):
+        out["dns"] = _upsert(plan, cluster, node, r53)
+    return out
+
+
+def _promote_only(plan: Plan, cluster: Any, node: Any) -> dict[str, Any]:
+    target = {"host": node.host, "port": node.port, "node": node.name}
+    if plan.dry_run:
+        log.info("[DRY RUN] would promote %s with pg_promote(wait => true)", node.name)
+        return {**target, "dry_run": True, "promoted_at": time.time()}
+    return {**target, **NodeOps(cluster).promote(node, wait_seconds=int(cluster.failover.promote_timeout_seconds))}
+
+
+def _wait_writable(plan: Plan, cluster: Any, node: Any, poll: float = 0.05, down_grace: float = 10.0
+                   ) -> dict[str, Any]:
+    """Until the promoted server is out of recovery and takes a connection (it usually is at once: pg_promote
+    waited). A server that answers and refuses us fails at once, naming why (waiting would not fix it); one
+    that refuses connections for ``down_grace`` seconds has stopped; else up to the promote timeout."""
+    from drdrill.core.errors import DrillError
+    from drdrill.core.pgerrors import refusal
+
+    t0 = time.time()
+    if plan.dry_run:
+        log.info("[DRY RUN] would wait for %s to accept writes", node.name)
+        return {"ready_at": t0, "dry_run": True}
+    timeout = float(cluster.failover.promote_timeout_seconds)
+    where = f"{node.name} ({node.host}:{node.port})"
+    seen, down_since = "", None
+    while True:
+        try:
+            with pg.connect(cluster, node.host, node.port, "postgres") as c:
+                if not pg.query_one(c, "SELECT pg_is_in_recovery()")[0]:
+                    return {"ready_at": time.time(), "host": node.host, "port": node.port, "node": node.name,
+                            "seconds": round(time.time() - t0, 3)}
+                seen, down_since = "still in recovery", None
+        except Exception as e:  # noqa: BLE001 - classified below: refused (fail now) or not up yet (wait)
+            why = refusal(e)
+            if why:
+                raise DrillError(f"{where} is up but refuses drdrill: {why}; fix the cluster's connection or the "
+                                 f"role before going on") from e
+            seen = " ".join(str(e).split())[:300]
+            refused = "refused" in seen or "No such file" in seen
+            down_since = (down_since or time.time()) if refused else None
+            if down_since and time.time() - down_since > down_grace:
+                raise DrillError(f"{where} is not running: it refused connections for {down_grace:.0f}s after its "
+                                 f"promotion ({seen}); the server probably stopped: read its log") from e
+        if time.time() - t0 > timeout:
+            raise DrillError(f"{where} not writable {timeout:.0f}s after its promotion; last seen: {seen}; read "
+                             f"the server's log")
+        time.sleep(poll)
+
+
+def _upsert(plan: Plan, cluster: Any, node: Any, r53: Any) -> dict[str, Any]:
+    f = cluster.failover
+    if not f or not f.dns:
+        return {"switched": False, "reason": "no DNS record configured"}
+    from drdrill.hooks import route53 as dns
+
+    if plan.dry_run:
+        log.info("[DRY RUN] would UPSERT %s -> %s", f.dns.record, dns.value_for(f.dns, node))
+        return {"switched": False, "dry_run": True}
+    change = r53.upsert_record(zone=f.dns.zone, record=f.dns.record, value=dns.value_for(f.dns, node),
+                               type=f.dns.type, ttl=f.dns.ttl, hosted_zone_id=f.dns.hosted_zone_id,
+                               comment=f"drdrill {plan.dag_id} {plan.run_id}: {node.name} is primary")
+    if r53.wait_insync(change, timeout=DNS_INSYNC_IN_TASK_SECONDS, poll_interval=0.2):
+        change.update(status="INSYNC", insync_at=time.time())
+    else:
+        log.info("Route53 change %s still PENDING after %.0fs: dns_switch.insync waits for it", change["change_id"],
+                 DNS_INSYNC_IN_TASK_SECONDS)
+    return change
+
+
 def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover") -> dict[str, Any]:
     """Promote ``node_name`` (default: the plan's standby), then record it (`after_promotion`)."""
     cluster = _cluster(plan)

@@ -29,7 +29,8 @@ def _pull(ti: Any, task_id: str) -> Any:
         return None
 
 
-def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
+def finish(context: dict[str, Any], task_ids: list[str], parts: dict[str, list[str]] | None = None
+           ) -> dict[str, Any]:
     from drdrill.drills import failover
 
     ti = context["ti"]
@@ -51,16 +52,17 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
         msgs.append(fb_topo["comms"])
     rb = outputs.get("rollback.revert") or {}
     events: list[tuple[Any, str]] = []
-    fault = outputs.get("failover.inject_fault") or {}
+    critical = outputs.get("failover.promote_and_switch") or {}  # fault (drill), promote, writable, DNS UPSERT
+    fault = critical.get("fault") or {}
     if fault.get("fault_at"):
         events.append((fault["fault_at"], f"fault injected: {fault.get('action', fault.get('fault'))}"))
     det = outputs.get("detect.primary_down") or {}
     if det.get("failing_since"):
         events.append((det["failing_since"], "primary started failing its health checks"))
-    prom = outputs.get("failover.promote") or {}
+    prom = {**(critical.get("promote") or {}), "writable": critical.get("writable")} if critical else {}
     if prom.get("promoted_at"):
         events.append((prom["promoted_at"], f"{prom.get('node')} promoted"))
-    sw = outputs.get("dns_switch.switch") or {}
+    sw = outputs.get("dns_switch.insync") or {}  # INSYNC and read back (the time INSYNC was first seen)
     if sw.get("switched"):
         events.append((sw["at"], f"DNS {sw['record']} -> {sw['to']} INSYNC"))
     ver = outputs.get("verify.checks") or {}
@@ -81,12 +83,13 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
              # who approved (HITL response) or why no approval was needed
              "approval": {**(outputs.get("approval.approve") or {"gate": outputs.get("approval.gate")}),
                           "reason": (plan_d or {}).get("approval_reason")},
-             "failover": {"fault": fault, "promote": prom, "dns": sw}, "verify": ver, "rollback": rb,
+             "failover": {"fault": fault, "promote": prom, "dns": sw, "dns_change": critical.get("dns")},
+             "verify": ver, "rollback": rb,
              "rto_alert": watch or None,
              "stabilize": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("stabilize.")},
              "failback": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("failback.")},
              "measurements": meas.get("measurements", {}), "events": events}
-    steps = journal.gather_steps(ti, task_ids)
+    steps = journal.gather_steps(ti, task_ids, parts)
     extra["phases"] = timeline.phase_durations(steps)
     cluster = (plan_d or {}).get("cluster") or str(context["params"].get("cluster"))
     failed = [r.line() for r in results if r.failed] + [f"{s['task_id']}: {s.get('error', '')}" for s in steps
@@ -97,6 +100,6 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
         msgs.append(failover.announce(p, "failed", reason=failed[0].splitlines()[0][:300]) if failed else
                     failover.announce(p, "resolved", rto=f"{m.get('rto_seconds', '-')} s",
                                       rpo=f"{m.get('lost_writes', '-')} write(s) lost"))
-    return journal.finish(context, task_ids=task_ids, cluster=cluster, results=results,
+    return journal.finish(context, task_ids=task_ids, parts=parts, cluster=cluster, results=results,
                           extra={**extra, "comms": msgs},
                           attachments_for=lambda d: {"timeline.md": timeline.render(d)})
