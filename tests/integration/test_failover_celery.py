@@ -138,9 +138,8 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
 
     # The scheduler ran every task through the drill's pools (it schedules nothing whose pool is missing).
     pools = {t: ti["pool"] for t, ti in tis.items()}
-    assert {pools[t] for t in ("failover.inject_fault", "failover.promote", "dns_switch.switch")} == {
-        "dr_destructive"}, pools
-    assert pools["preflight"] == pools["verify.checks"] == "dr_drills", pools
+    assert pools["failover.promote_and_switch"] == "dr_destructive", pools
+    assert pools["preflight"] == pools["verify.checks"] == pools["dns_switch.insync"] == "dr_drills", pools
 
     # The split really happened: the writer started on one worker; stopped, waited for and measured on the other.
     where = {t: (tis[t]["queue"], tis[t]["hostname"]) for t in
