@@ -145,19 +145,6 @@ def create(scratch: Scratch, runner: Runner, owner: str | None, *, lease: float 
             shutil.chown(p, owner, owner)
 
 
-def append_settings(scratch: Scratch, settings: dict[str, object], owner: str | None) -> None:
-    """Append settings to the scratch copy's postgresql.auto.conf, values quoted for PostgreSQL."""
-    conf = scratch.data_dir / "postgresql.auto.conf"
-    lines = ["", "# drdrill scratch server: own port and socket, never archives"]
-    for key, value in settings.items():
-        text = str(value).replace("\\", "\\\\").replace("'", "''")
-        lines.append(f"{key} = '{text}'")
-    with conf.open("a") as f:
-        f.write("\n".join(lines) + "\n")
-    if owner and owner != "root":
-        shutil.chown(conf, owner, owner)
-
-
 def stop_server(data_dir: Path, runner: Runner, bin_dir: Path) -> bool:
     """Stop a scratch server if one runs in ``data_dir`` (immediate: its data is thrown away).
 

@@ -71,7 +71,7 @@ class Sandbox:
         self.dns = failover.dns if failover else None
         self.service = failover.service if failover and self.dns else None
         source = self.estate.source
-        self.postgres = PostgresNodes(self.cluster, self.layout, self.pg, spec.pgbench_scale)
+        self.postgres = PostgresNodes(self.cluster, self.layout, self.pg, spec.pgbench_scale, spec.tls_nodes)
         self.backrest = PgBackRestRepos(self.cluster, self.layout, spec.s3_port)
         self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, source)
         self.services = DemoService(self.cluster, self.service, self.dns, self.layout, self.aws.endpoint, source)
@@ -107,6 +107,7 @@ class Sandbox:
             self.postgres.standby(primary, node)
             self.postgres.start(node)
         if self.service:
+            self.services.write_passfile(self.postgres.drill_password())
             self.services.start()  # they start while the backups run; waited for at the end
         br.run("check", timeout=120)
         self.backrest.full_backups(br)
@@ -180,11 +181,32 @@ class Sandbox:
 
     # ---------------------------------------------------------------- what drills' tests and scripts use
     def airflow_env(self) -> dict[str, str]:
-        """The Airflow connections to this sandbox, as env vars: moto (S3 and Route53 over TLS), and
-        ``pgbackrest_default`` (its stanza, for the example DAG and users' own DAGs)."""
+        """The Airflow connections to this sandbox, as env vars: moto (S3 and Route53 over TLS),
+        ``pgbackrest_default`` (its stanza, for the example DAG and users' own DAGs), and the
+        PostgreSQL connections the estate names (``postgres.conn_id``, and each node's ``conn_id``:
+        the drills' role and its generated password; ``sslmode=verify-full`` against the sandbox's CA
+        for a node in ``tls_nodes``). The password is only read from the sandbox's secrets here."""
         conn = {"conn_type": "pgbackrest", "login": PG_USER,
                 "extra": {"stanza": self.cluster.pgbackrest.stanza, "config": str(self.cluster.pgbackrest.config)}}
-        return {**self.aws.airflow_env(), "AIRFLOW_CONN_PGBACKREST_DEFAULT": json.dumps(conn)}
+        return {**self.aws.airflow_env(), "AIRFLOW_CONN_PGBACKREST_DEFAULT": json.dumps(conn), **self.pg_connections()}
+
+    def pg_connections(self) -> dict[str, str]:
+        c = self.cluster
+        out = {}
+
+        def conn(extra: dict) -> str:
+            return json.dumps({"conn_type": "postgres", "login": c.postgres.user,
+                               "password": self.postgres.drill_password(), "schema": c.postgres.database,
+                               "extra": extra})
+
+        if c.postgres.conn_id:
+            out[f"AIRFLOW_CONN_{c.postgres.conn_id.upper()}"] = conn({"sslmode": "prefer"})
+        for n in c.nodes:
+            if n.conn_id:
+                tls = ({"sslmode": "verify-full", "sslrootcert": str(self.layout.ca.resolve())}
+                       if n.name in self.spec.tls_nodes else {"sslmode": "prefer"})
+                out[f"AIRFLOW_CONN_{n.conn_id.upper()}"] = conn(tls)
+        return out
 
     def replicas(self) -> list[tuple[str, str, int]]:
         """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""

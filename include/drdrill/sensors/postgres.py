@@ -54,7 +54,7 @@ class PostgresPromotedSensor(BaseSensorOperator):
         import asyncio
 
         trig = self._trigger(started)
-        ok, seen = asyncio.run(trig.probe(None if not self.conn_id else asyncio.run(trig._password())))
+        ok, seen = asyncio.run(trig.probe())
         if ok:
             self._record(context, "success", started)
             return {"ready_at": time.time(), "host": trig.host, "port": trig.port, "message": seen}
