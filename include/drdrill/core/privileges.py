@@ -156,6 +156,7 @@ _DENIED = [
     (re.compile(r"permission denied for function (\w+)"), lambda m: _by_function(m.group(1))),
     (re.compile(r"pg_checkpoint"), lambda m: _by_what("membership of pg_checkpoint")),
     (re.compile(r"replication slot|must be superuser or replication role"), lambda m: _by_what("REPLICATION")),
+    (re.compile(r"permission denied for database"), lambda m: _by_what(f"ownership of schema {SCHEMA}")),
     (re.compile(rf"permission denied for schema {SCHEMA}\b"), lambda m: _by_what(f"ownership of schema {SCHEMA}")),
     (re.compile(r"permission denied for (table|sequence|schema) "),
      lambda m: _by_what("membership of pg_read_all_data")),

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 DRILL = "dr_monthly_restore_test"
 
 CANARY_DDL = """
-CREATE SCHEMA IF NOT EXISTS drdrill;
+-- CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: only when missing
+DO $$ BEGIN IF to_regnamespace('drdrill') IS NULL THEN CREATE SCHEMA drdrill; END IF; END $$;
 CREATE TABLE IF NOT EXISTS drdrill.canary (id bigserial PRIMARY KEY, run_id text NOT NULL, kind text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT clock_timestamp())
 """
