@@ -4,8 +4,9 @@
 restores the chosen repo (latest, or a point in time) with ``--archive-mode=off``, starts the
 copy on its own configuration (port, socket, pg_hba.conf letting only the drills' role in by
 password, small memory, archiving off; the primary's config files are set aside), and defers
-until it has finished recovery and accepts writes. It returns where the copy listens and how long each part took. If anything fails after it
-created the directory, it stops the server and removes the directory before failing.
+until it has finished recovery and accepts writes. It returns where the copy listens and how
+long each part took. If anything fails after it created the directory, it stops the server and
+removes the directory before failing.
 `ScratchServerTeardownOperator` removes the scratch server afterwards: use it as the teardown
 of the restore, so it runs whatever happens in between.
 """
