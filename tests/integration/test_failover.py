@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.helpers import failures, journal, run_dag, scratch_dirs
+from tests.integration.helpers import assert_no_secret_in, failures, journal, run_dag, scratch_dirs
 
 from drdrill.core import topology
 from drdrill.core.estate import load_estate
@@ -175,12 +175,20 @@ def test_a_failover_is_refused_while_another_failover_runs(dagbag, at_home):
 
 
 # ------------------------------------------------------------------ the drill
-def test_drill_fails_over_measures_and_fails_back_twice_in_a_row(dagbag, at_home):
+def test_drill_fails_over_measures_and_fails_back_twice_in_a_row(dagbag, at_home, sandbox, capfd, caplog):
     for _ in range(2):
         killed = postmaster("pg1")
         dr = run_dag(dagbag, DRILL, {"fault": "kill"})
         doc = journal(at_home, DRILL, dr.run_id)
         assert dr.state == "success", failures(doc)
+        # Password authentication all along (pg2 over TLS), pg_rewind included: no password or connection
+        # URI with one in any log line or in the journal; pg_rewind's argv names the role, never a password.
+        out, err = capfd.readouterr()
+        assert_no_secret_in(sandbox, out, err, caplog.text, json.dumps(doc))
+        rewinds = [r.getMessage() for r in caplog.records if "pg_rewind" in r.getMessage() and "run:" in
+                   r.getMessage()]
+        assert rewinds and all("user=drdrill" in m and "password" not in m for m in rewinds), rewinds
+        caplog.clear()
         assert doc["status"] == "passed"
         m = doc["measurements"]
         # RTO: fault injected -> first acknowledged write through the service, against the target.
