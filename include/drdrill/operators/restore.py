@@ -49,7 +49,7 @@ class _Place:
             # The teardown has no probe: it never connects to the server it removes.
             self.user = getattr(op, "user", "postgres")
             self.database = getattr(op, "database", "postgres")
-            self.conn_id = getattr(op, "postgres_conn_id", None)
+            self.conn_id = getattr(op, "postgres_conn_id", None) or None
         self.runner = self.backrest.runner if self.backrest else runner_for(RunnerSpec(kind="local",
                                                                                        run_as=self.run_as))
 
@@ -99,7 +99,7 @@ class PgBackRestRestoreOperator(DrillOperator):
     """
 
     template_fields: Sequence[str] = ("repo", "target_time", "stanza", "pgbackrest_conn_id", "cluster", "scratch",
-                                      "scratch_root", "scratch_port", "dry_run")
+                                      "scratch_root", "scratch_port", "postgres_conn_id", "dry_run")
 
     def __init__(self, *, repo: int | str = 1, target_time: str | None = None, stanza: str | None = None,
                  pgbackrest_conn_id: str | None = None, cluster: str | None = None, scratch: Any = None,

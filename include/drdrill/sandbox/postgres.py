@@ -240,8 +240,12 @@ class PostgresNodes:
 
     # ---------------------------------------------------------------- health
     def problems(self) -> list[str]:
-        return [f"{node.name} not running" for node in self.cluster.nodes
-                if not (node.data_dir and postmaster_pid(node.data_dir))]
+        out = [f"{node.name} not running" for node in self.cluster.nodes
+               if not (node.data_dir and postmaster_pid(node.data_dir))]
+        secret = self.layout.secrets / f"pg-{self.drill_role}-password"
+        if not secret.exists() or not self.replication_passfile.exists():
+            out.append(f"no password for role {self.drill_role} (built before password authentication)")
+        return out
 
     def status(self) -> list[dict]:
         """One row per node; its state asks the server itself whether it is in recovery."""
