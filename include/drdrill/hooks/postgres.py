@@ -54,8 +54,9 @@ class PostgresNodeHook(PostgresHook):
     :param host: the server's address (overrides the connection's host)
     :param port: the server's port (overrides the connection's port)
     :param database: database to connect to (default: the connection's schema, else ``postgres``)
-    :param user: login when the connection has none (default ``postgres``)
-    :param postgres_conn_id: Airflow Postgres connection holding the password, if any
+    :param user: login when the connection names none (default ``postgres``)
+    :param postgres_conn_id: Airflow Postgres connection: login, password and libpq options in its extra
+        (``sslmode``, ``sslrootcert``...); its host and port are not used (the server's are)
     :param connect_timeout: seconds before a connection attempt gives up
     :param statement_timeout: seconds any statement may run (``statement_timeout``)
     :param lock_timeout: seconds a statement may wait for a lock (``lock_timeout``)

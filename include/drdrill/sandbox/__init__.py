@@ -137,7 +137,10 @@ class Sandbox:
         return [n.port for n in self.cluster.nodes] + [self.spec.s3_port] + [p for _n, _u, p in self.replicas()]
 
     def down(self) -> None:
-        """Stop every sandbox server by PID and remove the sandbox (journals are kept)."""
+        """Stop every sandbox server by PID and remove the sandbox (journals and generated secrets are kept).
+
+        The secrets stay (mode 0600, in a 0700 directory) so that the connections already given to an
+        Airflow (`airflow_env`: the drills' role's password) still work after the next `up`."""
         from drdrill.core.scratch import remove_all_scratch
 
         root = self.layout.root
@@ -152,9 +155,10 @@ class Sandbox:
                              f"and SIGKILL; stop it by hand, then run `make sandbox-down` again")
         if root.exists():
             for child in root.iterdir():
-                if child != self.layout.journal:
+                if child not in (self.layout.journal, self.layout.secrets):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
-        log.info("sandbox removed (journals kept in %s)", self.layout.journal)
+        log.info("sandbox removed (journals kept in %s, generated secrets in %s)", self.layout.journal,
+                 self.layout.secrets)
 
     def problems(self) -> list[str]:
         """What is not running as it should; empty when the sandbox is healthy."""
