@@ -80,3 +80,20 @@ def test_a_node_connection_wins_over_the_cluster_connection():
     assert conn_id_for(c, c.node("pg2").host, c.node("pg2").port) == c.node("pg2").conn_id == "pg_sandbox_pg2"
     assert conn_id_for(c, c.node("pg1").host, c.node("pg1").port) == c.postgres.conn_id == "pg_sandbox"
     assert conn_id_for(c, "127.0.0.1", 55500) == "pg_sandbox"  # a scratch server: the cluster's
+
+
+def test_a_rebuilt_standby_keeps_the_hosts_replication_conninfo_and_only_follows_the_new_primary():
+    """user, passfile and TLS options are the database host's; host, port and application_name change."""
+    from drdrill.core.estate import load_estate
+    from drdrill.drills.failover.node_ops import NodeOps, _quote, _setting
+
+    c = load_estate(topology=False).cluster("main")
+    saved = {"postgresql.auto.conf": "# ALTER SYSTEM\nprimary_conninfo = 'application_name=pg1 user=replicator "
+                                     "passfile=''/var/lib/my pass'' host=10.0.0.9 port=5432 sslmode=verify-full'\n"}
+    info = NodeOps(c)._conninfo(c.node("pg2"), "pg1", saved)
+    from psycopg.conninfo import conninfo_to_dict
+
+    d = conninfo_to_dict(info)
+    assert d == {"user": "replicator", "passfile": "/var/lib/my pass", "sslmode": "verify-full",
+                 "host": c.node("pg2").host, "port": str(c.node("pg2").port), "application_name": "pg1"}
+    assert _setting(f"primary_conninfo = {_quote(info)}\n", "primary_conninfo") == info
