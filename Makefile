@@ -61,6 +61,9 @@ lint: install  ## ruff (with Airflow's AIR rules)
 
 airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://localhost:8080 (standalone) over the sandbox
 	@echo "admin password: $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
+	@# The drills' pools: a real scheduler never schedules a task whose pool does not exist.
+	@$(VENV)/bin/airflow pools set dr_drills 4 "drdrill: all drill tasks (at most 4 at once)" >/dev/null
+	@$(VENV)/bin/airflow pools set dr_destructive 1 "drdrill: steps that act on servers or DNS, one at a time" >/dev/null
 	@# The aws_sandbox connection (moto's S3 and Route53 over TLS, the sandbox's CA by absolute path).
 	@eval "$$($(PY) -m drdrill.sandbox env)" && $(VENV)/bin/airflow standalone
 

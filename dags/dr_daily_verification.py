@@ -17,8 +17,10 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 
 from drdrill.core.journal import step
-from drdrill.core.limits import TASK_TIMEOUT
+from drdrill.core.limits import DRILL_POOL, TASK_TIMEOUT
+from drdrill.operators.estate import EstateCheckOperator
 from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVerifyOperator
+from drdrill.timetables import schedule_for
 
 CHECKS = ["backup_repository", "backup_integrity", "wal_archiving", "replication"]
 
@@ -33,14 +35,14 @@ def _run(group: str, cluster: str) -> list[dict]:
 
 @dag(
     dag_id="dr_daily_verification",
-    schedule="0 6 * * *",
+    schedule=schedule_for("dr_daily_verification"),  # the estate's schedules (default: every day 06:00)
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["dr", "verification", "pgbackrest"],
     # Checks report failures as results; a retry only covers a crashed worker.
     default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=2),
-                  "execution_timeout": TASK_TIMEOUT},
+                  "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
     params={"clusters": Param([], type="array", description="only these clusters (default: all allowed)")},
     doc_md=__doc__,
 )
@@ -81,10 +83,11 @@ def dr_daily_verification():
         per_task = ctx["ti"].xcom_pull(task_ids=CHECKS) or []
         results = [CheckResult.from_dict(d) for batch in per_task if batch for d in batch]
         clusters = ctx["ti"].xcom_pull(task_ids="select_clusters")
-        return j.finish(ctx, task_ids=["select_clusters", *CHECKS], results=results,
+        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS], results=results,
                         cluster=",".join(clusters or []) or None)
 
     clusters = select_clusters()
+    EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0) >> clusters
     # The checks report failures as results (fail_on_problem=False): the journal lists them all.
     repository = PgBackRestCheckOperator.partial(task_id="backup_repository", fail_on_problem=False)
     integrity = PgBackRestVerifyOperator.partial(task_id="backup_integrity", fail_on_problem=False)

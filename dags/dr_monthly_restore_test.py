@@ -14,11 +14,14 @@ from datetime import UTC, datetime
 from airflow.sdk import Param, dag, get_current_context, setup, task
 
 from drdrill.core.journal import step
-from drdrill.core.limits import TASK_TIMEOUT
+from drdrill.core.limits import DRILL_POOL, TASK_TIMEOUT
 from drdrill.operators.dataquality import RowCountCheckOperator
+from drdrill.operators.estate import EstateCheckOperator
 from drdrill.operators.restore import PgBackRestRestoreOperator, ScratchServerTeardownOperator
+from drdrill.timetables import schedule_for
 
-TASKS = ["preflight", "ledger", "setup_scratch", "restore", "data_quality", "measure", "teardown_scratch"]
+TASKS = ["estate_check", "preflight", "ledger", "setup_scratch", "restore", "data_quality", "measure",
+         "teardown_scratch"]
 
 
 def _ctx() -> tuple[dict, str]:
@@ -28,13 +31,16 @@ def _ctx() -> tuple[dict, str]:
 
 @dag(
     dag_id="dr_monthly_restore_test",
-    schedule="0 4 1 * *",
+    # The estate's schedules section (default: the first business day of the month, 10:00 in its timezone).
+    schedule=schedule_for("dr_monthly_restore_test"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["dr", "restore", "pgbackrest", "great-expectations"],
     # A restore is not retried in place: a half-restored scratch proves nothing. The next run is the retry.
-    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT},
+    # Every task in the drills' pool. The restore acts on a scratch server only (production paths and ports
+    # refused), so it is not in dr_destructive: hours of restore must never hold a failover drill's promote.
+    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),
         "repo": Param(1, type="integer", minimum=1, description="pgBackRest repo to restore from (1, 2...)"),
@@ -100,6 +106,7 @@ def dr_monthly_restore_test():
             attachments={"gx": dq["gx_result"]} if dq.get("gx_result") else None)
 
     plan = preflight()
+    EstateCheckOperator(task_id="estate_check", cluster="{{ params.cluster }}", retries=0) >> plan
     led = ledger(plan)
     scr = setup_scratch(plan)
     led >> scr

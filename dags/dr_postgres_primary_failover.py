@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag
 
-from drdrill.core.limits import TASK_TIMEOUT
+from drdrill.core.limits import INCIDENT_POOL, TASK_TIMEOUT
 from drdrill.runbook import build_runbook
 
 
@@ -24,7 +24,8 @@ from drdrill.runbook import build_runbook
     catchup=False,
     max_active_runs=1,
     tags=["dr", "failover", "postgres", "runbook", "incident"],
-    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT},
+    # Not a drill: Airflow's default pool, never queued behind the drills' pools.
+    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT, "pool": INCIDENT_POOL},
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),
         "skip_health_wait": Param(False, type="boolean",

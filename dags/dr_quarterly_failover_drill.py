@@ -1,6 +1,7 @@
 """Quarterly failover drill: the PostgreSQL primary failure runbook, with the fault injected.
 
-preflight -> assess -> approval (skipped for unattended clusters) -> failover (canary writer,
+preflight -> assess -> approval (skipped for unattended clusters, and for scheduled runs inside the
+cluster's unattended window) -> failover (canary writer,
 fault: stop or kill -9 of the primary, promote, wait for writes) -> dns_switch -> verify ->
 stabilize (archiving, old primary rebuilt as standby, topology recorded) -> failback
 (planned switchover back) ; rollback when verify fails ; measure RTO/RPO ; journal + timeline.
@@ -13,20 +14,23 @@ from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag
 
-from drdrill.core.limits import TASK_TIMEOUT
+from drdrill.core.limits import DRILL_POOL, TASK_TIMEOUT
 from drdrill.runbook import build_runbook
-from drdrill.timetables import DrillCronTimetable
+from drdrill.timetables import schedule_for
 
 
 @dag(
     dag_id="dr_quarterly_failover_drill",
-    # Never a past run on unpause: a failover must not start because someone switched the DAG on.
-    schedule=DrillCronTimetable("0 5 1 1,4,7,10 *", timezone="UTC"),
+    # The estate's schedules section (default: the first Tuesday of the quarter, 10:00 in its timezone,
+    # holidays excluded). Never a past run on unpause: a failover must not start because someone
+    # switched the DAG on.
+    schedule=schedule_for("dr_quarterly_failover_drill"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["dr", "failover", "postgres", "runbook", "drill"],
-    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT},
+    # Every task in the drills' pool; the steps that act on servers or DNS in dr_destructive (1 slot).
+    default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),
         "fault": Param("kill", enum=["kill", "stop"],

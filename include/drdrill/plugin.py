@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from drdrill.timetables import DrillCronTimetable
+from drdrill.timetables import DrillCronTimetable, DrillTimetable
 
 
 class DrdrillPlugin(AirflowPlugin):
     name = "drdrill"
-    timetables = [DrillCronTimetable]
+    timetables = [DrillCronTimetable, DrillTimetable]

@@ -24,6 +24,7 @@ POSTGRES = "PostgreSQL"
 ROUTE53 = "Amazon Route 53"
 DATA_QUALITY = "Great Expectations"
 DEADLINES = "Recovery deadlines"
+ESTATE = "Estate check"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -40,6 +41,8 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": ROUTE53, "external-doc-url": "https://aws.amazon.com/route53/", "tags": ["aws"]},
             {"integration-name": DATA_QUALITY, "external-doc-url": "https://docs.greatexpectations.io/",
              "tags": ["software"]},
+            {"integration-name": ESTATE, "tags": ["software"],
+             "external-doc-url": "https://www.postgresql.org/docs/15/predefined-roles.html"},
             {"integration-name": DEADLINES, "tags": ["software"],
              "external-doc-url": "https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/"
                                  "deferring.html"},
@@ -51,6 +54,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": POSTGRES, "python-modules": ["drdrill.operators.postgres"]},
             {"integration-name": ROUTE53, "python-modules": ["drdrill.operators.route53"]},
             {"integration-name": DEADLINES, "python-modules": ["drdrill.operators.deadline"]},
+            {"integration-name": ESTATE, "python-modules": ["drdrill.operators.estate"]},
         ],
         "sensors": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.sensors.postgres"]},

@@ -357,8 +357,13 @@ class Responder:
             time.sleep(0.3)
 
 
+# Every day, all day (to the minute): a triggered run is inside the window's hours and still asks a human.
+ALL_DAY_WINDOW = ("unattended: true", 'unattended: false\n    unattended_window: {days: [mon, tue, wed, thu, fri, '
+                                      'sat, sun], start: "00:00", end: "23:59"}\n   ')
+
+
 def test_approval_gate_a_human_rejects_and_nothing_is_touched(dagbag, at_home, tmp_path, monkeypatch):
-    estate_with(tmp_path, monkeypatch, ("unattended: true", "unattended: false"))
+    estate_with(tmp_path, monkeypatch, ALL_DAY_WINDOW)
     pid = postmaster("pg1")
     dba = Responder("Reject")
     dr = run_dag(dagbag, DRILL)
@@ -371,6 +376,38 @@ def test_approval_gate_a_human_rejects_and_nothing_is_touched(dagbag, at_home, t
     assert "approval.approve" in failures(doc) and "Reject by dba-lead" in failures(doc)
     assert "failover.inject_fault" in doc["not_run"]
     assert postmaster("pg1") == pid
+    # The unattended window is for scheduled runs: a trigger by hand always asks, and the journal says why.
+    assert "a triggered run (the unattended window" in doc["approval"]["reason"]
+    monkeypatch.delenv("DRDRILL_ESTATE")
+    assert_home(at_home)
+
+
+WINDOW = ("unattended: true", 'unattended: false\n    unattended_window: {days: [tue, wed, thu], start: "10:00", '
+                              'end: "16:00"}\n   ')
+
+
+def test_a_scheduled_drill_needs_no_approval_inside_the_unattended_window_and_does_outside(
+        at_home, tmp_path, monkeypatch):
+    import pendulum
+
+    from drdrill.drills import failover
+
+    estate_with(tmp_path, monkeypatch, WINDOW, ("version: 1\n", "version: 1\nschedules: {timezone: Europe/Berlin}\n"))
+    params = {"cluster": "main", "fault": "kill", "failback": True}
+
+    def decide(local: str, scheduled: bool = True) -> tuple[bool, str]:
+        now = pendulum.parse(local, tz="Europe/Berlin").timestamp()
+        p = failover.preflight(params, "scheduled__probe", DRILL, scheduled=scheduled, now=now)
+        return p["approval_required"], p["approval_reason"]
+
+    assert decide("2027-01-05T10:00") == (False, "scheduled run at Tue 2027-01-05 10:00, inside the unattended "
+                                                 "window tue, wed, thu 10:00-16:00 Europe/Berlin: no approval")
+    assert decide("2027-01-07T15:59")[0] is False
+    for outside in ("2027-01-05T09:59", "2027-01-05T16:00", "2027-01-04T12:00", "2027-01-09T12:00"):
+        needed, why = decide(outside)
+        assert needed and "outside the unattended window" in why, (outside, why)
+    needed, why = decide("2027-01-05T10:30", scheduled=False)
+    assert needed and "triggered run" in why
     monkeypatch.delenv("DRDRILL_ESTATE")
     assert_home(at_home)
 

@@ -188,6 +188,10 @@ class CeleryAirflow:
         self.api_port = _free_port(28300)
         self.trigger_log_port = _free_port(self.api_port + 1)  # not the default 8794 a local Airflow may hold
         self.procs: dict[str, subprocess.Popen] = {}
+        from drdrill.core.paths import estate_path
+
+        self.estate_file = tmp / "estate.yaml"
+        self.estate_file.write_text(estate_path().read_text())
         dags = tmp / "dags"  # only the drill: a 2-core machine parses nothing it does not run
         dags.mkdir()
         (dags / f"{DRILL}.py").symlink_to(ROOT / "dags" / f"{DRILL}.py")
@@ -215,6 +219,8 @@ class CeleryAirflow:
             # triggerer must fire it while the recovery is still running, and the journal record it.
             "DRDRILL_RTO_DEADLINE_MINUTES": "0.01",
             "PYTHONPATH": os.pathsep.join([str(HERE / "celery_settings"), os.environ.get("PYTHONPATH", "")]),
+            # A copy of the estate every component reads (the schedule test below rewrites it).
+            "DRDRILL_ESTATE": str(self.estate_file),
         }
         (tmp / "home").mkdir()
 
@@ -232,6 +238,12 @@ class CeleryAirflow:
         res = subprocess.run([self.airflow(), "db", "migrate"], env=self.env, capture_output=True, text=True,
                              timeout=600, cwd=self.tmp)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        # The drill's pools, as docker-compose's airflow-init and `make airflow` create them: a real
+        # scheduler never schedules a task whose pool does not exist.
+        for pool, slots in (("dr_drills", "4"), ("dr_destructive", "1")):
+            res = subprocess.run([self.airflow(), "pools", "set", pool, slots, "drdrill"], env=self.env,
+                                 capture_output=True, text=True, timeout=120, cwd=self.tmp)
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
         self.spawn("api-server", [self.airflow(), "api-server", "--host", "127.0.0.1", "--port", str(self.api_port),
                                   "--workers", "1"])
         for component in ("scheduler", "dag-processor", "triggerer"):
@@ -336,6 +348,12 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert state == "success", (f"run {run_id} {state} after {seconds:.0f}s; failed tasks {failed}\n"
                                 f"{failures(doc)}\n" + "\n".join(af.task_log(t, run_id) for t in failed))
 
+    # The scheduler ran every task through the drill's pools (it schedules nothing whose pool is missing).
+    pools = {t: ti["pool"] for t, ti in tis.items()}
+    assert {pools[t] for t in ("failover.inject_fault", "failover.promote", "dns_switch.switch")} == {
+        "dr_destructive"}, pools
+    assert pools["preflight"] == pools["verify.checks"] == "dr_drills", pools
+
     # The split really happened: the writer started on one worker; stopped, waited for and measured on the other.
     where = {t: (tis[t]["queue"], tis[t]["hostname"]) for t in
              ("failover.start_canary", "verify.checks", "stop_canary", "measure")}
@@ -388,3 +406,50 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert late == [] and [r["dag_run_id"] for r in runs_of_drill if r["run_type"] == "manual"] == [run_id], \
         runs_of_drill
     print(f"\ncelery drill: run {run_id} passed in {seconds:.0f}s (trigger -> end); RTO {m['rto_seconds']}s")
+
+
+def test_a_scheduled_run_starts_at_the_estates_local_time_and_needs_no_approval_inside_the_window(
+        celery_airflow, estate):
+    """The estate's schedules section drives the real scheduler: the dag-processor re-reads it, the drill
+    starts at that local time as a scheduled run, and inside the unattended window of a cluster that is
+    not unattended it goes ahead without a human (a manual trigger of it would wait for one)."""
+    import pendulum
+
+    af = celery_airflow
+    tz = "Europe/Berlin"
+    at = pendulum.now(tz).add(seconds=100).start_of("minute").add(minutes=1)  # after the next parse (30 s)
+    text = af.estate_file.read_text()
+    assert "unattended: true" in text
+    text = text.replace("unattended: true", 'unattended: false\n    unattended_window: {days: [mon, tue, wed, thu, '
+                                            'fri, sat, sun], start: "00:00", end: "23:59"}\n   ')
+    text += (f"\nschedules:\n  timezone: {tz}\n"
+             f'  dr_quarterly_failover_drill: {{day: every day, months: monthly, at: "{at:HH:mm}"}}\n')
+    tmp = af.estate_file.with_suffix(".new")
+    tmp.write_text(text)
+    tmp.replace(af.estate_file)  # whole, never half a file for a parse
+    summary = f"every day, every month, {at:HH:mm} {tz}"
+    _wait(lambda: (af.get(f"/api/v2/dags/{DRILL}") or {}).get("timetable_summary") == summary,
+          f"the dag-processor to read the new schedule ({summary})", 150, af.procs, af.logs)
+
+    def scheduled() -> list[dict]:
+        runs = (af.get(f"/api/v2/dags/{DRILL}/dagRuns?limit=50") or {}).get("dag_runs", [])
+        return [r for r in runs if r["run_type"] == "scheduled"]
+
+    run = _wait(lambda: scheduled() and scheduled()[0], f"the scheduled run at {at}",
+                (at - pendulum.now(tz)).total_seconds() + 120, af.procs, af.logs)
+    assert pendulum.parse(run["run_after"]) == at.in_tz("UTC"), run
+    run_id = run["dag_run_id"]
+    runs = f"/api/v2/dags/{DRILL}/dagRuns/{run_id}"
+    state = _wait(lambda: (af.get(runs) or {}).get("state") in ("success", "failed") and af.get(runs)["state"],
+                  f"run {run_id} to finish", RUN_TIMEOUT, af.procs, af.logs)
+    tis = {ti["task_id"]: ti for ti in af.get(f"{runs}/taskInstances?limit=200")["task_instances"]}
+    doc = journal(estate, DRILL, run_id)
+    failed = [t for t, ti in tis.items() if ti["state"] == "failed"]
+    assert state == "success", (f"run {run_id} {state}; failed tasks {failed}\n{failures(doc)}\n"
+                                + "\n".join(af.task_log(t, run_id) for t in failed))
+    reason = doc["approval"]["reason"]
+    assert "scheduled run at" in reason and "inside the unattended window" in reason, reason
+    assert tis["approval.approve"]["state"] == "skipped" and tis["approval.not_needed"]["state"] == "success"
+    assert doc["measurements"]["rto_seconds"] > 0
+    assert canary_processes() == []
+    assert_home(estate)

@@ -100,12 +100,12 @@ def test_row_count_mismatch_fails_naming_the_table(dagbag, estate, extra_rows_wi
     assert_nothing_left(estate, doc)
 
 
-def _refused(dagbag, estate, conf, *phrases):
+def _refused(dagbag, estate, conf, *phrases, at="preflight"):
     dr = run_dag(dagbag, DAG, conf)
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "failed"
-    assert step(doc, "preflight")["status"] == "failed"
-    msg = step(doc, "preflight")["error"]
+    assert step(doc, at)["status"] == "failed"
+    msg = step(doc, at)["error"]
     for p in phrases:
         assert p in msg, msg
     # Refused before anything was touched: no canary written, no scratch, no restore.
@@ -141,7 +141,8 @@ def test_scratch_dir_on_the_primary_is_refused(dagbag, estate):
 
 
 def test_unknown_cluster_and_repo_are_refused(dagbag, estate):
-    _refused(dagbag, estate, {"cluster": "billing"}, "unknown cluster 'billing'", "main")
+    # the estate check, the drill's first task, knows the estate's clusters
+    _refused(dagbag, estate, {"cluster": "billing"}, "unknown cluster 'billing'", "main", at="estate_check")
     _refused(dagbag, estate, {"repo": 3}, "no repo3", "1, 2")
 
 
@@ -184,7 +185,7 @@ def _step_record(run_id: str, task_id: str) -> dict:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def test_malformed_estate_fails_preflight_naming_file_and_field(dagbag, estate, tmp_path, monkeypatch):
+def test_malformed_estate_fails_the_first_task_naming_file_and_field(dagbag, estate, tmp_path, monkeypatch):
     from drdrill.core.paths import DEFAULT_ESTATE
 
     bad = tmp_path / "estate.yaml"
@@ -192,7 +193,7 @@ def test_malformed_estate_fails_preflight_naming_file_and_field(dagbag, estate, 
     monkeypatch.setenv("DRDRILL_ESTATE", str(bad))
     dr = run_dag(dagbag, DAG, {})
     assert dr.state == "failed"
-    err = _step_record(dr.run_id, "preflight")["error"]
+    err = _step_record(dr.run_id, "estate_check")["error"]
     assert str(bad) in err
     assert "clusters[main].pgbackrest.stanza: required field is missing" in err
     assert "clusters[main].pgbackrest.stanzaa: unknown field" in err

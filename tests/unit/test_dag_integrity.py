@@ -77,10 +77,82 @@ print(json.dumps(heavy))
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
-def test_parsing_does_no_heavy_imports_and_never_reads_the_estate(path):
-    # A broken estate file must not break parsing: the estate is read by tasks, not at parse time.
+def test_parsing_does_no_heavy_imports_and_survives_a_missing_estate(path):
+    # A missing or broken estate file must not break parsing: the estate is validated by tasks; parsing
+    # reads only its schedules section, tolerantly (drdrill.timetables.schedule_for).
     env = {**os.environ, "DRDRILL_ESTATE": "/nonexistent/estate.yaml"}
     res = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=env,
                          timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+
+
+# ------------------------------------------------------------------ pools and schedules
+SCHEDULED = ["dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill"]
+
+
+@pytest.mark.parametrize("dag_id", SCHEDULED)
+def test_every_drill_task_is_in_a_drill_pool(dagbag, dag_id):
+    from drdrill.core.limits import DESTRUCTIVE_POOL, DRILL_POOL
+
+    dag = dagbag.get_dag(dag_id)
+    pools = {t.task_id: t.pool for t in dag.tasks}
+    assert set(pools.values()) <= {DRILL_POOL, DESTRUCTIVE_POOL}, pools
+    acting = {t for t, p in pools.items() if p == DESTRUCTIVE_POOL}
+    # Only the failover drill acts on production servers or DNS (tests/unit/test_runbook.py lists the steps);
+    # the restore test restores into a scratch server whose paths and ports preflight keeps off production.
+    assert bool(acting) is (dag_id == "dr_quarterly_failover_drill"), acting
+
+
+def test_the_pools_the_drills_use_are_the_ones_every_setup_creates():
+    import yaml
+
+    from drdrill.core.limits import DESTRUCTIVE_POOL, DRILL_POOL
+
+    declared = {p["pool_name"]: p for p in yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())
+                ["airflow"]["pools"]}
+    assert declared[DESTRUCTIVE_POOL]["pool_slot"] == 1 and declared[DRILL_POOL]["pool_slot"] >= 1
+    init = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["services"]["airflow-init"]["command"][-1]
+    assert f"airflow pools set {DESTRUCTIVE_POOL} 1 " in init and f"airflow pools set {DRILL_POOL} " in init
+    make = (ROOT / "Makefile").read_text()
+    assert f"pools set {DESTRUCTIVE_POOL} 1" in make and f"pools set {DRILL_POOL}" in make
+
+
+@pytest.mark.parametrize("dag_id", SCHEDULED)
+def test_every_scheduled_drill_uses_the_estate_timetable_never_a_run_on_unpause(dagbag, dag_id):
+    from drdrill.core.schedules import Schedules
+    from drdrill.timetables import DrillTimetable
+
+    tt = dagbag.get_dag(dag_id).timetable
+    assert isinstance(tt, DrillTimetable), type(tt)
+    entry = Schedules().for_drill(dag_id)  # the sandbox estate has no schedules section: the defaults
+    assert (tt.day, f"{tt.at:%H:%M}", tt.months) == (entry.day, entry.at, entry.month_list)
+
+
+PARSE_SCHEDULE = """
+import json, runpy, sys
+ns = runpy.run_path(sys.argv[1])
+dag = ns[sys.argv[2]]()
+print(json.dumps(getattr(dag.timetable, "summary", None)))
+"""
+
+
+def test_a_dag_file_takes_its_schedule_from_the_estate_it_will_run_against(tmp_path):
+    from drdrill.core.paths import DEFAULT_ESTATE
+
+    f = tmp_path / "estate.yaml"
+    f.write_text(DEFAULT_ESTATE.read_text() + "\nschedules:\n  timezone: Europe/Berlin\n"
+                 "  dr_monthly_restore_test: {day: second wed, at: '07:15'}\n")
+    env = {**os.environ, "DRDRILL_ESTATE": str(f)}
+    res = subprocess.run([sys.executable, "-c", PARSE_SCHEDULE, str(ROOT / "dags" / "dr_monthly_restore_test.py"),
+                          "dr_monthly_restore_test"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == "second wed, every month, 07:15 Europe/Berlin"
+    # A typo in the section: the DAG still imports, on the default schedule, and the log says why.
+    f.write_text(f.read_text().replace("second wed", "2nd wed"))
+    res = subprocess.run([sys.executable, "-c", PARSE_SCHEDULE, str(ROOT / "dags" / "dr_monthly_restore_test.py"),
+                          "dr_monthly_restore_test"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == "first business day, every month, 10:00 UTC"
+    assert "unknown day rule '2nd wed'" in res.stderr + res.stdout and "using the default schedule" in (
+        res.stderr + res.stdout)

@@ -178,7 +178,8 @@ def test_provider_manager_sees_hooks_connection_type_and_modules(probe):
     assert modules["hooks"] == ["drdrill.hooks.pgbackrest", "drdrill.hooks.postgres", "drdrill.hooks.route53"]
     assert set(modules["operators"]) == {"drdrill.operators.pgbackrest", "drdrill.operators.dataquality",
                                          "drdrill.operators.postgres", "drdrill.operators.route53",
-                                         "drdrill.operators.restore", "drdrill.operators.deadline"}
+                                         "drdrill.operators.restore", "drdrill.operators.deadline",
+                                         "drdrill.operators.estate"}
     assert modules["sensors"] == ["drdrill.sensors.postgres"]
     assert modules["triggers"] == ["drdrill.triggers.postgres", "drdrill.triggers.route53",
                                    "drdrill.triggers.deadline"]

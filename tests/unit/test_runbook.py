@@ -33,7 +33,8 @@ deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline] i
 watch = dag.get_task("rto_watch")
 print(json.dumps({
     "schedule": dag.schedule if dag.schedule is None else type(dag.schedule).__name__,
-    "cron": getattr(dag.schedule, "_expression", None),
+    "summary": getattr(dag.schedule, "summary", None),
+    "pools": {t.task_id: t.pool for t in dag.tasks},
     "groups": groups, "tasks": tasks,
     "approve": {"defaults": approve.defaults, "fail_on_reject": approve.fail_on_reject,
                 "options": approve.options},
@@ -46,7 +47,8 @@ print(json.dumps({
 
 @cache
 def _describe(dag_id: str, rto_minutes: str | None) -> dict:
-    env = {**os.environ, "DRDRILL_ESTATE": "/nonexistent/estate.yaml"}  # parsing never reads the estate
+    # Parsing reads only the estate's schedules section, tolerantly: a missing file gives the defaults.
+    env = {**os.environ, "DRDRILL_ESTATE": "/nonexistent/estate.yaml"}
     env.pop("DRDRILL_RTO_DEADLINE_MINUTES", None)
     if rto_minutes is not None:
         env["DRDRILL_RTO_DEADLINE_MINUTES"] = rto_minutes
@@ -87,8 +89,27 @@ def test_the_incident_waits_for_the_trigger_criteria_before_assessing():
 
 def test_the_incident_dag_is_never_scheduled():
     assert _dag(INCIDENT)["schedule"] is None
-    # The drill: quarterly, and never a past run because someone unpaused it (drdrill.timetables).
-    assert (_dag(DRILL)["schedule"], _dag(DRILL)["cron"]) == ("DrillCronTimetable", "0 5 1 1,4,7,10 *")
+    # The drill: the first Tuesday of the quarter at 10:00 (the default without an estate), and never a
+    # past run because someone unpaused it (drdrill.timetables).
+    assert (_dag(DRILL)["schedule"], _dag(DRILL)["summary"]) == (
+        "DrillTimetable", "first tue, quarterly (Jan, Apr, Jul, Oct), 10:00 UTC")
+
+
+# The steps that act on production servers or DNS: one at a time across every drill (a 1-slot pool).
+DESTRUCTIVE = {"failover.inject_fault", "failover.promote", "dns_switch.switch", "stabilize.new_standby",
+               "failback.switchover", "failback.dns_switch", "failback.new_standby"}
+
+
+def test_the_drill_acts_through_the_destructive_pool_and_waits_in_the_drills_pool_otherwise():
+    pools = _dag(DRILL)["pools"]
+    assert {t for t, p in pools.items() if p == "dr_destructive"} == DESTRUCTIVE
+    assert {p for t, p in pools.items() if t not in DESTRUCTIVE} == {"dr_drills"}
+    # What puts things back never waits behind another drill's action.
+    assert pools["rollback.revert"] == pools["cleanup"] == pools["stop_canary"] == "dr_drills"
+
+
+def test_the_incident_never_waits_behind_a_drill():
+    assert set(_dag(INCIDENT)["pools"].values()) == {"default_pool"}
 
 
 @pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])

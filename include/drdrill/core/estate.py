@@ -1,7 +1,8 @@
 """The estate: everything the drills know about, described in one YAML file and validated once.
 
 The file is chosen by ``$DRDRILL_ESTATE`` (default: the sandbox estate). It is loaded when a
-task first needs it, never at DAG parse time. ``${VAR}`` in string values is expanded from the
+task first needs it, never at DAG parse time (the DAG files read only its ``schedules:``
+section, tolerantly: `drdrill.core.schedules.read_schedules`). ``${VAR}`` in string values is expanded from the
 environment; ``${DRDRILL_SANDBOX_DIR}`` defaults to the project's ``.sandbox`` directory.
 Errors name the file, the field and the fix.
 """
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drdrill.core.errors import EstateError
 from drdrill.core.paths import INSTALLED, estate_path, sandbox_dir
+from drdrill.core.schedules import Schedules, UnattendedWindow
 
 DRILLS = (
     "dr_daily_verification",
@@ -220,6 +222,8 @@ class Cluster(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
     unattended: bool = Field(False, description="true skips human approval gates (sandbox only)")
+    # Scheduled failover drills inside this window need no approval (drdrill.core.schedules).
+    unattended_window: UnattendedWindow | None = None
     allowed_drills: list[str] = Field(default_factory=list)
     runner: RunnerSpec = RunnerSpec()
     postgres: Postgres = Postgres()
@@ -327,6 +331,8 @@ class Estate(_Model):
     state: State | None = Field(None, description="default: <journal.location>/_state")
     scratch: Scratch
     clusters: list[Cluster] = Field(min_length=1)
+    # When drills run, in which timezone (drdrill.core.schedules); also read at DAG parse time.
+    schedules: Schedules = Schedules()
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -354,6 +360,11 @@ class Estate(_Model):
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_vars(value: Any, path: Path) -> Any:
+    """``${VAR}`` in every string of ``value`` from the environment; `EstateError` naming an unset one."""
+    return _expand(value, path)
 
 
 def _expand(value: Any, path: Path) -> Any:
@@ -445,3 +456,14 @@ def load_estate(path: Path | str | None = None, *, topology: bool = True) -> Est
     from drdrill.core import topology as topo
 
     return topo.apply(estate)
+
+
+def json_schema() -> dict[str, Any]:
+    """The estate file's JSON schema (what `python -m drdrill estate schema` prints)."""
+    schema = Estate.model_json_schema()
+    schema["properties"].pop("source", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "drdrill estate"
+    schema["description"] = ("Everything the drills know about: database clusters, backup repos, DNS, services. "
+                             "See include/estate/README.md.")
+    return schema

@@ -127,7 +127,7 @@ def gather_steps(ti: Any, task_ids: list[str]) -> list[dict[str, Any]]:
     return steps
 
 
-def _storage(url: str, conn_id: str | None):
+def storage(url: str, conn_id: str | None):
     from airflow.sdk import ObjectStoragePath
 
     return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
@@ -136,19 +136,19 @@ def _storage(url: str, conn_id: str | None):
 def journal_path(location: str, conn_id: str | None, dag_id: str, run_id: str):
     from drdrill.core.scratch import run_tag
 
-    return _storage(location, conn_id) / dag_id / f"{run_tag(run_id)}.json"
+    return storage(location, conn_id) / dag_id / f"{run_tag(run_id)}.json"
 
 
 def listed(location: str, conn_id: str | None, dag_id: str) -> set[str]:
     """Every journal of ``dag_id`` (not its attachments: those have a second dot before .json/.md)."""
-    d = _storage(location, conn_id) / dag_id
+    d = storage(location, conn_id) / dag_id
     if not d.exists():
         return set()
     return {str(p) for p in d.iterdir() if p.name.endswith(".json") and p.name.count(".") == 2}
 
 
 def read(path: str, conn_id: str | None) -> dict[str, Any]:
-    return json.loads(_storage(path, conn_id).read_text())
+    return json.loads(storage(path, conn_id).read_text())
 
 
 WRITE_ATTEMPTS = 5
@@ -250,6 +250,9 @@ def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], 
     for st in steps:
         if st.get("status") == "failed":
             checks.append(CheckResult(f"step.{st['task_id']}", Status.FAIL, st.get("error", "failed")))
+            if st.get("map_index", -1) == -1:  # the checks behind the failure (DrillFailed.results), listed too
+                behind = context["ti"].xcom_pull(task_ids=st["task_id"], key=RESULTS_KEY) or []
+                checks += [CheckResult.from_dict(d) for d in behind]
     not_run = [st["task_id"] for st in steps if st.get("status") == "not run"]
     failed = [c for c in checks if c.failed]
     doc = base_document(context, estate=estate, cluster=cluster)

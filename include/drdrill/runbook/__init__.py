@@ -3,7 +3,7 @@
 `build_runbook(mode)` is called inside a DAG definition and adds the runbook's phases as
 task groups named after the seed runbook, so the Airflow UI reads like it::
 
-    preflight -> [detect] -> assess -> approval -> failover -> dns_switch -> verify
+    estate_check -> preflight -> [detect] -> assess -> approval -> failover -> dns_switch -> verify
               -> stabilize -> [failback] ;  verify failed -> rollback ;  always: canary stop,
               measure, cleanup, journal ;  from the fault (drill) or the first failed health
               check (incident): rto_watch, the RTO alert (deferred until verify ends)
@@ -41,7 +41,7 @@ def build_runbook(mode: str) -> list[str]:
     fo = add_failover(approved, ids, drill=drill)
     watch = add_rto_watch(fo["fault"] if drill else head, ids, drill=drill)
     v = add_verify(fo["switched"], fo["canary_started"], ids, drill=drill)
-    recorded = add_stabilize(v["verified"], ids)
+    recorded = add_stabilize(v["verified"], ids, drill=drill)
     tail: list[Any] = [recorded, v["measured"]]
     if drill:
         tail = [add_failback([recorded, v["measured"]], ids), v["measured"]]

@@ -1,4 +1,9 @@
-"""The human gate between Assess and Failover (skipped for clusters marked unattended)."""
+"""The human gate between Assess and Failover.
+
+Skipped for clusters marked unattended, and for a scheduled drill run inside the cluster's
+unattended window; preflight decides it once (`drdrill.core.schedules.approval_decision`) and the
+plan carries the reason into the journal.
+"""
 
 from __future__ import annotations
 
@@ -37,11 +42,15 @@ class RunbookApproval(ApprovalOperator):
 
 def add_approval(assessed: Any, ids: list[str], *, drill: bool) -> list[Any]:
     """The gate; returns both branches (the failover starts after whichever ran)."""
-    with TaskGroup("approval", tooltip="Human gate: skipped for clusters marked unattended"):
+    with TaskGroup("approval", tooltip="Human gate: skipped for unattended clusters and for scheduled runs "
+                                       "inside the unattended window"):
         @task.branch
         @step
         def gate() -> str:
+            import logging
+
             p = plan()
+            logging.getLogger("drdrill.drills.failover").info("approval: %s", p.approval_reason)
             return "approval.approve" if p.approval_required and not p.dry_run else "approval.not_needed"
 
         approve = RunbookApproval(

@@ -8,11 +8,17 @@ from typing import Any
 from airflow.sdk import TaskGroup, get_current_context, task
 
 from drdrill.core.journal import step
-from drdrill.runbook.common import plan
+from drdrill.operators.estate import EstateCheckOperator
+from drdrill.runbook.common import CLUSTER, plan
 from drdrill.sensors.postgres import PostgresDownSensor
 
 
 def add_preflight(ids: list[str]) -> Any:
+    # The estate's configuration first (connections, logins, grants, runner): read-only. A node that
+    # does not answer is left to the runbook (the incident's primary is down by definition).
+    checked = EstateCheckOperator(task_id="estate_check", cluster=CLUSTER, retries=0)
+    ids.append("estate_check")
+
     @task(retries=0)
     @step
     def preflight() -> dict:
@@ -29,11 +35,16 @@ def add_preflight(ids: list[str]) -> Any:
         # each with max_active_runs=1).
         other = failover.INCIDENT if ctx["dag"].dag_id == failover.DRILL else failover.DRILL
         active = ti.get_dr_count(dag_id=other, states=["queued", "running"])
+        from drdrill.core.schedules import started_by_schedule
+
         return failover.preflight(dict(ctx["params"]), ctx["dag_run"].run_id, ctx["dag"].dag_id,
-                                  is_active=is_active, concurrent={other: active})
+                                  is_active=is_active, concurrent={other: active},
+                                  scheduled=started_by_schedule(ctx["dag_run"]))
 
     ids.append("preflight")
-    return preflight()
+    planned = preflight()
+    checked >> planned
+    return planned
 
 
 def add_detect(preflight: Any, ids: list[str]) -> Any:

@@ -8,6 +8,8 @@ from typing import Any
 
 from airflow.sdk import get_current_context
 
+from drdrill.core.limits import DESTRUCTIVE_POOL, INCIDENT_POOL
+
 # Parse-time settings (the estate is never read while parsing): environment, documented in the README.
 APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DRDRILL_APPROVAL_TIMEOUT_MINUTES", "15")))
 # The RTO alert's deadline after the outage began: unset = the cluster's targets.rto_minutes
@@ -19,6 +21,12 @@ CLUSTER = "{{ params.cluster }}"
 DRY_RUN = "{{ params.dry_run }}"
 STANDBY = "{{ ti.xcom_pull(task_ids='preflight')['standby'] }}"
 PRIMARY = "{{ ti.xcom_pull(task_ids='preflight')['primary'] }}"
+
+
+def act_pool(drill: bool) -> str:
+    """The pool of a step that acts on production servers or DNS: one at a time in a drill; an incident's
+    steps never wait behind a drill (drdrill.core.limits)."""
+    return DESTRUCTIVE_POOL if drill else INCIDENT_POOL
 
 
 def plan() -> Any:

@@ -10,7 +10,7 @@ from drdrill.core.journal import step
 from drdrill.operators.deadline import RecoveryDeadlineOperator
 from drdrill.operators.postgres import PostgresPromoteOperator
 from drdrill.operators.route53 import Route53RecordSwitchOperator
-from drdrill.runbook.common import CLUSTER, DRY_RUN, RTO_DEADLINE_MINUTES, STANDBY, plan
+from drdrill.runbook.common import CLUSTER, DRY_RUN, RTO_DEADLINE_MINUTES, STANDBY, act_pool, plan
 from drdrill.sensors.postgres import PostgresPromotedSensor
 
 
@@ -30,7 +30,7 @@ def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[st
 
             return failover.recheck(plan())
 
-        @task(retries=0)
+        @task(retries=0, pool=act_pool(drill))
         @step
         def inject_fault(before: dict) -> dict:
             from drdrill.drills import failover
@@ -50,7 +50,7 @@ def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[st
         rechecked = safeguards()
         canary_started >> rechecked
         promoted = PostgresPromoteOperator(task_id="promote", cluster=CLUSTER, node=STANDBY, dry_run=DRY_RUN,
-                                           retries=0)
+                                           retries=0, pool=act_pool(drill))
         fault = None
         if drill:
             fault = inject_fault(rechecked)
@@ -67,7 +67,7 @@ def add_failover(approved: list[Any], ids: list[str], *, drill: bool) -> dict[st
 
     with TaskGroup("dns_switch", tooltip="Route53 UPSERT of the service record to the new primary, wait INSYNC"):
         switched = Route53RecordSwitchOperator(
-            task_id="switch", cluster=CLUSTER, node=STANDBY, dry_run=DRY_RUN, retries=0,
+            task_id="switch", cluster=CLUSTER, node=STANDBY, dry_run=DRY_RUN, retries=0, pool=act_pool(drill),
             comment="drdrill {{ dag.dag_id }} {{ run_id }}: " + STANDBY + " is primary")
         [writable, recorded] >> switched
     ids.append("dns_switch.switch")

@@ -8,11 +8,11 @@ from airflow.sdk import TaskGroup, task
 
 from drdrill.core.journal import step
 from drdrill.operators.route53 import Route53RecordSwitchOperator
-from drdrill.runbook.common import CLUSTER, DRY_RUN, PRIMARY, plan
+from drdrill.runbook.common import CLUSTER, DRY_RUN, PRIMARY, act_pool, plan
 from drdrill.sensors.postgres import PostgresPromotedSensor
 
 
-def add_stabilize(verified: Any, ids: list[str]) -> Any:
+def add_stabilize(verified: Any, ids: list[str], *, drill: bool) -> Any:
     with TaskGroup("stabilize", tooltip="Phase 4 (25-30 min): archiving on the new primary, new standby, topology"):
         @task(retries=0)
         @step
@@ -21,7 +21,7 @@ def add_stabilize(verified: Any, ids: list[str]) -> Any:
 
             return failover.archiving(plan())
 
-        @task(retries=0)
+        @task(retries=0, pool=act_pool(drill))
         @step
         def new_standby() -> dict:
             from drdrill.drills import failover
@@ -64,7 +64,7 @@ def add_failback(upstream: list[Any], ids: list[str]) -> Any:
             back = failover.Plan.from_dict({**p.to_dict(), "primary": p.standby, "standby": p.primary})
             return failover.recheck(back)
 
-        @task(retries=0)
+        @task(retries=0, pool=act_pool(True))
         @step
         def switchover() -> dict:
             from drdrill.drills import failover
@@ -79,7 +79,7 @@ def add_failback(upstream: list[Any], ids: list[str]) -> Any:
             p = plan()
             return failover.verify(p, p.primary, fault_at=None, wait_canary=False)
 
-        @task(retries=0)
+        @task(retries=0, pool=act_pool(True))
         @step
         def new_standby() -> dict:
             from drdrill.drills import failover
@@ -95,7 +95,7 @@ def add_failback(upstream: list[Any], ids: list[str]) -> Any:
         sw = switchover()
         writable = PostgresPromotedSensor(task_id="wait_writable", target=sw, dry_run=DRY_RUN, wait_timeout=600)
         dns = Route53RecordSwitchOperator(
-            task_id="dns_switch", cluster=CLUSTER, node=PRIMARY, dry_run=DRY_RUN, retries=0,
+            task_id="dns_switch", cluster=CLUSTER, node=PRIMARY, dry_run=DRY_RUN, retries=0, pool=act_pool(True),
             comment="drdrill {{ dag.dag_id }} {{ run_id }}: " + PRIMARY + " is primary")
         last = new_standby()
         on >> safeguards() >> sw >> writable >> dns >> verify() >> last

@@ -38,7 +38,8 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
     results: list[CheckResult] = []
     for tid in RESULT_TASKS:
         out = outputs.get(tid) if tid in outputs else _pull(ti, tid)
-        found = (out or {}).get("results") or ti.xcom_pull(task_ids=tid, key=journal.RESULTS_KEY) or []
+        # a step that failed: its checks are listed by journal.finish with the step's failure
+        found = (out or {}).get("results") or []
         for r in found:
             results.append(CheckResult.from_dict(r))
     fb = outputs.get("failback.new_standby") or {}
@@ -78,7 +79,8 @@ def finish(context: dict[str, Any], task_ids: list[str]) -> dict[str, Any]:
     meas = outputs.get("measure") or {}
     extra = {"plan": plan_d, "assess": (outputs.get("assess.probe") or {}).get("figures"),
              # who approved (HITL response) or why no approval was needed
-             "approval": outputs.get("approval.approve") or {"gate": outputs.get("approval.gate")},
+             "approval": {**(outputs.get("approval.approve") or {"gate": outputs.get("approval.gate")}),
+                          "reason": (plan_d or {}).get("approval_reason")},
              "failover": {"fault": fault, "promote": prom, "dns": sw}, "verify": ver, "rollback": rb,
              "rto_alert": watch or None,
              "stabilize": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("stabilize.")},

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from drdrill.core.errors import PreflightError
 from drdrill.core.estate import Cluster, Estate, load_estate
+from drdrill.core.schedules import approval_decision
 from drdrill.drills.failover import comms
 from drdrill.drills.failover.node_ops import NodeOps
 from drdrill.hooks import postgres as pg
@@ -46,6 +48,7 @@ class Plan:
     health_check_interval_seconds: float
     primary_addr: dict[str, Any]  # for the deferrable health-check sensor
     conn_id: str | None
+    approval_reason: str = ""  # why approval_required is what it is (drdrill.core.schedules)
 
     @property
     def drill(self) -> bool:
@@ -56,7 +59,7 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d or f.default is MISSING})
 
 
 def _cluster(plan: Plan, estate: Estate | None = None) -> Cluster:
@@ -72,8 +75,14 @@ def _lag_limits(cluster: Cluster) -> tuple[int, float]:
 
 
 def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=None,
-              concurrent: dict[str, int] | None = None, estate: Estate | None = None) -> dict[str, Any]:
-    """Validate params and estate; choose primary and standby. Nothing is touched here."""
+              concurrent: dict[str, int] | None = None, estate: Estate | None = None, scheduled: bool = False,
+              now: float | None = None) -> dict[str, Any]:
+    """Validate params and estate; choose primary and standby; decide whether a human must approve.
+
+    ``scheduled``: the run was started by the DAG's schedule (not a manual trigger or a backfill);
+    only such a run, at ``now`` (default: the current time) inside the cluster's unattended window,
+    goes ahead without approval (`drdrill.core.schedules.approval_decision`). Nothing is touched here.
+    """
     from drdrill.core import scratch
 
     busy = {d: n for d, n in (concurrent or {}).items() if n}
@@ -128,15 +137,18 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
 
     canary.stop_leftovers(estate.state_store, keep_run_id=run_id, is_active=is_active)
     workdir = Path(estate.scratch.root) / scratch.run_tag(run_id)
+    needed, why = approval_decision(unattended=cluster.unattended, window=cluster.unattended_window,
+                                    timezone=estate.schedules.timezone, scheduled=scheduled,
+                                    at=datetime.fromtimestamp(time.time() if now is None else now, UTC))
     plan = Plan(dag_id=dag_id, run_id=run_id, cluster=cluster.name, primary=cluster.primary.name,
                 standby=standby.name, fault=fault, failback=bool(params.get("failback", dag_id == DRILL)),
                 dry_run=bool(params.get("dry_run", False)), workdir=str(workdir), started_at=time.time(),
-                approval_required=not cluster.unattended,
+                approval_required=needed, approval_reason=why,
                 skip_health_wait=bool(params.get("skip_health_wait", False)),
                 health_check_failed_seconds=cluster.failover.health_check_failed_minutes * 60,
                 health_check_interval_seconds=cluster.failover.health_check_interval_seconds,
                 primary_addr={"host": cluster.primary.host, "port": cluster.primary.port},
                 conn_id=pg.conn_id_for(cluster, cluster.primary.host, cluster.primary.port))
-    log.info("preflight ok: %s, primary %s -> standby %s%s%s", cluster.name, plan.primary, plan.standby,
-             f", fault {fault}" if fault else "", " [DRY RUN]" if plan.dry_run else "")
+    log.info("preflight ok: %s, primary %s -> standby %s%s%s; %s", cluster.name, plan.primary, plan.standby,
+             f", fault {fault}" if fault else "", " [DRY RUN]" if plan.dry_run else "", why)
     return plan.to_dict()

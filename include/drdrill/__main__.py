@@ -1,0 +1,66 @@
+"""drdrill's command line.
+
+``python -m drdrill estate check [FILE] [--cluster NAME ...] [--drill DAG_ID] [--json]``
+    validates the estate file (default: ``$DRDRILL_ESTATE``), then, read-only, every connection it
+    names: PostgreSQL login and role on every node, the drills' privileges, pgBackRest ``info`` per
+    repo through the cluster's runner, each object store's endpoint, the Route53 record, the
+    journal and state stores. One line per check with the fix; exit code 1 when any check fails.
+    Run it where the drills run (a worker), with the same environment and connections.
+
+``python -m drdrill estate schema [--output FILE]``
+    prints the estate file's JSON schema (committed as ``include/estate/estate.schema.json``;
+    editors validate estate files with it, e.g. ``# yaml-language-server: $schema=estate.schema.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m drdrill", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="topic", required=True)
+    estate = sub.add_parser("estate", help="check an estate file, or print its JSON schema")
+    verbs = estate.add_subparsers(dest="verb", required=True)
+    check = verbs.add_parser("check", help="validate the file, then every connection it names (read-only)")
+    check.add_argument("file", nargs="?", help="estate file (default: $DRDRILL_ESTATE, else the sandbox estate)")
+    check.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
+    check.add_argument("--drill", help="only the clusters that allow this drill (a DAG id)")
+    check.add_argument("--json", action="store_true", help="the results as JSON")
+    check.add_argument("--verbose", action="store_true", help="log every command and connection attempt")
+    schema = verbs.add_parser("schema", help="print the estate file's JSON schema")
+    schema.add_argument("--output", "-o", help="write it to this file instead")
+    args = ap.parse_args(argv)
+
+    if args.verb == "schema":
+        from drdrill.core.estate import json_schema
+
+        text = json.dumps(json_schema(), indent=2) + "\n"
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:  # one line per check; Airflow's own logging setup would print every command
+        for name in ("drdrill", "airflow", "botocore", "s3fs", "fsspec"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    from drdrill.drills.estatecheck import check_estate, report
+
+    results = check_estate(args.file, clusters=args.cluster, drill=args.drill)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+    else:
+        print(report(results))
+    return 1 if any(r.failed for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Checking an estate before trusting it: the file first, then, read-only, everything it names.
+
+``python -m drdrill estate check [FILE]`` prints one line per check and exits 1 when any fails;
+every drill runs the same checks as its first task (`drdrill.operators.estate.EstateCheckOperator`)
+for the clusters it acts on. Nothing here writes anywhere: a login, ``SELECT``s, ``pgbackrest
+info``/``version`` through the cluster's runner, an unsigned request to each object store, and
+Route53 reads.
+
+Every failed check says what was found and the fix (``Fix: ...``, also in ``details["fix"]``):
+a wrong password names the connection to correct, an unreachable host the address and port, a
+missing grant the ``GRANT`` statement.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from drdrill.core.checks import CheckResult, Status
+from drdrill.core.errors import DrillError, EstateError
+from drdrill.core.estate import Cluster, Estate, Node, load_estate
+
+log = logging.getLogger(__name__)
+
+# A check that cannot even be asked (an import, a driver) must not stop the others.
+_ASKING_FAILED = (DrillError, OSError, ValueError, RuntimeError, LookupError)
+
+
+def _fail(name: str, target: str, message: str, fix: str, **details: Any) -> CheckResult:
+    return CheckResult(name, Status.FAIL, f"{message}. Fix: {fix}", target, details={**details, "fix": fix})
+
+
+def _pass(name: str, target: str, message: str, **details: Any) -> CheckResult:
+    return CheckResult(name, Status.PASS, message, target, details=details)
+
+
+# ------------------------------------------------------------------------------------ connections
+_CONN_HINT = {
+    "postgres": "--conn-type postgres --conn-login drdrill --conn-password '<password>' "
+                "[--conn-extra '{\"sslmode\": \"verify-full\", \"sslrootcert\": \"/path/ca.crt\"}']",
+    "aws": "--conn-type aws [--conn-extra '{\"region_name\": \"us-east-1\"}'] (or rely on the worker's IAM role)",
+    "ssh": "--conn-type ssh --conn-host <db host> --conn-login postgres --conn-extra '{\"key_file\": \"/path/id\"}'",
+    "smtp": "--conn-type smtp --conn-host <smtp host> --conn-port 587",
+    "slack": "--conn-type slackwebhook --conn-password '<webhook token>'",
+}
+
+
+def connection_ids(estate: Estate, clusters: list[Cluster]) -> list[tuple[str, str, str]]:
+    """Every Airflow connection the estate names for ``clusters``: (conn_id, type, where it is named)."""
+    out: list[tuple[str, str, str]] = []
+    for store, label in ((estate.journal, "journal"), (estate.state_store, "state")):
+        if store.conn_id:
+            out.append((store.conn_id, "aws", label))
+    for c in clusters:
+        if c.postgres.conn_id:
+            out.append((c.postgres.conn_id, "postgres", f"clusters[{c.name}].postgres"))
+        for n in c.nodes:
+            conn_id = getattr(n, "conn_id", None)
+            if conn_id:
+                out.append((conn_id, "postgres", f"clusters[{c.name}].nodes[{n.name}]"))
+        for runner, where in _runners(c):
+            if runner.kind == "ssh" and runner.ssh_conn_id:
+                out.append((runner.ssh_conn_id, "ssh", where))
+        if c.failover:
+            if c.failover.dns:
+                out.append((c.failover.dns.conn_id, "aws", f"clusters[{c.name}].failover.dns"))
+            for i, n in enumerate(c.failover.notify):
+                if n.conn_id:
+                    out.append((n.conn_id, n.kind, f"clusters[{c.name}].failover.notify[{i}]"))
+    seen: set[str] = set()
+    return [t for t in out if not (t[0] in seen or seen.add(t[0]))]
+
+
+def _runners(c: Cluster) -> list[tuple[Any, str]]:
+    """The cluster's runner, and any node's own runner (when the estate gives nodes one)."""
+    out = [(c.runner, f"clusters[{c.name}].runner")]
+    for n in c.nodes:
+        own = getattr(n, "runner", None)
+        if own is not None:
+            out.append((own, f"clusters[{c.name}].nodes[{n.name}].runner"))
+    return out
+
+
+def check_connection(conn_id: str, kind: str, where: str) -> CheckResult:
+    """Is the Airflow connection ``conn_id`` defined where this process looks (env, secrets, metadata DB)?"""
+    from airflow.sdk import BaseHook
+
+    target = f"connection {conn_id}"
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as e:  # noqa: BLE001 - AirflowNotFoundException and the secrets backends' own errors
+        if type(e).__name__ != "AirflowNotFoundException" and "isn't defined" not in str(e):
+            return _fail("connection", target, f"{where} names connection {conn_id!r}, which could not be read "
+                         f"({type(e).__name__}: {e})", "check the secrets backend this Airflow component uses")
+        hint = _CONN_HINT.get(kind, f"--conn-type {kind}")
+        return _fail("connection", target, f"{where} names connection {conn_id!r}, which is not defined",
+                     f"airflow connections add {conn_id} {hint} (or AIRFLOW_CONN_{conn_id.upper()} on every "
+                     f"Airflow component)", conn_id=conn_id)
+    return _pass("connection", target, f"{conn_id!r} ({conn.conn_type}) is defined, named by {where}",
+                 conn_id=conn_id, conn_type=conn.conn_type)
+
+
+# ------------------------------------------------------------------------------------ PostgreSQL
+_LOGIN_SQL = """
+SELECT current_user, r.rolsuper, current_setting('server_version'), pg_is_in_recovery(),
+       coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def check_node(cluster: Cluster, node: Node, *, down_ok: bool = False, deep: bool = True) -> list[CheckResult]:
+    """Login as the drills log in, the drills' privileges, and (``deep``) the node's role against the estate."""
+    from drdrill.core.pgerrors import REFUSED_US
+    from drdrill.hooks import postgres as pg
+
+    target = f"{cluster.name}/{node.name}"
+    hook = pg.hook(cluster, node.host, node.port)
+    conn_id = getattr(node, "conn_id", None) or cluster.postgres.conn_id
+    who = f"connection {conn_id!r}" if conn_id else f"user {cluster.postgres.user!r} with no connection"
+    ok, why = hook.is_ready()
+    if not ok:
+        if why.startswith(REFUSED_US):
+            return [_fail("postgres_login", target, f"{node.host}:{node.port} is up but {why.removeprefix(REFUSED_US)}"
+                          f" ({who})", _refusal_fix(why, conn_id, cluster, node), reason=why)]
+        if down_ok:
+            return [CheckResult("postgres_login", Status.SKIP, f"{node.host}:{node.port} does not answer ({why}); "
+                                "the runbook's own health checks judge a node that is down", target)]
+        return [_fail("postgres_login", target, f"{node.host}:{node.port} does not answer: {why}",
+                      f"check that {node.name} runs and listens on {node.host}:{node.port} (listen_addresses, "
+                      f"port, firewall, security group) and that the estate's host and port are right",
+                      reason=why)]
+    with hook.session(read_only=True) as c:
+        user, superuser, version, in_recovery, ssl = pg.query_one(c, _LOGIN_SQL)
+        out = [_pass("postgres_login", target, f"logged in to {node.host}:{node.port} as {user!r} "
+                     f"(PostgreSQL {version}{', TLS' if ssl else ''}{', superuser' if superuser else ''})",
+                     user=user, superuser=bool(superuser), version=version, ssl=bool(ssl))]
+        actual = "standby" if in_recovery else "primary"
+        if deep and actual != node.role:
+            out.append(_fail("node_role", target, f"the estate (with the recorded topology) says {node.name} is "
+                             f"{node.role}, but the server is a {actual}",
+                             "find out who changed the roles outside drdrill; then correct the estate file or run "
+                             "the failover runbook so the recorded topology matches", expected=node.role,
+                             actual=actual))
+        elif deep:
+            out.append(_pass("node_role", target, f"{node.name} is {actual}, as the estate says"))
+        out += _privileges(c, target, user, bool(superuser), node)
+    return out
+
+
+def _refusal_fix(why: str, conn_id: str | None, cluster: Cluster, node: Node) -> str:
+    low = why.lower()
+    if "authentication" in low or "password" in low:
+        return (f"correct the login and password of Airflow connection {conn_id!r}" if conn_id else
+                f"set clusters[{cluster.name}].postgres.conn_id to an Airflow Postgres connection holding "
+                f"the drills' login and password")
+    if "pg_hba" in low or "no pg_hba.conf entry" in low:
+        return (f"add a pg_hba.conf line on {node.name} for the drills' role from the Airflow workers' "
+                f"addresses (scram-sha-256, hostssl where TLS is required) and reload")
+    if "ssl" in low or "certificate" in low:
+        return (f"check the sslmode/sslrootcert extras of connection {conn_id!r} against {node.name}'s "
+                f"certificate (its CA and its host name {node.host})")
+    if "too many connections" in low:
+        return f"raise max_connections on {node.name} or free connections (look at pg_stat_activity)"
+    return "read the server's message above and its log"
+
+
+def _privileges(conn: Any, target: str, user: str, superuser: bool, node: Node) -> list[CheckResult]:
+    """The grants the drills need (`drdrill.core.privileges`), when that module is available."""
+    try:
+        from drdrill.core import privileges
+    except ImportError:
+        return []
+    if superuser:
+        return [CheckResult("privileges", Status.PASS, f"{user!r} is a superuser: every step works, but the drills "
+                            f"need far less; see the least-privilege role in include/estate/README.md", target,
+                            details={"superuser": True})]
+    missing = privileges.missing_privileges(conn)
+    if not missing:
+        return [_pass("privileges", target, f"{user!r} has every privilege the drills use")]
+    whats = "; ".join(m[0] for m in missing)
+    fixes = "; ".join(m[1] for m in missing)
+    return [_fail("privileges", target, f"{user!r} lacks: {whats}", f"as a superuser on {node.name}: {fixes}",
+                  missing=[m[0] for m in missing])]
+
+
+# ------------------------------------------------------------------------------------ pgBackRest
+def check_backups(cluster: Cluster, *, deep: bool = True) -> list[CheckResult]:
+    """The runner works and has pgBackRest; (``deep``) each repo's endpoint answers and ``info`` per repo says ok."""
+    from drdrill.core.runner import runner_for
+    from drdrill.drills.daily import probe_repos
+    from drdrill.hooks.pgbackrest import PgBackRestHook
+    from drdrill.hooks.pgbackrest_models import evaluate_info, select_stanza
+
+    pb = cluster.pgbackrest
+    runner = runner_for(cluster.runner)
+    target = f"{cluster.name}/{cluster.runner.kind}"
+    try:
+        res = runner.run(["pgbackrest", "version"], timeout=pb.command_timeout_seconds, check=True)
+    except DrillError as e:
+        return [_fail("runner", target, f"could not run `pgbackrest version` through the {cluster.runner.kind} "
+                      f"runner: {str(e).strip().splitlines()[0]}",
+                      "install pgBackRest where the cluster's commands run, and check the runner "
+                      f"(clusters[{cluster.name}].runner: kind, run_as, ssh_conn_id)")]
+    out = [_pass("runner", target, f"{res.stdout.strip()} runs through the {cluster.runner.kind} runner")]
+    if not deep:
+        return out
+    br = PgBackRestHook.for_cluster(cluster, runner)
+    probes = probe_repos(br, [r.index for r in pb.repos], {r.index: r.probe_timeout_seconds for r in pb.repos},
+                         target=cluster.name)
+    for repo in pb.repos:
+        where = f"{cluster.name}/repo{repo.index}"
+        probed = probes.get(repo.index)
+        if probed is not None:
+            out.append(probed if not probed.failed else replace(probed, message=(
+                f"{probed.message}. Fix: check the repo's endpoint, its DNS and the network path from the "
+                f"database host")))
+            if probed.failed:
+                continue
+        try:
+            stanza = select_stanza(br.info(repo=repo.index, timeout=pb.command_timeout_seconds), pb.stanza)
+        except DrillError as e:
+            out.append(_fail("pgbackrest_info", where, f"`pgbackrest info --repo={repo.index}` failed: "
+                             f"{str(e).strip()[-400:]}", f"run it by hand on the database host as the runner's "
+                             f"user, with --config={pb.config}" if pb.config else "run it by hand on the host"))
+            continue
+        for r in evaluate_info(stanza, max_age_hours={}, now=_now(), target=cluster.name):
+            if r.name == "stanza_status" or r.name == "repo_status" and r.target == where:
+                out.append(replace(r, name="pgbackrest_info", target=where))
+    return out
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------------------------ DNS, stores
+def check_dns(cluster: Cluster) -> list[CheckResult]:
+    """The runbook's Route53 zone and service record can be read with its connection."""
+    if not cluster.failover or not cluster.failover.dns:
+        return []
+    from drdrill.hooks import route53
+
+    dns = cluster.failover.dns
+    target = f"{cluster.name}/{dns.record}"
+    r53 = route53.client(dns)
+    zone_id = r53.zone_id(dns.zone, dns.hosted_zone_id)
+    state = route53.current(dns, r53)
+    if state.value is None:
+        return [_fail("dns", target, f"zone {dns.zone} ({zone_id}) has no {dns.type} record {dns.record}",
+                      "create the service record (the runbook switches an existing record, it never creates one)")]
+    owner = route53.node_for_value(cluster.nodes, dns, state.value)
+    if owner is None:
+        return [_fail("dns", target, f"{dns.record} points at {state.value}, which is none of the cluster's nodes",
+                      "set the nodes' dns_name to what the record holds for each of them")]
+    return [_pass("dns", target, f"{dns.record} -> {state.value} ({owner.name}) in zone {dns.zone} ({zone_id})")]
+
+
+def check_store(label: str, location: str, conn_id: str | None) -> CheckResult:
+    """The journal or state store exists (or, for a local directory, can be created)."""
+    from drdrill.core.journal import storage
+
+    target = f"{label} {location}"
+    if location.startswith("file://"):
+        path = Path(location.removeprefix("file://"))
+        existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
+        if path.exists() and os.access(path, os.W_OK) or not path.exists() and os.access(existing, os.W_OK):
+            return _pass("store", target, f"{path} is writable" if path.exists() else
+                         f"{path} will be created under {existing}")
+        return _fail("store", target, f"{existing} is not writable by this process",
+                     f"create {path} writable by the Airflow workers' user (or point {label}.location elsewhere)")
+    root = storage(location, conn_id)
+    if root.exists():
+        return _pass("store", target, f"{location} is reachable")
+    return _fail("store", target, f"{location} does not exist or cannot be read with connection {conn_id!r}",
+                 f"create the bucket (with Object Lock for evidence) or fix {label}.conn_id")
+
+
+# ------------------------------------------------------------------------------------ the whole estate
+def check_estate(path: Path | str | None = None, *, clusters: list[str] | None = None, drill: str | None = None,
+                 down_ok: bool = False, deep: bool = True, estate: Estate | None = None) -> list[CheckResult]:
+    """Every check, in order: the file, the connections, then per cluster its nodes, backups and DNS.
+
+    ``clusters`` limits the check to those clusters; ``drill`` to the clusters that allow that drill;
+    ``down_ok`` reports a node that does not answer as SKIP (the incident runbook, whose primary is
+    down by definition); a node that answers but refuses the drills' login always fails.
+    Without ``deep`` (a drill's first task) only what a configuration error breaks is checked:
+    the state of the estate (node roles, repos' health) is what the drills themselves judge.
+    """
+    if estate is None:
+        try:
+            estate = load_estate(path)
+        except EstateError as e:
+            return [_fail("estate_file", str(path or "DRDRILL_ESTATE"), str(e).strip(),
+                          "correct the file as the lines above say (schema: include/estate/estate.schema.json)")]
+    chosen = [estate.cluster(n) for n in clusters] if clusters else (
+        estate.clusters_for(drill) if drill else list(estate.clusters))
+    out = [_pass("estate_file", str(estate.source), f"valid: {len(estate.clusters)} cluster(s) "
+                 f"({', '.join(c.name for c in estate.clusters)}); checking {', '.join(c.name for c in chosen)}")]
+    out += [check_connection(*t) for t in connection_ids(estate, chosen)]
+    if any(r.failed for r in out):  # a missing connection would fail every check that uses it, less clearly
+        return out
+    out.append(_guard("store", "journal", lambda: [check_store("journal", estate.journal.location,
+                                                                estate.journal.conn_id)]))
+    st = estate.state_store
+    out.append(_guard("store", "state", lambda: [check_store("state", st.location, st.conn_id)]))
+    jobs: list[tuple[str, str, Callable[[], list[CheckResult]]]] = []
+    for c in chosen:
+        for n in c.nodes:
+            jobs.append(("postgres_login", f"{c.name}/{n.name}",
+                         lambda c=c, n=n: check_node(c, n, down_ok=down_ok, deep=deep)))
+        jobs.append(("runner", c.name, lambda c=c: check_backups(c, deep=deep)))
+        jobs.append(("dns", c.name, lambda c=c: check_dns(c)))
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="estate-check") as pool:
+        for results in pool.map(lambda j: _guard_many(*j), jobs):
+            out += results
+    return out
+
+
+def _guard_many(name: str, target: str, fn: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - one check that cannot be asked must not hide the others
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return [_fail(name, target, f"could not check: {type(e).__name__}: {text}",
+                      "read the error; the other checks below still ran")]
+
+
+def _guard(name: str, target: str, fn: Callable[[], list[CheckResult]]) -> CheckResult:
+    return _guard_many(name, target, fn)[0]
+
+
+def report(results: list[CheckResult]) -> str:
+    """The lines the CLI prints: every check in order, then the verdict."""
+    failed = [r for r in results if r.failed]
+    lines = [r.line() for r in results]
+    lines.append(f"{len(failed)} of {len(results)} checks failed" if failed else
+                 f"all {len(results)} checks passed")
+    return "\n".join(lines)
