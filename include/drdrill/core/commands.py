@@ -37,7 +37,12 @@ EXECUTABLES: tuple[Executable, ...] = (
     Executable("ps", False, "procps", "whether a postmaster runs (a zombie does not)"),
     Executable("cat", False, "coreutils", "read a node's configuration files"),
     Executable("tee", False, "coreutils", "write a node's configuration files"),
-    Executable("rm", False, "coreutils", "remove a stale postmaster.pid"),
+    Executable("rm", False, "coreutils", "remove a stale postmaster.pid, pg_rewind's temporary passfile"),
+    Executable("mv", False, "coreutils", "set a restored copy's own config files aside (*.restored)"),
+    Executable("dd", False, "coreutils", "write a scratch server's config files and a temporary passfile "
+               "through stdin (a password never in argv)"),
+    Executable("mktemp", False, "coreutils", "pg_rewind's temporary passfile (mode 0600)"),
+    Executable("stat", False, "coreutils", "free space of the scratch root before a restore (stat -f)"),
     Executable("runuser", False, "util-linux", "the local runner as runner.run_as when the worker runs as root"),
 )
 # Started by another program rather than by drill code: pg_ctl starts postgres from its own directory.
