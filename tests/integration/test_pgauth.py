@@ -139,3 +139,15 @@ def test_pg_rewind_gets_the_password_from_a_passfile_never_from_argv(estate, san
         assert res.stdout.strip() == "drdrill true"
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     assert not os.path.exists(path)
+
+
+def test_the_estate_check_fails_a_missing_grant_naming_it_and_the_grant(estate, revoked):
+    """What `python -m drdrill estate check` reports when the role lacks one privilege (here on every node:
+    role memberships replicate to the standby), through `privileges.missing_privileges`."""
+    from drdrill.drills.estatecheck import check_estate
+
+    revoked("REVOKE pg_read_all_data FROM drdrill", "GRANT pg_read_all_data TO drdrill", "postgres")
+    bad = {f"{r.name} [{r.target}]": r for r in check_estate(estate.source) if r.failed}
+    assert set(bad) == {"privileges [main/pg1]", "privileges [main/pg2]"}, {k: v.message for k, v in bad.items()}
+    msg = bad["privileges [main/pg1]"].message
+    assert "'drdrill' lacks: membership of pg_read_all_data" in msg and 'GRANT pg_read_all_data TO "drdrill"' in msg
