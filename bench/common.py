@@ -56,6 +56,11 @@ def airflow_env() -> dict[str, str]:
         "GX_ANALYTICS_ENABLED": "False",
     }.items():
         env.setdefault(key, value)
+    if not env.get("DRDRILL_ESTATE"):  # the sandbox: its connections (moto; the drills' role and its password)
+        from drdrill.sandbox import Sandbox
+
+        for key, value in Sandbox().airflow_env().items():
+            env.setdefault(key, value)
     return env
 
 

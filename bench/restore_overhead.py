@@ -134,11 +134,11 @@ def bare_sequence(cluster_name: str, repo: int, recovery_point: str) -> dict[str
         tool.run(PgBackRestHook.for_cluster(cluster, runner).argv("restore", *opts), timeout=7200)
         out["restore"] = time.monotonic() - t
 
-        # The drill's server settings (drdrill.drills.restore.start_server); -W: do not wait.
-        from drdrill.drills.restore import scratch_settings
+        # The drill's own scratch configuration (drdrill.drills.restore.start_server); -W: do not wait.
+        from drdrill.drills.restore import configure_scratch
 
         t = time.monotonic()
-        scratch.append_settings(s, scratch_settings(s), owner=spec.run_as, runner=runner)
+        configure_scratch(runner, s, role=cluster.postgres.user)
         tool.run([str(bin_dir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.logfile), "-W", "start"],
                  timeout=60)
         out["start"] = time.monotonic() - t

@@ -6,8 +6,9 @@ copy this file into your DAGs folder):
 - ``pgbackrest_default`` (type ``pgbackrest``): login = the OS user pgBackRest and PostgreSQL run
   as (``postgres``); extra ``{"stanza": "main", "config": "/etc/pgbackrest/pgbackrest.conf"}``.
   The worker needs pgBackRest and the PostgreSQL binaries (``pg_bin_dir``).
-- a ``postgres`` connection (optional, param ``postgres_conn_id``): the login and password the
-  check reads the restored copy with; its host and port are the scratch server's.
+- a ``postgres`` connection (param ``postgres_conn_id``): the login and password the readiness
+  probe and the check use on the restored copy (its host and port are the scratch server's; the
+  copy's own pg_hba.conf lets only that login in, with its password, as on the primary).
 
 restore (deferrable until the copy accepts writes) -> row counts (Great Expectations) ; the
 teardown stops the scratch server and removes its directory whatever happened before it.
@@ -48,7 +49,7 @@ MIN_ROWS = {"public.pgbench_accounts": 1000}
 def example_restore_row_count():
     restore = PgBackRestRestoreOperator(
         task_id="restore", pgbackrest_conn_id="pgbackrest_default", repo="{{ params.repo }}",
-        scratch_root="{{ params.scratch_root }}")
+        scratch_root="{{ params.scratch_root }}", postgres_conn_id="{{ params.postgres_conn_id }}")
     counts = RowCountCheckOperator(
         task_id="row_counts", target=restore.output, database="{{ params.database }}",
         postgres_conn_id="{{ params.postgres_conn_id }}",

@@ -28,10 +28,12 @@ def test_operators_by_connection():
     Route53RecordSwitchOperator(task_id="dns_switch", aws_conn_id="aws_sandbox", zone="{{ params.zone }}",
                                 record="{{ params.record }}", value="{{ params.value }}", ttl=5, insync_timeout=30)
     # Pointed at the primary on purpose: the operator must refuse it (already a primary).
-    PostgresPromoteOperator(task_id="promote", host="{{ params.host }}", port="{{ params.port }}")
+    PostgresPromoteOperator(task_id="promote", host="{{ params.host }}", port="{{ params.port }}",
+                            postgres_conn_id="pg_sandbox")
     # poke_seconds=0: defer at once, so the triggerer path (and its resume) is what is tested.
     restore = PgBackRestRestoreOperator(task_id="restore", pgbackrest_conn_id="pgbackrest_default", repo=2,
-                                        scratch_root="{{ params.scratch_root }}", poke_seconds=0)
+                                        scratch_root="{{ params.scratch_root }}", poke_seconds=0,
+                                        postgres_conn_id="pg_sandbox")
     restore >> ScratchServerTeardownOperator(task_id="teardown", pgbackrest_conn_id="pgbackrest_default").as_teardown(
         setups=restore)
 

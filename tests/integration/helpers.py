@@ -83,6 +83,12 @@ def postgres_processes_under(path: Path) -> list[int]:
     return out
 
 
+def as_superuser(sandbox, node, sql: str, db: str | None = None) -> str:
+    """Test-side administration, what a DBA would do and the drills' role may not (ALTER SYSTEM, tables in
+    app, pausing replay): SQL as the postgres superuser over the node's local socket (peer)."""
+    return sandbox.postgres.psql(node, sql, db or sandbox.cluster.postgres.database)
+
+
 def assert_no_secret_in(sandbox, *texts: str) -> None:
     """No sandbox secret (repo cipher passphrase, S3 keys) appears in logs or evidence."""
     secrets = [p.read_text().strip() for p in sandbox.layout.secrets.iterdir()]

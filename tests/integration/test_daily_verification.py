@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from integration.helpers import assert_no_secret_in, corrupted_newest_full, failures, journal, run_dag
+from integration.helpers import as_superuser, assert_no_secret_in, corrupted_newest_full, failures, journal, run_dag
 
 pytestmark = pytest.mark.sandbox
 DAG = "dr_daily_verification"
@@ -164,21 +164,16 @@ def test_backups_older_than_the_target_fail_on_every_repo(dagbag, estate, tmp_pa
 
 
 @pytest.fixture
-def replay_paused(estate):
+def replay_paused(estate, sandbox):
     """The standby stops replaying while the primary writes about 2 MB of WAL."""
-    from drdrill.hooks import postgres as pg
-
     c = estate.cluster("main")
     standby, primary = c.standbys[0], c.primary
-    with pg.connect(c, standby.host, standby.port) as s:
-        pg.query(s, "SELECT pg_wal_replay_pause()")
-    with pg.connect(c, primary.host, primary.port) as p:
-        pg.query(p, "CREATE TABLE app.lag_probe AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 8000) g")
+    as_superuser(sandbox, standby, "SELECT pg_wal_replay_pause()")
+    as_superuser(sandbox, primary,
+                 "CREATE TABLE app.lag_probe AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 8000) g")
     yield
-    with pg.connect(c, standby.host, standby.port) as s:
-        pg.query(s, "SELECT pg_wal_replay_resume()")
-    with pg.connect(c, primary.host, primary.port) as p:
-        pg.query(p, "DROP TABLE app.lag_probe")
+    as_superuser(sandbox, standby, "SELECT pg_wal_replay_resume()")
+    as_superuser(sandbox, primary, "DROP TABLE app.lag_probe")
 
 
 def test_replication_lag_over_the_limit_fails_naming_the_standby(dagbag, estate, replay_paused, tmp_path,
@@ -200,18 +195,18 @@ def archiving_broken(estate, sandbox):
 
     c = estate.cluster("main")
     p = c.primary
+    as_superuser(sandbox, p, "ALTER SYSTEM SET archive_command = 'false'")
+    as_superuser(sandbox, p, "SELECT pg_reload_conf()")
+    as_superuser(sandbox, p, "INSERT INTO app.audit_log(event) VALUES ('archiving broken on purpose')")
+    as_superuser(sandbox, p, "SELECT pg_switch_wal()")
     with pg.connect(c, p.host, p.port) as conn:
-        pg.query(conn, "ALTER SYSTEM SET archive_command = 'false'")
-        pg.query(conn, "SELECT pg_reload_conf()")
-        pg.query(conn, "INSERT INTO app.audit_log(event) VALUES ('archiving broken on purpose')")
-        pg.query(conn, "SELECT pg_switch_wal()")
         wait_until(lambda: pg.query_one(conn, "SELECT failed_count > 0 AND last_failed_time > "
                                                  "coalesce(last_archived_time, 'epoch') FROM pg_stat_archiver")[0],
                       timeout=60, what="the archiver to fail")
     yield
+    as_superuser(sandbox, p, "ALTER SYSTEM RESET archive_command")
+    as_superuser(sandbox, p, "SELECT pg_reload_conf()")
     with pg.connect(c, p.host, p.port) as conn:
-        pg.query(conn, "ALTER SYSTEM RESET archive_command")
-        pg.query(conn, "SELECT pg_reload_conf()")
         wait_until(lambda: pg.query_one(conn, "SELECT count(*) = 0 FROM pg_ls_archive_statusdir() "
                                                  "WHERE name LIKE '%.ready'")[0], timeout=120,
                       what="the archiver to catch up")

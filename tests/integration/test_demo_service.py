@@ -89,7 +89,8 @@ def test_acknowledged_writes_are_committed_on_the_primary_and_readable(sandbox):
         assert acks[seq].tzinfo is not None
     # Straight from the primary, not through the service: the acknowledged rows are there.
     with psycopg.connect(host=primary.host, port=primary.port, dbname=sandbox.cluster.postgres.database,
-                         user=sandbox.cluster.postgres.user) as conn, conn.cursor() as cur:
+                         user=sandbox.cluster.postgres.user, passfile=str(sandbox.services.passfile)
+                         ) as conn, conn.cursor() as cur:
         cur.execute("SELECT seq, committed_at FROM drdrill.canary_writes WHERE run_id = %s ORDER BY seq", (run_id,))
         assert dict(cur.fetchall()) == acks
     conn.close()

@@ -25,6 +25,8 @@ def connections(sandbox, monkeypatch):
 def _run(dagbag, conf):
     from airflow.dag_processing.dagbag import DagBag
 
+    # The sandbox's postgres connection (scram-sha-256, the drills' role), as a user would name theirs.
+    conf = {"postgres_conn_id": "pg_sandbox", **conf}
     bag = DagBag(dag_folder=str(EXAMPLE))
     assert bag.import_errors == {}
     return bag.get_dag("example_restore_row_count").test(run_conf=conf)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.helpers import failures, journal, run_dag, scratch_dirs
+from tests.integration.helpers import as_superuser, assert_no_secret_in, failures, journal, run_dag, scratch_dirs
 
 from drdrill.core import topology
 from drdrill.core.estate import load_estate
@@ -175,12 +175,20 @@ def test_a_failover_is_refused_while_another_failover_runs(dagbag, at_home):
 
 
 # ------------------------------------------------------------------ the drill
-def test_drill_fails_over_measures_and_fails_back_twice_in_a_row(dagbag, at_home):
+def test_drill_fails_over_measures_and_fails_back_twice_in_a_row(dagbag, at_home, sandbox, capfd, caplog):
     for _ in range(2):
         killed = postmaster("pg1")
         dr = run_dag(dagbag, DRILL, {"fault": "kill"})
         doc = journal(at_home, DRILL, dr.run_id)
         assert dr.state == "success", failures(doc)
+        # Password authentication all along (pg2 over TLS), pg_rewind included: no password or connection
+        # URI with one in any log line or in the journal; pg_rewind's argv names the role, never a password.
+        out, err = capfd.readouterr()
+        assert_no_secret_in(sandbox, out, err, caplog.text, json.dumps(doc))
+        rewinds = [r.getMessage() for r in caplog.records if "pg_rewind" in r.getMessage() and "run:" in
+                   r.getMessage()]
+        assert rewinds and all("user=drdrill" in m and "password" not in m for m in rewinds), rewinds
+        caplog.clear()
         assert doc["status"] == "passed"
         m = doc["measurements"]
         # RTO: fault injected -> first acknowledged write through the service, against the target.
@@ -227,22 +235,19 @@ def test_drill_aborts_before_touching_the_primary_when_the_standby_is_down(dagba
     assert_home(at_home)
 
 
-def test_drill_aborts_when_standby_lag_is_over_the_limit(dagbag, at_home, tmp_path, monkeypatch):
+def test_drill_aborts_when_standby_lag_is_over_the_limit(dagbag, at_home, sandbox, tmp_path, monkeypatch):
     estate_with(tmp_path, monkeypatch, ("max_replication_lag_bytes: 16777216", "max_replication_lag_bytes: 65536"))
     c = cluster()
     pid = postmaster("pg1")
-    with pg.connect(c, c.node("pg2").host, c.node("pg2").port) as s:
-        pg.query(s, "SELECT pg_wal_replay_pause()")
+    # The DBA's side of the setup, as the superuser (the drills' role may not pause replay or create tables)
+    as_superuser(sandbox, c.node("pg2"), "SELECT pg_wal_replay_pause()")
     try:
-        with pg.connect(c, c.node("pg1").host, c.node("pg1").port) as p:
-            pg.query(p, "CREATE TABLE app.lag_probe AS SELECT g, repeat('x', 200) AS pad "
-                        "FROM generate_series(1, 8000) g")
+        as_superuser(sandbox, c.node("pg1"), "CREATE TABLE app.lag_probe AS SELECT g, repeat('x', 200) AS pad "
+                                             "FROM generate_series(1, 8000) g")
         dr = run_dag(dagbag, DRILL)
     finally:
-        with pg.connect(c, c.node("pg2").host, c.node("pg2").port) as s:
-            pg.query(s, "SELECT pg_wal_replay_resume()")
-        with pg.connect(c, c.node("pg1").host, c.node("pg1").port) as p:
-            pg.query(p, "DROP TABLE IF EXISTS app.lag_probe")
+        as_superuser(sandbox, c.node("pg2"), "SELECT pg_wal_replay_resume()")
+        as_superuser(sandbox, c.node("pg1"), "DROP TABLE IF EXISTS app.lag_probe")
     doc = journal(at_home, DRILL, dr.run_id)
     assert dr.state == "failed"
     assert "standby_lag_bytes" in failed_names(doc) and "exceeds the target of 65536" in failures(doc)
@@ -257,15 +262,13 @@ def test_verify_failure_rolls_back_to_the_original_primary(dagbag, at_home, sand
     auto = c.node("pg2").data_dir / "postgresql.auto.conf"
     original = auto.read_text()
     sandbox._write_as_postgres(auto, original + "default_transaction_read_only = on\n", 0o600)
-    with pg.connect(c, c.node("pg2").host, c.node("pg2").port) as s:
-        pg.query(s, "SELECT pg_reload_conf()")
+    as_superuser(sandbox, c.node("pg2"), "SELECT pg_reload_conf()")
     try:
         dr = run_dag(dagbag, DRILL, {"fault": "stop"})
     finally:
         text = auto.read_text().replace("default_transaction_read_only = on\n", "")
         sandbox._write_as_postgres(auto, text, 0o600)
-        with pg.connect(c, c.node("pg2").host, c.node("pg2").port) as s:
-            pg.query(s, "SELECT pg_reload_conf()")
+        as_superuser(sandbox, c.node("pg2"), "SELECT pg_reload_conf()")
     doc = journal(at_home, DRILL, dr.run_id)
     assert dr.state == "failed"
     assert "write_test" in failed_names(doc) and "read-only transaction" in failures(doc)

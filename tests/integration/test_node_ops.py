@@ -103,10 +103,12 @@ def test_every_session_is_bounded_and_a_held_lock_fails_naming_it(estate):
         assert pg.query_one(conn, "SHOW lock_timeout")[0] == "30s"
         assert pg.query_one(conn, "SHOW statement_timeout")[0] == "10min"
     assert "statement_timeout" in pg.sqlalchemy_url(c, p.host, p.port)  # Great Expectations' sessions too
-    # Someone holds a lock on a table the ledger counts: the count gives up instead of hanging.
+    # Someone holds a lock on a table the drills read: the count gives up instead of hanging.
     with pg.connect(c, p.host, p.port, autocommit=False) as holder:
-        pg.query(holder, "LOCK TABLE app.orders IN ACCESS EXCLUSIVE MODE")
-        hook = PostgresNodeHook(host=p.host, port=p.port, database=c.postgres.database, lock_timeout=0.5)
+        # (a table the drills' role owns: it may lock it; app.orders it may only read)
+        pg.query(holder, "LOCK TABLE drdrill.canary IN ACCESS EXCLUSIVE MODE")
+        hook = PostgresNodeHook(host=p.host, port=p.port, database=c.postgres.database, lock_timeout=0.5,
+                                postgres_conn_id=c.postgres.conn_id)
         with hook.session() as conn, pytest.raises(psycopg.errors.LockNotAvailable, match="lock timeout"):
-            pg.count_rows(conn, ["app.orders"])
+            pg.count_rows(conn, ["drdrill.canary"])
         holder.rollback()

@@ -8,6 +8,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from drdrill.core import scratch
+from drdrill.hooks.postgres import conn_id_for
 from drdrill.sensors.postgres import PostgresPromotedSensor
 from drdrill.triggers.postgres import PostgresPromotedTrigger
 
@@ -29,17 +30,32 @@ async def _first_event(trigger):
         return ev.payload
 
 
-def _trigger(node, **kw):
-    return PostgresPromotedTrigger(host=node.host, port=node.port, user="postgres", dbname="postgres", **kw)
+def _conn(estate, node):
+    return conn_id_for(estate.cluster("main"), node.host, node.port)
+
+
+def _trigger(estate, node, **kw):
+    return PostgresPromotedTrigger(host=node.host, port=node.port, user="drdrill", dbname="postgres",
+                                   conn_id=_conn(estate, node), **kw)
 
 
 def test_fires_success_for_a_primary(estate):
-    ev = asyncio.run(_first_event(_trigger(estate.cluster("main").primary)))
+    ev = asyncio.run(_first_event(_trigger(estate, estate.cluster("main").primary)))
     assert ev["status"] == "success" and ev["message"] == "promoted" and ev["ready_at"] > 0
 
 
+def test_the_connection_is_read_in_the_trigger_and_never_serialised(estate):
+    """Login, password and TLS options come from the node's connection (pg2: verify-full); none of it is in
+    what the triggerer stores."""
+    standby = estate.cluster("main").standbys[0]
+    t = _trigger(estate, standby)
+    kw = t.connect_kwargs()
+    assert kw["user"] == "drdrill" and kw["password"] and kw["sslmode"] == "verify-full", sorted(kw)
+    assert kw["password"] not in str(t.serialize()) and "sslmode" not in str(t.serialize())
+
+
 def test_times_out_while_the_server_stays_in_recovery(estate):
-    ev = asyncio.run(_first_event(_trigger(estate.cluster("main").standbys[0], timeout=0.5)))
+    ev = asyncio.run(_first_event(_trigger(estate, estate.cluster("main").standbys[0], timeout=0.5)))
     assert ev["status"] == "error" and "not promoted after" in ev["message"] and "still in recovery" in ev["message"]
 
 
@@ -52,7 +68,8 @@ def test_gives_up_early_when_nothing_listens(estate):
 
 def test_sensor_defers_while_in_recovery(estate):
     standby = estate.cluster("main").standbys[0]
-    s = PostgresPromotedSensor(task_id="wait", target={"host": standby.host, "port": standby.port})
+    s = PostgresPromotedSensor(task_id="wait", target={"host": standby.host, "port": standby.port},
+                               conn_id=_conn(estate, standby))
     with pytest.raises(TaskDeferred) as d:
         s.execute(context={})
     assert isinstance(d.value.trigger, PostgresPromotedTrigger)
@@ -78,16 +95,31 @@ def _down(node_or_port, estate, **kw):
 
     host, port = ("127.0.0.1", node_or_port) if isinstance(node_or_port, int) else (node_or_port.host,
                                                                                     node_or_port.port)
-    args = {"user": "postgres", "dbname": "postgres", "failed_for": 0.3, "poll_interval": 0.1, "timeout": 5, **kw}
+    args = {"user": "drdrill", "dbname": "postgres", "failed_for": 0.3, "poll_interval": 0.1, "timeout": 5,
+            "conn_id": estate.cluster("main").postgres.conn_id, **kw}
     return PostgresDownTrigger(host=host, port=port, **args)
 
 
-def test_a_role_the_primary_does_not_know_is_not_an_outage(estate):
-    # The primary answers with FATAL: role does not exist. It is up: the criterion must not be met.
-    ev = asyncio.run(_first_event(_down(estate.cluster("main").primary, estate, user="drdrill_no_such_role")))
+def test_a_wrong_password_is_not_an_outage(estate, monkeypatch):
+    # scram-sha-256: the primary answers FATAL password authentication failed. It is up: no failover.
+    import json
+    import os
+
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_{estate.cluster('main').postgres.conn_id.upper()}"])
+    monkeypatch.setenv("AIRFLOW_CONN_PG_WRONG_PASSWORD", json.dumps({**conn, "password": "not-the-password"}))
+    ev = asyncio.run(_first_event(_down(estate.cluster("main").primary, estate, conn_id="pg_wrong_password")))
     assert ev["status"] == "error" and ev["failures"] == 0, ev
-    assert "up, but refuses drdrill: not authorised" in ev["message"]
+    assert "up, but refuses drdrill: password authentication failed" in ev["message"]
+    assert "connection pg_wrong_password" in ev["message"] and "not-the-password" not in ev["message"]
     assert "never counts as the server being down" in ev["message"] and "criterion is not met" in ev["message"]
+
+
+def test_a_role_without_a_password_is_not_an_outage(estate):
+    # The primary asks for a password the connection does not have: up, and refusing us.
+    ev = asyncio.run(_first_event(_down(estate.cluster("main").primary, estate, user="drdrill_no_such_role",
+                                        conn_id=None)))
+    assert ev["status"] == "error" and ev["failures"] == 0, ev
+    assert "up, but refuses drdrill: the server asks for a password" in ev["message"]
 
 
 def test_a_database_that_does_not_exist_is_not_an_outage(estate):
@@ -110,4 +142,4 @@ def test_waiting_for_a_promotion_stops_at_once_when_the_server_refuses_us(estate
     t = PostgresPromotedTrigger(host=estate.cluster("main").primary.host, port=estate.cluster("main").primary.port,
                                 user="drdrill_no_such_role", dbname="postgres", timeout=60)
     ev = asyncio.run(_first_event(t))
-    assert ev["status"] == "error" and "refuses drdrill: not authorised" in ev["message"], ev
+    assert ev["status"] == "error" and "refuses drdrill: the server asks for a password" in ev["message"], ev

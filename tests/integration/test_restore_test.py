@@ -7,8 +7,8 @@ import json
 import pytest
 
 from drdrill.core import scratch
-from drdrill.hooks import postgres as pg
 from integration.helpers import (
+    as_superuser,
     assert_no_secret_in,
     canary_rows,
     corrupted_newest_full,
@@ -61,16 +61,17 @@ def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point
 
 
 @pytest.fixture
-def extra_rows_with_second_canary(estate):
+def extra_rows_with_second_canary(estate, sandbox):
     """A real divergence: the transaction that writes the second canary also adds 5 orders.
 
     The ledger counted app.orders before that, and a "latest" restore replays it, so the
     restored copy has 5 rows more than the ledger: the drill must fail naming app.orders.
     """
     c = estate.cluster("main")
-    with pg.connect(c, c.primary.host, c.primary.port) as conn:
-        pg.query(conn, """
-            CREATE OR REPLACE FUNCTION drdrill.test_extra_orders() RETURNS trigger LANGUAGE plpgsql AS $$
+    # As the superuser, SECURITY DEFINER: the drills' role that inserts the canary may not write app.orders.
+    as_superuser(sandbox, c.primary, """
+            CREATE OR REPLACE FUNCTION drdrill.test_extra_orders() RETURNS trigger LANGUAGE plpgsql
+              SECURITY DEFINER AS $$
             BEGIN
               IF NEW.kind = 'after' THEN
                 INSERT INTO app.orders (customer_id, amount, created_at)
@@ -81,10 +82,9 @@ def extra_rows_with_second_canary(estate):
             CREATE TRIGGER test_extra_orders AFTER INSERT ON drdrill.canary
               FOR EACH ROW EXECUTE FUNCTION drdrill.test_extra_orders();""")
     yield
-    with pg.connect(c, c.primary.host, c.primary.port) as conn:
-        pg.query(conn, "DROP TRIGGER test_extra_orders ON drdrill.canary; "
-                       "DROP FUNCTION drdrill.test_extra_orders(); "
-                       "DELETE FROM app.orders WHERE created_at = '1999-01-01'")
+    as_superuser(sandbox, c.primary, "DROP TRIGGER test_extra_orders ON drdrill.canary; "
+                                     "DROP FUNCTION drdrill.test_extra_orders(); "
+                                     "DELETE FROM app.orders WHERE created_at = '1999-01-01'")
 
 
 def test_row_count_mismatch_fails_naming_the_table(dagbag, estate, extra_rows_with_second_canary):
@@ -214,7 +214,7 @@ def test_corrupt_backup_fails_the_restore_and_still_tears_down(dagbag, estate):
 
 
 @pytest.fixture
-def partitions_and_excluded_schema(estate, tmp_path, monkeypatch):
+def partitions_and_excluded_schema(estate, sandbox, tmp_path, monkeypatch):
     """A partitioned table, and a schema the estate excludes from the restore test."""
     from drdrill.core.paths import DEFAULT_ESTATE
 
@@ -223,16 +223,14 @@ def partitions_and_excluded_schema(estate, tmp_path, monkeypatch):
                                                     "      exclude_schemas: [scratchpad]"))
     monkeypatch.setenv("DRDRILL_ESTATE", str(f))
     c = estate.cluster("main")
-    with pg.connect(c, c.primary.host, c.primary.port) as conn:
-        pg.query(conn, """
+    as_superuser(sandbox, c.primary, """
             CREATE TABLE app.events (id int NOT NULL) PARTITION BY RANGE (id);
             CREATE TABLE app.events_p1 PARTITION OF app.events FOR VALUES FROM (0) TO (100);
             CREATE TABLE app.events_p2 PARTITION OF app.events FOR VALUES FROM (100) TO (200);
             INSERT INTO app.events SELECT g FROM generate_series(1, 150) g;
             CREATE SCHEMA scratchpad; CREATE TABLE scratchpad.tmp AS SELECT 1 AS x;""")
     yield
-    with pg.connect(c, c.primary.host, c.primary.port) as conn:
-        pg.query(conn, "DROP TABLE app.events; DROP SCHEMA scratchpad CASCADE")
+    as_superuser(sandbox, c.primary, "DROP TABLE app.events; DROP SCHEMA scratchpad CASCADE")
 
 
 def test_partitions_are_counted_and_excluded_schemas_are_not(dagbag, estate, partitions_and_excluded_schema):

@@ -241,8 +241,10 @@ def test_a_scratch_directory_lives_on_the_runners_host(sshd, conn):
         tag = scratch.read_tag(root / "run_1", r)
         assert tag["run_id"] == "run_1" and tag["lease_seconds"] == 60
         assert scratch.renew(root / "run_1", r) >= tag["lease_until"]
-        scratch.append_settings(sc, {"port": 55590, "archive_mode": "off"}, runner=r)
-        assert "port = '55590'" in (sc.data_dir / "postgresql.auto.conf").read_text()
+        from drdrill.drills.restore import configure_scratch
+
+        configure_scratch(r, sc, role="drdrill")  # the copy's own configuration, written over SSH
+        assert "port = '55590'" in (sc.data_dir / "postgresql.conf").read_text()
         with pytest.raises(scratch.PreflightError, match="already exists"):
             scratch.create(sc, r, PG_USER)
         (root / "not_ours").mkdir()

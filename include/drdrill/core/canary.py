@@ -62,7 +62,8 @@ CHUNK_PREFIX, CHUNK_SUFFIX = "acks-", ".jsonl"
 PUBLISH_SECONDS = 0.5
 PUBLISH_GRACE_SECONDS = 10.0
 TABLE_SQL = """
-CREATE SCHEMA IF NOT EXISTS drdrill;
+-- CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: only when missing
+DO $$ BEGIN IF to_regnamespace('drdrill') IS NULL THEN CREATE SCHEMA drdrill; END IF; END $$;
 CREATE TABLE IF NOT EXISTS drdrill.canary_writes (run_id text NOT NULL, seq bigint NOT NULL,
   committed_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run_id, seq));
 """

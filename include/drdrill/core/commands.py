@@ -37,12 +37,16 @@ EXECUTABLES: tuple[Executable, ...] = (
     Executable("ps", False, "procps", "whether a postmaster runs (a zombie does not)"),
     Executable("cat", False, "coreutils", "read a node's configuration files"),
     Executable("tee", False, "coreutils", "write a node's configuration files"),
-    Executable("rm", False, "coreutils", "remove a stale postmaster.pid"),
-    Executable("dd", False, "coreutils", "write a file on the runner's host (scratch tags, config) atomically"),
-    Executable("mv", False, "coreutils", "the atomic rename of a file written on the runner's host"),
+    Executable("rm", False, "coreutils", "remove a stale postmaster.pid, pg_rewind's temporary passfile"),
+    Executable("dd", False, "coreutils", "write a file on the runner's host (scratch tags, config files, a temporary "
+               "passfile) through stdin: a password never in argv"),
+    Executable("mv", False, "coreutils", "the atomic rename of a file written on the runner's host; a restored "
+               "copy's own config files set aside (*.restored)"),
     Executable("ls", False, "coreutils", "list a scratch root on the runner's host"),
     Executable("mkdir", False, "coreutils", "create a scratch directory on the runner's host"),
     Executable("test", False, "coreutils", "whether a path exists on the runner's host"),
+    Executable("mktemp", False, "coreutils", "pg_rewind's temporary passfile (mode 0600)"),
+    Executable("stat", False, "coreutils", "free space of the scratch root before a restore (stat -f)"),
     Executable("runuser", False, "util-linux", "the local runner as runner.run_as when the worker runs as root"),
 )
 # Started by another program rather than by drill code: pg_ctl starts postgres from its own directory.

@@ -76,6 +76,8 @@ class Node(_Model):
     log_file: Path | None = Field(None, description="server log for pg_ctl start (default: <data_dir>/pg_ctl.log)")
     runner: RunnerSpec | None = Field(None, description="where this node's commands run (pg_ctl, pg_rewind, kill, "
                                       "a standby restore); default: the cluster's runner")
+    conn_id: str | None = Field(None, description="Airflow Postgres connection for this node only (e.g. its own "
+                                "TLS settings); default: the cluster's postgres.conn_id")
 
 
 class Repo(_Model):
@@ -114,8 +116,9 @@ class PgBackRest(_Model):
 class Postgres(_Model):
     bin_dir: Path = Path("/usr/lib/postgresql/15/bin")
     database: str = "postgres"
-    user: str = "postgres"
-    conn_id: str | None = Field(None, description="Airflow connection holding the password, if any")
+    user: str = Field("postgres", description="login when the connection names none")
+    conn_id: str | None = Field(None, description="Airflow Postgres connection: login, password, sslmode and "
+                                "the other libpq options of every session the drills open")
 
 
 class Targets(_Model):
@@ -223,6 +226,8 @@ class SandboxSpec(_Model):
     pgbench_scale: int = Field(20, ge=1)
     s3_port: Port = 55443
     ssh_port: Port = Field(55622, description="the sandbox's sshd (started on demand, for the SSH runner's tests)")
+    tls_nodes: list[str] = Field(default_factory=list, description="nodes served over TLS (ssl=on, a certificate "
+                                 "signed by the sandbox's CA); give each a conn_id (verify-full)")
 
 
 class Cluster(_Model):
@@ -317,6 +322,9 @@ class Scratch(_Model):
     root: Path
     port_range: tuple[Port, Port] = (55500, 55599)
     host: str = "127.0.0.1"
+    disk_margin_percent: float = Field(
+        20, ge=0, le=1000, description="restore preflight: the scratch root needs the backup's database size plus "
+        "this much free, or the restore is refused before anything is written")
 
     @model_validator(mode="after")
     def _range(self) -> Scratch:

@@ -13,10 +13,18 @@ _REFUSALS = {  # SQLSTATE -> what it means for the operator
     "3D000": "the database does not exist",
     "42501": "permission denied",
     "53300": "too many connections",
+    # libpq's own words when the server asked for a password and the connection has none
+    "nopw": "the server asks for a password and the connection has none (set it in the Airflow connection)",
+    # TLS fails after the server answered: its certificate or TLS setup does not match the connection's
+    "tls": "TLS refused (the server's certificate does not verify against sslrootcert, or its TLS setup does not "
+           "match the connection's sslmode)",
 }
 # libpq reports a FATAL at connection time as text, often without a SQLSTATE: the same causes by text.
 _REFUSAL_TEXT = [
     ("password authentication failed", "28P01"), ("authentication failed", "28P01"),
+    ("no password supplied", "nopw"),
+    ("certificate verify failed", "tls"), ("server certificate for", "tls"),
+    ("server does not support SSL", "tls"), ("SSL error", "tls"),
     ("no pg_hba.conf entry", "28000"), ("pg_hba.conf rejects", "28000"),
     ("role \"", "28000"), ("database \"", "3D000"), ("permission denied", "42501"),
     ("too many clients", "53300"), ("remaining connection slots are reserved", "53300"),

@@ -166,20 +166,6 @@ def create(scratch: Scratch, runner: Runner, owner: str | None = None, *, lease:
     runner.mkdir(scratch.data_dir, 0o700)
 
 
-def append_settings(scratch: Scratch, settings: dict[str, object], owner: str | None = None,
-                    runner: Runner | None = None) -> None:
-    """Append settings to the scratch copy's postgresql.auto.conf, values quoted for PostgreSQL.
-
-    Written through ``runner`` (the scratch's host), else on this worker as ``owner``.
-    """
-    conf = scratch.data_dir / "postgresql.auto.conf"
-    lines = ["", "# drdrill scratch server: own port and socket, never archives"]
-    for key, value in settings.items():
-        text = str(value).replace("\\", "\\\\").replace("'", "''")
-        lines.append(f"{key} = '{text}'")
-    (runner or LocalRunner(owner)).append_text(conf, "\n".join(lines) + "\n")
-
-
 def stop_server(data_dir: Path, runner: Runner, bin_dir: Path) -> bool:
     """Stop a scratch server if one runs in ``data_dir`` (immediate: its data is thrown away).
 

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 DRILL = "dr_monthly_restore_test"
 
 CANARY_DDL = """
-CREATE SCHEMA IF NOT EXISTS drdrill;
+-- CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: only when missing
+DO $$ BEGIN IF to_regnamespace('drdrill') IS NULL THEN CREATE SCHEMA drdrill; END IF; END $$;
 CREATE TABLE IF NOT EXISTS drdrill.canary (id bigserial PRIMARY KEY, run_id text NOT NULL, kind text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT clock_timestamp())
 """
@@ -94,6 +95,9 @@ def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None)
     # Refuse a scratch target on a production path or port before anything exists.
     scratch.allocate(estate, run_id, scratch_dir=plan.scratch_dir, port=plan.scratch_port)
     window = recoverable_window(cluster, repo)
+    space = check_scratch_space(runner_for(cluster.runner), Path(plan.scratch_dir) if plan.scratch_dir
+                                else estate.scratch.root, repo, window["largest_backup_bytes"],
+                                estate.scratch.disk_margin_percent)
     if target_time:
         t = parse_time(target_time)
         now = datetime.now(UTC)
@@ -110,10 +114,50 @@ def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None)
     if not ok:
         raise PreflightError(f"primary {primary.name} ({primary.host}:{primary.port}) is not reachable: {why}; "
                              f"the ledger needs it")
-    log.info("preflight ok: cluster %s, repo%s, %s%s, recoverable window from %s (%s)%s", cluster.name, repo, point,
-             f" to {target_time}" if target_time else "", window["oldest_backup_stop"].isoformat(),
-             window["oldest_backup_label"], " [DRY RUN]" if plan.dry_run else "")
+    log.info("preflight ok: cluster %s, repo%s, %s%s, recoverable window from %s (%s), scratch space %s%s",
+             cluster.name, repo, point, f" to {target_time}" if target_time else "",
+             window["oldest_backup_stop"].isoformat(), window["oldest_backup_label"], space,
+             " [DRY RUN]" if plan.dry_run else "")
     return plan.to_dict()
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def free_bytes(runner: Any, path: Path) -> tuple[Path, int]:
+    """Free bytes (for an unprivileged user) of the file system holding ``path``, asked where commands run
+    (``stat -f``); a path that does not exist yet is measured at its nearest existing parent."""
+    for p in [path, *path.parents]:
+        res = runner.run(["stat", "-f", "-c", "%a %S", str(p)], timeout=30, check=False)
+        if res.returncode == 0:
+            avail, block = res.stdout.split()
+            return p, int(avail) * int(block)
+        if "No such file" not in res.stderr:
+            raise PreflightError(f"cannot measure the free space of scratch root {path}: `stat -f {p}` failed: "
+                                 f"{res.stderr.strip()}; the OS user the runner uses must be able to reach it")
+    raise PreflightError(f"cannot measure the free space of scratch root {path}")
+
+
+def check_scratch_space(runner: Any, root: Path, repo: int, backup_bytes: int | None, margin_percent: float) -> str:
+    """Refuse a restore the scratch root has no room for (the backup's database size plus a margin), before
+    anything is written; returns the figures for the log."""
+    where, free = free_bytes(runner, Path(root))
+    if not backup_bytes:
+        return f"{_human(free)} free at {where} (backup size unknown)"
+    need = int(backup_bytes * (1 + margin_percent / 100))
+    if free < need:
+        raise PreflightError(
+            f"not enough free space for the restore: scratch root {root} has {_human(free)} free ({free} bytes, on "
+            f"the file system of {where}), and repo{repo}'s backup restores a database of {_human(backup_bytes)} "
+            f"({backup_bytes} bytes); with the {margin_percent:g}% margin (scratch.disk_margin_percent) it needs "
+            f"{_human(need)}. Free space there, or point scratch.root (or the scratch_dir param) at a bigger file "
+            f"system. Nothing was restored or created.")
+    return f"{_human(free)} free at {where}, {_human(need)} needed"
 
 
 def recoverable_window(cluster: Cluster, repo: int) -> dict[str, Any]:
@@ -124,7 +168,9 @@ def recoverable_window(cluster: Cluster, repo: int) -> dict[str, Any]:
     if oldest is None:
         raise PreflightError(f"repo{repo} of stanza {cluster.pgbackrest.stanza!r} holds no backup; run "
                              f"`pgbackrest --stanza={cluster.pgbackrest.stanza} --repo={repo} backup --type=full`")
-    return {"oldest_backup_label": oldest.label, "oldest_backup_stop": oldest.stop}
+    sizes = [b.size for b in stanzas[0].backups if b.repo_key == repo and b.size]
+    return {"oldest_backup_label": oldest.label, "oldest_backup_stop": oldest.stop,
+            "largest_backup_bytes": max(sizes, default=None)}
 
 
 def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, Any]:
@@ -237,17 +283,70 @@ def _pg_time(iso: str | None) -> str | None:
 
 
 def scratch_settings(sc: scratch.Scratch) -> dict[str, Any]:
-    """A restored copy's own port and socket; it never archives into the production stanza."""
-    return {"port": sc.port, "unix_socket_directories": str(sc.socket_dir), "listen_addresses": sc.host,
-            "archive_mode": "off", "archive_command": "", "hot_standby": "on", "shared_buffers": "128MB",
-            "logging_collector": "off"}
+    """The whole configuration of a scratch server: its own port, address and socket, small memory, no
+    archiving, no replication, no preloaded libraries; nothing is taken from the primary's files.
+
+    ``hot_standby`` is off: the copy takes no connection before it is promoted (the readiness probe
+    waits for that anyway), so its connection and worker limits need not match the primary's.
+    """
+    return {"port": sc.port, "listen_addresses": sc.host, "unix_socket_directories": str(sc.socket_dir),
+            "cluster_name": "drdrill-scratch", "max_connections": 20, "shared_buffers": "128MB",
+            "work_mem": "4MB", "maintenance_work_mem": "64MB", "max_wal_senders": 0, "wal_level": "replica",
+            "archive_mode": "off", "archive_command": "", "hot_standby": "off", "shared_preload_libraries": "",
+            "autovacuum": "off", "fsync": "off", "synchronous_commit": "off", "jit": "off", "ssl": "off",
+            "password_encryption": "scram-sha-256", "logging_collector": "off", "log_min_messages": "warning",
+            "hba_file": str(sc.data_dir / "pg_hba.conf"), "ident_file": str(sc.data_dir / "pg_ident.conf")}
 
 
-def start_server(runner: Any, bin_dir: Path, sc: scratch.Scratch, *, owner: str | None) -> dict[str, Any]:
-    """Start a restored copy in ``sc`` with its own settings; returns when pg_ctl does (not promoted yet)."""
-    # Settings go into the restored copy's postgresql.auto.conf (read last, so they win over
-    # the primary's postgresql.conf), not into a `pg_ctl -o` string that a shell would parse.
-    scratch.append_settings(sc, scratch_settings(sc), owner=owner, runner=runner)
+# What pgBackRest's restore writes into postgresql.auto.conf for the recovery; every other line of that
+# file (the primary's ALTER SYSTEM settings: its port, archive_command, primary_conninfo...) is dropped.
+RECOVERY_KEYS = ("restore_command", "recovery_target", "recovery_target_time", "recovery_target_lsn",
+                 "recovery_target_name", "recovery_target_xid", "recovery_target_inclusive",
+                 "recovery_target_action", "recovery_target_timeline", "recovery_end_command")
+
+
+def _conf_value(value: object) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def scratch_hba(role: str) -> str:
+    """Only the drills' role, with its password (scram-sha-256), over TCP; the runner's OS user on the socket."""
+    quoted = '"' + role.replace('"', '""') + '"'
+    return "\n".join(["# Written by drdrill: a scratch copy's own pg_hba.conf", "local all all peer",
+                      f"host all {quoted} all scram-sha-256", ""])
+
+
+def configure_scratch(runner: Any, sc: scratch.Scratch, *, role: str) -> dict[str, Any]:
+    """Give the restored copy its own configuration, whatever the primary's layout (Debian keeps its
+    files in /etc/postgresql, so the copy may have none; a copy of the primary's would name its port
+    and archive_command). The restored files are kept beside as ``*.restored`` and never read.
+    Everything goes through the runner, as the server's OS user, where the server runs."""
+    data = sc.data_dir
+    moved = []
+    for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+        res = runner.run(["mv", "-f", str(data / name), str(data / f"{name}.restored")], timeout=30, check=False)
+        if res.returncode == 0:
+            moved.append(name)
+    auto = runner.run(["cat", str(data / "postgresql.auto.conf")], timeout=30, check=False).stdout
+    kept = [ln for ln in auto.splitlines() if ln.split("=", 1)[0].strip() in RECOVERY_KEYS]
+    conf = ["# Written by drdrill: a scratch copy's whole configuration (nothing of the primary's)",
+            *(f"{k} = {_conf_value(v)}" for k, v in scratch_settings(sc).items()), ""]
+    files = {"postgresql.conf": "\n".join(conf), "pg_hba.conf": scratch_hba(role), "pg_ident.conf": "",
+             "postgresql.auto.conf": "\n".join(["# pgBackRest's recovery settings, kept by drdrill", *kept, ""])}
+    for name, text in files.items():
+        runner.run(["dd", f"of={data / name}", "status=none"], timeout=30, input=text)
+    log.info("scratch configuration written (restored %s set aside; recovery settings kept: %s)",
+             ", ".join(moved) or "no config files", ", ".join(ln.split("=", 1)[0].strip() for ln in kept) or "none")
+    return {"restored_config_set_aside": moved}
+
+
+def start_server(runner: Any, bin_dir: Path, sc: scratch.Scratch, *, owner: str | None,
+                 role: str = "postgres") -> dict[str, Any]:
+    """Start a restored copy in ``sc`` on its own configuration; returns when pg_ctl does (not promoted yet).
+
+    ``role``: the login the drills use on the copy (the only one its pg_hba.conf lets in over TCP).
+    """
+    configure_scratch(runner, sc, role=role)
     started = time.time()
     runner.run([str(Path(bin_dir) / "pg_ctl"), "-D", str(sc.data_dir), "-l", str(sc.logfile), "-W", "start"],
                timeout=60)

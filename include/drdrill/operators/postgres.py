@@ -51,14 +51,16 @@ class PostgresPromoteOperator(DrillOperator):
         if self.cluster:
             c = estate_cluster(self.cluster)
             n = c.node(str(self.node or ""))
-            target: dict[str, Any] = {"host": n.host, "port": n.port, "node": n.name}
             hook = PostgresNodeHook.for_node(c, n.host, n.port, "postgres")
+            # conn_id and user: what a PostgresPromotedSensor on this output logs in with
+            target: dict[str, Any] = {"host": n.host, "port": n.port, "node": n.name,
+                                      "conn_id": hook.source_conn_id, "user": c.postgres.user}
             if wait is None and c.failover is not None:
                 wait = int(c.failover.promote_timeout_seconds)
         else:
             if not self.host or not self.port:
                 raise ValueError("give host and port of the standby to promote, or cluster and node")
-            target = {"host": self.host, "port": int(self.port)}
+            target = {"host": self.host, "port": int(self.port), "conn_id": self.postgres_conn_id}
             hook = PostgresNodeHook(host=self.host, port=int(self.port), database="postgres",
                                     postgres_conn_id=self.postgres_conn_id)
         if truthy(self.dry_run):

@@ -2,9 +2,11 @@
 
 `PgBackRestRestoreOperator` creates a tagged scratch directory (or uses one a setup task made),
 restores the chosen repo (latest, or a point in time) with ``--archive-mode=off``, starts the
-copy on its own port and socket, and defers until it has finished recovery and accepts writes.
-It returns where the copy listens and how long each part took. If anything fails after it
-created the directory, it stops the server and removes the directory before failing.
+copy on its own configuration (port, socket, pg_hba.conf letting only the drills' role in by
+password, small memory, archiving off; the primary's config files are set aside), and defers
+until it has finished recovery and accepts writes. It returns where the copy listens and how
+long each part took. If anything fails after it created the directory, it stops the server and
+removes the directory before failing.
 `ScratchServerTeardownOperator` removes the scratch server afterwards: use it as the teardown
 of the restore, so it runs whatever happens in between.
 """
@@ -47,9 +49,17 @@ class _Place:
             # The teardown has no probe: it never connects to the server it removes.
             self.user = getattr(op, "user", "postgres")
             self.database = getattr(op, "database", "postgres")
-            self.conn_id = getattr(op, "postgres_conn_id", None)
+            self.conn_id = getattr(op, "postgres_conn_id", None) or None
         self.runner = self.backrest.runner if self.backrest else runner_for(RunnerSpec(kind="local",
                                                                                        run_as=self.run_as))
+
+    def login(self) -> str:
+        """The role the drills log in as on the copy: the connection's login, else ``user``."""
+        if self.conn_id:
+            from airflow.sdk import BaseHook
+
+            return BaseHook.get_connection(self.conn_id).login or self.user
+        return self.user
 
 
 class PgBackRestRestoreOperator(DrillOperator):
@@ -89,7 +99,7 @@ class PgBackRestRestoreOperator(DrillOperator):
     """
 
     template_fields: Sequence[str] = ("repo", "target_time", "stanza", "pgbackrest_conn_id", "cluster", "scratch",
-                                      "scratch_root", "scratch_port", "dry_run")
+                                      "scratch_root", "scratch_port", "postgres_conn_id", "dry_run")
 
     def __init__(self, *, repo: int | str = 1, target_time: str | None = None, stanza: str | None = None,
                  pgbackrest_conn_id: str | None = None, cluster: str | None = None, scratch: Any = None,
@@ -175,7 +185,7 @@ class PgBackRestRestoreOperator(DrillOperator):
                                                  "ready_at": started})
         try:
             rec = logic.restore_into(place.backrest, sc, repo=int(self.repo), target_time=self.target_time or None)
-            rec.update(logic.start_server(place.runner, place.bin_dir, sc, owner=place.run_as))
+            rec.update(logic.start_server(place.runner, place.bin_dir, sc, owner=place.run_as, role=place.login()))
         except BaseException:
             if created:
                 self._remove(sc, place)
@@ -195,10 +205,10 @@ class PgBackRestRestoreOperator(DrillOperator):
         import asyncio
 
         async def poll() -> str | None:
-            password = await trig._password()
+            kwargs = await trig._connect_kwargs()
             deadline = time.monotonic() + float(self.poke_seconds)
             while True:
-                ok, seen = await trig.probe(password)
+                ok, seen = await trig.probe(kwargs)
                 if ok:
                     return None
                 if time.monotonic() >= deadline:

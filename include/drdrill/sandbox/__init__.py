@@ -73,7 +73,7 @@ class Sandbox:
         self.dns = failover.dns if failover else None
         self.service = failover.service if failover and self.dns else None
         source = self.estate.source
-        self.postgres = PostgresNodes(self.cluster, self.layout, self.pg, spec.pgbench_scale)
+        self.postgres = PostgresNodes(self.cluster, self.layout, self.pg, spec.pgbench_scale, spec.tls_nodes)
         self.backrest = PgBackRestRepos(self.cluster, self.layout, spec.s3_port)
         self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, source)
         self.services = DemoService(self.cluster, self.service, self.dns, self.layout, self.aws.endpoint, source)
@@ -110,6 +110,7 @@ class Sandbox:
             self.postgres.standby(primary, node)
             self.postgres.start(node)
         if self.service:
+            self.services.write_passfile(self.postgres.drill_password())
             self.services.start()  # they start while the backups run; waited for at the end
         br.run("check", timeout=120)
         self.backrest.full_backups(br)
@@ -140,7 +141,10 @@ class Sandbox:
             p for _n, _u, p in self.replicas()]
 
     def down(self) -> None:
-        """Stop every sandbox server by PID and remove the sandbox (journals are kept)."""
+        """Stop every sandbox server by PID and remove the sandbox (journals and generated secrets are kept).
+
+        The secrets stay (mode 0600, in a 0700 directory) so that the connections already given to an
+        Airflow (`airflow_env`: the drills' role's password) still work after the next `up`."""
         from drdrill.core.scratch import remove_all_scratch
 
         root = self.layout.root
@@ -156,9 +160,10 @@ class Sandbox:
                              f"and SIGKILL; stop it by hand, then run `make sandbox-down` again")
         if root.exists():
             for child in root.iterdir():
-                if child != self.layout.journal:
+                if child not in (self.layout.journal, self.layout.secrets):
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
-        log.info("sandbox removed (journals kept in %s)", self.layout.journal)
+        log.info("sandbox removed (journals kept in %s, generated secrets in %s)", self.layout.journal,
+                 self.layout.secrets)
 
     def problems(self) -> list[str]:
         """What is not running as it should; empty when the sandbox is healthy."""
@@ -188,12 +193,34 @@ class Sandbox:
     # ---------------------------------------------------------------- what drills' tests and scripts use
     def airflow_env(self) -> dict[str, str]:
         """The Airflow connections to this sandbox, as env vars: moto (S3 and Route53 over TLS),
-        ``pgbackrest_default`` (its stanza, for the example DAG and users' own DAGs), and the SSH
-        connections to the sandbox's sshd once `ssh` has started it."""
+        ``pgbackrest_default`` (its stanza, for the example DAG and users' own DAGs), the
+        PostgreSQL connections the estate names (``postgres.conn_id``, and each node's ``conn_id``:
+        the drills' role and its generated password; ``sslmode=verify-full`` against the sandbox's CA
+        for a node in ``tls_nodes``), and the SSH connections to the sandbox's sshd once `ssh` has
+        started it. The password is only read from the sandbox's secrets here."""
         conn = {"conn_type": "pgbackrest", "login": PG_USER,
                 "extra": {"stanza": self.cluster.pgbackrest.stanza, "config": str(self.cluster.pgbackrest.config)}}
         ssh = self.sshd.connections() if self.sshd.pid() else {}
-        return {**self.aws.airflow_env(), "AIRFLOW_CONN_PGBACKREST_DEFAULT": json.dumps(conn), **ssh}
+        return {**self.aws.airflow_env(), "AIRFLOW_CONN_PGBACKREST_DEFAULT": json.dumps(conn), **self.pg_connections(),
+                **ssh}
+
+    def pg_connections(self) -> dict[str, str]:
+        c = self.cluster
+        out = {}
+
+        def conn(extra: dict) -> str:
+            return json.dumps({"conn_type": "postgres", "login": c.postgres.user,
+                               "password": self.postgres.drill_password(), "schema": c.postgres.database,
+                               "extra": extra})
+
+        if c.postgres.conn_id:
+            out[f"AIRFLOW_CONN_{c.postgres.conn_id.upper()}"] = conn({"sslmode": "prefer"})
+        for n in c.nodes:
+            if n.conn_id:
+                tls = ({"sslmode": "verify-full", "sslrootcert": str(self.layout.ca.resolve())}
+                       if n.name in self.spec.tls_nodes else {"sslmode": "prefer"})
+                out[f"AIRFLOW_CONN_{n.conn_id.upper()}"] = conn(tls)
+        return out
 
     def ssh(self, estate_file: Path | None = None) -> dict[str, str]:
         """Start the sandbox's sshd (idempotent); with ``estate_file``, write there the sandbox estate with

@@ -1,7 +1,9 @@
 """Command line of the sandbox: ``python -m drdrill.sandbox up|down|status [--json]|env|ssh``.
 
-``env`` prints the Airflow connection to the sandbox's moto as shell ``export`` lines:
-``eval "$(python -m drdrill.sandbox env)"`` before starting Airflow.
+``env`` prints the Airflow connections to the sandbox as shell ``export`` lines (moto's S3 and
+Route53, pgBackRest, and the PostgreSQL connections with the drills' generated password, so the
+output is a secret: evaluate it, do not paste it): ``eval "$(python -m drdrill.sandbox env)"`` before
+starting Airflow.
 
 ``ssh`` starts the sandbox's sshd and writes ``<sandbox>/estate-ssh.yaml`` (the sandbox estate
 with SSH runners), then prints its SSH connections and ``DRDRILL_ESTATE`` as ``export`` lines:

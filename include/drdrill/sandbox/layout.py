@@ -19,6 +19,9 @@ from secrets import token_urlsafe
 log = logging.getLogger("drdrill.sandbox")
 
 PG_USER = "postgres"
+# The database roles the sandbox creates (passwords generated into `Layout.secrets`):
+DRILL_ROLE = "drdrill"  # the drills' least-privilege login (drdrill.core.privileges), in the Airflow connection
+REPLICATION_ROLE = "replicator"  # the standbys' streaming login (primary_conninfo, through a passfile)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ class Layout:
     @property
     def secrets(self) -> Path:
         return self.root / "secrets"
+
+    @property
+    def pgpass(self) -> Path:
+        """Password files the servers' OS user reads (the standbys' replication login), mode 0600."""
+        return self.root / "pgpass"
 
     @property
     def journal(self) -> Path:

@@ -16,7 +16,7 @@ from drdrill.core.estate import Cluster
 from drdrill.core.runner import LocalRunner
 from drdrill.hooks.pgbackrest import PgBackRestHook
 from drdrill.sandbox.aws import BUCKET, REGION
-from drdrill.sandbox.layout import Layout, write_as_postgres
+from drdrill.sandbox.layout import PG_USER, Layout, write_as_postgres
 
 log = logging.getLogger("drdrill.sandbox")
 
@@ -63,7 +63,8 @@ class PgBackRestRepos:
             f"pg1-path={primary.data_dir}",
             f"pg1-port={primary.port}",
             f"pg1-socket-path={primary.socket_dir}",
-            f"pg1-user={self.cluster.postgres.user}",
+            # pgBackRest connects over the local socket as the superuser (peer), not as the drills' role
+            f"pg1-user={PG_USER}",
             "",
         ])
         cfg = self.cluster.pgbackrest.config

@@ -19,7 +19,8 @@ It deliberately knows nothing of drdrill's estate or of Airflow: every setting i
 argument (the sandbox's supervisord passes them), and it runs as a plain script:
 ``python service.py --name service-1 --port 55610 --route53-endpoint https://localhost:55443
 --ca ca.pem --zone sandbox.drdrill.internal --record db.sandbox.drdrill.internal
---node pg1.sandbox.drdrill.internal=127.0.0.1:55432 --node ... --database app --user postgres``.
+--node pg1.sandbox.drdrill.internal=127.0.0.1:55432 --node ... --database app --user drdrill
+--passfile pgpass``. The password is read by libpq from the passfile (never on the command line).
 """
 
 from __future__ import annotations
@@ -160,12 +161,13 @@ class App:
         self.name = args.name
         self.database = args.database
         self.user = args.user
+        self.passfile = args.passfile
         self.resolver = resolver
         self.window = Window()
 
     def _connect(self, ep: Endpoint):
         return psycopg.connect(host=ep.host, port=ep.port, dbname=self.database, user=self.user,
-                                connect_timeout=1, application_name=self.name)
+                               passfile=self.passfile, connect_timeout=1, application_name=self.name)
 
     def db(self, work) -> tuple[Endpoint, Any]:
         """Run ``work(cursor)`` on a fresh autocommit connection to the resolved database.
@@ -325,6 +327,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="where a DNS name leads (repeat per database node)")
     ap.add_argument("--database", required=True)
     ap.add_argument("--user", required=True)
+    ap.add_argument("--passfile", help="libpq password file (mode 0600) holding the user's password")
     ap.add_argument("--pidfile", type=Path, help="write this process's PID here")
     return ap.parse_args(argv)
 

@@ -52,6 +52,16 @@ class DemoService:
         self.endpoint = endpoint  # moto's Route53, where the replicas look the record up
         self.source = source  # the estate file, named in error messages
 
+    @property
+    def passfile(self) -> Path:
+        """The application's own credentials: a libpq passfile (mode 0600) its replicas read."""
+        return self.layout.service / "pgpass"
+
+    def write_passfile(self, password: str) -> None:
+        self.layout.service.mkdir(exist_ok=True)
+        self.passfile.write_text(f"*:*:*:{self.cluster.postgres.user}:{password}\n")
+        self.passfile.chmod(0o600)
+
     def replicas(self) -> list[tuple[str, str, int]]:
         """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""
         if not self.service:
@@ -87,7 +97,7 @@ class DemoService:
             argv = [sys.executable, str(SERVICE_SCRIPT), "--name", name, "--port", str(port),
                     "--route53-endpoint", self.endpoint, "--ca", str(L.ca),
                     "--zone", dns.zone, "--record", dns.record, "--database", db.database, "--user", db.user,
-                    "--pidfile", str(L.pidfile(name))]
+                    "--passfile", str(self.passfile), "--pidfile", str(L.pidfile(name))]
             for node in self.cluster.nodes:
                 if node.dns_name:
                     argv += ["--node", f"{node.dns_name}={node.host}:{node.port}"]

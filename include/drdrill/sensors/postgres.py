@@ -16,10 +16,11 @@ class PostgresPromotedSensor(BaseSensorOperator):
 
     Returns ``{"ready_at": epoch seconds, ...}`` so the drill can measure replay/promote time.
 
-    :param target: dict with ``host`` and ``port`` (templated; usually the scratch XCom)
-    :param user: database user
+    :param target: dict with ``host`` and ``port`` (templated; usually the promote step's or the scratch's
+        XCom), and the ``conn_id`` (and ``user``) to log in with when the step that made it knows them
+    :param user: database user when neither the target nor the connection names one
     :param dbname: database name
-    :param conn_id: optional Airflow connection holding the password
+    :param conn_id: Airflow Postgres connection (login, password, TLS options) when the target names none
     :param dry_run: when true, return at once without probing (templated)
     :param wait_timeout: seconds to wait for promotion before failing
     """
@@ -38,8 +39,9 @@ class PostgresPromotedSensor(BaseSensorOperator):
         self.wait_timeout = wait_timeout
 
     def _trigger(self, started_at: float | None = None) -> PostgresPromotedTrigger:
-        return PostgresPromotedTrigger(host=self.target["host"], port=int(self.target["port"]), user=self.user,
-                                       dbname=self.dbname, conn_id=self.conn_id, timeout=self.wait_timeout,
+        return PostgresPromotedTrigger(host=self.target["host"], port=int(self.target["port"]),
+                                       user=self.target.get("user") or self.user, dbname=self.dbname,
+                                       conn_id=self.target.get("conn_id") or self.conn_id, timeout=self.wait_timeout,
                                        started_at=started_at)
 
     def _record(self, context: Any, status: str, started: float, error: str | None = None) -> None:
@@ -54,7 +56,7 @@ class PostgresPromotedSensor(BaseSensorOperator):
         import asyncio
 
         trig = self._trigger(started)
-        ok, seen = asyncio.run(trig.probe(None if not self.conn_id else asyncio.run(trig._password())))
+        ok, seen = asyncio.run(trig.probe())
         if ok:
             self._record(context, "success", started)
             return {"ready_at": time.time(), "host": trig.host, "port": trig.port, "message": seen}

@@ -28,7 +28,8 @@ class PostgresPromotedTrigger(BaseTrigger):
     :param port: server port
     :param user: database user
     :param dbname: database to connect to
-    :param conn_id: optional Airflow connection holding the password (resolved in ``run``)
+    :param conn_id: Airflow Postgres connection (login, password, sslmode...; resolved in ``run`` through
+        `PostgresNodeHook`, never serialised); ``user`` is the login when it names none
     :param timeout: seconds before giving up with an error event
     :param poll_interval: seconds between probes
     :param payload: returned as is in the events (what the deferring task needs to resume: Airflow
@@ -58,22 +59,29 @@ class PostgresPromotedTrigger(BaseTrigger):
             "conn_id": self.conn_id, "timeout": self.timeout, "poll_interval": self.poll_interval,
             "started_at": self.started_at, "down_grace": self.down_grace, "payload": self.payload})
 
-    async def _password(self) -> str | None:
-        if not self.conn_id:
-            return None
-        from airflow.sdk import BaseHook
+    def connect_kwargs(self) -> dict[str, Any]:
+        """psycopg arguments through `PostgresNodeHook` (login, password, sslmode... of ``conn_id``).
 
-        conn = await asyncio.to_thread(BaseHook.get_connection, self.conn_id)
-        return conn.password
+        Blocking (reads the connection): call it in a thread. Never logged, never serialised.
+        """
+        from drdrill.hooks.postgres import PostgresNodeHook
 
-    async def probe(self, password: str | None) -> tuple[bool, str]:
-        """(promoted and accepting connections, what was seen)."""
+        kw = PostgresNodeHook(host=self.host, port=self.port, database=self.dbname, user=self.user,
+                              postgres_conn_id=self.conn_id, connect_timeout=2).connect_kwargs()
+        kw.update(autocommit=True, application_name="drdrill-trigger")
+        return kw
+
+    async def _connect_kwargs(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.connect_kwargs)
+
+    async def probe(self, kwargs: dict[str, Any] | None = None) -> tuple[bool, str]:
+        """(promoted and accepting connections, what was seen). ``kwargs``: from `connect_kwargs`."""
         import psycopg
 
+        if kwargs is None:
+            kwargs = await self._connect_kwargs()
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                host=self.host, port=self.port, user=self.user, dbname=self.dbname, password=password,
-                connect_timeout=2, autocommit=True, application_name="drdrill-trigger")
+            conn = await psycopg.AsyncConnection.connect(**kwargs)
         except psycopg.Error as e:
             text = " ".join(str(e).split())
             why = refusal(e)
@@ -88,11 +96,11 @@ class PostgresPromotedTrigger(BaseTrigger):
         return (not row[0]), ("promoted" if not row[0] else "still in recovery")
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        password = await self._password()
+        kwargs = await self._connect_kwargs()
         seen = ""
         down_since: float | None = None
         while True:
-            ok, seen = await self.probe(password)
+            ok, seen = await self.probe(kwargs)
             if seen.startswith(REFUSED_US):
                 yield TriggerEvent({"status": "error", "host": self.host, "port": self.port, "payload": self.payload,
                                     "message": _refused_message(self.host, self.port, seen, self.conn_id)})
@@ -137,11 +145,11 @@ class PostgresDownTrigger(PostgresPromotedTrigger):
         return ("drdrill.triggers.postgres.PostgresDownTrigger", {**kw, "failed_for": self.failed_for})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        password = await self._password()
+        kwargs = await self._connect_kwargs()
         failing_since: float | None = None
         checks = failures = 0
         while True:
-            _, seen = await self.probe(password)
+            _, seen = await self.probe(kwargs)
             checks += 1
             if seen.startswith(REFUSED_US):  # up: not an outage, and no failover may follow from it
                 yield TriggerEvent({"status": "error", "host": self.host, "port": self.port,

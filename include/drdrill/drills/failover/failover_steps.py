@@ -151,7 +151,9 @@ def promote(plan: Plan, node_name: str | None = None, *, reason: str = "failover
     """Promote ``node_name`` (default: the plan's standby), then record it (`after_promotion`)."""
     cluster = _cluster(plan)
     node = cluster.node(node_name or plan.standby)
-    target = {"host": node.host, "port": node.port, "node": node.name}
+    # conn_id: the sensor that waits for it to be writable logs in with the node's connection
+    target = {"host": node.host, "port": node.port, "node": node.name,
+              "conn_id": pg.conn_id_for(cluster, node.host, node.port), "user": cluster.postgres.user}
     if plan.dry_run:
         log.info("[DRY RUN] would promote %s with pg_promote(wait => true)", node.name)
         return {**target, "dry_run": True, "promoted_at": time.time()}

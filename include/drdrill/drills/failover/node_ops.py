@@ -110,10 +110,32 @@ class NodeOps:
                 pg.query(c, "SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
                 log.info("replication slot %s created on %s", slot, primary.name)
 
-    def _conninfo(self, source: Node, app_name: str) -> str:
-        # No password here: production standbys read it from ~/.pgpass on their host.
-        return (f"host={source.host} port={source.port} user={self.cluster.postgres.user} "
-                f"application_name={app_name}")
+    def _conninfo(self, source: Node, app_name: str, saved: dict[str, str]) -> str:
+        """The rebuilt standby's ``primary_conninfo``: the replication connection is the database host's
+        own configuration (its user, ``passfile``, TLS options), so the node's existing one is kept, else
+        the new primary's (a promoted standby still has its own), and only host, port and
+        application_name change. Neither is ever logged: it may hold a password.
+        """
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        current = _setting(saved.get("postgresql.auto.conf", ""), "primary_conninfo") or self._source_conninfo(source)
+        opts: dict[str, Any] = conninfo_to_dict(current) if current else {}
+        if not opts:
+            log.warning("neither %s nor %s has a primary_conninfo: %s streams as %s with libpq's defaults (its "
+                        "~/.pgpass); set primary_conninfo on the database host to choose the replication user",
+                        source.name, app_name, app_name, self.cluster.postgres.user)
+            opts = {"user": self.cluster.postgres.user}
+        for k in ("host", "hostaddr", "port", "application_name", "dbname", "replication"):
+            opts.pop(k, None)
+        return make_conninfo(**opts, host=source.host, port=source.port, application_name=app_name)
+
+    def _source_conninfo(self, source: Node) -> str:
+        try:
+            with pg.connect(self.cluster, source.host, source.port, "postgres") as c:
+                return str(pg.query_one(c, "SELECT current_setting('primary_conninfo', true)")[0] or "")
+        except Exception as e:  # noqa: BLE001 - the fallback below says what happens then
+            log.warning("could not read primary_conninfo of %s (%s)", source.name, type(e).__name__)
+            return ""
 
     def _save_config(self, node: Node) -> dict[str, str]:
         """The node's own configuration files: pg_rewind and a restore overwrite them with the source's."""
@@ -128,12 +150,13 @@ class NodeOps:
 
     def _restore_config(self, node: Node, saved: dict[str, str], source: Node, timeline: int) -> None:
         data = self._data(node)
+        conninfo = _quote(self._conninfo(source, node.name, saved))
         for name, text in saved.items():
             if name == "postgresql.auto.conf":
                 kept = [ln for ln in text.splitlines() if ln.split("=", 1)[0].strip() not in STANDBY_KEYS]
                 # Follow the source's timeline, not 'latest': after a rollback the archive holds
                 # the abandoned timeline of the failed promotion, and 'latest' would chase it.
-                text = "\n".join([*kept, f"primary_conninfo = '{self._conninfo(source, node.name)}'",
+                text = "\n".join([*kept, f"primary_conninfo = {conninfo}",
                                   f"primary_slot_name = '{node.name}'", f"recovery_target_timeline = '{timeline}'",
                                   ""])
             self._write(node, data / name, text)
@@ -182,9 +205,16 @@ class NodeOps:
             return int(pg.query_one(c, "SELECT timeline_id FROM pg_control_checkpoint()")[0])
 
     def _rewind(self, node: Node, source: Node) -> None:
-        src = (f"host={source.host} port={source.port} user={self.cluster.postgres.user} dbname=postgres")
-        self.runner(node).run([self._bin("pg_rewind"), "-D", str(self._data(node)), "--source-server", src,
-                         "--restore-target-wal", "--progress"], timeout=3600, stream=True)
+        """pg_rewind with the new primary as source, through the cluster's connection: its login (a
+        non-superuser with the function grants of `drdrill.core.privileges`) and TLS options in the
+        conninfo, its password in a temporary PGPASSFILE on the node's host (never in argv: ``ps``
+        shows argv)."""
+        h = pg.hook(self.cluster, source.host, source.port, "postgres")
+        runner = self.runner(node)
+        with h.passfile_env(runner) as env:
+            runner.run([self._bin("pg_rewind"), "-D", str(self._data(node)), "--source-server",
+                        h.conninfo("postgres"), "--restore-target-wal", "--progress"], timeout=3600,
+                       stream=True, env=env)
 
     def _restore(self, node: Node, timeline: int) -> None:
         data = self._data(node)
@@ -248,3 +278,20 @@ class NodeOps:
         wait_until(replayed, timeout=timeout, interval=0.1,
                       what=f"{standby.name} to replay {primary.name}'s shutdown checkpoint {lsn}")
         return {"node": primary.name, "shutdown_checkpoint": lsn}
+
+
+def _setting(conf_text: str, key: str) -> str | None:
+    """The last value of ``key`` in a postgresql.conf-style text (quotes undone), or None."""
+    import re
+
+    value = None
+    for ln in conf_text.splitlines():
+        m = re.match(rf"^\s*{key}\s*=\s*'((?:[^'\\]|''|\\.)*)'", ln)
+        if m:
+            value = m.group(1).replace("''", "'").replace("\\\\", "\\")
+    return value
+
+
+def _quote(value: str) -> str:
+    """A string as a postgresql.conf value."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

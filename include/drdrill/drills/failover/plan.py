@@ -18,6 +18,7 @@ from drdrill.core.estate import Cluster, Estate, load_estate
 from drdrill.core.runner import LocalRunner
 from drdrill.core.schedules import approval_decision
 from drdrill.drills.failover import comms
+from drdrill.hooks import postgres as pg
 
 # One logger for the whole runbook: the name its log lines had before it was split.
 log = logging.getLogger("drdrill.drills.failover")
@@ -148,7 +149,7 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
                 health_check_failed_seconds=cluster.failover.health_check_failed_minutes * 60,
                 health_check_interval_seconds=cluster.failover.health_check_interval_seconds,
                 primary_addr={"host": cluster.primary.host, "port": cluster.primary.port},
-                conn_id=cluster.postgres.conn_id)
+                conn_id=pg.conn_id_for(cluster, cluster.primary.host, cluster.primary.port))
     log.info("preflight ok: %s, primary %s -> standby %s%s%s; %s", cluster.name, plan.primary, plan.standby,
              f", fault {fault}" if fault else "", " [DRY RUN]" if plan.dry_run else "", why)
     return plan.to_dict()
