@@ -67,8 +67,6 @@ class Runner(Protocol):
 
     def write_text(self, path: Path, text: str) -> None: ...
 
-    def append_text(self, path: Path, text: str) -> None: ...
-
     def exists(self, path: Path) -> bool: ...
 
     def listdir(self, path: Path) -> list[str]: ...
@@ -96,9 +94,6 @@ class _CommandFiles:
         tmp = Path(path).with_name(f".{Path(path).name}.tmp")
         self.run(["dd", f"of={tmp}", "status=none"], timeout=30, input=text)
         self.run(["mv", "-f", "--", str(tmp), str(path)], timeout=30)
-
-    def append_text(self, path: Path, text: str) -> None:
-        self.run(["dd", f"of={path}", "oflag=append", "conv=notrunc", "status=none"], timeout=30, input=text)
 
     def exists(self, path: Path) -> bool:
         return self.run(["test", "-e", str(path)], timeout=30, check=False).returncode == 0
@@ -148,11 +143,6 @@ class LocalRunner:
         tmp.write_text(text)
         self._own(tmp)
         tmp.replace(p)
-
-    def append_text(self, path: Path, text: str) -> None:
-        with Path(path).open("a") as f:
-            f.write(text)
-        self._own(Path(path))
 
     def exists(self, path: Path) -> bool:
         return Path(path).exists()
