@@ -7,6 +7,12 @@
     journal and state stores. One line per check with the fix; exit code 1 when any check fails.
     Run it where the drills run (a worker), with the same environment and connections.
 
+``python -m drdrill role sql [--role NAME] [--maintenance-db]``
+    prints the statements a superuser runs once to create or repair the drills' least-privilege
+    role (`drdrill.core.privileges`): in the cluster's database, and with ``--maintenance-db`` in
+    ``postgres`` (function grants are per database). Idempotent; it never sets a password (set it
+    with ``\\password`` in psql, so it reaches no log).
+
 ``python -m drdrill estate schema [--output FILE]``
     prints the estate file's JSON schema (committed as ``include/estate/estate.schema.json``;
     editors validate estate files with it, e.g. ``# yaml-language-server: $schema=estate.schema.json``).
@@ -35,7 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--verbose", action="store_true", help="log every command and connection attempt")
     schema = verbs.add_parser("schema", help="print the estate file's JSON schema")
     schema.add_argument("--output", "-o", help="write it to this file instead")
+    role = sub.add_parser("role", help="the drills' least-privilege role")
+    role_verbs = role.add_subparsers(dest="verb", required=True)
+    role_sql = role_verbs.add_parser("sql", help="print the SQL that creates or repairs the role")
+    role_sql.add_argument("--role", default=None, help="role name (default: drdrill)")
+    role_sql.add_argument("--maintenance-db", action="store_true",
+                          help="the statements for the postgres database (node actions, pg_rewind): no schema")
     args = ap.parse_args(argv)
+
+    if args.topic == "role":
+        from drdrill.core import privileges
+
+        stmts = privileges.setup_sql(args.role or privileges.DEFAULT_ROLE, schema=not args.maintenance_db)
+        sys.stdout.write("".join(f"{s.rstrip().rstrip(';')};\n" for s in stmts))
+        return 0
 
     if args.verb == "schema":
         from drdrill.core.estate import json_schema
