@@ -148,3 +148,20 @@ def test_an_ssh_host_that_does_not_answer_fails_naming_its_connection(sandbox, s
     assert list(bad) == ["runner [main/pg2]"], bad
     msg = bad["runner [main/pg2]"]
     assert "sandbox_ssh_pg2" in msg and "Fix: check pg2's runner" in msg, msg
+
+
+def test_a_wrong_password_fails_the_login_naming_the_connection_and_never_shows_it(sandbox, monkeypatch):
+    import json
+
+    var = "AIRFLOW_CONN_PG_SANDBOX"
+    conn = json.loads(os.environ[var])
+    monkeypatch.setenv(var, json.dumps({**conn, "password": "not-the-password-7f3a"}))
+    results = check_estate(SANDBOX_ESTATE)
+    bad = failed(results)
+    # pg1 uses the cluster's connection; pg2 has its own (TLS) and still logs in
+    assert list(bad) == ["postgres_login [main/pg1]"], bad
+    msg = bad["postgres_login [main/pg1]"]
+    assert "127.0.0.1:55432 is up but password authentication failed" in msg, msg
+    assert "Fix: correct the login and password of Airflow connection 'pg_sandbox'" in msg, msg
+    text = json.dumps([r.to_dict() for r in results])
+    assert "not-the-password-7f3a" not in text and conn["password"] not in text
