@@ -226,6 +226,10 @@ class SandboxSSHD:
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
+            # The sandbox lives wherever the checkout is, e.g. under /tmp (mode 1777): sshd's strict
+            # modes refuse an authorized_keys file below a world-writable directory. The file itself is
+            # root's, mode 0644, and the sshd listens on loopback only.
+            "StrictModes no",
             "AllowTcpForwarding no",
             "X11Forwarding no",
             "PrintMotd no",
