@@ -87,7 +87,8 @@ def dr_daily_verification():
                         cluster=",".join(clusters or []) or None)
 
     clusters = select_clusters()
-    EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0) >> clusters
+    EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0,
+                        node_runners=False) >> clusters
     # The checks report failures as results (fail_on_problem=False): the journal lists them all.
     repository = PgBackRestCheckOperator.partial(task_id="backup_repository", fail_on_problem=False)
     integrity = PgBackRestVerifyOperator.partial(task_id="backup_integrity", fail_on_problem=False)

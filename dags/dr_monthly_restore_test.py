@@ -106,7 +106,9 @@ def dr_monthly_restore_test():
             attachments={"gx": dq["gx_result"]} if dq.get("gx_result") else None)
 
     plan = preflight()
-    EstateCheckOperator(task_id="estate_check", cluster="{{ params.cluster }}", retries=0) >> plan
+    # Only the backup host is asked: the restore test never runs a command on a node's host.
+    EstateCheckOperator(task_id="estate_check", cluster="{{ params.cluster }}", retries=0,
+                        node_runners=False) >> plan
     led = ledger(plan)
     scr = setup_scratch(plan)
     led >> scr

@@ -312,7 +312,8 @@ def check_store(label: str, location: str, conn_id: str | None) -> CheckResult:
 
 # ------------------------------------------------------------------------------------ the whole estate
 def check_estate(path: Path | str | None = None, *, clusters: list[str] | None = None, drill: str | None = None,
-                 down_ok: bool = False, deep: bool = True, estate: Estate | None = None) -> list[CheckResult]:
+                 down_ok: bool = False, deep: bool = True, node_runners: bool = True,
+                 estate: Estate | None = None) -> list[CheckResult]:
     """Every check, in order: the file, the connections, then per cluster its nodes, backups and DNS.
 
     ``clusters`` limits the check to those clusters; ``drill`` to the clusters that allow that drill;
@@ -320,6 +321,8 @@ def check_estate(path: Path | str | None = None, *, clusters: list[str] | None =
     down by definition); a node that answers but refuses the drills' login always fails.
     Without ``deep`` (a drill's first task) only what a configuration error breaks is checked:
     the state of the estate (node roles, repos' health) is what the drills themselves judge.
+    Without ``node_runners`` no command runs on the nodes' hosts (a drill that never acts there:
+    the restore test and the daily verification use only the backup host's runner).
     """
     if estate is None:
         try:
@@ -343,7 +346,8 @@ def check_estate(path: Path | str | None = None, *, clusters: list[str] | None =
         for n in c.nodes:
             jobs.append(("postgres_login", f"{c.name}/{n.name}",
                          lambda c=c, n=n: check_node(c, n, down_ok=down_ok, deep=deep)))
-            jobs.append(("runner", f"{c.name}/{n.name}", lambda c=c, n=n: check_node_runner(c, n)))
+            if node_runners:
+                jobs.append(("runner", f"{c.name}/{n.name}", lambda c=c, n=n: check_node_runner(c, n)))
         jobs.append(("runner", c.name, lambda c=c: check_backups(c, deep=deep)))
         jobs.append(("dns", c.name, lambda c=c: check_dns(c)))
     with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="estate-check") as pool:

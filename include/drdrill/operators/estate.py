@@ -19,6 +19,8 @@ class EstateCheckOperator(DrillOperator):
     :param down_ok: a node that does not answer is not a failure (default: the drills judge the
         estate's health themselves, and the incident runbook's primary is down by definition); a
         node that answers but refuses the login always fails
+    :param node_runners: also run ``pg_ctl --version`` on every node's host through its runner
+        (default; off for a drill that acts only through the backup host's runner)
     :param deep: also check what the CLI checks about the estate's state (node roles against the
         estate, pgBackRest ``info`` and each object store's endpoint); default off
 
@@ -29,16 +31,17 @@ class EstateCheckOperator(DrillOperator):
         EstateCheckOperator(task_id="estate_check", cluster="{{ params.cluster }}")
     """
 
-    template_fields: Sequence[str] = ("drill", "cluster", "down_ok", "deep")
+    template_fields: Sequence[str] = ("drill", "cluster", "down_ok", "deep", "node_runners")
     ui_color = "#e8f4ea"
 
     def __init__(self, *, drill: str | None = None, cluster: str | None = None, down_ok: Any = True,
-                 deep: Any = False, **kwargs: Any) -> None:
+                 deep: Any = False, node_runners: Any = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.drill = drill
         self.cluster = cluster
         self.down_ok = down_ok
         self.deep = deep
+        self.node_runners = node_runners
 
     def run(self, context: Any) -> list[dict[str, Any]]:
         from drdrill.core.checks import summarize
@@ -47,7 +50,8 @@ class EstateCheckOperator(DrillOperator):
 
         clusters = [str(self.cluster)] if self.cluster else None
         results = check_estate(clusters=clusters, drill=None if clusters else self.drill,
-                               down_ok=truthy(self.down_ok), deep=truthy(self.deep))
+                               down_ok=truthy(self.down_ok), deep=truthy(self.deep),
+                               node_runners=truthy(self.node_runners))
         for r in results:
             (self.log.warning if r.failed else self.log.info)("%s", r.line())
         dicts = [r.to_dict() for r in results]
