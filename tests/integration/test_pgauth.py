@@ -151,3 +151,16 @@ def test_the_estate_check_fails_a_missing_grant_naming_it_and_the_grant(estate, 
     assert set(bad) == {"privileges [main/pg1]", "privileges [main/pg2]"}, {k: v.message for k, v in bad.items()}
     msg = bad["privileges [main/pg1]"].message
     assert "'drdrill' lacks: membership of pg_read_all_data" in msg and 'GRANT pg_read_all_data TO "drdrill"' in msg
+
+
+def test_the_estate_check_looks_at_the_function_grants_of_the_postgres_database_too(estate, revoked):
+    """Function grants are per database: promote and pg_rewind run in `postgres`, the ledger in `app`."""
+    from drdrill.drills.estatecheck import check_estate
+
+    revoked('REVOKE EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) FROM "drdrill"',
+            'GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) TO "drdrill"', "postgres")
+    bad = {f"{r.name} [{r.target}]": r for r in check_estate(estate.source) if r.failed}
+    assert set(bad) == {"privileges [main/pg1]", "privileges [main/pg2]"}, {k: v.message for k, v in bad.items()}
+    msg = bad["privileges [main/pg1]"].message
+    assert "pg_promote" in msg and "in database postgres" in msg, msg
+    assert 'GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) TO "drdrill"' in msg, msg

@@ -60,9 +60,8 @@ def connection_ids(estate: Estate, clusters: list[Cluster]) -> list[tuple[str, s
         if c.postgres.conn_id:
             out.append((c.postgres.conn_id, "postgres", f"clusters[{c.name}].postgres"))
         for n in c.nodes:
-            conn_id = getattr(n, "conn_id", None)
-            if conn_id:
-                out.append((conn_id, "postgres", f"clusters[{c.name}].nodes[{n.name}]"))
+            if n.conn_id:
+                out.append((n.conn_id, "postgres", f"clusters[{c.name}].nodes[{n.name}]"))
         for runner, where in _runners(c):
             if runner.kind == "ssh" and runner.ssh_conn_id:
                 out.append((runner.ssh_conn_id, "ssh", where))
@@ -121,7 +120,7 @@ def check_node(cluster: Cluster, node: Node, *, down_ok: bool = False, deep: boo
 
     target = f"{cluster.name}/{node.name}"
     hook = pg.hook(cluster, node.host, node.port)
-    conn_id = getattr(node, "conn_id", None) or cluster.postgres.conn_id
+    conn_id = node.conn_id or cluster.postgres.conn_id
     who = f"connection {conn_id!r}" if conn_id else f"user {cluster.postgres.user!r} with no connection"
     ok, why = hook.is_ready()
     if not ok:
@@ -149,7 +148,13 @@ def check_node(cluster: Cluster, node: Node, *, down_ok: bool = False, deep: boo
                              actual=actual))
         elif deep:
             out.append(_pass("node_role", target, f"{node.name} is {actual}, as the estate says"))
-        out += _privileges(c, target, user, bool(superuser), node)
+        missing = _missing(c, bool(superuser), schema=True)
+    if not superuser and cluster.postgres.database != "postgres":
+        # Function grants are per database: promote, pg_rewind and node actions connect to postgres.
+        with pg.hook(cluster, node.host, node.port, "postgres").session(read_only=True) as c:
+            missing += [(f"{what} in database postgres", fix) for what, fix in _missing(c, False, schema=False)
+                        if (what, fix) not in missing]
+    out += _privileges(target, user, bool(superuser), node, missing)
     return out
 
 
@@ -170,17 +175,19 @@ def _refusal_fix(why: str, conn_id: str | None, cluster: Cluster, node: Node) ->
     return "read the server's message above and its log"
 
 
-def _privileges(conn: Any, target: str, user: str, superuser: bool, node: Node) -> list[CheckResult]:
-    """The grants the drills need (`drdrill.core.privileges`), when that module is available."""
-    try:
-        from drdrill.core import privileges
-    except ImportError:
-        return []
+def _missing(conn: Any, superuser: bool, *, schema: bool) -> list[tuple[str, str]]:
+    from drdrill.core import privileges
+
+    return [] if superuser else privileges.missing_privileges(conn, schema=schema)
+
+
+def _privileges(target: str, user: str, superuser: bool, node: Node,
+                missing: list[tuple[str, str]]) -> list[CheckResult]:
+    """The grants the drills need (`drdrill.core.privileges`), in the cluster's database and in postgres."""
     if superuser:
         return [CheckResult("privileges", Status.PASS, f"{user!r} is a superuser: every step works, but the drills "
                             f"need far less; see the least-privilege role in include/estate/README.md", target,
                             details={"superuser": True})]
-    missing = privileges.missing_privileges(conn)
     if not missing:
         return [_pass("privileges", target, f"{user!r} has every privilege the drills use")]
     whats = "; ".join(m[0] for m in missing)
