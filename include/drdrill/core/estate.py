@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drdrill.core.errors import EstateError
 from drdrill.core.paths import INSTALLED, estate_path, sandbox_dir
 from drdrill.core.schedules import Schedules, UnattendedWindow
+from drdrill.core.services import ServiceTarget
 
 DRILLS = (
     "dr_daily_verification",
@@ -370,6 +371,8 @@ class Estate(_Model):
     state: State | None = Field(None, description="default: <journal.location>/_state")
     scratch: Scratch
     clusters: list[Cluster] = Field(min_length=1)
+    # What customers use and how far the chaos drills may hurt it (drdrill.core.services).
+    services: list[ServiceTarget] = Field(default_factory=list)
     # When drills run, in which timezone (drdrill.core.schedules); also read at DAG parse time.
     schedules: Schedules = Schedules()
     source: Path | None = Field(None, exclude=True)
@@ -379,6 +382,13 @@ class Estate(_Model):
         names = [c.name for c in self.clusters]
         if len(set(names)) != len(names):
             raise ValueError(f"cluster names must be unique, got {names}")
+        services = [s.name for s in self.services]
+        if len(set(services)) != len(services):
+            raise ValueError(f"service names must be unique, got {services}")
+        for s in self.services:
+            if s.cluster and s.cluster not in names:
+                raise ValueError(f"services[{s.name}].cluster {s.cluster!r} is not a cluster of this estate "
+                                 f"({', '.join(names)}): name one of them or remove the field")
         from drdrill.core.hosts import is_this_machine
 
         for c in self.clusters_for("dr_monthly_restore_test"):
@@ -396,6 +406,17 @@ class Estate(_Model):
         known = ", ".join(c.name for c in self.clusters)
         raise EstateError(f"unknown cluster {name!r} in estate {self.source}: the estate defines {known}. "
                           f"Pick one of those or add the cluster to the estate file.")
+
+    def service(self, name: str) -> ServiceTarget:
+        for s in self.services:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.services) or "none"
+        raise EstateError(f"unknown service {name!r} in estate {self.source}: the estate's services are {known}. "
+                          f"Pick one of those or add it under services: in the estate file.")
+
+    def services_for(self, drill: str) -> list[ServiceTarget]:
+        return [s for s in self.services if s.allows(drill)]
 
     @property
     def state_store(self) -> State:

@@ -39,7 +39,8 @@ RULES_HELP = ("'every day', 'business days', a weekday ('tue': every Tuesday), '
               "nth is first, second, third, fourth or last")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 # The drills that run on a schedule. The incident runbook (dr_postgres_primary_failover) is manual only.
-SCHEDULED_DRILLS = ("dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill")
+SCHEDULED_DRILLS = ("dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill",
+                    "dr_weekly_pod_kill", "dr_monthly_az_failure")
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "dr_daily_verification": {"day": "every day", "at": "06:00"},
     "dr_monthly_restore_test": {"day": "first business day", "at": "10:00"},
     "dr_quarterly_failover_drill": {"day": "first tue", "months": "quarterly", "at": "10:00"},
+    # The seed's chaos schedule: a pod kill every week, an AZ failure every month (business hours,
+    # when people are there to watch; each service's window decides whether a run may act).
+    "dr_weekly_pod_kill": {"day": "wed", "at": "11:00"},
+    "dr_monthly_az_failure": {"day": "second wed", "at": "14:00"},
 }
 DEFAULT_HOLIDAYS = ["01-01", "12-25"]
 
@@ -175,6 +180,8 @@ class Schedules(_Model):
     dr_daily_verification: DrillSchedule = DrillSchedule(**DEFAULTS["dr_daily_verification"])
     dr_monthly_restore_test: DrillSchedule = DrillSchedule(**DEFAULTS["dr_monthly_restore_test"])
     dr_quarterly_failover_drill: DrillSchedule = DrillSchedule(**DEFAULTS["dr_quarterly_failover_drill"])
+    dr_weekly_pod_kill: DrillSchedule = DrillSchedule(**DEFAULTS["dr_weekly_pod_kill"])
+    dr_monthly_az_failure: DrillSchedule = DrillSchedule(**DEFAULTS["dr_monthly_az_failure"])
 
     @model_validator(mode="before")
     @classmethod
