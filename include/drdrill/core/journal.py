@@ -296,11 +296,14 @@ def base_document(context: dict[str, Any], *, estate: Any, cluster: str | None) 
 def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], cluster: str | None,
            parts: dict[str, list[str]] | None = None,
            extra: dict[str, Any] | None = None, attachments: dict[str, Any] | None = None,
-           attachments_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+           attachments_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+           action: str | None = None) -> dict[str, Any]:
     """Write the drill's journal, then fail the run if any step or check failed.
 
     Called by every drill's last task (trigger rule ``all_done``), so a journal exists for
-    failed runs too. Returns the journal document for passing runs.
+    failed runs too. Returns the journal document for passing runs. With ``action`` (the task that
+    acts), a run where nothing failed and that task did not run because a guard skipped the run
+    (outside the window, the kill switch, a busy target) is journalled ``skipped``, with the reason.
     """
     from drdrill.core.checks import CheckResult, Status, summarize
     from drdrill.core.errors import DrillFailed
@@ -318,7 +321,13 @@ def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], 
     not_run = [st["task_id"] for st in steps if st.get("status") == "not run"]
     failed = [c for c in checks if c.failed]
     doc = base_document(context, estate=estate, cluster=cluster)
-    doc.update(status="failed" if failed else "passed", steps=steps, not_run=not_run,
+    status = "failed" if failed else "passed"
+    acted = [st for st in steps if st["task_id"] == action and st.get("status") in ("success", "failed")]
+    skips = [st for st in steps if st.get("status") == "skipped" and st.get("reason")]
+    if action and not failed and not acted and skips:
+        status = "skipped"
+        doc["skipped_reason"] = f"{skips[0]['task_id']}: {skips[0]['reason']}"
+    doc.update(status=status, steps=steps, not_run=not_run,
                results=[c.to_dict() for c in checks], failures=[c.line() for c in failed], **(extra or {}))
     if attachments_for:  # built from the finished document (e.g. the timeline of a failover)
         attachments = {**(attachments or {}), **attachments_for(doc)}
@@ -326,5 +335,8 @@ def finish(context: dict[str, Any], *, task_ids: list[str], results: list[Any], 
     summary = summarize(checks)
     if failed:
         raise DrillFailed(f"{doc['drill']} failed ({len(failed)} failed check(s)); journal: {path}\n{summary}")
+    if status == "skipped":
+        log.info("%s skipped (%s); journal: %s", doc["drill"], doc["skipped_reason"], path)
+        return {"status": "skipped", "reason": doc["skipped_reason"], "journal": path}
     log.info("%s passed; journal: %s\n%s", doc["drill"], path, summary)
     return {"status": "passed", "journal": path}
