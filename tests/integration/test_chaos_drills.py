@@ -1,0 +1,176 @@
+"""dr_weekly_pod_kill and dr_monthly_az_failure end to end on the real sandbox: supervisord's replicas,
+HAProxy's front door, the customer probe through it. Every outcome is read from the journal and from
+supervisord itself (PIDs before and after), never from the drill's own word alone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drdrill.core.paths import DEFAULT_ESTATE
+from integration.helpers import failures, journal, run_dag, step
+
+pytestmark = pytest.mark.sandbox
+KILL = "dr_weekly_pod_kill"
+AZ = "dr_monthly_az_failure"
+
+
+@pytest.fixture
+def ops(estate):
+    from drdrill.drills.chaos.process import ProcessOps
+
+    o = ProcessOps(estate.service("web").process)
+    o.start_stopped()
+    assert o.wait_healthy(30)["healed"], "the demo service is not healthy before the test"
+    yield o
+    o.start_stopped()  # whatever the test did
+    o.wait_healthy(30)
+
+
+def pids(ops) -> dict[str, int | None]:
+    return {name: p.pid for name, p in ops.status().items()}
+
+
+@pytest.fixture
+def estate_with(tmp_path, monkeypatch):
+    """A copy of the sandbox estate with the web service edited, used by the drills of this test."""
+    def make(edit):
+        raw = yaml.safe_load(Path(DEFAULT_ESTATE).read_text())
+        edit(raw["services"][0])
+        p = tmp_path / "estate.yaml"
+        p.write_text(yaml.safe_dump(raw))
+        monkeypatch.setenv("DRDRILL_ESTATE", str(p))
+        return p
+
+    return make
+
+
+def test_pod_kill_replaces_the_victim_with_no_customer_error(dagbag, estate, ops):
+    before = pids(ops)
+    dr = run_dag(dagbag, KILL)
+    doc = journal(estate, KILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    c = doc["chaos"]
+    assert len(c["victims"]) == 1 and c["victims"][0] in before
+    victim = c["victims"][0]
+    assert c["killed"][0]["pid"] == before[victim]
+    after = pids(ops)
+    assert after[victim] not in (None, before[victim]), "supervisord did not start a new process"
+    assert all(after[n] == before[n] for n in before if n != victim), "only the victim may be killed"
+    assert 0 < c["recover_seconds"] <= 300 and c["detect_seconds"] is not None
+    for period in ("before", "during", "after"):
+        assert c["probe"][period]["requests"] > 0 and c["probe"][period]["errors"] == 0, period
+    assert isinstance(c["seed"], int)
+    assert {g["name"] for g in c["guards"]} >= {"allow_list", "window", "kill_switch", "blast_radius"}
+    # Replay: the same seed picks the same victim (dry run: nothing is touched).
+    now = pids(ops)
+    dr2 = run_dag(dagbag, KILL, {"seed": c["seed"], "dry_run": True})
+    doc2 = journal(estate, KILL, dr2.run_id)
+    assert dr2.state == "success", failures(doc2)
+    assert doc2["chaos"]["victims"] == c["victims"] and doc2["chaos"]["dry_run"] is True
+    assert pids(ops) == now, "a dry run killed something"
+
+
+def test_outside_the_window_the_run_is_skipped_and_nothing_killed(dagbag, estate_with, ops):
+    from drdrill.core.estate import load_estate
+
+    today = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[dt.datetime.now(dt.UTC).weekday()]
+    other = [d for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun") if d != today]
+    estate_with(lambda s: s.update(window={"days": other, "start": "00:00", "end": "23:59"}))
+    before = pids(ops)
+    dr = run_dag(dagbag, KILL)
+    doc = journal(load_estate(), KILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert doc["status"] == "skipped" and "outside the chaos window" in doc["skipped_reason"]
+    assert step(doc, "preflight")["status"] == "skipped"
+    assert pids(ops) == before
+
+
+def test_the_kill_switch_stops_the_action(dagbag, estate, ops):
+    from airflow.models import Variable  # noqa: AIR311 - the test is the operator: it writes the metadata DB
+
+    before = pids(ops)
+    Variable.set("drdrill_kill_switch", "INC-4711: payments incident, no chaos")  # noqa: AIR311
+    try:
+        dr = run_dag(dagbag, KILL)
+    finally:
+        Variable.delete("drdrill_kill_switch")  # noqa: AIR311
+    doc = journal(estate, KILL, dr.run_id)
+    assert doc["status"] == "skipped" and "INC-4711" in doc["skipped_reason"]
+    assert pids(ops) == before
+
+
+def test_a_replica_that_does_not_come_back_fails_not_healed_within(dagbag, estate_with, ops, estate):
+    from drdrill.core.estate import load_estate
+
+    conf = Path(estate.service("web").process.supervisor_conf)
+    original = conf.read_text()
+    conf.write_text(original.replace("autorestart=true", "autorestart=false"))
+    try:
+        ops._ctl("update")  # supervisord re-reads: the programs restart without autorestart
+        assert ops.wait_healthy(30)["healed"]
+        estate_with(lambda s: s.update(heal_seconds=3))
+        dr = run_dag(dagbag, KILL)
+        doc = journal(load_estate(), KILL, dr.run_id)
+        assert dr.state == "failed"
+        assert "not healed within 3 s" in failures(doc)
+        victim = doc["chaos"]["victims"][0]
+        assert victim in failures(doc)  # what is missing is named
+    finally:
+        conf.write_text(original)
+        ops._ctl("update")
+    # teardown started it again: a failed run leaves no replica stopped
+    assert all(p.state in ("RUNNING", "STARTING") for p in ops.status().values())
+
+
+def test_az_failure_stops_one_zone_with_no_customer_error(dagbag, estate, ops):
+    dr = run_dag(dagbag, AZ, {"zone": "b", "duration_seconds": 3})
+    doc = journal(estate, AZ, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    c = doc["chaos"]
+    assert c["zone"] == "b" and c["victims"] == ["service-2"]
+    assert c["probe"]["fault"]["requests"] >= 40 and c["probe"]["fault"]["errors"] == 0
+    assert c["recover_seconds"] is not None
+    assert all(p.state == "RUNNING" for p in ops.status().values())
+
+
+def test_az_failure_that_customers_notice_aborts_fails_with_the_count_and_restarts(dagbag, estate_with, ops):
+    from drdrill.core.estate import load_estate
+
+    def one_zone(s):  # every replica in zone a: the zone's failure is the whole service
+        for r in s["process"]["replicas"]:
+            r["zone"] = "a"
+        s["az_failure"]["percent"] = 100
+
+    estate_with(one_zone)
+    t0 = time.monotonic()
+    dr = run_dag(dagbag, AZ, {"zone": "a", "duration_seconds": 60})
+    doc = journal(load_estate(), AZ, dr.run_id)
+    assert dr.state == "failed"
+    assert "customers saw" in failures(doc) and "aborted" in failures(doc)
+    assert doc["chaos"]["probe"]["fault"]["errors"] > 0
+    assert time.monotonic() - t0 < 55, "the drill did not abort early"
+    assert all(p.state in ("RUNNING", "STARTING") for p in ops.status().values())
+
+
+def test_unknown_zone_is_refused_before_anything_stops(dagbag, estate, ops):
+    before = pids(ops)
+    dr = run_dag(dagbag, AZ, {"zone": "eu-west-1z", "duration_seconds": 3})
+    doc = journal(estate, AZ, dr.run_id)
+    assert dr.state == "failed"
+    assert "unknown zone 'eu-west-1z'" in failures(doc) and "a, b, c" in failures(doc)
+    assert step(doc, "act")["status"] in ("not run", "skipped", "upstream_failed")
+    assert pids(ops) == before
+
+
+def test_the_next_run_starts_what_a_killed_run_left_stopped(estate, ops):
+    from drdrill.drills.chaos.common import repair
+
+    ops.stop(["service-2"])
+    assert ops.status()["service-2"].state == "STOPPED"
+    assert repair(estate.service("web")) == ["service-2"]
+    assert ops.status()["service-2"].state == "RUNNING"
