@@ -17,7 +17,7 @@ from airflow.sdk import Param, dag
 
 from drdrill.core.limits import DESTRUCTIVE_POOL, DRILL_POOL, TASK_TIMEOUT
 from drdrill.operators.chaos import ZoneFailureOperator
-from drdrill.runbook.chaos import build_chaos_drill
+from drdrill.runbook.chaos import PLANNED_SEED, PLANNED_SERVICE, build_chaos_drill
 from drdrill.timetables import schedule_for
 
 
@@ -30,8 +30,8 @@ from drdrill.timetables import schedule_for
     tags=["dr", "chaos", "az-failure", "fis"],
     default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
     params={
-        "service": Param(None, type=["null", "string"], description="service from the estate (default: the only "
-                         "one allowing this drill)"),
+        "service": Param(None, type=["null", "string"], description="service from the estate (default: one of "
+                         "those allowing this drill, chosen with the seed)"),
         "zone": Param(None, type=["null", "string"], description="the zone to fail (default: random, journalled)"),
         "duration_seconds": Param(None, type=["null", "number"], exclusiveMinimum=0,
                                   description="how long the zone stays down (default: the estate's duration)"),
@@ -42,8 +42,8 @@ from drdrill.timetables import schedule_for
 )
 def dr_monthly_az_failure():
     build_chaos_drill("dr_monthly_az_failure", lambda: ZoneFailureOperator(
-        task_id="act", service="{{ ti.xcom_pull(task_ids='preflight')['service'] }}", zone="{{ params.zone }}",
-        duration_seconds="{{ params.duration_seconds }}", seed="{{ params.seed }}", dry_run="{{ params.dry_run }}",
+        task_id="act", service=PLANNED_SERVICE, zone="{{ params.zone }}",
+        duration_seconds="{{ params.duration_seconds }}", seed=PLANNED_SEED, dry_run="{{ params.dry_run }}",
         pool=DESTRUCTIVE_POOL))
 
 

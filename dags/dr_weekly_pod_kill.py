@@ -18,7 +18,7 @@ from airflow.sdk import Param, dag
 
 from drdrill.core.limits import DESTRUCTIVE_POOL, DRILL_POOL, TASK_TIMEOUT
 from drdrill.operators.chaos import ChaosKillOperator
-from drdrill.runbook.chaos import build_chaos_drill
+from drdrill.runbook.chaos import PLANNED_SEED, PLANNED_SERVICE, build_chaos_drill
 from drdrill.timetables import schedule_for
 
 
@@ -31,8 +31,8 @@ from drdrill.timetables import schedule_for
     tags=["dr", "chaos", "pod-kill"],
     default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
     params={
-        "service": Param(None, type=["null", "string"], description="service from the estate (default: the only "
-                         "one allowing this drill)"),
+        "service": Param(None, type=["null", "string"], description="service from the estate (default: one of "
+                         "those allowing this drill, chosen with the seed)"),
         "victims": Param(1, type="integer", minimum=1, description="how many to kill (at most max_victims)"),
         "seed": Param(None, type=["null", "integer"], description="replay a run's random choice with its seed"),
         "grace_period_seconds": Param(None, type=["null", "integer"], minimum=0,
@@ -43,8 +43,8 @@ from drdrill.timetables import schedule_for
 )
 def dr_weekly_pod_kill():
     build_chaos_drill("dr_weekly_pod_kill", lambda: ChaosKillOperator(
-        task_id="act", service="{{ ti.xcom_pull(task_ids='preflight')['service'] }}", victims="{{ params.victims }}",
-        seed="{{ params.seed }}", grace_period_seconds="{{ params.grace_period_seconds }}",
+        task_id="act", service=PLANNED_SERVICE, victims="{{ params.victims }}",
+        seed=PLANNED_SEED, grace_period_seconds="{{ params.grace_period_seconds }}",
         dry_run="{{ params.dry_run }}", pool=DESTRUCTIVE_POOL))
 
 

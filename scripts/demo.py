@@ -24,6 +24,8 @@ RUNS = [
     ("dr_monthly_restore_test", {"recovery_point": "latest", "repo": 1}, "latest from repo1 (posix)"),
     ("dr_monthly_restore_test", {"recovery_point": "pitr", "repo": 2}, "point in time from repo2 (S3, encrypted)"),
     ("dr_quarterly_failover_drill", {"fault": "kill"}, "kill -9 of the primary, failover, failback"),
+    ("dr_weekly_pod_kill", {}, "SIGKILL of one random replica of the demo service, behind HAProxy"),
+    ("dr_monthly_az_failure", {"duration_seconds": 10}, "one zone's replicas stopped for 10 s (PT5M in production)"),
 ]
 # The failover runbook's phases in the order they run (bookkeeping tasks are left out).
 PHASES = ["assess", "approval", "failover", "dns_switch", "verify", "rollback", "stabilize", "failback"]
@@ -75,6 +77,8 @@ def show(doc: dict) -> None:
         mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}[r["status"]]
         msg = r["message"] if r["status"] == "fail" else r["message"][:90]
         print(f"    {mark}  {r['name']:<40} {r['target']:<20} {msg}")
+    if doc.get("chaos"):
+        show_chaos(doc["chaos"])
     m = doc.get("measurements") or {}
     if "rto_target_seconds" in m:
         show_failover(doc, m)
@@ -92,6 +96,21 @@ def show(doc: dict) -> None:
     for st in doc["steps"]:
         if st.get("status") == "failed":
             print(f"    step {st['task_id']} failed: {st.get('error', '')[:200]}")
+
+
+def show_chaos(c: dict) -> None:
+    """Victim, recovery, and what customers saw through the front door before, during and after."""
+    where = f"zone {c['zone']}: " if c.get("zone") else ""
+    rec = f"{c['recover_seconds']:.2f} s" if c.get("recover_seconds") is not None else "-"
+    det = f"{c['detect_seconds']:.2f} s" if c.get("detect_seconds") is not None else "-"
+    print(f"    victim: {where}{', '.join(c.get('victims') or []) or '-'} (seed {c.get('seed')}) | detected {det} | "
+          f"recovered {rec}")
+    for period in ("before", "fault", "during", "after"):
+        p = (c.get("probe") or {}).get(period)
+        if p:
+            label = {"fault": "zone down", "during": "recovering"}.get(period, period)
+            print(f"    customers {label:<10} {p['requests']:>5} requests, {p['errors']} errors, "
+                  f"p50 {p['latency_p50_ms']} ms, p99 {p['latency_p99_ms']} ms")
 
 
 def show_failover(doc: dict, m: dict) -> None:

@@ -17,6 +17,7 @@ from integration.helpers import failures, journal, run_dag, step
 pytestmark = pytest.mark.sandbox
 KILL = "dr_weekly_pod_kill"
 AZ = "dr_monthly_az_failure"
+WEB = {"service": "web"}
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def estate_with(tmp_path, monkeypatch):
 
 def test_pod_kill_replaces_the_victim_with_no_customer_error(dagbag, estate, ops):
     before = pids(ops)
-    dr = run_dag(dagbag, KILL)
+    dr = run_dag(dagbag, KILL, WEB)
     doc = journal(estate, KILL, dr.run_id)
     assert dr.state == "success", failures(doc)
     c = doc["chaos"]
@@ -68,7 +69,7 @@ def test_pod_kill_replaces_the_victim_with_no_customer_error(dagbag, estate, ops
     assert {g["name"] for g in c["guards"]} >= {"allow_list", "window", "kill_switch", "blast_radius"}
     # Replay: the same seed picks the same victim (dry run: nothing is touched).
     now = pids(ops)
-    dr2 = run_dag(dagbag, KILL, {"seed": c["seed"], "dry_run": True})
+    dr2 = run_dag(dagbag, KILL, {**WEB, "seed": c["seed"], "dry_run": True})
     doc2 = journal(estate, KILL, dr2.run_id)
     assert dr2.state == "success", failures(doc2)
     assert doc2["chaos"]["victims"] == c["victims"] and doc2["chaos"]["dry_run"] is True
@@ -82,7 +83,7 @@ def test_outside_the_window_the_run_is_skipped_and_nothing_killed(dagbag, estate
     other = [d for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun") if d != today]
     estate_with(lambda s: s.update(window={"days": other, "start": "00:00", "end": "23:59"}))
     before = pids(ops)
-    dr = run_dag(dagbag, KILL)
+    dr = run_dag(dagbag, KILL, WEB)
     doc = journal(load_estate(), KILL, dr.run_id)
     assert dr.state == "success", failures(doc)
     assert doc["status"] == "skipped" and "outside the chaos window" in doc["skipped_reason"]
@@ -96,7 +97,7 @@ def test_the_kill_switch_stops_the_action(dagbag, estate, ops):
     before = pids(ops)
     Variable.set("drdrill_kill_switch", "INC-4711: payments incident, no chaos")  # noqa: AIR311
     try:
-        dr = run_dag(dagbag, KILL)
+        dr = run_dag(dagbag, KILL, WEB)
     finally:
         Variable.delete("drdrill_kill_switch")  # noqa: AIR311
     doc = journal(estate, KILL, dr.run_id)
@@ -114,7 +115,7 @@ def test_a_replica_that_does_not_come_back_fails_not_healed_within(dagbag, estat
         ops._ctl("update")  # supervisord re-reads: the programs restart without autorestart
         assert ops.wait_healthy(30)["healed"]
         estate_with(lambda s: s.update(heal_seconds=3))
-        dr = run_dag(dagbag, KILL)
+        dr = run_dag(dagbag, KILL, WEB)
         doc = journal(load_estate(), KILL, dr.run_id)
         assert dr.state == "failed"
         assert "not healed within 3 s" in failures(doc)
@@ -174,3 +175,20 @@ def test_the_next_run_starts_what_a_killed_run_left_stopped(estate, ops):
     assert ops.status()["service-2"].state == "STOPPED"
     assert repair(estate.service("web")) == ["service-2"]
     assert ops.status()["service-2"].state == "RUNNING"
+
+
+def test_the_instance_case_kills_the_standby_and_it_streams_again(dagbag, estate, ops):
+    from drdrill.drills.failover.node_ops import NodeOps
+
+    c = estate.cluster("main")
+    nodes = NodeOps(c)
+    primary_pid, before = nodes.running_pid(c.primary), nodes.running_pid(c.node("pg2"))
+    dr = run_dag(dagbag, KILL, {"service": "db-standby"})
+    doc = journal(estate, KILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    ch = doc["chaos"]
+    assert ch["victims"] == ["pg2"] and ch["killed"][0]["pid"] == before
+    assert nodes.running_pid(c.node("pg2")) not in (None, before)
+    assert nodes.running_pid(c.primary) == primary_pid, "the primary was touched"
+    assert ch["probe"]["during"]["errors"] == 0 and ch["probe"]["during"]["requests"] > 0
+    assert ch["recover_seconds"] > 0

@@ -389,6 +389,19 @@ class Estate(_Model):
             if s.cluster and s.cluster not in names:
                 raise ValueError(f"services[{s.name}].cluster {s.cluster!r} is not a cluster of this estate "
                                  f"({', '.join(names)}): name one of them or remove the field")
+            if s.postgres:
+                if s.postgres.cluster not in names:
+                    raise ValueError(f"services[{s.name}].postgres.cluster {s.postgres.cluster!r} is not a cluster "
+                                     f"of this estate ({', '.join(names)})")
+                c = self.cluster(s.postgres.cluster)
+                nodes = {n.name: n for n in c.nodes}
+                for n in s.postgres.nodes:
+                    if n not in nodes:
+                        raise ValueError(f"services[{s.name}].postgres.nodes: {n!r} is not a node of cluster "
+                                         f"{c.name} ({', '.join(nodes)})")
+                    if nodes[n].role == "primary":
+                        raise ValueError(f"services[{s.name}].postgres.nodes: {n} is the primary of {c.name}; the "
+                                         f"pod kill kills standbys only (the failover drill is the primary's)")
         from drdrill.core.hosts import is_this_machine
 
         for c in self.clusters_for("dr_monthly_restore_test"):

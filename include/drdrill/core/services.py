@@ -135,6 +135,21 @@ class KubernetesTarget(_Model):
         return self
 
 
+class PostgresTarget(_Model):
+    """The "instance" case: a PostgreSQL standby of an estate cluster, its postmaster killed with SIGKILL.
+
+    Healed = a new postmaster on the node and the standby streaming from the primary again. Who
+    restarts it: ``auto`` (production: systemd ``Restart=on-failure``, Patroni; the drill only
+    watches) or ``drill`` (no init system supervises it, as on the sandbox: the drill starts it
+    right after the kill, as systemd would).
+    """
+
+    cluster: str = Field(description="an estate cluster")
+    nodes: list[str] = Field(default_factory=list, description="the standbys that may be killed (default: every "
+                             "standby); the primary never is")
+    restart: Literal["auto", "drill"] = "auto"
+
+
 class Fis(_Model):
     """The AWS FIS experiment template of the AZ failure (created, or checked for drift, by the drill)."""
 
@@ -195,6 +210,7 @@ class ServiceTarget(_Model):
     probe: Probe = Probe()
     process: ProcessTarget | None = None
     kubernetes: KubernetesTarget | None = None
+    postgres: PostgresTarget | None = None
     az_failure: AzFailure | None = None
 
     @field_validator("url")
@@ -208,10 +224,13 @@ class ServiceTarget(_Model):
         if unknown:
             raise ValueError(f"allowed_drills {unknown} are not chaos drills: services take "
                              f"{', '.join(CHAOS_DRILLS)}")
-        if self.process and self.kubernetes:
-            raise ValueError("give either process or kubernetes (the pod kill's target kind), not both")
-        if "dr_weekly_pod_kill" in self.allowed_drills and not (self.process or self.kubernetes):
-            raise ValueError("dr_weekly_pod_kill needs a target: add process (supervisord replicas) or kubernetes")
+        kinds = [k for k in ("process", "kubernetes", "postgres") if getattr(self, k)]
+        if len(kinds) > 1:
+            raise ValueError(f"give one pod-kill target kind (process, kubernetes or postgres), not {kinds}: "
+                             f"describe each as its own service")
+        if "dr_weekly_pod_kill" in self.allowed_drills and not kinds:
+            raise ValueError("dr_weekly_pod_kill needs a target: add process (supervisord replicas), kubernetes "
+                             "or postgres (a standby)")
         az = self.az_failure
         if "dr_monthly_az_failure" in self.allowed_drills and not az:
             raise ValueError("dr_monthly_az_failure needs az_failure (engine sandbox or fis)")
@@ -226,14 +245,15 @@ class ServiceTarget(_Model):
 
     @property
     def kind(self) -> str:
-        return "kubernetes" if self.kubernetes else "process" if self.process else "none"
+        return next((k for k in ("process", "kubernetes", "postgres") if getattr(self, k)), "none")
 
     def allows(self, drill: str) -> bool:
         return drill in self.allowed_drills
 
     def lock_keys(self) -> list[str]:
         """What a chaos action on this service touches, for the cross-drill lock."""
-        return [f"service:{self.name}"] + ([f"cluster:{self.cluster}"] if self.cluster else [])
+        clusters = {c for c in (self.cluster, self.postgres.cluster if self.postgres else None) if c}
+        return [f"service:{self.name}"] + [f"cluster:{c}" for c in sorted(clusters)]
 
     def zones(self) -> list[str]:
         az = self.az_failure

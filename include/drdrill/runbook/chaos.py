@@ -24,6 +24,9 @@ from airflow.sdk import TaskGroup, get_current_context, task
 from drdrill.core.journal import step
 
 APPROVAL_TIMEOUT = timedelta(hours=4)
+# What the action takes from the plan (templated): the service preflight chose and the run's seed.
+PLANNED_SERVICE = "{{ ti.xcom_pull(task_ids='preflight')['service'] }}"
+PLANNED_SEED = "{{ ti.xcom_pull(task_ids='preflight')['seed'] }}"
 
 
 def _plan() -> dict[str, Any]:
@@ -44,10 +47,14 @@ def build_chaos_drill(drill: str, action: Callable[[], Any]) -> list[str]:
 
         ctx = get_current_context()
         params = ctx["params"]
+        from drdrill.drills.chaos.guards import seed_for
+
         estate = load_estate()
-        svc = common.select_service(estate, params.get("service"), drill)
+        # One seed per run picks the service (when the param names none), the victims and the zone; journalled.
+        seed = seed_for(ctx["run_id"], params.get("seed"))
+        svc = common.select_service(estate, params.get("service"), drill, seed)
         return common.preflight(estate, svc, drill=drill, dry_run=bool(params.get("dry_run")),
-                                at=dt.datetime.now(dt.UTC), params=params)
+                                at=dt.datetime.now(dt.UTC), params={**params, "seed": seed})
 
     with TaskGroup("approval", tooltip="Human gate: skipped for unattended services and dry runs") as approval:
         @task.branch

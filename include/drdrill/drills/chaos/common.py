@@ -25,18 +25,16 @@ from drdrill.drills.chaos.guards import Verdict
 log = logging.getLogger("drdrill.drills.chaos")
 
 
-def select_service(estate: Estate, name: str | None, drill: str) -> ServiceTarget:
-    """The service named by the param, else the only one the estate allows for ``drill``."""
+def select_service(estate: Estate, name: str | None, drill: str, seed: int) -> ServiceTarget:
+    """The service named by the param, else one of those allowing ``drill``, chosen with the run's seed."""
     if name:
         return estate.service(name)
     allowed = estate.services_for(drill)
-    if len(allowed) != 1:
+    if not allowed:
         from drdrill.core.errors import PreflightError
 
-        names = ", ".join(s.name for s in allowed) or "none"
-        raise PreflightError(f"param service is required: {len(allowed)} services of {estate.source} allow "
-                             f"{drill} ({names})")
-    return allowed[0]
+        raise PreflightError(f"no service of {estate.source} allows {drill}: add it to a service's allowed_drills")
+    return estate.service(guards.pick([s.name for s in allowed], 1, seed)[0])
 
 
 def kill_switch_verdict() -> Verdict:
@@ -67,6 +65,7 @@ def preflight(estate: Estate, service: ServiceTarget, *, drill: str, dry_run: bo
     log.info("approval: %s", reason)
     repaired = [] if dry_run else repair(service)
     return {"service": service.name, "kind": service.kind, "url": service.url, "cluster": service.cluster,
+            "seed": int(params["seed"]) if params.get("seed") is not None else None,
             "dry_run": dry_run, "approval_required": required, "approval_reason": reason,
             "lock_keys": service.lock_keys(), "guards": [v.to_dict() for v in verdicts], "repaired": repaired,
             "engine": service.az_failure.engine if service.az_failure else None}
@@ -84,11 +83,16 @@ def zone_verdict(service: ServiceTarget, zone: str | None) -> Verdict:
 
 def repair(service: ServiceTarget) -> list[str]:
     """Start replicas a killed run left stopped (the next run heals what a killed run left)."""
-    if not service.process:
-        return []
-    from drdrill.drills.chaos.process import ProcessOps
+    if service.process:
+        from drdrill.drills.chaos.process import ProcessOps
 
-    started = ProcessOps(service.process).start_stopped()
+        started = ProcessOps(service.process).start_stopped()
+    elif service.postgres:
+        from drdrill.drills.chaos.standby import StandbyOps
+
+        started = StandbyOps(service.postgres).start_stopped()
+    else:
+        return []
     if started:
         log.warning("an earlier run left %s stopped: started them again before anything else", started)
     return started

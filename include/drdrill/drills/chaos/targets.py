@@ -22,4 +22,8 @@ def target_ops(service: ServiceTarget) -> Any:
         from drdrill.drills.chaos.kube import KubeOps
 
         return KubeOps(service.kubernetes)
+    if service.postgres:
+        from drdrill.drills.chaos.standby import StandbyOps
+
+        return StandbyOps(service.postgres)
     raise ValueError(f"service {service.name} has no pod-kill target (process or kubernetes)")
