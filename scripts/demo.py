@@ -24,7 +24,8 @@ RUNS = [
     ("dr_monthly_restore_test", {"recovery_point": "latest", "repo": 1}, "latest from repo1 (posix)"),
     ("dr_monthly_restore_test", {"recovery_point": "pitr", "repo": 2}, "point in time from repo2 (S3, encrypted)"),
     ("dr_quarterly_failover_drill", {"fault": "kill"}, "kill -9 of the primary, failover, failback"),
-    ("dr_weekly_pod_kill", {}, "SIGKILL of one random replica of the demo service, behind HAProxy"),
+    ("dr_weekly_pod_kill", {"service": "web"}, "SIGKILL of one random replica of the demo service, behind HAProxy"),
+    ("dr_weekly_pod_kill", {"service": "db-standby"}, "SIGKILL of the standby pg2's postmaster (the instance case)"),
     ("dr_monthly_az_failure", {"duration_seconds": 10}, "one zone's replicas stopped for 10 s (PT5M in production)"),
 ]
 # The failover runbook's phases in the order they run (bookkeeping tasks are left out).
