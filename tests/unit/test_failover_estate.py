@@ -39,7 +39,7 @@ def test_sandbox_failover_section():
     f = c.failover
     assert f.dns.record == "db.sandbox.drdrill.internal" and f.dns.zone == "sandbox.drdrill.internal"
     assert (f.dns.type, f.dns.ttl, f.dns.conn_id) == ("CNAME", 1, "aws_sandbox")
-    assert f.service.urls == ["http://127.0.0.1:55610", "http://127.0.0.1:55611"]
+    assert f.service.urls == ["http://127.0.0.1:55610", "http://127.0.0.1:55611", "http://127.0.0.1:55612"]
     assert [n.kind for n in f.notify] == ["log"]
     assert c.primary.dns_name == "pg1.sandbox.drdrill.internal"
     assert c.node("pg2").dns_name == "pg2.sandbox.drdrill.internal"
