@@ -10,6 +10,7 @@ PostgreSQL sandbox is needed.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -59,6 +60,32 @@ def test_pods_are_only_those_the_selector_matches_even_when_the_server_ignores_i
     assert hook.desired_replicas(ns, "ReplicaSet", "db-rs") == 4  # the Deployment's, not the ReplicaSet's
 
 
+def test_the_workload_behind_a_pod_and_its_replicas(k8s, k8s_namespace):
+    from drdrill.core.errors import DrillError
+    from drdrill.hooks.kubernetes import ChaosKubernetesHook
+
+    ns = k8s_namespace
+    made = k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=3)
+    dep = made["deployment"]["metadata"]
+    owner = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": dep["uid"], "controller": True}]
+    spec = {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {}}
+    k8s.post(f"/apis/apps/v1/namespaces/{ns}/replicasets",  # a rollout's second ReplicaSet
+             {"kind": "ReplicaSet", "metadata": {"name": "web-rs2", "ownerReferences": owner}, "spec": spec})
+    k8s.post(f"/apis/apps/v1/namespaces/{ns}/replicasets", {"kind": "ReplicaSet", "metadata": {"name": "bare"},
+                                                            "spec": {**spec, "replicas": 2}})
+    k8s.post(f"/apis/apps/v1/namespaces/{ns}/statefulsets", {"kind": "StatefulSet", "metadata": {"name": "pg"},
+                                                             "spec": {**spec, "replicas": 5}})
+    hook = ChaosKubernetesHook(kubernetes_conn_id="k8s_emulator")
+    assert hook.workload(ns, "ReplicaSet", "web-rs") == ("Deployment", "web", 3)
+    assert hook.workload(ns, "ReplicaSet", "web-rs2") == ("Deployment", "web", 3)
+    assert hook.workload(ns, "ReplicaSet", "bare") == ("ReplicaSet", "bare", 2)
+    assert hook.workload(ns, "StatefulSet", "pg") == ("StatefulSet", "pg", 5)
+    with pytest.raises(DrillError, match="owned by a Job .* no replica count"):
+        hook.workload(ns, "Job", "backup")
+    with pytest.raises(DrillError, match="reading StatefulSet 'gone'.* 404"):
+        hook.workload(ns, "StatefulSet", "gone")
+
+
 def test_blocking_pdbs_are_those_selecting_the_pod_with_no_disruption_allowed(k8s, k8s_namespace):
     from drdrill.hooks.kubernetes import ChaosKubernetesHook
 
@@ -96,6 +123,37 @@ def test_the_heal_status_needs_each_replacement_itself_ready(k8s, k8s_namespace)
         k8s.set_pod_ready(ns, repl["name"], True)
         st = asyncio.run(hook.heal_status(ns, "app=web", [victim.uid], killed_at, 2))
         assert st["healed"] and st["ready_replacements"] == [repl["name"]] and st["missing"] == []
+
+
+def test_the_trigger_fires_healed_with_its_times_and_error_when_the_api_fails(k8s, k8s_namespace, monkeypatch):
+    from drdrill.hooks.kubernetes import ChaosKubernetesHook
+    from drdrill.triggers.kubernetes import PodHealedTrigger
+
+    ns = k8s_namespace
+    k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=2)
+    hook = ChaosKubernetesHook(kubernetes_conn_id="k8s_emulator")
+    victim = hook.pods(ns, "app=web")[1]
+    killed_at = datetime.now(UTC).isoformat()
+    hook.delete_pod(ns, victim.name, 0)
+    kw = {"conn_id": "k8s_emulator", "namespace": ns, "selector": "app=web", "victim_uids": [victim.uid],
+          "killed_at": killed_at, "desired": 2, "timeout_seconds": 10, "poll_interval": 0.1, "payload": {"k": 1}}
+    trig = PodHealedTrigger(**kw)
+    path, args = trig.serialize()
+    assert path == "drdrill.triggers.kubernetes.PodHealedTrigger" and args == kw
+
+    async def first(t):
+        return (await anext(t.run())).payload
+
+    ev = asyncio.run(first(PodHealedTrigger(**args)))
+    assert ev["status"] == "healed" and ev["payload"] == {"k": 1} and ev["missing"] == []
+    assert 0 < ev["detect_seconds"] <= ev["recover_seconds"] and ev["ready_count"] == 2
+    assert ev["replacements"] and victim.name not in ev["replacements"]
+    # The cluster unreachable while waiting: an error event naming it, never a heal.
+    dead = {**k8s.kubeconfig(), "clusters": [{"name": "emulator", "cluster": {"server": "http://127.0.0.1:9"}}]}
+    monkeypatch.setenv("AIRFLOW_CONN_K8S_DEAD", json.dumps({"conn_type": "kubernetes",
+                                                            "extra": {"kube_config": json.dumps(dead)}}))
+    ev = asyncio.run(first(PodHealedTrigger(**{**kw, "conn_id": "k8s_dead"})))
+    assert ev["status"] == "error" and "checking pods 'app=web'" in ev["message"], ev
 
 
 # -- the operator, through dag.test() (the trigger runs inline) -----------------------------------
@@ -148,21 +206,27 @@ def test_a_pod_nothing_recreates_fails_naming_what_is_missing(kill_dag, k8s, k8s
 def test_the_same_seed_picks_the_same_victim(kill_dag, k8s, k8s_namespace):
     ns = k8s_namespace
     k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=5)
-    picks = {seed: _run(kill_dag, namespace=ns, selector="app=web", seed=seed, dry_run=True)[1]["victims"][0]["name"]
-             for seed in (1, 2, 3, 4)}
-    again = {seed: _run(kill_dag, namespace=ns, selector="app=web", seed=seed, dry_run=True)[1]["victims"][0]["name"]
-             for seed in (1, 2, 3, 4)}
-    assert picks == again and len(set(picks.values())) > 1
+
+    def victim(seed):
+        return _run(kill_dag, namespace=ns, selector="app=web", seed=seed, dry_run=True)[1]["victims"][0]["name"]
+
+    first = victim(1)
+    assert victim(1) == first  # replayed from the journalled seed
+    assert victim(2) != first  # (seeds 1 and 2 pick web-rs-1 and web-rs-0 among the five)
 
 
 def test_dry_run_deletes_nothing(kill_dag, k8s, k8s_namespace):
     ns = k8s_namespace
     made = k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=3)
+    bare = k8s.create_pod(ns, "web-debug", labels={"app": "web"}, age_seconds=3600)  # no controller
     before = len(k8s.deleted_pods())
     ti, out, step = _run(kill_dag, namespace=ns, selector="app=web", max_victims=2, dry_run=True)
     assert str(ti.state) == "success" and step["status"] == "success"
     assert out["dry_run"] and len(out["victims"]) == 2 and isinstance(out["seed"], int)
-    assert len(k8s.deleted_pods()) == before and _uids(k8s.pods(ns, "app=web")) == _uids(made["pods"])
+    assert out["candidates"] == ["web-rs-0", "web-rs-1", "web-rs-2"]  # the bare pod would never come back
+    assert out["desired"] == 3 and out["workloads"] == ["Deployment/web"]
+    assert len(k8s.deleted_pods()) == before
+    assert _uids(k8s.pods(ns, "app=web")) == _uids([*made["pods"], bare])
 
 
 def test_pods_younger_than_the_minimum_age_are_not_killed(kill_dag, k8s, k8s_namespace):
@@ -202,6 +266,8 @@ def test_a_malformed_or_empty_selector_is_refused(kill_dag, k8s, k8s_namespace):
     assert str(ti.state) == "failed" and "selector" in step["error"] and "does not parse" in step["error"], step
     ti, _, step = _run(kill_dag, namespace=k8s_namespace, selector=" ")
     assert str(ti.state) == "failed" and "selector is empty" in step["error"], step
+    ti, _, step = _run(kill_dag, namespace=k8s_namespace, selector="app=web", max_victims=0)
+    assert str(ti.state) == "failed" and "max_victims must be at least 1, got 0" in step["error"], step
 
 
 def test_an_unknown_namespace_is_refused(kill_dag, k8s):

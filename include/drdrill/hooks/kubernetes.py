@@ -304,9 +304,11 @@ class ChaosKubernetesHook(KubernetesHook):
         return sorted((PodInfo.from_pod(p) for p in items if selector_matches(reqs, p.metadata.labels)),
                       key=lambda p: p.name)
 
-    def desired_replicas(self, namespace: str, owner_kind: str, owner_name: str) -> int:
-        """``spec.replicas`` of the workload behind a pod's owner: a ReplicaSet's Deployment when it has
-        one (else the ReplicaSet), a StatefulSet. Raises DrillError for another kind of owner."""
+    def workload(self, namespace: str, owner_kind: str, owner_name: str) -> tuple[str, str, int]:
+        """The workload behind a pod's owner and its ``spec.replicas``: ``(kind, name, replicas)``. A
+        ReplicaSet owned by a Deployment gives the Deployment (so the old and new ReplicaSets of a rollout
+        are one workload); a bare ReplicaSet or a StatefulSet gives itself. Raises DrillError for another
+        kind of owner (a Job, a DaemonSet...): it has no replica count to heal back to."""
         from kubernetes.client import ApiException
 
         apps = self.apps_v1_client
@@ -315,14 +317,20 @@ class ChaosKubernetesHook(KubernetesHook):
                 rs = apps.read_namespaced_replica_set(owner_name, namespace)
                 dep = next((o for o in rs.metadata.owner_references or [] if o.kind == "Deployment"), None)
                 if dep is not None:
-                    return int(apps.read_namespaced_deployment(dep.name, namespace).spec.replicas or 0)
-                return int(rs.spec.replicas or 0)
+                    replicas = apps.read_namespaced_deployment(dep.name, namespace).spec.replicas
+                    return "Deployment", dep.name, int(replicas or 0)
+                return "ReplicaSet", owner_name, int(rs.spec.replicas or 0)
             if owner_kind == "StatefulSet":
-                return int(apps.read_namespaced_stateful_set(owner_name, namespace).spec.replicas or 0)
+                sts = apps.read_namespaced_stateful_set(owner_name, namespace)
+                return "StatefulSet", owner_name, int(sts.spec.replicas or 0)
         except ApiException as e:
             raise _api_error(e, f"reading {owner_kind} {owner_name!r} in {namespace!r}", self.conn_id) from e
         raise DrillError(f"pods owned by a {owner_kind} ({owner_name}) have no replica count to heal back to: "
-                         f"target a Deployment, ReplicaSet or StatefulSet")
+                         f"target pods of a Deployment, ReplicaSet or StatefulSet")
+
+    def desired_replicas(self, namespace: str, owner_kind: str, owner_name: str) -> int:
+        """``spec.replicas`` of the workload behind a pod's owner (see `workload`)."""
+        return self.workload(namespace, owner_kind, owner_name)[2]
 
     def blocking_pdbs(self, namespace: str, labels: Mapping[str, str]) -> list[tuple[str, int]]:
         """PodDisruptionBudgets of ``namespace`` that select a pod with ``labels`` and allow no disruption

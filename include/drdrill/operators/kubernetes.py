@@ -35,8 +35,8 @@ class KubernetesPodKillOperator(DrillOperator):
     :param poll_interval: seconds between heal checks in the triggerer
     :param dry_run: pick and report the victims, delete nothing
 
-    Returns ``{"dry_run", "namespace", "selector", "seed", "victims": [pod dicts], "desired", "killed_at",
-    "healed", "detect_seconds", "recover_seconds", "replacements", "candidates"}``; a timeout or an API
+    Returns ``{"dry_run", "namespace", "selector", "seed", "victims": [pod dicts], "desired", "workloads",
+    "killed_at", "healed", "detect_seconds", "recover_seconds", "replacements", "candidates"}``; a timeout or an API
     error while waiting fails the task with the trigger's message ("... not healed within N s after the
     kill: replacement web-abc not Ready").
 
@@ -126,10 +126,14 @@ class KubernetesPodKillOperator(DrillOperator):
                 raise AirflowSkipException(f"PodDisruptionBudget {names} in namespace {ns!r} allows no disruption "
                                            f"of pod {v.name}: skipped, nothing deleted (the budget protects the "
                                            f"workload right now; the next run tries again)")
+        # Ready pods to get back to: the replicas of every workload behind the matching pods (the old and
+        # new ReplicaSets of a rollout count once, as their Deployment).
         owners = {(p.owner_kind, p.owner_name) for p in pods if not p.deleting and p.owner_kind}
-        desired = sum(hook.desired_replicas(ns, kind, name) for kind, name in sorted(owners))
+        workloads = {w[:2]: w[2] for w in (hook.workload(ns, kind, name) for kind, name in sorted(owners))}
+        desired = sum(workloads.values())
         out: dict[str, Any] = {"dry_run": truthy(self.dry_run), "namespace": ns, "selector": selector, "seed": seed,
                                "victims": [v.to_dict() for v in victims], "desired": desired,
+                               "workloads": [f"{kind}/{name}" for kind, name in sorted(workloads)],
                                "candidates": [p.name for p in eligible]}
         if truthy(self.dry_run):
             self.log.info("[DRY RUN] would delete %s (seed %s) of %s", [v.name for v in victims], seed,

@@ -89,7 +89,8 @@ class PodHealedTrigger(BaseTrigger):
     Event payload: ``{"status": "healed" | "timeout" | "error", "message", "detect_seconds",
     "recover_seconds", "replacements": [pod names], "ready_count", "missing", "namespace", "selector",
     "victim_uids", "killed_at", "desired", "payload"}``. A timeout's message reads "... not healed within N s
-    after the kill: replacement web-abc not Ready; 2/3 pods Ready"; an error's names the API failure.
+    after the kill: replacement web-abc not Ready; 2/3 pods Ready"; an error (the API failing
+    ``max_failures`` times in a row) names the failure.
 
     :param conn_id: Airflow ``kubernetes`` connection
     :param namespace: the workload's namespace
@@ -102,6 +103,8 @@ class PodHealedTrigger(BaseTrigger):
     :param payload: returned as is in the events (``payload``): what the deferring task needs to resume
         (Airflow does not always hand the defer kwargs back)
     """
+
+    max_failures = 3  # consecutive API failures before an error event (a blip is retried)
 
     def __init__(self, *, conn_id: str | None, namespace: str, selector: str, victim_uids: Sequence[str],
                  killed_at: str, desired: int, timeout_seconds: float, poll_interval: float = 1.0,
@@ -134,13 +137,21 @@ class PodHealedTrigger(BaseTrigger):
         # Counted from the kill (survives a triggerer restart), on the monotonic clock from here.
         left = self.timeout_seconds - max(0.0, (datetime.now(UTC) - _parse(self.killed_at)).total_seconds())
         deadline = time.monotonic() + left
+        failures = 0
         while True:
             try:
                 status = await watch.poll(hook)
-            except Exception as e:  # an API or connection failure: reported, never taken for a heal
-                yield TriggerEvent(self._event(watch, "error", f"checking pods {self.selector!r} in namespace "
-                                                        f"{self.namespace!r} failed: {type(e).__name__}: {e}"))
-                return
+                failures = 0
+            except Exception as e:  # an API or connection failure: never taken for a heal
+                failures += 1
+                if failures >= self.max_failures or time.monotonic() >= deadline:
+                    yield TriggerEvent(self._event(watch, "error", (
+                        f"checking pods {self.selector!r} in namespace {self.namespace!r} failed {failures} "
+                        f"time(s) in a row: {type(e).__name__}: {e}")))
+                    return
+                self.log.warning("checking the pods failed (%s), retrying: %s", failures, e)
+                await asyncio.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+                continue
             if status["healed"]:
                 yield TriggerEvent(self._event(watch, "healed", f"healed {watch.recover_seconds:.1f} s after the kill"))
                 return
