@@ -114,8 +114,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     - every write bumps ``resourceVersion``; a create answers 201;
     - ``honour_selectors = False`` brings kmock's own behaviour back (labelSelector ignored), to show
       that a server ignoring the selector cannot widen a drill's blast radius;
-    - a pod is deleted at once (grace period or not): the test plays the kubelet, which needs no time
-      to stop a container that does not exist.
+    - a pod is deleted at once; with ``pod_termination_seconds`` > 0 a delete with a grace period
+      leaves it Terminating (``deletionTimestamp`` set, not Ready) for ``min(grace, that)`` seconds first,
+      as a kubelet stopping its containers would (grace 0 deletes at once, a Terminating pod too).
     """
 
     def __attrs_post_init__(self) -> None:
@@ -124,6 +125,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self._rv = 1000
         self.deleted_pods: list[dict[str, Any]] = []  # every pod deleted through the API, in order
         self.honour_selectors = True  # False: ignore labelSelector as kmock does (a careless server/proxy)
+        self.pod_termination_seconds = 0.0  # > 0: a graceful delete leaves the pod Terminating this long
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -178,11 +180,44 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         elif request.action == kmock.action.DELETE and request.resource == PODS and request.name:
             key = (PODS, request.namespace, request.name)
             if key in self.objects and not self.objects[key].deleted:
-                self.deleted_pods.append(self.objects[key].raw)
+                grace = _grace_seconds(request)
+                terminating = bool(self.objects[key].get("metadata", {}).get("deletionTimestamp"))
+                if not terminating:
+                    self.deleted_pods.append(self.objects[key].raw)
+                if self.pod_termination_seconds > 0 and grace > 0:
+                    return await self._terminate(key, grace, terminating)
+                # grace 0 (or no termination emulated): gone at once, a Terminating pod too (kmock drops
+                # an object without finalizers once it carries a deletionTimestamp)
         response = await super()._handle(request)
         if request.action == kmock.action.CREATE and response.status == 200 and not response.prepared:
             response.set_status(201)
         return response
+
+    async def _terminate(self, key: tuple[Any, str | None, str], grace: float,
+                         terminating: bool) -> aiohttp.web.StreamResponse:
+        """A graceful pod delete: Terminating (deletionTimestamp set, not Ready) now, gone after
+        ``min(grace, pod_termination_seconds)`` (the kubelet stopping the containers)."""
+        async with self._lock:
+            obj = self.objects[key]
+            if not terminating:
+                uid = obj["metadata"]["uid"]
+                obj.patch({"metadata": {"deletionTimestamp": _now(), "deletionGracePeriodSeconds": int(grace),
+                                        "resourceVersion": self._next_rv()},
+                           "status": {"conditions": [{"type": "Ready", "status": "False",
+                                                      "lastTransitionTime": _now()}]}})
+                delay = min(grace, self.pod_termination_seconds)
+                loop = asyncio.get_running_loop()
+                loop.call_later(delay, lambda: loop.create_task(self._finalize(key, uid)))
+            raw = obj.raw
+        return aiohttp.web.json_response(raw)
+
+    async def _finalize(self, key: tuple[Any, str | None, str], uid: str) -> None:
+        async with self._lock:
+            obj = self.objects[key] if key in self.objects else None
+            if obj is not None and not obj.deleted and obj["metadata"]["uid"] == uid:
+                raw = obj.raw
+                obj.delete()
+                await self._buses[PODS].put({"type": "DELETED", "object": raw})
 
     async def _serve_list(self, request: kmock.Request) -> Any:
         out = await super()._serve_list(request)
@@ -193,6 +228,13 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                         and field_selector_matches(fields, i)]
         out["metadata"]["resourceVersion"] = str(self._rv)
         return out
+
+
+def _grace_seconds(request: kmock.Request) -> float:
+    """A delete's grace period: the body's (DeleteOptions) or the query's, else the pod default 30 s."""
+    body = request.data if isinstance(request.data, dict) else {}
+    value = body.get("gracePeriodSeconds", request.params.get("gracePeriodSeconds"))
+    return 30.0 if value is None else float(value)
 
 
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
@@ -515,9 +557,11 @@ def k8s(k8s_cluster: KubernetesCluster) -> Iterator[KubernetesCluster]:
     k8s_cluster.controller.set(recreate=True, ready_after=0.3, stale_status=False)
     assert k8s_cluster.emulator is not None
     k8s_cluster.emulator.honour_selectors = True
+    k8s_cluster.emulator.pod_termination_seconds = 0.0
     yield k8s_cluster
     k8s_cluster.replicasets.clear()
     k8s_cluster.emulator.honour_selectors = True
+    k8s_cluster.emulator.pod_termination_seconds = 0.0
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ from drdrill.operators.kubernetes import KubernetesPodKillOperator
      params={"namespace": Param("", type="string"), "selector": Param("", type="string"),
              "max_victims": Param(1, type="integer"), "min_pod_age_seconds": Param(0, type="integer"),
              "seed": Param(None, type=["null", "integer"]), "heal_timeout_seconds": Param(30, type="integer"),
-             "dry_run": Param(False, type="boolean")})
+             "grace_period_seconds": Param(0, type=["null", "integer"]), "dry_run": Param(False, type="boolean")})
 def test_k8s_pod_kill():
     KubernetesPodKillOperator(task_id="kill", kubernetes_conn_id="k8s_emulator", namespace="{{ params.namespace }}",
                               selector="{{ params.selector }}", max_victims="{{ params.max_victims }}",
                               min_pod_age_seconds="{{ params.min_pod_age_seconds }}", seed="{{ params.seed }}",
-                              heal_timeout_seconds="{{ params.heal_timeout_seconds }}", grace_period_seconds=0,
+                              heal_timeout_seconds="{{ params.heal_timeout_seconds }}",
+                              grace_period_seconds="{{ params.grace_period_seconds }}",
                               poll_interval=0.2, dry_run="{{ params.dry_run }}")
 
 

@@ -181,6 +181,18 @@ def test_a_killed_pod_heals_and_the_times_are_measured(kill_dag, k8s, k8s_namesp
     assert _uids(k8s.pods(ns, "app=db")) == _uids(others["pods"])  # the other workload untouched
 
 
+def test_a_graceful_kill_heals_while_the_victim_is_still_terminating(kill_dag, k8s, k8s_namespace):
+    ns = k8s_namespace
+    k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=2)
+    k8s.emulator.pod_termination_seconds = 120  # the victim's containers take long to stop
+    ti, out, step = _run(kill_dag, namespace=ns, selector="app=web", grace_period_seconds=45)
+    assert str(ti.state) == "success", step
+    [victim] = out["victims"]
+    terminating = {p["metadata"]["name"]: p for p in k8s.pods(ns, "app=web")}[victim["name"]]
+    assert terminating["metadata"]["deletionTimestamp"] and terminating["metadata"]["deletionGracePeriodSeconds"] == 45
+    assert out["healed"] and len(out["replacements"]) == 1
+
+
 def test_a_replacement_that_never_gets_ready_fails_although_readyreplicas_says_all_ready(kill_dag, k8s,
                                                                                          k8s_namespace):
     ns = k8s_namespace
@@ -241,6 +253,14 @@ def test_pods_younger_than_the_minimum_age_are_not_killed(kill_dag, k8s, k8s_nam
         ti, out, _ = _run(kill_dag, namespace=ns, selector="app=web", min_pod_age_seconds=600, seed=seed,
                           dry_run=True)
         assert out["candidates"] == ["web-old"] and out["victims"][0]["uid"] == old["metadata"]["uid"]
+
+
+def test_a_workload_with_no_ready_pod_is_not_hit(kill_dag, k8s, k8s_namespace):
+    k8s.create_deployment(k8s_namespace, "api", labels={"app": "api"}, replicas=2, ready=False)
+    ti, _, step = _run(kill_dag, namespace=k8s_namespace, selector="app=api")
+    assert str(ti.state) == "failed"
+    assert "api-rs-0: phase Pending, not Running" in step["error"] and "never hits a workload" in step["error"], step
+    assert not [p for p in k8s.deleted_pods() if p["metadata"]["namespace"] == k8s_namespace]
 
 
 def test_a_pdb_allowing_no_disruption_skips_and_names_the_pdb(kill_dag, k8s, k8s_namespace):
