@@ -112,6 +112,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     - a created object gets ``uid``, ``resourceVersion`` and ``creationTimestamp`` (a ``creationTimestamp``
       given by the test is kept: the harness backdates pods that way; a real API server would not);
     - every write bumps ``resourceVersion``; a create answers 201;
+    - ``forbidden`` holds ``(method, path regex)`` pairs answered 403, as RBAC would;
     - ``honour_selectors = False`` brings kmock's own behaviour back (labelSelector ignored), to show
       that a server ignoring the selector cannot widen a drill's blast radius;
     - a pod is deleted at once; with ``pod_termination_seconds`` > 0 a delete with a grace period
@@ -126,12 +127,17 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self.deleted_pods: list[dict[str, Any]] = []  # every pod deleted through the API, in order
         self.honour_selectors = True  # False: ignore labelSelector as kmock does (a careless server/proxy)
         self.pod_termination_seconds = 0.0  # > 0: a graceful delete leaves the pod Terminating this long
+        self.forbidden: set[tuple[str, str]] = set()  # (method or "*", path regex): answered 403 (RBAC)
 
     def _next_rv(self) -> str:
         self._rv += 1
         return str(self._rv)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        for method, pattern in list(self.forbidden):
+            if method in ("*", raw_request.method) and re.fullmatch(pattern, raw_request.path):
+                return _status(403, "Forbidden", f'{raw_request.method} {raw_request.path} is forbidden: '
+                                                 f'User "tester" cannot do this (the test said so)')
         m = re.fullmatch(r"/api/v1/namespaces(?:/([^/]+))?/?", raw_request.path)
         if m and raw_request.method in ("GET", "POST"):
             return await self._namespaces(raw_request, m.group(1))
@@ -558,10 +564,13 @@ def k8s(k8s_cluster: KubernetesCluster) -> Iterator[KubernetesCluster]:
     assert k8s_cluster.emulator is not None
     k8s_cluster.emulator.honour_selectors = True
     k8s_cluster.emulator.pod_termination_seconds = 0.0
+    k8s_cluster.emulator.forbidden.clear()
+    k8s_cluster.emulator.forbidden.clear()
     yield k8s_cluster
     k8s_cluster.replicasets.clear()
     k8s_cluster.emulator.honour_selectors = True
     k8s_cluster.emulator.pod_termination_seconds = 0.0
+    k8s_cluster.emulator.forbidden.clear()
 
 
 @pytest.fixture

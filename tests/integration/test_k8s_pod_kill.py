@@ -290,6 +290,20 @@ def test_a_malformed_or_empty_selector_is_refused(kill_dag, k8s, k8s_namespace):
     assert str(ti.state) == "failed" and "max_victims must be at least 1, got 0" in step["error"], step
 
 
+def test_rbac_a_role_confined_to_its_namespace_works_and_a_missing_grant_is_named(kill_dag, k8s, k8s_namespace):
+    ns = k8s_namespace
+    made = k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=2)
+    k8s.emulator.forbidden.add(("GET", r"/api/v1/namespaces/[^/]+"))  # no ClusterRole to read namespaces
+    ti, out, step = _run(kill_dag, namespace=ns, selector="app=web", dry_run=True)
+    assert str(ti.state) == "success" and out["victims"], step
+    k8s.emulator.forbidden.add(("GET", rf"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"))
+    ti, _, step = _run(kill_dag, namespace=ns, selector="app=web")
+    assert str(ti.state) == "failed"
+    assert "listing PodDisruptionBudgets" in step["error"] and "403" in step["error"], step
+    assert "connection 'k8s_emulator'" in step["error"] and "poddisruptionbudgets" in step["error"], step
+    assert _uids(k8s.pods(ns, "app=web")) == _uids(made["pods"])  # nothing killed without the PDB check
+
+
 def test_an_unknown_namespace_is_refused(kill_dag, k8s):
     ti, _, step = _run(kill_dag, namespace="no-such-namespace", selector="app=web")
     assert str(ti.state) == "failed"

@@ -160,7 +160,9 @@ class PodInfo:
         ready = next((c for c in conds if c.type == "Ready"), None)
         owners = meta.owner_references or []
         owner = next((o for o in owners if o.controller), owners[0] if owners else None)
-        return cls(name=meta.name, namespace=meta.namespace, uid=meta.uid, created_at=_utc(meta.creation_timestamp),
+        # No creationTimestamp (never from a real API server): taken as new, so never old enough to kill.
+        created = _utc(meta.creation_timestamp) if meta.creation_timestamp else datetime.now(UTC)
+        return cls(name=meta.name, namespace=meta.namespace, uid=meta.uid, created_at=created,
                    ready=bool(ready and ready.status == "True"), phase=(status.phase if status else None) or "Unknown",
                    deleting=meta.deletion_timestamp is not None, labels=dict(meta.labels or {}),
                    owner_kind=owner.kind if owner else None, owner_name=owner.name if owner else None,
@@ -178,9 +180,7 @@ class PodInfo:
         return d
 
 
-def _utc(t: datetime | str | None) -> datetime:
-    if t is None:
-        return datetime.fromtimestamp(0, UTC)
+def _utc(t: datetime | str) -> datetime:
     if isinstance(t, str):
         t = datetime.fromisoformat(t.replace("Z", "+00:00"))
     return t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
@@ -282,6 +282,8 @@ class ChaosKubernetesHook(KubernetesHook):
         super().__init__(kubernetes_conn_id=kubernetes_conn_id, **kwargs)
 
     def namespace_exists(self, namespace: str) -> bool:
+        """Whether the namespace exists. A role confined to its namespace may not read Namespace objects
+        (cluster-scoped): a 403 is logged and taken as "exists", and the pod listing decides."""
         from kubernetes.client import ApiException
 
         try:
@@ -290,6 +292,10 @@ class ChaosKubernetesHook(KubernetesHook):
         except ApiException as e:
             if e.status == 404:
                 return False
+            if e.status == 403:
+                self.log.warning("connection %s may not read namespace %s (403): cannot tell whether it exists; "
+                                 "the pod listing decides", self.conn_id, namespace)
+                return True
             raise _api_error(e, f"reading namespace {namespace!r}", self.conn_id) from e
 
     def pods(self, namespace: str, selector: str) -> list[PodInfo]:

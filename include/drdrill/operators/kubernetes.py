@@ -153,7 +153,7 @@ class KubernetesPodKillOperator(DrillOperator):
                    method_name="execute_complete")
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        from drdrill.core.errors import DrillFailed
+        from drdrill.core.errors import DrillError, DrillFailed
         from drdrill.core.journal import record_step
 
         result = dict(event.get("payload") or {})
@@ -161,7 +161,8 @@ class KubernetesPodKillOperator(DrillOperator):
         if event.get("status") != "healed":
             msg = str(event.get("message") or f"the heal check ended with status {event.get('status')!r}")
             record_step(context, self.task_id, "failed", started, msg)
-            raise DrillFailed(msg)
+            # not healed in time: the drill's verdict; an API failure: no verdict could be reached
+            raise (DrillFailed if event.get("status") == "timeout" else DrillError)(msg)
         result.update(healed=True, detect_seconds=event["detect_seconds"], recover_seconds=event["recover_seconds"],
                       replacements=event["replacements"])
         record_step(context, self.task_id, "success", started)
