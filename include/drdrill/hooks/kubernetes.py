@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 
-from drdrill.core.errors import DrillError
+from drdrill.core.errors import DrillError, PreflightError
 
 # --------------------------------------------------------------------------------------------------
 # Label selectors (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/)
@@ -404,3 +405,92 @@ class AsyncChaosKubernetesHook(AsyncKubernetesHook):
         out = assess_heal(pods, victim_uids=victim_uids, killed_at=killed_at, desired=desired)
         out["observed_at"] = datetime.now(UTC).isoformat()
         return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The plan of one pod kill: every check before anything is deleted
+
+
+@dataclass(frozen=True)
+class PodKillPlan:
+    """What a pod kill would do, and whether a PodDisruptionBudget stands in its way (`plan_pod_kill`)."""
+
+    namespace: str
+    selector: str
+    seed: int | str
+    pods: list[PodInfo]  # every pod the selector matches
+    eligible: list[PodInfo]  # those that may be killed
+    victims: list[PodInfo]  # the seeded choice among them
+    desired: int  # Ready pods to get back to: spec.replicas summed over `workloads`
+    workloads: dict[str, int]  # "Deployment/web" -> replicas
+    blocking_pdbs: list[tuple[str, int, str]]  # (pdb, disruptionsAllowed, victim) allowing no disruption
+
+    def pdb_message(self) -> str:
+        """Why the kill must be skipped (empty when no budget blocks it)."""
+        if not self.blocking_pdbs:
+            return ""
+        names = ", ".join(f"{pdb} (disruptionsAllowed={allowed}, selects {pod})"
+                          for pdb, allowed, pod in self.blocking_pdbs)
+        return (f"PodDisruptionBudget {names} in namespace {self.namespace!r} allows no disruption: skipped, "
+                f"nothing deleted (the budget protects the workload right now; the next run tries again)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Primitives only (XCom, journal)."""
+        return {"namespace": self.namespace, "selector": self.selector, "seed": self.seed,
+                "victims": [v.to_dict() for v in self.victims], "candidates": [p.name for p in self.eligible],
+                "desired": self.desired, "workloads": sorted(self.workloads),
+                "blocking_pdbs": [list(b) for b in self.blocking_pdbs]}
+
+
+def plan_pod_kill(hook: ChaosKubernetesHook, *, namespace: str, selector: str, max_victims: int = 1,
+                  min_pod_age_seconds: float = 0, seed: int | str | None = None,
+                  now: datetime | None = None) -> PodKillPlan:
+    """Check everything a pod kill needs and choose its victims; delete nothing.
+
+    Raises PreflightError, naming the field and the fix, when the namespace is empty or does not
+    exist, the selector is empty, malformed or matches no pod, ``max_victims`` < 1, or no matching
+    pod is eligible (each pod's reason listed). A PodDisruptionBudget allowing no disruption of a
+    victim is not an error: it is in ``blocking_pdbs`` (the caller skips). ``seed`` ``None`` draws one;
+    the plan holds it, so the same seed over the same pods replays the choice. Call it again right
+    before the kill: the cluster may have changed since preflight.
+    """
+    ns, sel = str(namespace or "").strip(), str(selector or "").strip()
+    conn = hook.conn_id
+    if not ns:
+        raise PreflightError("namespace is empty: give the namespace of the workload to disrupt")
+    if not sel:
+        raise PreflightError(f"selector is empty: it would match every pod of namespace {ns!r}; give the "
+                             f"workload's label selector, e.g. 'app=web'")
+    try:
+        parse_selector(sel)
+    except ValueError as e:
+        raise PreflightError(f"selector: {e}") from None
+    if int(max_victims) < 1:
+        raise PreflightError(f"max_victims must be at least 1, got {max_victims}")
+    if not hook.namespace_exists(ns):
+        raise PreflightError(f"namespace {ns!r} does not exist in the cluster of connection {conn!r}: fix the "
+                             f"namespace (kubectl get namespaces lists them)")
+    pods = hook.pods(ns, sel)
+    if not pods:
+        raise PreflightError(f"selector {sel!r} matches no pod in namespace {ns!r}: fix the selector "
+                             f"(kubectl get pods -n {ns} --show-labels shows the pods' labels)")
+    at = now or datetime.now(UTC)
+    why = {p.name: ineligibility(p, float(min_pod_age_seconds), at) for p in pods}
+    eligible = [p for p in pods if why[p.name] is None]
+    if not eligible:
+        reasons = "; ".join(f"{name}: {r}" for name, r in why.items())
+        raise PreflightError(f"no pod matching {sel!r} in namespace {ns!r} may be killed ({reasons}): a drill "
+                             f"never hits a workload that is not healthy; lower min_pod_age_seconds only if young "
+                             f"pods are safe to kill")
+    if seed is None or str(seed).strip() in ("", "None"):
+        seed = secrets.randbelow(2**32)
+    elif str(seed).strip().lstrip("-").isdigit():
+        seed = int(str(seed).strip())
+    victims = pick_victims(eligible, int(max_victims), seed)
+    blocking = [(pdb, allowed, v.name) for v in victims for pdb, allowed in hook.blocking_pdbs(ns, v.labels)]
+    # Ready pods to get back to: the replicas of every workload behind the matching pods (the old and
+    # new ReplicaSets of a rollout count once, as their Deployment).
+    owners = sorted({(p.owner_kind, p.owner_name) for p in pods if not p.deleting and p.owner_kind})
+    workloads = {f"{kind}/{name}": n for kind, name, n in (hook.workload(ns, k, o) for k, o in owners)}
+    return PodKillPlan(namespace=ns, selector=sel, seed=seed, pods=pods, eligible=eligible, victims=victims,
+                       desired=sum(workloads.values()), workloads=workloads, blocking_pdbs=blocking)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -80,64 +79,26 @@ class KubernetesPodKillOperator(DrillOperator):
     def run(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from drdrill.core.errors import PreflightError
-        from drdrill.hooks.kubernetes import ChaosKubernetesHook, ineligibility, parse_selector, pick_victims
+        from drdrill.hooks.kubernetes import ChaosKubernetesHook, plan_pod_kill
         from drdrill.triggers.kubernetes import PodHealedTrigger
 
-        ns, selector = str(self.namespace or "").strip(), str(self.selector or "").strip()
         conn = self.kubernetes_conn_id
         n = self._int("max_victims", self.max_victims, 1)
         min_age = float(self._int("min_pod_age_seconds", self.min_pod_age_seconds, 0))
         grace = None if self.grace_period_seconds in (None, "", "None") else \
             self._int("grace_period_seconds", self.grace_period_seconds, 0)
         timeout = float(self._int("heal_timeout_seconds", self.heal_timeout_seconds, 1))
-        if not ns:
-            raise PreflightError("namespace is empty: give the namespace of the workload to disrupt")
-        if not selector:
-            raise PreflightError("selector is empty: it would match every pod of namespace "
-                                 f"{ns!r}; give the workload's label selector, e.g. 'app=web'")
-        try:
-            parse_selector(selector)
-        except ValueError as e:
-            raise PreflightError(f"selector: {e}") from None
-
         hook = ChaosKubernetesHook(kubernetes_conn_id=conn)
-        if not hook.namespace_exists(ns):
-            raise PreflightError(f"namespace {ns!r} does not exist in the cluster of connection {conn!r}: fix the "
-                                 f"namespace parameter (kubectl get namespaces lists them)")
-        pods = hook.pods(ns, selector)
-        if not pods:
-            raise PreflightError(f"selector {selector!r} matches no pod in namespace {ns!r}: fix the selector "
-                                 f"(kubectl get pods -n {ns} --show-labels shows the pods' labels)")
-        now = datetime.now(UTC)
-        why = {p.name: ineligibility(p, min_age, now) for p in pods}
-        eligible = [p for p in pods if why[p.name] is None]
-        if not eligible:
-            reasons = "; ".join(f"{name}: {r}" for name, r in why.items())
-            raise PreflightError(f"no pod matching {selector!r} in namespace {ns!r} may be killed ({reasons}): "
-                                 f"a drill never hits a workload that is not healthy; lower min_pod_age_seconds "
-                                 f"only if young pods are safe to kill")
-        seed = self.seed if self.seed not in (None, "", "None") else random.SystemRandom().randrange(2**32)
-        seed = int(seed) if str(seed).lstrip("-").isdigit() else str(seed)
-        victims = pick_victims(eligible, n, seed)
-        for v in victims:
-            if blocking := hook.blocking_pdbs(ns, v.labels):
-                names = ", ".join(f"{name} (disruptionsAllowed={allowed})" for name, allowed in blocking)
-                raise AirflowSkipException(f"PodDisruptionBudget {names} in namespace {ns!r} allows no disruption "
-                                           f"of pod {v.name}: skipped, nothing deleted (the budget protects the "
-                                           f"workload right now; the next run tries again)")
-        # Ready pods to get back to: the replicas of every workload behind the matching pods (the old and
-        # new ReplicaSets of a rollout count once, as their Deployment).
-        owners = {(p.owner_kind, p.owner_name) for p in pods if not p.deleting and p.owner_kind}
-        workloads = {w[:2]: w[2] for w in (hook.workload(ns, kind, name) for kind, name in sorted(owners))}
-        desired = sum(workloads.values())
-        out: dict[str, Any] = {"dry_run": truthy(self.dry_run), "namespace": ns, "selector": selector, "seed": seed,
-                               "victims": [v.to_dict() for v in victims], "desired": desired,
-                               "workloads": [f"{kind}/{name}" for kind, name in sorted(workloads)],
-                               "candidates": [p.name for p in eligible]}
+        plan = plan_pod_kill(hook, namespace=self.namespace, selector=self.selector, max_victims=n,
+                             min_pod_age_seconds=min_age, seed=self.seed)
+        if plan.blocking_pdbs:
+            raise AirflowSkipException(plan.pdb_message())
+        ns, selector, seed, victims, desired = plan.namespace, plan.selector, plan.seed, plan.victims, plan.desired
+        out: dict[str, Any] = {"dry_run": truthy(self.dry_run), **plan.to_dict()}
+        out.pop("blocking_pdbs")
         if truthy(self.dry_run):
             self.log.info("[DRY RUN] would delete %s (seed %s) of %s", [v.name for v in victims], seed,
-                          [p.name for p in eligible])
+                          out["candidates"])
             return out
         killed_at = datetime.now(UTC).isoformat()
         for v in victims:
