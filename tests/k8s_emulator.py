@@ -388,7 +388,7 @@ class KubernetesCluster:
             self._stopped = asyncio.Event()
             async with ClusterEmulator() as emulator:
                 self.emulator = emulator
-                runner = aiohttp.web.ServerRunner(aiohttp.web.Server(emulator), handle_signals=False)
+                runner = aiohttp.web.ServerRunner(aiohttp.web.Server(emulator, access_log=None), handle_signals=False)
                 await runner.setup()
                 site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
                 await site.start()

@@ -25,8 +25,14 @@ def kill_dag(airflow_db, k8s):
     return test_dag("k8s_pod_kill.py", DAG_ID)
 
 
+DEFAULTS = {"max_victims": 1, "min_pod_age_seconds": 0, "seed": None, "heal_timeout_seconds": 30,
+            "grace_period_seconds": 0, "dry_run": False}
+
+
 def _run(dag, **conf):
-    dr = dag.test(run_conf=conf)
+    """One run with every param given: in-process runs share the DAG object, and one run's params
+    would otherwise leak into the next."""
+    dr = dag.test(run_conf={**DEFAULTS, **conf})
     [ti] = dr.get_task_instances()
     return ti, ti.xcom_pull(task_ids="kill"), ti.xcom_pull(task_ids="kill", key="drill_step")
 
@@ -302,6 +308,11 @@ def test_rbac_a_role_confined_to_its_namespace_works_and_a_missing_grant_is_name
     assert "listing PodDisruptionBudgets" in step["error"] and "403" in step["error"], step
     assert "connection 'k8s_emulator'" in step["error"] and "poddisruptionbudgets" in step["error"], step
     assert _uids(k8s.pods(ns, "app=web")) == _uids(made["pods"])  # nothing killed without the PDB check
+    k8s.emulator.forbidden = {("DELETE", rf"/api/v1/namespaces/{ns}/pods/.*")}
+    ti, _, step = _run(kill_dag, namespace=ns, selector="app=web")
+    assert str(ti.state) == "failed"
+    assert "deleting pod 'web-rs-" in step["error"] and "403" in step["error"] and "delete on pods" in step["error"]
+    assert _uids(k8s.pods(ns, "app=web")) == _uids(made["pods"])
 
 
 def test_an_unknown_namespace_is_refused(kill_dag, k8s):
