@@ -29,7 +29,8 @@ class HealWatch:
     ``detect_seconds``: from the kill to the first poll that saw a replacement pod (the controller
     noticed); ``recover_seconds``: from the kill to the first poll that saw the workload healed
     (`drdrill.hooks.kubernetes.assess_heal`). Both are measured at poll time (so at most one
-    ``poll_interval`` late), on this machine's clock against ``killed_at``.
+    ``poll_interval`` late), on this machine's clock against ``killed_at``. A watch started afresh (a
+    triggerer restart) times what it sees from its first poll: an upper bound.
 
     :param namespace: the workload's namespace
     :param selector: its label selector (the one the victims were picked with)
