@@ -27,6 +27,9 @@ os.environ.update({
 })
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")]))
 
+# The Kubernetes emulator's fixtures (k8s_cluster, k8s, k8s_namespace): tests/k8s_emulator.py.
+pytest_plugins = ["k8s_emulator"]
+
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
