@@ -85,8 +85,9 @@ class ChaosObserveTrigger(BaseTrigger):
             while True:
                 now = time.time()
                 if ops is not None:
-                    try:
-                        last = await asyncio.to_thread(ops.heal_status, self.victims, self.killed_at)
+                    try:  # a target with an async API (Kubernetes) is read in the loop, others in a thread
+                        last = (await ops.aheal_status(self.victims, self.killed_at) if hasattr(ops, "aheal_status")
+                                else await asyncio.to_thread(ops.heal_status, self.victims, self.killed_at))
                     except Exception as e:  # noqa: BLE001 - the target's API hiccuped: look again
                         last = {**last, "healed": False, "missing": f"could not read the target: {e}"}
                     if last.get("detected") and detected_at is None:
