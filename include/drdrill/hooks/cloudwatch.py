@@ -40,7 +40,10 @@ class AlarmFirings:
 
 
 def _dt(t: float | datetime) -> datetime:
-    return t if isinstance(t, datetime) else datetime.fromtimestamp(float(t), UTC)
+    """An aware UTC datetime (a naive one is taken as UTC, as botocore parses CloudWatch's)."""
+    if isinstance(t, datetime):
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(t), UTC)
 
 
 class AlarmHook(AwsBaseHook):
@@ -75,9 +78,9 @@ class AlarmHook(AwsBaseHook):
         (default now), from ``DescribeAlarmHistory`` (StateUpdate items), with its current state."""
         name = alarm_name(alarm)
         state = self.state(name)
-        kwargs: dict[str, Any] = {"AlarmName": name, "HistoryItemType": "StateUpdate", "StartDate": _dt(since),
-                                  "EndDate": _dt(until) if until is not None else datetime.now(UTC),
-                                  "ScanBy": "TimestampAscending"}
+        start, end = _dt(since), _dt(until) if until is not None else datetime.now(UTC)
+        kwargs: dict[str, Any] = {"AlarmName": name, "HistoryItemType": "StateUpdate", "StartDate": start,
+                                  "EndDate": end, "ScanBy": "TimestampAscending"}
         transitions = []
         while True:
             page = self.conn.describe_alarm_history(**kwargs)
@@ -86,9 +89,9 @@ class AlarmHook(AwsBaseHook):
                     new = json.loads(item.get("HistoryData") or "{}").get("newState", {}).get("stateValue")
                 except ValueError:
                     new = None
-                if new == "ALARM":
-                    ts = item["Timestamp"]
-                    transitions.append({"at": _dt(ts).isoformat(timespec="seconds"),
+                ts = _dt(item["Timestamp"])
+                if new == "ALARM" and start <= ts <= end:  # the window again: not every endpoint applies it
+                    transitions.append({"at": ts.isoformat(timespec="seconds"),
                                         "summary": str(item.get("HistorySummary", ""))})
             if not page.get("NextToken"):
                 break

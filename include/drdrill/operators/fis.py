@@ -66,7 +66,8 @@ class FisExperimentOperator(DrillOperator):
     """
 
     template_fields: Sequence[str] = ("template", "aws_conn_id", "region_name", "update_template", "dry_run",
-                                      "ecs_cluster", "ecs_services", "experiment_tags")
+                                      "ecs_cluster", "ecs_services", "experiment_tags", "heal_seconds",
+                                      "timeout_seconds")
 
     def __init__(self, *, template: dict[str, Any] | str, aws_conn_id: str | None = "aws_default",
                  region_name: str | None = None, preview_first: bool = True, update_template: Any = False,
