@@ -24,10 +24,10 @@ import asyncio
 import json
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
-import requests
 
 from integration.helpers import test_dag
 
@@ -76,6 +76,14 @@ def _history_from_moto(context, **_):
     return AWSResponse(None, 200, {}, None), {"AlarmHistoryItems": items}
 
 
+def _post(url: str, body: dict) -> None:
+    """moto's own API (reset, state transitions)."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status < 300, resp.status
+
+
 @pytest.fixture
 def aws(moto_url, monkeypatch):
     """A fresh moto: FIS experiments advance one state per read, ECS cluster ``prod`` with service ``web``
@@ -83,9 +91,9 @@ def aws(moto_url, monkeypatch):
     from drdrill.hooks.cloudwatch import AlarmHook
     from drdrill.hooks.ecs import EcsServicesHook
 
-    requests.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
-    requests.post(f"{moto_url}/moto-api/state-manager/set-transition", timeout=10, json={
-        "model_name": "fis::experiment", "transition": {"progression": "manual", "times": 1}}).raise_for_status()
+    _post(f"{moto_url}/moto-api/reset", {})
+    _post(f"{moto_url}/moto-api/state-manager/set-transition",
+          {"model_name": "fis::experiment", "transition": {"progression": "manual", "times": 1}})
     real = AlarmHook.get_client_type
 
     def get_client_type(self, *a, **kw):
