@@ -136,7 +136,8 @@ def _experiments(mode: str | None = None):
 
 
 class FisPlayer(threading.Thread):
-    """Plays the part of AWS moto lacks, on the first real (run-all) experiment once it exists:
+    """Plays the part of AWS moto lacks, on the first experiment of ``mode`` (``run-all``: the real one;
+    ``skip-all``: the preview) once it exists:
 
     - ``hold``: it stays where it is (FIS running a long experiment);
     - ``fail``: FIS fails it;
@@ -146,9 +147,10 @@ class FisPlayer(threading.Thread):
       after ``restore_after`` seconds when given.
     """
 
-    def __init__(self, action: str, restore_after: float | None = None) -> None:
+    def __init__(self, action: str, restore_after: float | None = None, mode: str = "run-all") -> None:
         super().__init__(daemon=True)
         self.action = action
+        self.mode = mode
         self.restore_after = restore_after
         self.done = threading.Event()
         self.stop_flag = threading.Event()
@@ -157,7 +159,7 @@ class FisPlayer(threading.Thread):
         from moto.ecs.models import ecs_backends
 
         while not self.stop_flag.is_set():
-            exps = _experiments("run-all")
+            exps = _experiments(self.mode)
             if exps:
                 break
             time.sleep(0.005)
@@ -439,3 +441,33 @@ def test_dry_run_stops_after_the_preview(fis_dag):
     assert str(ti.state) == "success", step
     assert out["dry_run"] is True and out["experiment_id"] is None
     assert len(_experiments("skip-all")) == 1 and _experiments("run-all") == []
+
+
+def test_a_preview_that_does_not_complete_never_starts_the_experiment(fis_dag, player):
+    player("fail", mode="skip-all")
+    ti, _, step = _run(fis_dag)
+    assert str(ti.state) == "failed"
+    [preview] = _experiments("skip-all")
+    assert f"FIS preview {preview.id} of template" in step["error"] and "ended failed" in step["error"], step
+    assert "the real experiment was not started" in step["error"]
+    assert _experiments("run-all") == []
+
+
+def test_without_deferral_the_task_polls_and_stops_what_a_killed_run_left_running(aws):
+    """The operator's first half called as the task would (``deferrable=False``: it waits itself)."""
+    from drdrill.hooks.fis import FisHook
+    from drdrill.operators.fis import FisExperimentOperator
+
+    fis = FisHook(aws_conn_id="aws_moto", region_name=REGION)
+    template_id, _ = fis.ensure_template(_spec())
+    left = fis.start_experiment(template_id)
+    _fis_backend().experiments[left]._tick = -10**9  # a killed run's experiment, still running
+    op = FisExperimentOperator(task_id="t", template=_spec(), aws_conn_id="aws_moto", region_name=REGION,
+                               deferrable=False, poll_interval=0.05, ecs_cluster="prod", ecs_services=["web"],
+                               heal_seconds=5, heal_poll_interval=0.1)
+    out = op.run({"run_id": "manual__1"})
+    assert out["stopped_leftovers"] == [left]
+    assert _fis_backend().experiments[left].status in ("stopping", "stopped")
+    assert out["template"] == "unchanged" and out["state"] == "completed"
+    assert _fis_backend().experiments[out["experiment_id"]].status == "completed"
+    assert out["heal"]["counts"] == {"web": {"running": 3, "desired": 3}}
