@@ -471,3 +471,23 @@ def test_without_deferral_the_task_polls_and_stops_what_a_killed_run_left_runnin
     assert out["template"] == "unchanged" and out["state"] == "completed"
     assert _fis_backend().experiments[out["experiment_id"]].status == "completed"
     assert out["heal"]["counts"] == {"web": {"running": 3, "desired": 3}}
+
+
+def test_the_teardown_stops_what_a_failed_run_left_running(aws):
+    from drdrill.core.services import ServiceTarget
+    from drdrill.drills.chaos import fis as chaos_fis
+    from drdrill.hooks.fis import FisHook
+
+    service = ServiceTarget.model_validate({
+        "name": "shop", "url": "https://shop.example.com", "az_failure": {"engine": "fis", "fis": {
+            "conn_id": "aws_moto", "region": REGION, "template_name": "web-az-failure", "role_arn": ROLE,
+            "ecs_cluster": "prod", "ecs_services": ["web"], "zones": ["eu-west-1a"], "stop_alarm_arn": ALARM}}})
+    assert chaos_fis.stop_left_running(service) == []  # no template yet: nothing to stop
+    fis = FisHook(aws_conn_id="aws_moto", region_name=REGION)
+    template_id, _ = fis.ensure_template(chaos_fis.fis_template(service, "eu-west-1a"))
+    done, left = fis.start_experiment(template_id), fis.start_experiment(template_id)
+    fis.wait_experiment(done, timeout=5, poll_interval=0.01)
+    _fis_backend().experiments[left]._tick = -10**9
+    assert chaos_fis.stop_left_running(service) == [left]
+    assert _fis_backend().experiments[left].status in ("stopping", "stopped")
+    assert _fis_backend().experiments[done].status == "completed"

@@ -1,7 +1,7 @@
 """The AZ failure's FIS template, built from the estate: shape, drift, bad input refused before any action.
 
 Pure functions (no AWS): `drdrill.hooks.fis.template_spec`, `template_drift`, `experiment_state`,
-and `drdrill.drills.chaos_fis`, fed by the real estate loader (``services[].az_failure.fis``).
+and `drdrill.drills.chaos.fis`, fed by the real estate loader (``services[].az_failure.fis``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import yaml
 
 from drdrill.core.errors import EstateError, PreflightError
 from drdrill.core.estate import parse_estate
-from drdrill.drills import chaos_fis
+from drdrill.drills.chaos import fis as chaos_fis
 from drdrill.hooks.fis import experiment_state, template_drift, template_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +114,16 @@ def test_an_experiment_stopped_by_its_stop_condition_is_told_apart_from_a_stop_b
     by_hand = experiment_state({**base, "state": {"status": "stopped", "reason": "Experiment stopped by user."}})
     assert by_alarm["stopped_by_stop_condition"] and not by_hand["stopped_by_stop_condition"]
     assert by_alarm["stop_alarms"] == [ALARM]
+
+
+def test_the_drill_duration_in_seconds_becomes_an_iso_8601_wait():
+    spec = chaos_fis.fis_template(_shop(), "eu-west-1a", duration_seconds=90)
+    assert spec["actions"]["holdFault"]["parameters"] == {"duration": "PT90S"}
+    with pytest.raises(PreflightError, match="duration_seconds must be positive, got 0"):
+        chaos_fis.fis_template(_shop(), "eu-west-1a", duration_seconds=0)
+
+
+def test_a_service_without_a_fis_engine_is_refused():
+    web = next(s for s in _estate().services if s.name == "web")  # the sandbox engine
+    with pytest.raises(PreflightError, match="service web has no az_failure with engine fis"):
+        chaos_fis.fis_template(web, "a")
