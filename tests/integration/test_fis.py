@@ -221,11 +221,18 @@ def test_the_template_is_created_then_found_unchanged(aws):
     assert fis.find_template("web-az-failure") is None
     template_id, outcome = fis.ensure_template(_spec())
     assert outcome == "created"
-    live = fis.find_template("web-az-failure")
-    assert live["id"] == template_id and live["tags"] == {"Name": "web-az-failure", "managed-by": "drdrill"}
+    live = fis.find_template("web-az-failure", "eu-west-1a")
+    assert live["id"] == template_id
+    assert live["tags"] == {"Name": "web-az-failure", "drdrill-zone": "eu-west-1a", "managed-by": "drdrill"}
     assert live["targets"]["ecsTasks"]["selectionMode"] == "PERCENT(33)"
     assert live["actions"]["holdFault"]["parameters"] == {"duration": "PT5M"}
     assert live["stopConditions"] == [{"source": "aws:cloudwatch:alarm", "value": ALARM}]
+    assert fis.ensure_template(_spec()) == (template_id, "unchanged")
+    # another zone is another template, not drift
+    other_id, outcome = fis.ensure_template(_spec(zone="eu-west-1b"))
+    assert outcome == "created" and other_id != template_id
+    assert fis.get_template(other_id)["targets"]["ecsTasks"]["filters"] == [
+        {"path": "AvailabilityZone", "values": ["eu-west-1b"]}]
     assert fis.ensure_template(_spec()) == (template_id, "unchanged")
 
 
@@ -257,7 +264,8 @@ def test_two_templates_with_the_same_name_are_refused(aws):
     spec = _spec()
     fis.conn.create_experiment_template(**spec)
     fis.conn.create_experiment_template(**spec)
-    with pytest.raises(PreflightError, match="FIS has 2 experiment templates tagged Name='web-az-failure'"):
+    with pytest.raises(PreflightError, match="FIS has 2 experiment templates tagged Name='web-az-failure' and "
+                                             "drdrill-zone='eu-west-1a'"):
         fis.ensure_template(spec)
 
 

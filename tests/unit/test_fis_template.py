@@ -52,7 +52,7 @@ def test_the_estate_template_stops_a_third_of_the_tagged_tasks_in_one_zone_for_f
     assert wait["startAfter"] == ["stopTasks"]
     assert spec["stopConditions"] == [{"source": "aws:cloudwatch:alarm", "value": ALARM}]
     assert spec["roleArn"] == ROLE
-    assert spec["tags"] == {"Name": "shop-az-failure", "managed-by": "drdrill"}
+    assert spec["tags"] == {"Name": "shop-az-failure", "drdrill-zone": "eu-west-1b", "managed-by": "drdrill"}
     kw = chaos_fis.operator_kwargs(_shop(), "eu-west-1a", duration="PT1M")
     assert kw["aws_conn_id"] == "aws_prod" and kw["region_name"] == "eu-west-1"
     assert kw["ecs_cluster"] == "prod" and kw["ecs_services"] == ["shop-web", "shop-api"]

@@ -16,8 +16,9 @@ The template `template_spec` builds (checked against AWS's FIS user guide, "Targ
   (``PT5M``), so the experiment lasts the fault's duration and its stop condition is watched
   while the service heals;
 - stop condition: ``aws:cloudwatch:alarm`` on each alarm ARN given;
-- tags ``Name`` (the template's name, how `FisHook.find_template` finds it) and
-  ``managed-by: drdrill``.
+- tags ``Name`` (the template's name), ``drdrill-zone`` (the zone) and ``managed-by: drdrill``:
+  one template per zone, found by `FisHook.find_template` by name and zone, so a run failing
+  another zone than the last one is not mistaken for drift.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ TARGET = "ecsTasks"
 STOP_ACTION = "stopTasks"
 WAIT_ACTION = "holdFault"
 MANAGED_BY = {"managed-by": "drdrill"}
+ZONE_TAG = "drdrill-zone"
 TERMINAL = ("completed", "stopped", "failed", "cancelled")
 # The template fields the drill declares, compared with the live template for drift.
 COMPARED = ("description", "roleArn", "targets", "actions", "stopConditions")
@@ -108,7 +110,7 @@ def template_spec(*, name: str, role_arn: str, zone: str, percent: float, durati
                           "parameters": {"duration": duration}, "startAfter": [STOP_ACTION]},
         },
         "stopConditions": [{"source": "aws:cloudwatch:alarm", "value": a} for a in alarms],
-        "tags": {"Name": name, **MANAGED_BY},
+        "tags": {"Name": name, ZONE_TAG: zone, **MANAGED_BY},
     }
 
 
@@ -205,21 +207,29 @@ class FisHook(AwsBaseHook):
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ templates
-    def find_template(self, name: str) -> dict[str, Any] | None:
-        """The template whose ``Name`` tag is ``name`` (full, from ``get_experiment_template``), or None.
-
-        Refuses two templates with the same name: which one the drill means is then a guess.
-        """
-        found = []
+    def find_templates(self, name: str, zone: str | None = None) -> list[str]:
+        """Ids of the templates tagged ``Name=name`` (and ``drdrill-zone=zone`` when given)."""
+        found: list[str] = []
         kwargs: dict[str, Any] = {}
         while True:
             page = self.conn.list_experiment_templates(**kwargs)
-            found += [t["id"] for t in page.get("experimentTemplates", []) if (t.get("tags") or {}).get("Name") == name]
+            for t in page.get("experimentTemplates", []):
+                tags = t.get("tags") or {}
+                if tags.get("Name") == name and (zone is None or tags.get(ZONE_TAG) == zone):
+                    found.append(t["id"])
             if not page.get("nextToken"):
-                break
+                return found
             kwargs["nextToken"] = page["nextToken"]
+
+    def find_template(self, name: str, zone: str | None = None) -> dict[str, Any] | None:
+        """The template tagged ``Name=name`` (and ``drdrill-zone=zone`` when given), in full, or None.
+
+        Refuses two such templates: which one the drill means is then a guess.
+        """
+        found = self.find_templates(name, zone)
         if len(found) > 1:
-            raise PreflightError(f"FIS has {len(found)} experiment templates tagged Name={name!r} ({found}): delete "
+            which = f"Name={name!r}" + (f" and {ZONE_TAG}={zone!r}" if zone else "")
+            raise PreflightError(f"FIS has {len(found)} experiment templates tagged {which} ({found}): delete "
                                  f"the extra ones or rename the estate's template_name")
         return self.get_template(found[0]) if found else None
 
@@ -233,11 +243,11 @@ class FisHook(AwsBaseHook):
         A live template that differs is refused (`PreflightError` listing each differing field,
         live value vs estate value) unless ``update`` is True: then it is updated to ``spec``.
         """
-        name = spec["tags"]["Name"]
-        live = self.find_template(name)
+        name, zone = spec["tags"]["Name"], spec["tags"].get(ZONE_TAG)
+        live = self.find_template(name, zone)
         if live is None:
             created = self.conn.create_experiment_template(**spec)["experimentTemplate"]
-            log.info("FIS template %s created (id %s)", name, created["id"])
+            log.info("FIS template %s (zone %s) created (id %s)", name, zone, created["id"])
             return created["id"], "created"
         drift = template_drift(live, spec)
         if not drift:

@@ -69,16 +69,13 @@ def operator_kwargs(service: ServiceTarget, zone: str, *, duration: str | None =
 
 
 def stop_left_running(service: ServiceTarget) -> list[str]:
-    """Stop every experiment of the service's template that is not finished (a failed or killed run's);
-    the ids stopped. Nothing to do when the template does not exist yet."""
+    """Stop every experiment of the service's templates (any zone) that is not finished (a failed or
+    killed run's); the ids stopped. Nothing to do when no template exists yet."""
     from drdrill.hooks.fis import FisHook
 
     _, fis = fis_of(service)
     hook = FisHook(aws_conn_id=fis.conn_id, region_name=fis.region)
-    live = hook.find_template(fis.template_name)
-    if live is None:
-        return []
-    stopped = hook.running_experiments(live["id"])
+    stopped = [e for t in hook.find_templates(fis.template_name) for e in hook.running_experiments(t)]
     for exp_id in stopped:
         log.warning("FIS experiment %s of %s still running: stopping it", exp_id, fis.template_name)
         hook.stop_experiment(exp_id)
