@@ -127,3 +127,13 @@ def test_a_service_without_a_fis_engine_is_refused():
     web = next(s for s in _estate().services if s.name == "web")  # the sandbox engine
     with pytest.raises(PreflightError, match="service web has no az_failure with engine fis"):
         chaos_fis.fis_template(web, "a")
+
+
+def test_a_template_rendered_as_text_is_refused_before_any_call():
+    from drdrill.operators.fis import FisExperimentOperator, _as_list
+
+    spec = chaos_fis.fis_template(_shop(), "eu-west-1a")
+    op = FisExperimentOperator(task_id="t", template=str(spec), aws_conn_id="nowhere")
+    with pytest.raises(PreflightError, match="render_template_as_native_obj=True"):
+        op.run({"run_id": "r"})
+    assert _as_list("['shop-web', 'shop-api']") == _as_list("shop-web, shop-api") == ["shop-web", "shop-api"]

@@ -123,6 +123,9 @@ class FisExperimentOperator(DrillOperator):
                 raise PreflightError(f"template lacks {', '.join(missing) or 'tags.Name'}: build it with "
                                      f"drdrill.hooks.fis.template_spec")
             stop_alarms = [c["value"] for c in spec["stopConditions"] if c.get("source") == "aws:cloudwatch:alarm"]
+        elif isinstance(spec, str) and spec.strip().startswith("{"):
+            raise PreflightError("template was rendered as text, not a dict: give the DAG "
+                                 "render_template_as_native_obj=True, or pass the dict itself")
         elif isinstance(spec, str) and spec.strip():
             live = fis.get_template(spec.strip())
             stop_alarms = [c["value"] for c in live.get("stopConditions") or []
@@ -131,7 +134,7 @@ class FisExperimentOperator(DrillOperator):
             raise PreflightError(f"template must be a template dict (drdrill.hooks.fis.template_spec) or a template "
                                  f"id, got {spec!r}")
         # 1. preflight: nothing is touched yet
-        services = [str(s) for s in (self.ecs_services or [])]
+        services = _as_list(self.ecs_services)
         if services:
             if not self.ecs_cluster:
                 raise PreflightError("ecs_services needs ecs_cluster (the ECS cluster they run in)")
@@ -261,7 +264,7 @@ class FisExperimentOperator(DrillOperator):
                               f"{exp_id} (" + "; ".join(out["alarms"]) + ") although the experiment completed")
         self._experiment_id = None
         if self.ecs_services:
-            out["heal"] = self._ecs().wait_desired(str(self.ecs_cluster), list(self.ecs_services),
+            out["heal"] = self._ecs().wait_desired(str(self.ecs_cluster), _as_list(self.ecs_services),
                                                    timeout=float(self.heal_seconds),
                                                    poll_interval=float(self.heal_poll_interval))
         return out
@@ -285,6 +288,23 @@ class FisExperimentOperator(DrillOperator):
     def on_kill(self) -> None:
         """The task is killed while it runs (preview or non-deferrable wait): stop the experiment."""
         self._stop_quietly(self._experiment_id)
+
+
+def _as_list(value: Any) -> list[str]:
+    """A list of names, also when templated as text (``"['web', 'api']"`` or ``"web,api"``)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        import json
+
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return [str(v) for v in json.loads(text.replace("'", '"'))]
+            except ValueError:
+                pass
+        return [v.strip() for v in text.strip("[]").replace("'", "").split(",") if v.strip()]
+    return [str(v) for v in value]
 
 
 def _wait_seconds(template: dict[str, Any]) -> float:
