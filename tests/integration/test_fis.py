@@ -281,7 +281,7 @@ def test_ecs_services_running_and_desired_and_an_unknown_service_refused(aws):
 
 def test_the_trigger_follows_the_experiment_until_completed_and_on_kill_stops_a_running_one(aws):
     from drdrill.hooks.fis import FisHook
-    from drdrill.triggers.fis import FisExperimentTrigger
+    from drdrill.triggers.fis import EcsServicesHealedTrigger, FisExperimentTrigger
 
     fis = FisHook(aws_conn_id="aws_moto", region_name=REGION)
     template_id, _ = fis.ensure_template(_spec())
@@ -289,6 +289,9 @@ def test_the_trigger_follows_the_experiment_until_completed_and_on_kill_stops_a_
     trig = FisExperimentTrigger(experiment_id=exp_id, timeout_seconds=30, poll_interval=0.05,
                                 aws_conn_id="aws_moto", region_name=REGION, payload={"k": 1})
     assert FisExperimentTrigger(**trig.serialize()[1]).serialize() == trig.serialize()
+    heal = EcsServicesHealedTrigger(cluster="prod", services=["web"], timeout_seconds=5, since=1.0,
+                                    aws_conn_id="aws_moto", region_name=REGION, payload={"k": 2})
+    assert EcsServicesHealedTrigger(**heal.serialize()[1]).serialize() == heal.serialize()
 
     async def first():
         return await anext(trig.run())
@@ -378,6 +381,7 @@ def test_preview_then_the_experiment_completes_and_the_services_are_at_desired(f
     assert [e.id for e in previews] == [out["preview_id"]] and [e.id for e in runs] == [out["experiment_id"]]
     assert all(e.status == "completed" for e in previews + runs)
     assert out["alarms"] == [] and out["heal"]["counts"] == {"web": {"running": 3, "desired": 3}}
+    assert out["heal"]["waited_in"] == "task"  # at desired already: no second deferral
     # the next run finds the template as the estate declares it
     ti, out, step = _run(fis_dag)
     assert str(ti.state) == "success" and out["template"] == "unchanged", step
@@ -428,10 +432,13 @@ def test_a_service_short_of_desired_after_the_heal_bound_fails_naming_it(fis_dag
 
 
 def test_a_service_that_heals_within_the_bound_passes(fis_dag, player):
-    player("short", restore_after=1.0)
+    player("short", restore_after=3.0)
     ti, out, step = _run(fis_dag, heal_seconds=20)
     assert str(ti.state) == "success", step
+    assert step["status"] == "success"
     assert out["heal"]["counts"] == {"web": {"running": 3, "desired": 3}}
+    assert out["heal"]["waited_in"] == "triggerer" and 0 < out["heal"]["healed_seconds"] < 20
+    assert out["state"] == "completed" and out["experiment_id"] == _experiments("run-all")[0].id
 
 
 def test_an_unknown_ecs_service_is_refused_before_any_action(fis_dag):

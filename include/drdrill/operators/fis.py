@@ -30,7 +30,8 @@ class FisExperimentOperator(DrillOperator):
        someone, or not finished within ``timeout_seconds`` fails it too (the experiment is stopped
        first); a stop alarm that fired during the experiment fails it even when FIS completed;
     7. every ECS service in ``ecs_services`` must run its desired count within ``heal_seconds``
-       after the experiment (else the task fails naming the services still short).
+       after the experiment (else the task fails naming the services still short); a deferrable
+       task waits for that in the triggerer too (`EcsServicesHealedTrigger`).
 
     Whatever fails after the experiment started, and `on_kill`, stop the experiment: a failed or
     killed run never leaves it running.
@@ -195,7 +196,8 @@ class FisExperimentOperator(DrillOperator):
         started = time.time()
         experiment_id = fis.start_experiment(template_id, preview=False, tags=tags)
         self._experiment_id = experiment_id
-        payload = {**base, "experiment_id": experiment_id, "started_at": started, "timeout": timeout}
+        payload = {**base, "experiment_id": experiment_id, "started_at": started, "timeout": timeout,
+                   "deferred": bool(self.deferrable)}
         try:
             if self.deferrable:
                 from drdrill.triggers.fis import FisExperimentTrigger
@@ -220,15 +222,38 @@ class FisExperimentOperator(DrillOperator):
 
     # ------------------------------------------------------------------ second half
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import TaskDeferred
+
         from drdrill.core.journal import record_step
 
         started = float(event.get("payload", {}).get("started_at") or time.time())
         try:
             out = self._finish(event)
+        except TaskDeferred:  # deferred again, until the services heal: not an outcome yet
+            raise
         except BaseException as e:
             self._stop_quietly(event.get("experiment_id"))
             record_step(context, self.task_id, "failed", started, f"{type(e).__name__}: {e}"[:4000])
             raise
+        record_step(context, self.task_id, "success", started)
+        return out
+
+    def heal_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        """Resumed by `EcsServicesHealedTrigger`: the services healed within the bound, or the task fails."""
+        from drdrill.core.errors import DrillFailed
+        from drdrill.core.journal import record_step
+
+        out = dict(event.get("payload") or {})
+        started = float(out.pop("started_at", None) or time.time())
+        counts = event.get("counts") or {}
+        if event.get("status") != "healed":
+            msg = (f"ECS services not healed within {float(self.heal_seconds):.0f} s: " + ", ".join(
+                f"{k} runs {counts.get(k, {}).get('running', 0)} of {counts.get(k, {}).get('desired', '?')} "
+                f"desired tasks" for k in event.get("short") or []) + f" (cluster {self.ecs_cluster}); check the "
+                "service events in the ECS console")
+            record_step(context, self.task_id, "failed", started, f"DrillFailed: {msg}")
+            raise DrillFailed(msg)
+        out["heal"] = {"healed_seconds": event.get("healed_seconds"), "counts": counts, "waited_in": "triggerer"}
         record_step(context, self.task_id, "success", started)
         return out
 
@@ -263,10 +288,23 @@ class FisExperimentOperator(DrillOperator):
             raise DrillFailed(f"stop-condition alarm {', '.join(f.alarm for f in fired)} fired during FIS experiment "
                               f"{exp_id} (" + "; ".join(out["alarms"]) + ") although the experiment completed")
         self._experiment_id = None
-        if self.ecs_services:
-            out["heal"] = self._ecs().wait_desired(str(self.ecs_cluster), _as_list(self.ecs_services),
-                                                   timeout=float(self.heal_seconds),
-                                                   poll_interval=float(self.heal_poll_interval))
+        services = _as_list(self.ecs_services)
+        if services:
+            ecs = self._ecs()
+            if self.deferrable and event.get("status") == "finished" and p.get("deferred", True):
+                counts = ecs.services_at_desired(str(self.ecs_cluster), services)
+                if any(r < d for r, d in counts.values()):
+                    from drdrill.triggers.fis import EcsServicesHealedTrigger
+
+                    self.log.info("ECS services short after the experiment (%s): deferring until they heal "
+                                  "(bound %.0f s)", counts, float(self.heal_seconds))
+                    self.defer(trigger=EcsServicesHealedTrigger(
+                        cluster=str(self.ecs_cluster), services=services, timeout_seconds=float(self.heal_seconds),
+                        since=time.time(), poll_interval=float(self.heal_poll_interval),
+                        aws_conn_id=self.aws_conn_id, region_name=self.region_name,
+                        payload={**out, "started_at": p.get("started_at")}), method_name="heal_complete")
+            out["heal"] = {**ecs.wait_desired(str(self.ecs_cluster), services, timeout=float(self.heal_seconds),
+                                              poll_interval=float(self.heal_poll_interval)), "waited_in": "task"}
         return out
 
     def _fired(self, stop_alarms: list[str], start: float | None, end: float | None) -> list[Any]:
