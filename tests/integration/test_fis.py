@@ -141,6 +141,7 @@ class FisPlayer(threading.Thread):
 
     - ``hold``: it stays where it is (FIS running a long experiment);
     - ``fail``: FIS fails it;
+    - ``stop_by_hand``: someone stops it (``StopExperiment`` over HTTP), no alarm involved;
     - ``alarm``: the stop-condition alarm goes to ALARM (``SetAlarmState`` over HTTP) and FIS stops
       the experiment;
     - ``short``: FIS stopped tasks of ``web`` and ECS does not replace one (running 2 of 3), restored
@@ -177,6 +178,12 @@ class FisPlayer(threading.Thread):
             AlarmHook(aws_conn_id="aws_moto").conn.set_alarm_state(
                 AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx above threshold")
             exp.status = "stopped"
+        elif self.action == "stop_by_hand":  # someone runs aws fis stop-experiment (over HTTP)
+            from drdrill.hooks.fis import FisHook
+
+            exp._tick = -10**9
+            FisHook(aws_conn_id="aws_moto", region_name=REGION).conn.stop_experiment(id=exp.id)
+            exp._tick = 0
         elif self.action == "short":
             svc = ecs_backends[ACCOUNT][REGION].services["prod:web"]
             svc.running_count = 2
@@ -506,3 +513,31 @@ def test_the_teardown_stops_what_a_failed_run_left_running(aws):
     assert chaos_fis.stop_left_running(service) == [left]
     assert _fis_backend().experiments[left].status in ("stopping", "stopped")
     assert _fis_backend().experiments[done].status == "completed"
+
+
+def test_an_experiment_stopped_by_hand_fails_the_task_without_blaming_an_alarm(fis_dag, player):
+    player("stop_by_hand")
+    ti, _, step = _run(fis_dag)
+    assert str(ti.state) == "failed"
+    assert "was stopped before it completed (Experiment stopped): someone stopped it" in step["error"], step
+    assert "alarm" not in step["error"]
+
+
+def test_a_sick_service_is_never_hit(fis_dag):
+    """The stop alarm already in ALARM, or a service below its desired count: refused before any action."""
+    from drdrill.hooks.cloudwatch import AlarmHook
+    from drdrill.hooks.ecs import EcsServicesHook
+
+    cw = AlarmHook(aws_conn_id="aws_moto", region_name=REGION).conn
+    cw.set_alarm_state(AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx")
+    ti, _, step = _run(fis_dag)
+    assert str(ti.state) == "failed"
+    assert "stop-condition alarm web-5xx is in ALARM before the experiment" in step["error"], step
+    cw.set_alarm_state(AlarmName="web-5xx", StateValue="OK", StateReason="recovered")
+    EcsServicesHook(aws_conn_id="aws_moto", region_name=REGION).conn.create_service(
+        cluster="prod", serviceName="api", taskDefinition="web", desiredCount=2)  # moto: 0 of 2 running
+    ti, _, step = _run(fis_dag, ecs_services=["web", "api"])
+    assert str(ti.state) == "failed"
+    assert "ECS services below their desired count before the fault" in step["error"] and "api runs 0 of 2" in \
+        step["error"], step
+    assert _experiments() == []
