@@ -25,6 +25,7 @@ ROUTE53 = "Amazon Route 53"
 DATA_QUALITY = "Great Expectations"
 DEADLINES = "Recovery deadlines"
 ESTATE = "Estate check"
+FIS = "AWS Fault Injection Service"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -43,6 +44,7 @@ def get_provider_info() -> dict[str, Any]:
              "tags": ["software"]},
             {"integration-name": ESTATE, "tags": ["software"],
              "external-doc-url": "https://www.postgresql.org/docs/15/predefined-roles.html"},
+            {"integration-name": FIS, "external-doc-url": "https://aws.amazon.com/fis/", "tags": ["aws"]},
             {"integration-name": DEADLINES, "tags": ["software"],
              "external-doc-url": "https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/"
                                  "deferring.html"},
@@ -55,6 +57,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": ROUTE53, "python-modules": ["drdrill.operators.route53"]},
             {"integration-name": DEADLINES, "python-modules": ["drdrill.operators.deadline"]},
             {"integration-name": ESTATE, "python-modules": ["drdrill.operators.estate"]},
+            {"integration-name": FIS, "python-modules": ["drdrill.operators.fis"]},
         ],
         "sensors": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.sensors.postgres"]},
@@ -63,11 +66,14 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": PGBACKREST, "python-modules": ["drdrill.hooks.pgbackrest"]},
             {"integration-name": POSTGRES, "python-modules": ["drdrill.hooks.postgres"]},
             {"integration-name": ROUTE53, "python-modules": ["drdrill.hooks.route53"]},
+            {"integration-name": FIS, "python-modules": ["drdrill.hooks.fis", "drdrill.hooks.ecs",
+                                                         "drdrill.hooks.cloudwatch"]},
         ],
         "triggers": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.triggers.postgres"]},
             {"integration-name": ROUTE53, "python-modules": ["drdrill.triggers.route53"]},
             {"integration-name": DEADLINES, "python-modules": ["drdrill.triggers.deadline"]},
+            {"integration-name": FIS, "python-modules": ["drdrill.triggers.fis"]},
         ],
         # PostgresNodeHook and Route53Hook use the postgres and aws connection types of their
         # providers; only pgBackRest has a connection type of its own.
