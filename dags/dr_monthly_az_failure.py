@@ -17,7 +17,7 @@ from airflow.sdk import Param, dag
 
 from drdrill.core.limits import DESTRUCTIVE_POOL, DRILL_POOL, TASK_TIMEOUT
 from drdrill.operators.chaos import ZoneFailureOperator
-from drdrill.runbook.chaos import PLANNED_SEED, PLANNED_SERVICE, build_chaos_drill
+from drdrill.runbook.chaos import build_chaos_drill
 from drdrill.timetables import schedule_for
 
 
@@ -27,6 +27,7 @@ from drdrill.timetables import schedule_for
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
+    render_template_as_native_obj=True,  # the FIS template travels from the plan as a dict
     tags=["dr", "chaos", "az-failure", "fis"],
     default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
     params={
@@ -36,14 +37,17 @@ from drdrill.timetables import schedule_for
         "duration_seconds": Param(None, type=["null", "number"], exclusiveMinimum=0,
                                   description="how long the zone stays down (default: the estate's duration)"),
         "seed": Param(None, type=["null", "integer"], description="replay a run's random choice with its seed"),
-        "dry_run": Param(False, type="boolean", description="choose and report the zone, touch nothing"),
+        "update_template": Param(False, type="boolean", description="fis: update a live template that drifted from "
+                                 "the estate (default: refuse it)"),
+        "dry_run": Param(False, type="boolean", description="choose and report the zone, touch nothing (fis: the "
+                         "preview runs)"),
     },
     doc_md=__doc__,
 )
 def dr_monthly_az_failure():
+    # The zone, the duration and (engine fis) the experiment's arguments come from preflight's plan.
     build_chaos_drill("dr_monthly_az_failure", lambda: ZoneFailureOperator(
-        task_id="act", service=PLANNED_SERVICE, zone="{{ params.zone }}",
-        duration_seconds="{{ params.duration_seconds }}", seed=PLANNED_SEED, dry_run="{{ params.dry_run }}",
+        task_id="act", update_template="{{ params.update_template }}", dry_run="{{ params.dry_run }}",
         pool=DESTRUCTIVE_POOL))
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from drdrill.operators.base import DrillOperator, truthy
+from drdrill.operators.fis import FisExperimentOperator
 
 
 def _estate_service(name: str) -> tuple[Any, Any]:
@@ -36,15 +37,14 @@ def recheck(estate: Any, service: Any) -> list[dict[str, Any]]:
     return [v.to_dict() for v in verdicts]
 
 
-class _ChaosOperator(DrillOperator):
-    template_fields: Sequence[str] = ("service", "seed", "dry_run")
-    ui_color = "#fbe3e3"
+class _ChaosMixin:
+    """What both chaos actions share: the seed, the deferral to `ChaosObserveTrigger`, the verdict."""
 
-    def __init__(self, *, service: str, seed: Any = None, dry_run: Any = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.service = service
-        self.seed = seed
-        self.dry_run = dry_run
+    service: Any
+    seed: Any
+    task_id: str
+    log: Any
+    defer: Any
 
     def _seed(self, context: Any) -> int:
         from drdrill.drills.chaos.guards import seed_for
@@ -97,7 +97,7 @@ class _ChaosOperator(DrillOperator):
         return out
 
 
-class ChaosKillOperator(_ChaosOperator):
+class ChaosKillOperator(_ChaosMixin, DrillOperator):
     """Kill ``victims`` random replicas/pods of the service's target, then wait in the triggerer until the
     target healed (each victim replaced by a replica that is itself ready) with the customer probe running.
 
@@ -108,10 +108,15 @@ class ChaosKillOperator(_ChaosOperator):
     :param dry_run: choose and report the victims, touch nothing
     """
 
-    template_fields: Sequence[str] = (*_ChaosOperator.template_fields, "victims", "grace_period_seconds")
+    template_fields: Sequence[str] = ("service", "seed", "dry_run", "victims", "grace_period_seconds")
+    ui_color = "#fbe3e3"
 
-    def __init__(self, *, victims: Any = 1, grace_period_seconds: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, service: str, seed: Any = None, dry_run: Any = False, victims: Any = 1,
+                 grace_period_seconds: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.service = service
+        self.seed = seed
+        self.dry_run = dry_run
         self.victims = victims
         self.grace_period_seconds = grace_period_seconds
 
@@ -156,41 +161,62 @@ class ChaosKillOperator(_ChaosOperator):
         return self._complete(context, event, judge)
 
 
-class ZoneFailureOperator(_ChaosOperator):
-    """The AZ failure's sandbox engine: stop ``percent`` of the service's ``process`` replicas in one zone for
-    ``duration``, with the customer probe running, then start them again and wait until they heal.
+class ZoneFailureOperator(_ChaosMixin, FisExperimentOperator):
+    """The AZ failure, by the service's ``az_failure.engine`` (from the preflight task's plan: the zone chosen
+    there, with the run's seed):
 
-    :param zone: the zone to fail (default: one of the service's zones, chosen with the seed)
+    - ``sandbox``: stop ``percent`` of the service's ``process`` replicas in the zone for ``duration``, with the
+      customer probe running, then start them again and wait until they heal;
+    - ``fis``: `FisExperimentOperator` with the arguments preflight built from the estate (template for the
+      zone, drift refused unless ``update_template``, preview first, stop-condition alarm, ECS services back
+      at desired count within the heal bound; a failed run's experiment is stopped).
+
+    The DAG must render templates as native objects (the FIS template is a dict).
+
+    :param plan_task: the task whose XCom holds the plan (``service``, ``engine``, ``zone``, ``fis``)
     :param duration_seconds: how long the zone stays down (default: the estate's ``az_failure.duration``)
     """
 
-    template_fields: Sequence[str] = (*_ChaosOperator.template_fields, "zone", "duration_seconds")
+    template_fields: Sequence[str] = (*FisExperimentOperator.template_fields, "service", "seed", "zone",
+                                      "duration_seconds", "engine")
+    ui_color = "#fbe3e3"
 
-    def __init__(self, *, zone: Any = None, duration_seconds: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.zone = zone
-        self.duration_seconds = duration_seconds
+    def __init__(self, *, plan_task: str = "preflight", update_template: Any = False, dry_run: Any = False,
+                 **kwargs: Any) -> None:
+        plan = f"ti.xcom_pull(task_ids='{plan_task}')"
+        fis = f"({plan}['fis'] or {{}})"
+        super().__init__(template=f"{{{{ {fis}.get('template') }}}}", aws_conn_id=f"{{{{ {fis}.get('aws_conn_id') }}}}",
+                         region_name=f"{{{{ {fis}.get('region_name') }}}}",
+                         ecs_cluster=f"{{{{ {fis}.get('ecs_cluster') }}}}",
+                         ecs_services=f"{{{{ {fis}.get('ecs_services') }}}}",
+                         heal_seconds=f"{{{{ {fis}.get('heal_seconds') or 300 }}}}",
+                         update_template=update_template, dry_run=dry_run, **kwargs)
+        self.service = f"{{{{ {plan}['service'] }}}}"
+        self.seed = f"{{{{ {plan}['seed'] }}}}"
+        self.zone = f"{{{{ {plan}['zone'] }}}}"
+        self.duration_seconds = f"{{{{ {plan}['duration_seconds'] }}}}"
+        self.engine = f"{{{{ {plan}['engine'] }}}}"
 
     def run(self, context: Any) -> Any:
+        estate, svc = _estate_service(self.service)
+        verdicts = recheck(estate, svc)  # the window and the kill switch, right before the action
+        if self.engine == "fis":
+            out = super().run(context)
+            return {**(out or {}), "zone": self.zone, "guards": verdicts}
+        return self._sandbox(context, estate, svc, verdicts)
+
+    def _sandbox(self, context: Any, estate: Any, svc: Any, verdicts: list[dict]) -> Any:
         from drdrill.core.errors import PreflightError
         from drdrill.drills.chaos import guards
         from drdrill.drills.chaos.process import ProcessOps
 
-        estate, svc = _estate_service(self.service)
         az = svc.az_failure
         if not az or az.engine != "sandbox" or not svc.process:
             raise PreflightError(f"service {svc.name} has no az_failure with engine sandbox and process replicas")
-        zones = svc.zones()
-        seed = self._seed(context)
-        zone = str(self.zone) if self.zone not in (None, "", "None") else guards.pick(zones, 1, seed)[0]
-        if zone not in zones:
+        zone, seed, duration = str(self.zone), int(self.seed), float(self.duration_seconds)
+        if zone not in svc.zones():
             raise PreflightError(f"unknown zone {zone!r}: service {svc.name}'s replicas are in zones "
-                                 f"{', '.join(zones)}")
-        duration = (float(self.duration_seconds) if self.duration_seconds not in (None, "", "None")
-                    else az.duration_seconds)
-        if duration <= 0:
-            raise PreflightError(f"duration_seconds must be positive, got {duration:g}")
-        verdicts = recheck(estate, svc)
+                                 f"{', '.join(svc.zones())}")
         in_zone = sorted(r.program for r in svc.process.replicas if r.zone == zone)
         victims = guards.pick(in_zone, az.share(len(in_zone)), seed)
         payload = {"service": svc.name, "zone": zone, "seed": seed, "victims": victims, "percent": az.percent,
@@ -221,12 +247,13 @@ class ZoneFailureOperator(_ChaosOperator):
             payload = {**payload, "fault_status": ev.get("status"), "fault_message": ev.get("message"),
                        "fault_seconds": ev.get("seconds"), "probe_fault": ev.get("probe"),
                        "restarted_at": restart_at}
-            self._defer(svc, "heal", [], payload["restarted_at"], payload, timeout=svc.heal_seconds)
+            self._defer(svc, "heal", [], payload["restarted_at"], payload, timeout=svc.heal_seconds,
+                        method="sandbox_complete")
             return {}
 
         return self._complete(context, event, restart)
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+    def sandbox_complete(self, context: Any, event: dict[str, Any]) -> Any:
         def judge(ctx: Any, ev: dict) -> dict:
             from drdrill.core.checks import CheckResult, Status
             from drdrill.drills.chaos.common import latency_check, probe_check

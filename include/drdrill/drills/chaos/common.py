@@ -63,8 +63,11 @@ def preflight(estate: Estate, service: ServiceTarget, *, drill: str, dry_run: bo
     guards.enforce(verdicts)
     required, reason = guards.approval(service, dry_run=dry_run)
     log.info("approval: %s", reason)
+    az = {}
+    if drill == "dr_monthly_az_failure":
+        az = az_plan(service, params)
     repaired = [] if dry_run else repair(service)
-    return {"service": service.name, "kind": service.kind, "url": service.url, "cluster": service.cluster,
+    return {**az, "service": service.name, "kind": service.kind, "url": service.url, "cluster": service.cluster,
             "seed": int(params["seed"]) if params.get("seed") is not None else None,
             "dry_run": dry_run, "approval_required": required, "approval_reason": reason,
             "lock_keys": service.lock_keys(), "guards": [v.to_dict() for v in verdicts], "repaired": repaired,
@@ -79,6 +82,22 @@ def zone_verdict(service: ServiceTarget, zone: str | None) -> Verdict:
         return Verdict("zone", True, f"zone {zone} is one of {', '.join(zones)}")
     return Verdict("zone", False, f"unknown zone {zone!r}: service {service.name}'s zones are {', '.join(zones)}; "
                    f"pass one of them as the zone param, or none for a random one")
+
+
+def az_plan(service: ServiceTarget, params: dict[str, Any]) -> dict[str, Any]:
+    """The AZ failure's zone (the param, else chosen with the run's seed) and, for engine ``fis``, the FIS
+    operator's arguments (the template for that zone: an unknown zone or a bad template is refused here)."""
+    az = service.az_failure
+    assert az is not None  # the allow-list guard passed: the estate refuses the drill without az_failure
+    zone = params.get("zone") or guards.pick(service.zones(), 1, int(params["seed"]))[0]
+    duration = params.get("duration_seconds")
+    out: dict[str, Any] = {"zone": zone, "duration_seconds": float(duration) if duration else az.duration_seconds,
+                           "fis": None}
+    if az.engine == "fis":
+        from drdrill.drills.chaos.fis import operator_kwargs
+
+        out["fis"] = operator_kwargs(service, zone, duration_seconds=float(duration) if duration else None)
+    return out
 
 
 def repair(service: ServiceTarget) -> list[str]:
@@ -106,6 +125,10 @@ def teardown(plan: dict[str, Any], context: Any) -> dict[str, Any]:
 
     svc = load_estate().service(plan["service"])
     out: dict[str, Any] = {"started": [] if plan.get("dry_run") else repair(svc)}
+    if plan.get("fis"):  # a failed or killed run's experiment never stays running
+        from drdrill.drills.chaos.fis import stop_left_running
+
+        out["stopped_experiments"] = stop_left_running(svc)
     return out
 
 
