@@ -7,7 +7,10 @@ switches the record is seen from the customer's side:
 - ``GET /health``: 200 when the database the record points at answers and is not in recovery,
   503 ("degraded") otherwise; also the error rate over the last 60 s.
 - ``POST /write`` ``{"run_id": str, "seq": int}``: inserts a row into ``drdrill.canary_writes``
-  (autocommit: a 200 means the write is committed) and returns its ``committed_at``.
+  (autocommit: a 200 means the write is committed) and returns its ``committed_at``. Idempotent by
+  its key ``(run_id, seq)``: the same write again (a load balancer retrying a request whose
+  replica died after committing it) commits nothing new and returns the first commit's
+  ``committed_at`` with ``"replayed": true``.
 - ``GET /read?run_id=X``: how many rows of that run, and the highest seq.
 
 The sandbox has no DNS server, so resolving the record means reading it through Route53's API
@@ -272,20 +275,24 @@ class Handler(BaseHTTPRequestHandler):
         app = self.app
 
         def insert(cur):
-            cur.execute("INSERT INTO drdrill.canary_writes (run_id, seq) VALUES (%s, %s) RETURNING committed_at",
-                        (run_id, seq))
-            return cur.fetchone()[0]
+            # The no-op update makes a replay return the existing row; xmax is 0 only on a fresh insert.
+            cur.execute("INSERT INTO drdrill.canary_writes (run_id, seq) VALUES (%s, %s) "
+                        "ON CONFLICT (run_id, seq) DO UPDATE SET seq = EXCLUDED.seq "
+                        "RETURNING committed_at, xmax <> 0", (run_id, seq))
+            return cur.fetchone()
 
         try:
-            ep, committed_at = app.db(insert)  # autocommit: committed when execute returns
+            ep, (committed_at, replayed) = app.db(insert)  # autocommit: committed when execute returns
         except Exception as e:  # noqa: BLE001 - any DB failure is an unacknowledged write
             app.window.add(False)
             log.warning("write %s/%s failed: %s", run_id, seq, _first_line(e))
             self._send(503, {"ok": False, "error": _first_line(e)})
             return
         app.window.add(True)
+        if replayed:
+            log.info("write %s/%s replayed: already committed at %s", run_id, seq, committed_at.isoformat())
         self._send(200, {"ok": True, "run_id": run_id, "seq": seq, "committed_at": committed_at.isoformat(),
-                         "db": ep.name})
+                         "db": ep.name, "replayed": replayed})
 
     def _read(self, run_id: str) -> None:
         app = self.app
