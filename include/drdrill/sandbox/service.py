@@ -357,7 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     app = App(args, resolver)
     handler = type("BoundHandler", (Handler,), {"app": app})
     server = ThreadingHTTPServer((args.host, args.port), handler)
-    server.daemon_threads = True
+    # On SIGTERM the requests in progress finish before the process exits (server_close joins them;
+    # the handler's timeout bounds a stuck client, supervisord's stopwaitsecs the whole stop).
+    server.daemon_threads = False
     if args.pidfile:
         args.pidfile.write_text(f"{os.getpid()}\n")
 
@@ -370,9 +372,32 @@ def main(argv: list[str] | None = None) -> None:
              os.getpid(), args.record, args.zone, args.route53_endpoint)
     try:
         server.serve_forever(poll_interval=0.5)
+        drained = drain_backlog(server)
+        if drained:
+            log.info("stopping: %d connection(s) waiting in the backlog served", drained)
     finally:
         server.server_close()
         log.info("stopped")
+
+
+def drain_backlog(server: ThreadingHTTPServer) -> int:
+    """Serve the connections already waiting in the listen backlog; returns how many.
+
+    Closing a listening socket resets every connection still in its backlog, and a load balancer that
+    already sent its request on one gets a reset it cannot safely retry (HAProxy retries a refused
+    connection or a clean close with no answer, not a reset). Accepted here first, the stop leaves the
+    load balancer only refused connections, which it retries on another replica.
+    """
+    server.socket.setblocking(False)
+    n = 0
+    while True:
+        try:
+            request, addr = server.socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return n
+        request.settimeout(None)
+        server.process_request(request, addr)
+        n += 1
 
 
 if __name__ == "__main__":
