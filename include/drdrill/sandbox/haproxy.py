@@ -25,8 +25,10 @@ Why the config is what it is (the claim "losing a replica costs no request" is m
   all of them out during a database failover, turning every request into HAProxy's own 503 and
   delaying the recovery by the rise time once the database is back. The LB's check answers "is
   this process alive and serving HTTP"; the database's health is the failover drill's business.
-- ``observe layer4 error-limit 1 on-error mark-down``: a connection error on real traffic marks the
-  server down at once, without waiting for the next check.
+- ``observe layer4 error-limit 1 on-error fastinter``: a connection error on real traffic brings the
+  next check forward (250 ms) rather than marking the server down at once: under overload (connect
+  timeouts on busy but healthy replicas) ``mark-down`` took every replica out and turned a slow
+  front door into HAProxy's own 503 for everyone (measured with ``bench/chaos_kill.py`` at 200/s).
 - ``retries 3`` with ``option redispatch 1`` (every retry goes to another server) and ``retry-on
   conn-failure empty-response``:
   * ``conn-failure``: the connection to the replica failed (killed, restarting, not listening
@@ -60,6 +62,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from drdrill.core import httpjson
@@ -73,6 +76,32 @@ log = logging.getLogger("drdrill.sandbox")
 
 HAPROXY = "/usr/sbin/haproxy"
 HARD_STOP_AFTER_SECONDS = 5  # an old process left by a reload finishes its requests within this
+
+
+# One request as HAProxy logs it (option httplog, log format iso): timestamp, client, [accept date],
+# frontend, backend/server, timers Tq/Tw/Tc/Tr/Ta, status, bytes, cookies, termination state, ...
+_HTTPLOG = re.compile(r"^(?P<ts>\S+) \S+ \[[^\]]+\] (?P<frontend>\S+) (?P<server>\S+) (?P<timers>\S+) "
+                      r"(?P<status>-?\d+) \S+ \S+ \S+ (?P<term>\S{4}) .*\"(?P<request>[^\"]*)\"$")
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """A request HAProxy answered, from its log: who served it, its status and how the session ended."""
+
+    at: float  # epoch seconds HAProxy logged it (when the answer went out)
+    frontend: str
+    server: str  # backend/server, e.g. web_replicas/service-2 (or <NOSRV>)
+    timers: str  # Tq/Tw/Tc/Tr/Ta in ms; Tr -1: no answer from the server
+    status: int
+    term: str  # termination state, e.g. "----" (normal), "SH--" (server aborted before its headers), "SC--"
+    request: str
+
+    @property
+    def reset_before_answer(self) -> bool:
+        """The replica took the request and aborted (reset) before answering: what a kill -9 does to a request
+        it had not read yet. HAProxy 2.6 retries a refused connection and a clean close with no answer
+        (retry-on conn-failure, empty-response), not a reset."""
+        return self.status == 502 and self.term.startswith("SH") and self.timers.split("/")[3:4] == ["-1"]
 
 
 @dataclass(frozen=True)
@@ -160,7 +189,7 @@ class FrontDoor:
                       "    # 503 is the replica saying its database is degraded: alive, and shared by all replicas",
                       "    http-check expect rstatus ^(200|503)$",
                       "    default-server check inter 500ms fastinter 250ms downinter 250ms fall 2 rise 1 "
-                      "observe layer4 error-limit 1 on-error mark-down"]
+                      "observe layer4 error-limit 1 on-error fastinter"]
             if retries:
                 lines += ["    retries 3", "    option redispatch 1", "    retry-on conn-failure empty-response"]
             else:
@@ -295,6 +324,28 @@ class FrontDoor:
         for row in self.stats():
             if row.get("svname") not in ("FRONTEND", "BACKEND", None):
                 out.setdefault(row["pxname"], {})[row["svname"]] = row["status"].split()[0]
+        return out
+
+    def logged(self, since: float, until: float | None = None, *, errors_only: bool = True) -> list[LoggedRequest]:
+        """Requests HAProxy logged between two epoch times (by default only those not answered 2xx or 3xx:
+        what a customer saw as an error), oldest first."""
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            m = _HTTPLOG.match(line)
+            if not m:
+                continue
+            try:
+                at = datetime.fromisoformat(m["ts"]).timestamp()
+            except ValueError:
+                continue
+            status = int(m["status"])
+            if at < since or (until is not None and at > until) or (errors_only and 200 <= status < 400):
+                continue
+            out.append(LoggedRequest(at, m["frontend"], m["server"], m["timers"], status, m["term"], m["request"]))
         return out
 
     def problems(self) -> list[str]:

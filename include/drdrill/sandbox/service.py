@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
                         dict(args.node))
     app = App(args, resolver)
     handler = type("BoundHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((args.host, args.port), handler)
+    server = Server((args.host, args.port), handler)
     # On SIGTERM the requests in progress finish before the process exits (server_close joins them;
     # the handler's timeout bounds a stuck client, supervisord's stopwaitsecs the whole stop).
     server.daemon_threads = False
@@ -380,7 +380,13 @@ def main(argv: list[str] | None = None) -> None:
         log.info("stopped")
 
 
-def drain_backlog(server: ThreadingHTTPServer) -> int:
+class Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst behind a load balancer (a replica's share of
+    # 200 requests/s while another replica restarts) overflows it, and dropped SYNs cost connect timeouts.
+    request_queue_size = 128
+
+
+def drain_backlog(server: Server) -> int:
     """Serve the connections already waiting in the listen backlog; returns how many.
 
     Closing a listening socket resets every connection still in its backlog, and a load balancer that
