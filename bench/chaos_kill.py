@@ -153,13 +153,14 @@ def errors_per_kill(sb: Any, target: Any, url: str, rate: float, kills: int, rng
             time.sleep(SETTLE_SECONDS)
         probe.mark("after")
         time.sleep(BASELINE_SECONDS)
+        sending = time.time() - t_start  # the probe stops sending here, then waits for what is in flight
     rep = probe.report()
     per_kill = [rep[f"kill {n}"]["errors"] for n in range(1, kills + 1)]
     during = [rep[f"kill {n}"] for n in range(1, kills + 1)]
     lat99 = [d["latency_p99_ms"] for d in during if d["latency_p99_ms"] is not None]
     return {
         "rate": rate, "kills": kills, "errors_per_kill": per_kill, "errors": sum(per_kill),
-        "requests": rep["total"]["requests"], "sent_rate": rep["total"]["requests"] / max(1e-9, time.time() - t_start),
+        "requests": rep["total"]["requests"], "sent_rate": rep["total"]["requests"] / sending,
         "before": rep["before"], "after": rep["after"],
         "during_p50_ms": common.stat([d["latency_p50_ms"] for d in during if d["latency_p50_ms"] is not None]),
         "during_p99_ms": common.stat(lat99),
