@@ -156,6 +156,9 @@ class DemoService:
             for node in self.cluster.nodes:
                 if node.dns_name:
                     argv += ["--node", f"{node.dns_name}={node.host}:{node.port}"]
+            # autorestart: a replica killed with SIGKILL (the pod-kill drill) is started again at once;
+            # startsecs=1: RUNNING after 1 s up; startretries=5: a replica that keeps dying at start
+            # (backoff 1, 2, ... 5 s) ends FATAL, which the drills report as "not healed".
             lines += [
                 f"[program:{name}]", f"command={q(argv)}", f"directory={L.service}",
                 "autostart=true", "autorestart=true", "startsecs=1", "startretries=5",
