@@ -132,3 +132,16 @@ def test_a_missing_haproxy_is_named_with_its_package(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "HAPROXY", str(tmp_path / "no-haproxy"))
     with pytest.raises(DrillError, match=r"no-haproxy is missing; run `make install` \(apt-get install -y haproxy\)"):
         _sandbox(tmp_path, monkeypatch).haproxy.start()
+
+
+@needs_haproxy
+def test_a_front_door_port_taken_by_another_process_is_named(tmp_path, monkeypatch):
+    import socket
+
+    sb = _sandbox(tmp_path, monkeypatch, lambda raw: _web(raw).update(url="http://127.0.0.1:55698"))
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 55698))
+        other.listen()
+        with pytest.raises(DrillError, match=r"port\(s\) \[55698\] \(the front door in .*sandbox\.yaml\) in use"):
+            sb.haproxy.start()
+    assert sb.haproxy.pid() is None and not sb.haproxy.config.exists()

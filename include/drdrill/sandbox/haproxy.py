@@ -243,10 +243,20 @@ class FrontDoor:
         self.install_config(self.render(retries=retries))
         old_proc = self._proc
         pid = self._spawn(["-x", str(self.stats_socket), "-sf", str(old)])
-        if not wait_for_exit(old, (HARD_STOP_AFTER_SECONDS + 2) * 10):
-            log.warning("old haproxy (pid %s) still running after the reload: SIGKILL", old)
+        # The new process signals the old one once it is ready; if it dies first, the old one keeps serving.
+        deadline = time.monotonic() + HARD_STOP_AFTER_SECONDS + timeout
+        while pid_alive(old) and time.monotonic() < deadline:
+            if not pid_alive(pid):
+                self.pidfile.write_text(f"{old}\n")
+                self._proc = old_proc
+                raise DrillError(f"haproxy did not take over from pid {old} (which keeps serving): "
+                                 f"{self._alerts()}; see {self.logfile}")
+            time.sleep(0.05)
+        if pid_alive(old):
+            log.warning("old haproxy (pid %s) still running %ss after the reload: SIGKILL", old,
+                        HARD_STOP_AFTER_SECONDS + timeout)
             os.kill(old, signal.SIGKILL)
-        if old_proc is not None:
+        if old_proc is not None and old_proc.pid == old:
             old_proc.wait(timeout=5)  # our own child: reap it
         self.wait(timeout)
         log.info("haproxy reloaded (pid %s -> %s), retries %s", old, pid, "on" if retries else "OFF")
@@ -267,7 +277,7 @@ class FrontDoor:
         last: dict | str = "no answer on the stats socket"
         while time.monotonic() < deadline:
             if not pid_alive(read := self._recorded()):
-                raise DrillError(f"haproxy (pid {read}) exited at start; see {self.logfile}")
+                raise DrillError(f"haproxy (pid {read}) exited at start: {self._alerts()}; see {self.logfile}")
             try:
                 last = self.servers()
             except OSError as e:
@@ -278,6 +288,15 @@ class FrontDoor:
             time.sleep(0.1)
         raise DrillError(f"haproxy does not see every replica UP after {timeout:g}s (last: {last}); see "
                          f"{self.logfile}")
+
+    def _alerts(self, n: int = 3) -> str:
+        """The last ALERT lines of HAProxy's log (its own words on why it stopped)."""
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "no log"
+        alerts = [ln for ln in lines if "[ALERT]" in ln][-n:]
+        return "; ".join(re.sub(r"^\[ALERT\]\s+\(\d+\) : ", "", ln) for ln in alerts) or "no alert logged"
 
     def _recorded(self) -> int | None:
         try:
