@@ -16,6 +16,7 @@ import pytest
 
 from drdrill.core.httpjson import call
 from drdrill.core.probe import CustomerProbe
+from drdrill.sandbox import _pid_alive
 from integration.test_demo_service import _point_record_at, _until
 
 pytestmark = pytest.mark.sandbox
@@ -192,3 +193,18 @@ def test_a_degraded_database_keeps_every_replica_in_the_load_balancer(sandbox, f
         _point_record_at(sandbox, primary)
     _until("the front door healthy again", lambda: call(front + "/health", timeout=2)[0] == 200, timeout=20)
     assert set(sandbox.haproxy.servers()[BACKEND].values()) == {"UP"}
+
+
+def test_a_reload_loses_no_request(sandbox, front):
+    """The new HAProxy takes the listening sockets over (-x) and the old one finishes what it holds (-sf)."""
+    since = time.time()
+    with CustomerProbe(front, run_id=f"front-{uuid.uuid4().hex}", rate=RATE, timeout=2) as probe:
+        time.sleep(0.5)
+        pids = [sandbox.haproxy.pid()]
+        for _ in range(2):
+            pids.append(sandbox.haproxy.reload())
+        time.sleep(0.5)
+    rep = probe.report()
+    assert rep["total"]["errors"] == 0, (rep["total"], sandbox.haproxy.logged(since))
+    assert len(set(pids)) == 3 and sandbox.haproxy.pid() == pids[-1]
+    assert not any(_pid_alive(p) for p in pids[:-1])
