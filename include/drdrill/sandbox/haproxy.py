@@ -42,6 +42,9 @@ Why the config is what it is (the claim "losing a replica costs no request" is m
   * ``response-timeout`` is deliberately **not** retried: the replica may still be working on the
     request (and commit it after the retry did), and when the shared database is slow every
     replica is slow together, so retries would multiply the load exactly then.
+- No per-server ``maxconn``: with ``maxconn 8`` the requests HAProxy queued for a replica that was
+  then killed came back as 503 by the hundred at 200 requests/s (measured), where without it
+  they wait in the replica's listen backlog and only those unread at the kill are lost.
 - ``timeout connect 500ms``: a refused connection on loopback fails at once; a black-holed one
   moves on to another server within half a second.
 
