@@ -18,10 +18,10 @@ export GX_ANALYTICS_ENABLED := False
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
 
-apt-deps:  ## Debian packages: PostgreSQL 15, pgBackRest, redis-server (the Celery test's broker), docker-compose (to validate docker-compose.yaml), openssh-server (the SSH runner's tests)
-	@if ! command -v pgbackrest >/dev/null || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/postgres ] || [ ! -x /usr/sbin/sshd ]; then \
-	  echo "installing pgbackrest, postgresql-15, redis-server, docker-compose and openssh-server (apt)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest postgresql-15 redis-server docker-compose openssh-server >/dev/null; \
+apt-deps:  ## Debian packages: PostgreSQL 15, pgBackRest, redis-server (the Celery test's broker), docker-compose (to validate docker-compose.yaml), openssh-server (the SSH runner's tests), haproxy (the sandbox's front door)
+	@if ! command -v pgbackrest >/dev/null || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/postgres ] || [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/sbin/haproxy ]; then \
+	  echo "installing pgbackrest, postgresql-15, redis-server, docker-compose, openssh-server and haproxy (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest postgresql-15 redis-server docker-compose openssh-server haproxy >/dev/null; \
 	fi
 
 $(VENV)/.installed: requirements.txt constraints.txt

@@ -1,4 +1,4 @@
-"""The sandbox's demo service ("the application"): two replicas under supervisord that find the
+"""The sandbox's demo service ("the application"): three replicas under supervisord (one per zone) that find the
 database through the Route53 record, commit writes before acknowledging them, degrade when the
 record leads to a read-only standby, and come back when supervisord restarts a killed replica.
 Real servers throughout: moto's Route53 over TLS, PostgreSQL, supervisord."""

@@ -7,14 +7,16 @@ archive settings, demo data and backups. Servers run as the ``postgres`` user, a
 the background with their own session, recorded by PID and stopped by PID.
 
 The same moto server serves Route53: the hosted zone and the database's service record
-(``failover.dns``, a CNAME to the primary's ``dns_name``). In front of the database run two
-replicas of a demo service (`drdrill.sandbox.service`, "the application") under supervisord,
-at ``failover.service.urls``; they find the database through that record.
+(``failover.dns``, a CNAME to the primary's ``dns_name``). In front of the database run the
+replicas of a demo service (`drdrill.sandbox.service`, "the application") under supervisord, one
+per zone, as the estate's ``services:`` entry declares them (``process.replicas``); they find the
+database through that record. In front of them, HAProxy serves the service's front door
+(``services[].url``), what customers and the customer probe use.
 
 One module per server: `postgres` (the nodes), `pgbackrest` (config, stanza, backups), `aws`
-(moto's S3 and Route53), `services` (supervisord and the replicas), `sshd` (an OpenSSH server on
-loopback for the SSH runner, started on demand by `Sandbox.ssh`); `layout` (paths, PIDs) and
-`ports` serve them all. `Sandbox` here only composes them in order.
+(moto's S3 and Route53), `services` (supervisord and the replicas), `haproxy` (the front door),
+`sshd` (an OpenSSH server on loopback for the SSH runner, started on demand by `Sandbox.ssh`);
+`layout` (paths, PIDs) and `ports` serve them all. `Sandbox` here only composes them in order.
 
 This package is a tool that builds the estate; drill logic never imports it.
 """
@@ -34,10 +36,11 @@ from drdrill.core.paths import sandbox_dir
 from drdrill.core.runner import LocalRunner
 from drdrill.sandbox import ports
 from drdrill.sandbox.aws import BUCKET, CONN_ID, REGION, Moto
+from drdrill.sandbox.haproxy import HAPROXY, FrontDoor
 from drdrill.sandbox.layout import PG_USER, Layout, pid_alive, postmaster_pid, write_as_postgres
 from drdrill.sandbox.pgbackrest import PgBackRestRepos
 from drdrill.sandbox.postgres import DEMO_SQL, PostgresNodes
-from drdrill.sandbox.services import SERVICE_SCRIPT, DemoService, venv_bin
+from drdrill.sandbox.services import SERVICE_SCRIPT, DemoService, sandbox_services, venv_bin
 from drdrill.sandbox.sshd import SandboxSSHD
 
 # Tests and scripts import these from the package; the private name predates the split.
@@ -76,7 +79,10 @@ class Sandbox:
         self.postgres = PostgresNodes(self.cluster, self.layout, self.pg, spec.pgbench_scale, spec.tls_nodes)
         self.backrest = PgBackRestRepos(self.cluster, self.layout, spec.s3_port)
         self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, source)
-        self.services = DemoService(self.cluster, self.service, self.dns, self.layout, self.aws.endpoint, source)
+        services = sandbox_services(self.estate, self.cluster, self.layout) if self.service else []
+        self.services = DemoService(self.cluster, self.service, self.dns, self.layout, self.aws.endpoint, source,
+                                    services)
+        self.haproxy = FrontDoor(services, self.layout, source)
         self.sshd = SandboxSSHD(self.layout, spec.ssh_port)
 
     # ---------------------------------------------------------------- lifecycle
@@ -118,17 +124,21 @@ class Sandbox:
                            self.cluster.postgres.database)
         self.backrest.diff_backups(br)
         self.services.wait()
+        if self.haproxy.backends:
+            self.haproxy.start()  # the front door, once every replica behind it answers
         log.info("sandbox up in %.1fs at %s", time.monotonic() - t0, self.layout.root)
 
     def _preflight(self) -> None:
         missing = [b for b in ("pgbackrest", "openssl", "runuser") if not shutil.which(b)]
         if self.service and not Path(venv_bin("supervisord")).exists():
             missing.append("supervisord (pip install supervisor)")
+        if self.haproxy.backends and not Path(HAPROXY).exists():
+            missing.append(f"{HAPROXY} (apt-get install -y haproxy)")
         if not (self.bin / "postgres").exists():
             missing.append(str(self.bin / "postgres"))
         if missing:
             raise DrillError(f"missing on this machine: {', '.join(missing)}; run `make install` "
-                             f"(apt-get install -y pgbackrest postgresql-15)")
+                             f"(apt-get install -y pgbackrest postgresql-15 haproxy)")
         if os.geteuid() != 0:
             raise DrillError("the sandbox starts servers as the postgres user and needs root (runuser)")
         busy = [p for p in self._ports() if ports.in_use(p)]
@@ -138,7 +148,7 @@ class Sandbox:
 
     def _ports(self) -> list[int]:
         return [n.port for n in self.cluster.nodes] + [self.spec.s3_port, self.spec.ssh_port] + [
-            p for _n, _u, p in self.replicas()]
+            p for _n, _u, p in self.replicas()] + self.haproxy.ports()
 
     def down(self) -> None:
         """Stop every sandbox server by PID and remove the sandbox (journals and generated secrets are kept).
@@ -148,7 +158,8 @@ class Sandbox:
         from drdrill.core.scratch import remove_all_scratch
 
         root = self.layout.root
-        # The application first: it stops before its database, as in an orderly shutdown.
+        # The front door and the application first: they stop before the database, as in an orderly shutdown.
+        self.haproxy.stop()
         self.services.stop()
         self.sshd.stop()
         if root.exists():
@@ -169,7 +180,7 @@ class Sandbox:
         """What is not running as it should; empty when the sandbox is healthy."""
         out = self.aws.problems() + self.postgres.problems() + self.backrest.problems()
         if self.service:
-            out += self.services.problems()
+            out += self.services.problems() + self.haproxy.problems()
         return out
 
     def status(self) -> dict:
@@ -179,7 +190,7 @@ class Sandbox:
             servers.append(self.sshd.status())
         dns = None
         if self.service:
-            servers += self.services.status()
+            servers += self.services.status() + self.haproxy.status()
             if self.aws.pid():
                 try:
                     dns = self.dns_record()
@@ -238,6 +249,18 @@ class Sandbox:
     def replicas(self) -> list[tuple[str, str, int]]:
         """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""
         return self.services.replicas()
+
+    def front_door(self, service: str | None = None) -> str:
+        """The URL customers use (HAProxy's frontend) of ``service`` (default: the first the sandbox serves)."""
+        urls = self.haproxy.urls()
+        if not urls:
+            raise DrillError(f"{self.estate.source}: no service of services: runs in the sandbox (its "
+                             f"process.supervisor_conf must be {self.layout.supervisor_conf}): no front door")
+        if service is None:
+            return next(iter(urls.values()))
+        if service not in urls:
+            raise DrillError(f"no front door for service {service!r} in the sandbox; it serves {', '.join(urls)}")
+        return urls[service]
 
     def supervised(self) -> dict[str, dict]:
         """supervisord's view of its programs (``supervisorctl status`` over its socket), by name."""

@@ -7,7 +7,10 @@ switches the record is seen from the customer's side:
 - ``GET /health``: 200 when the database the record points at answers and is not in recovery,
   503 ("degraded") otherwise; also the error rate over the last 60 s.
 - ``POST /write`` ``{"run_id": str, "seq": int}``: inserts a row into ``drdrill.canary_writes``
-  (autocommit: a 200 means the write is committed) and returns its ``committed_at``.
+  (autocommit: a 200 means the write is committed) and returns its ``committed_at``. Idempotent by
+  its key ``(run_id, seq)``: the same write again (a load balancer retrying a request whose
+  replica died after committing it) commits nothing new and returns the first commit's
+  ``committed_at`` with ``"replayed": true``.
 - ``GET /read?run_id=X``: how many rows of that run, and the highest seq.
 
 The sandbox has no DNS server, so resolving the record means reading it through Route53's API
@@ -272,20 +275,24 @@ class Handler(BaseHTTPRequestHandler):
         app = self.app
 
         def insert(cur):
-            cur.execute("INSERT INTO drdrill.canary_writes (run_id, seq) VALUES (%s, %s) RETURNING committed_at",
-                        (run_id, seq))
-            return cur.fetchone()[0]
+            # The no-op update makes a replay return the existing row; xmax is 0 only on a fresh insert.
+            cur.execute("INSERT INTO drdrill.canary_writes (run_id, seq) VALUES (%s, %s) "
+                        "ON CONFLICT (run_id, seq) DO UPDATE SET seq = EXCLUDED.seq "
+                        "RETURNING committed_at, xmax <> 0", (run_id, seq))
+            return cur.fetchone()
 
         try:
-            ep, committed_at = app.db(insert)  # autocommit: committed when execute returns
+            ep, (committed_at, replayed) = app.db(insert)  # autocommit: committed when execute returns
         except Exception as e:  # noqa: BLE001 - any DB failure is an unacknowledged write
             app.window.add(False)
             log.warning("write %s/%s failed: %s", run_id, seq, _first_line(e))
             self._send(503, {"ok": False, "error": _first_line(e)})
             return
         app.window.add(True)
+        if replayed:
+            log.info("write %s/%s replayed: already committed at %s", run_id, seq, committed_at.isoformat())
         self._send(200, {"ok": True, "run_id": run_id, "seq": seq, "committed_at": committed_at.isoformat(),
-                         "db": ep.name})
+                         "db": ep.name, "replayed": replayed})
 
     def _read(self, run_id: str) -> None:
         app = self.app
@@ -349,8 +356,10 @@ def main(argv: list[str] | None = None) -> None:
                         dict(args.node))
     app = App(args, resolver)
     handler = type("BoundHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((args.host, args.port), handler)
-    server.daemon_threads = True
+    server = Server((args.host, args.port), handler)
+    # On SIGTERM the requests in progress finish before the process exits (server_close joins them;
+    # the handler's timeout bounds a stuck client, supervisord's stopwaitsecs the whole stop).
+    server.daemon_threads = False
     if args.pidfile:
         args.pidfile.write_text(f"{os.getpid()}\n")
 
@@ -363,9 +372,38 @@ def main(argv: list[str] | None = None) -> None:
              os.getpid(), args.record, args.zone, args.route53_endpoint)
     try:
         server.serve_forever(poll_interval=0.5)
+        drained = drain_backlog(server)
+        if drained:
+            log.info("stopping: %d connection(s) waiting in the backlog served", drained)
     finally:
         server.server_close()
         log.info("stopped")
+
+
+class Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst behind a load balancer (a replica's share of
+    # 200 requests/s while another replica restarts) overflows it, and dropped SYNs cost connect timeouts.
+    request_queue_size = 128
+
+
+def drain_backlog(server: Server) -> int:
+    """Serve the connections already waiting in the listen backlog; returns how many.
+
+    Closing a listening socket resets every connection still in its backlog, and a load balancer that
+    already sent its request on one gets a reset it cannot safely retry (HAProxy retries a refused
+    connection or a clean close with no answer, not a reset). Accepted here first, the stop leaves the
+    load balancer only refused connections, which it retries on another replica.
+    """
+    server.socket.setblocking(False)
+    n = 0
+    while True:
+        try:
+            request, addr = server.socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return n
+        request.settimeout(None)
+        server.process_request(request, addr)
+        n += 1
 
 
 if __name__ == "__main__":

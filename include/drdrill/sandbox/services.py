@@ -1,9 +1,16 @@
 """The demo service's replicas ("the application") under supervisord.
 
-Owns supervisord: its config (one program per replica at ``failover.service.urls``, each
-running `service.py` by path), its start in the foreground in its own session with its PID
-recorded, waiting for every replica's ``/health``, and its stop by PID, replicas it left
-behind included. `service.py` is the application itself and imports nothing of drdrill.
+Owns supervisord: its config (one program per replica, each running `service.py` by path), its
+start in the foreground in its own session with its PID recorded, waiting for every replica's
+``/health``, and its stop by PID, replicas it left behind included. `service.py` is the
+application itself and imports nothing of drdrill.
+
+The replicas are the ``process.replicas`` of the estate's ``services:`` entries whose
+``supervisor_conf`` is this sandbox's supervisord config (`sandbox_services`): program name,
+zone and URL (the port) come from there. An estate without such an entry falls back to one
+replica per ``failover.service.urls`` entry (service-1, service-2, ...). Either way the URLs
+the failover drill checks (``failover.service.urls``) must be replicas the sandbox runs, or a
+front door it serves.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from urllib.parse import urlsplit
 
 from drdrill.core import httpjson
 from drdrill.core.errors import DrillError
-from drdrill.core.estate import Cluster, Dns, Service
+from drdrill.core.estate import Cluster, Dns, Estate, Service
+from drdrill.core.services import ServiceTarget
 from drdrill.sandbox.layout import Layout, is_ours, pid_alive, read_pid, recorded_pid, wait_for_exit
 
 log = logging.getLogger("drdrill.sandbox")
@@ -36,21 +44,51 @@ def venv_bin(name: str) -> str:
     return str(p) if p.exists() else (shutil.which(name) or name)
 
 
+def loopback_port(url: str, field: str, source: object) -> int:
+    """The port of a sandbox URL, which must be ``http://127.0.0.1:PORT`` (the sandbox serves loopback only)."""
+    u = urlsplit(url)
+    if u.scheme != "http" or u.hostname not in ("127.0.0.1", "localhost") or not u.port:
+        raise DrillError(f"{source}: the sandbox serves its demo service on loopback: {field} must be "
+                         f"http://127.0.0.1:PORT, got {url!r}")
+    return u.port
+
+
+def sandbox_services(estate: Estate, cluster: Cluster, layout: Layout) -> list[ServiceTarget]:
+    """The estate's ``services:`` whose ``process`` replicas this sandbox runs: their ``supervisor_conf``
+    is the sandbox's supervisord config (and their ``cluster``, when given, the sandbox's cluster)."""
+    out = []
+    for s in estate.services:
+        if not s.process or Path(s.process.supervisor_conf).resolve() != layout.supervisor_conf.resolve():
+            continue
+        if s.cluster and s.cluster != cluster.name:
+            raise DrillError(f"{estate.source}: services[{s.name}] runs under the sandbox's supervisord "
+                             f"({s.process.supervisor_conf}) but names cluster {s.cluster!r}: its replicas use "
+                             f"the sandbox's database, so set cluster: {cluster.name}")
+        if s.process.runner != "local":
+            raise DrillError(f"{estate.source}: services[{s.name}].process.runner must be local in the sandbox "
+                             f"(its supervisord runs on this machine), got {s.process.runner!r}")
+        out.append(s)
+    return out
+
+
 class DemoService:
     """supervisord and the replicas it runs; they find the database through Route53 at ``endpoint``.
 
-    Without ``service`` there are no replicas to run, but `stop` still stops a supervisord
-    recorded by an earlier bring-up.
+    ``services`` are the estate's entries whose replicas run here (`sandbox_services`); without
+    them, one replica per ``failover.service.urls`` entry. Without ``service`` and ``dns``
+    (nowhere to find the database) there are no replicas to run, but `stop` still stops a
+    supervisord recorded by an earlier bring-up.
     """
 
     def __init__(self, cluster: Cluster, service: Service | None, dns: Dns | None, layout: Layout, endpoint: str,
-                 source: object) -> None:
+                 source: object, services: list[ServiceTarget] | None = None) -> None:
         self.cluster = cluster
         self.service = service
         self.dns = dns
         self.layout = layout
         self.endpoint = endpoint  # moto's Route53, where the replicas look the record up
         self.source = source  # the estate file, named in error messages
+        self.services = list(services or [])
 
     @property
     def passfile(self) -> Path:
@@ -63,17 +101,34 @@ class DemoService:
         self.passfile.chmod(0o600)
 
     def replicas(self) -> list[tuple[str, str, int]]:
-        """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""
+        """(program name, base URL, port) of each demo service replica, e.g. ("service-1", url, 55610)."""
         if not self.service:
             return []
-        out = []
-        for i, url in enumerate(self.service.urls, 1):
-            u = urlsplit(url)
-            if u.scheme != "http" or u.hostname not in ("127.0.0.1", "localhost") or not u.port:
-                raise DrillError(f"{self.source}: the sandbox runs its demo service on loopback: "
-                                 f"failover.service.urls must be http://127.0.0.1:PORT, got {url!r}")
-            out.append((f"service-{i}", url.rstrip("/"), u.port))
+        if not self.services:
+            return [(f"service-{i}", url.rstrip("/"), loopback_port(url, "failover.service.urls", self.source))
+                    for i, url in enumerate(self.service.urls, 1)]
+        out: list[tuple[str, str, int]] = []
+        for s in self.services:
+            assert s.process is not None
+            for r in s.process.replicas:
+                port = loopback_port(r.url, f"services[{s.name}].process.replicas[{r.program}].url", self.source)
+                clash = [n for n, _u, p in out if n == r.program or p == port]
+                if clash:
+                    raise DrillError(f"{self.source}: services[{s.name}] replica {r.program} ({r.url}) clashes with "
+                                     f"replica {clash[0]} of another service: program names and ports must be "
+                                     f"unique under one supervisord")
+                out.append((r.program, r.url.rstrip("/"), port))
+        served = {u for _n, u, _p in out} | {s.url.rstrip("/") for s in self.services}
+        stray = [u for u in self.service.urls if u.rstrip("/") not in served]
+        if stray:
+            raise DrillError(f"{self.source}: failover.service.urls {stray} are neither replicas the sandbox runs "
+                             f"(services[].process.replicas[].url) nor a service's front door (services[].url): "
+                             f"the failover drill would check URLs nothing serves; list the replicas' URLs there")
         return out
+
+    def zones(self) -> dict[str, str]:
+        """Each replica's zone by program name (from the estate's ``services:``; empty for the fallback)."""
+        return {r.program: r.zone for s in self.services if s.process for r in s.process.replicas}
 
     def supervisord_conf(self) -> str:
         L, dns = self.layout, self.dns
@@ -101,6 +156,9 @@ class DemoService:
             for node in self.cluster.nodes:
                 if node.dns_name:
                     argv += ["--node", f"{node.dns_name}={node.host}:{node.port}"]
+            # autorestart: a replica killed with SIGKILL (the pod-kill drill) is started again at once;
+            # startsecs=1: RUNNING after 1 s up; startretries=5: a replica that keeps dying at start
+            # (backoff 1, 2, ... 5 s) ends FATAL, which the drills report as "not healed".
             lines += [
                 f"[program:{name}]", f"command={q(argv)}", f"directory={L.service}",
                 "autostart=true", "autorestart=true", "startsecs=1", "startretries=5",
@@ -196,6 +254,7 @@ class DemoService:
         rows = [{"name": "supervisord", "role": "demo service", "port": None, "pid": sup_pid,
                  "state": "" if sup_pid else "down"}]
         programs = self.supervised() if sup_pid else {}
+        zones = self.zones()
         for name, url, port in self.replicas():
             code, body = httpjson.call(url + "/health", timeout=2)
             prog = programs.get(name, {})
@@ -206,6 +265,6 @@ class DemoService:
                 state = f"degraded: {body.get('error')}"
             else:
                 state = f"not answering ({prog.get('state', 'no supervisord')})"
-            rows.append({"name": name, "role": "demo service", "port": port, "pid": pid, "state": state,
-                         "url": url})
+            rows.append({"name": name, "role": f"replica, zone {zones[name]}" if name in zones else "demo service",
+                         "port": port, "pid": pid, "state": state, "url": url, "zone": zones.get(name)})
         return rows
