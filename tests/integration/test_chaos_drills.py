@@ -192,3 +192,63 @@ def test_the_instance_case_kills_the_standby_and_it_streams_again(dagbag, estate
     assert nodes.running_pid(c.primary) == primary_pid, "the primary was touched"
     assert ch["probe"]["during"]["errors"] == 0 and ch["probe"]["during"]["requests"] > 0
     assert ch["recover_seconds"] > 0
+
+
+def test_without_haproxy_retries_the_drill_fails_with_the_error_count(dagbag, sandbox, estate, ops):
+    """The front door's retries are what make a kill invisible: without them, the drill must say so."""
+    sandbox.haproxy.reload(retries=False)
+    try:
+        dr = run_dag(dagbag, KILL, WEB)
+    finally:
+        sandbox.haproxy.reload(retries=True)
+    doc = journal(estate, KILL, dr.run_id)
+    assert dr.state == "failed"
+    during = doc["chaos"]["probe"]["during"] or {}
+    assert "customer-visible error(s)" in failures(doc) or "customers saw" in failures(doc)
+    assert f"customers saw {during['errors']} error(s)" in failures(doc) or during["errors"] > 0
+
+
+def _k8s_service(ns: str):
+    def edit(s):
+        for k in ("process", "az_failure", "cluster"):
+            s.pop(k, None)
+        s.update(name="web", allowed_drills=["dr_weekly_pod_kill"], heal_seconds=30,
+                 kubernetes={"conn_id": "k8s_emulator", "namespace": ns, "selector": "app=web",
+                             "namespaces_allowed": [ns], "min_pod_age_seconds": 60, "grace_period_seconds": 0})
+    return edit
+
+
+def test_kubernetes_pod_kill_heals_through_the_drill(dagbag, estate_with, k8s, k8s_namespace, sandbox):
+    """The same DAG against a Kubernetes API (kmock's emulator; the test plays the ReplicaSet controller)."""
+    from drdrill.core.estate import load_estate
+
+    ns = k8s_namespace
+    k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=3)
+    k8s.create_deployment(ns, "db", labels={"app": "db"}, replicas=1)
+    estate_with(_k8s_service(ns))
+    before = {p["metadata"]["uid"] for p in k8s.pods(ns, "app=web")}
+    dr = run_dag(dagbag, KILL, WEB)
+    doc = journal(load_estate(), KILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    c = doc["chaos"]
+    [victim] = c["killed"]
+    assert victim["name"].startswith("web-rs-") and victim["uid"] in before
+    after = {p["metadata"]["uid"] for p in k8s.pods(ns, "app=web")}
+    assert victim["uid"] not in after and len(after) == 3, "the victim was not replaced"
+    assert [p["metadata"]["name"] for p in k8s.pods(ns, "app=db")] == ["db-rs-0"], "another workload was touched"
+    assert c["recover_seconds"] > 0 and c["probe"]["during"]["requests"] > 0
+
+
+def test_kubernetes_pdb_at_zero_skips_and_deletes_nothing(dagbag, estate_with, k8s, k8s_namespace, sandbox):
+    from drdrill.core.estate import load_estate
+
+    ns = k8s_namespace
+    k8s.create_deployment(ns, "web", labels={"app": "web"}, replicas=3)
+    k8s.create_pdb(ns, "web-pdb", match_labels={"app": "web"}, disruptions_allowed=0)
+    estate_with(_k8s_service(ns))
+    before = {p["metadata"]["uid"] for p in k8s.pods(ns, "app=web")}
+    dr = run_dag(dagbag, KILL, WEB)
+    doc = journal(load_estate(), KILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert doc["status"] == "skipped" and "web-pdb" in doc["skipped_reason"]
+    assert {p["metadata"]["uid"] for p in k8s.pods(ns, "app=web")} == before
