@@ -8,17 +8,19 @@ sandbox runs behind HAProxy): every part kills replicas with kill -9.
    then the replica's own ``/health`` polled every 10 ms until a new PID answers 200 (supervisord
    restarted it and it reached its database). Timed from the kill: ``healthy`` (the new PID answers
    200) and ``lb_up`` (HAProxy sees the replica UP again, from its stats socket, once it is healthy).
-2. ERRORS per kill through the front door, at each ``--rates`` (default 20 and 200 requests/s): the
+2. DRILL recovery: ``dr_weekly_pod_kill`` under ``airflow dags test``, the kill -> healed time from its
+   journal (the trigger's poll, every 0.25 s: each victim replaced by a new process answering /health
+   and every replica healthy) beside the bare figure, as a ratio and the seconds the drill adds.
+3. ERRORS per kill through the front door, at each ``--rates`` (default 20 and 200 requests/s): the
    customer probe (`drdrill.core.probe.CustomerProbe`, writes and reads alternating) runs through
    HAProxy while replicas are killed one after the other (each healed and RUNNING in supervisord
    before the next); customer-visible errors per kill, latency p50/p99 before and during, and each
    error as HAProxy logged it (status and termination state, e.g. ``SH--``: the replica reset the
    connection before answering).
 
-Each measurement is one function (`bare_recovery`, `errors_per_kill`) returning a dict, so another
-column (the pod-kill drill's own figures) can be set beside them.
+Each measurement is one function (`bare_recovery`, `drill_recovery`, `errors_per_kill`) returning a dict.
 
-Usage: python bench/chaos_kill.py [--kills N] [--rates 20 200] [--only bare|errors ...] [--service NAME] [--json]
+Usage: python bench/chaos_kill.py [--kills N] [--rates 20 200] [--only bare|drill|errors ...] [--service NAME] [--json]
 See bench/README.md.
 """
 
@@ -35,7 +37,7 @@ from typing import Any
 
 import common
 
-PARTS = ("bare", "errors")
+PARTS = ("bare", "drill", "errors")
 POLL_SECONDS = 0.01  # the bare sequence's health poll
 HEAL_TIMEOUT = 60.0
 SETTLE_SECONDS = 1.0  # after a replica is back: supervisord counts it RUNNING after startsecs (1 s)
@@ -130,6 +132,36 @@ def bare_recovery(sb: Any, target: Any, kills: int, rng: random.Random) -> dict[
             "lb_up": common.stat(common.col(samples, "lb_up"))}
 
 
+# --------------------------------------------------------------------------- the drill
+def drill_recovery(target: Any, kills: int) -> dict[str, Any]:
+    """``kills`` runs of dr_weekly_pod_kill under ``airflow dags test``: the kill -> healed time the drill
+    measured (its trigger's poll sees every victim replaced by a new process answering /health, and every
+    replica healthy), and what its customer probe saw while the replica was down."""
+    from drdrill.core.estate import load_estate
+
+    env = common.airflow_env()
+    logdir = common.log_dir(env)
+    common.ensure_airflow_db(env, logdir)
+    estate = load_estate()
+    samples = []
+    for n in range(1, kills + 1):
+        run = common.run_drill("dr_weekly_pod_kill", {"service": target.name}, estate, env,
+                               logdir / f"chaos-kill-{n}.log")
+        c = run.doc.get("chaos") or {}
+        during = (c.get("probe") or {}).get("during") or {}
+        s = {**run.figures(), "victims": c.get("victims"), "healed": c.get("recover_seconds"),
+             "detected": c.get("detect_seconds"), "errors": during.get("errors"),
+             "requests": during.get("requests"), "p99_ms": during.get("latency_p99_ms")}
+        if run.doc["status"] != "passed":
+            common.drill_failed(s)
+        common.progress(f"  drill {n}/{kills}: {s['victims']} healed {s['healed']} s, {s['errors']} error(s) in "
+                        f"{s['requests']} requests")
+        samples.append(s)
+        time.sleep(SETTLE_SECONDS)
+    return {"samples": samples, "healed": common.stat(common.col(samples, "healed")),
+            "errors": sum(s["errors"] or 0 for s in samples)}
+
+
 # --------------------------------------------------------------------------- 2. errors per kill
 def haproxy_errors(sb: Any, since: float, until: float) -> list[dict[str, Any]]:
     """HAProxy's log lines between two epoch times whose answer was an error (customers saw them)."""
@@ -180,6 +212,18 @@ def report(r: dict[str, Any]) -> None:
         print("\nbare: kill -9 -> replacement healthy (no Airflow)")
         print(f"  new PID answers /health 200   {common.fmt(common.col(b['samples'], 'healthy'), digits=3)}")
         print(f"  HAProxy sees it UP            {common.fmt(common.col(b['samples'], 'lb_up'), digits=3)}")
+    d = r.get("drill")
+    if d:
+        drill = common.col(d["samples"], "healed")
+        print("\ndrill: dr_weekly_pod_kill under airflow dags test (kill -> every victim replaced and healthy)")
+        print(f"  healed, as the drill measured {common.fmt(drill, digits=3)}")
+        print(f"  customer-visible errors       {[s['errors'] for s in d['samples']]} (goal 0)")
+        if b and drill:
+            import statistics
+
+            bare = statistics.median(common.col(b["samples"], "healthy"))
+            med = statistics.median(drill)
+            print(f"  drill / bare                  {med / bare:.2f} (+{med - bare:.3f} s; goal: at most +1 s)")
     for e in r.get("errors", []):
         print(f"\nerrors per kill at {e['rate']:g} requests/s through the front door "
               f"(sent {e['sent_rate']:.0f}/s, {e['requests']} requests)")
@@ -225,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     if "bare" in parts:
         common.progress(f"bare recovery: {args.kills} kill(s) ...")
         r["bare"] = bare_recovery(sb, target, args.kills, rng)
+    if "drill" in parts:
+        common.progress(f"drill: {args.kills} run(s) of dr_weekly_pod_kill ...")
+        r["drill"] = drill_recovery(target, args.kills)
     if "errors" in parts:
         r["errors"] = []
         for rate in args.rates:

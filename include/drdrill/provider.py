@@ -26,6 +26,8 @@ DATA_QUALITY = "Great Expectations"
 DEADLINES = "Recovery deadlines"
 ESTATE = "Estate check"
 FIS = "AWS Fault Injection Service"
+KUBERNETES = "Kubernetes"
+CHAOS = "Chaos drills"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -45,6 +47,9 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": ESTATE, "tags": ["software"],
              "external-doc-url": "https://www.postgresql.org/docs/15/predefined-roles.html"},
             {"integration-name": FIS, "external-doc-url": "https://aws.amazon.com/fis/", "tags": ["aws"]},
+            {"integration-name": KUBERNETES, "external-doc-url": "https://kubernetes.io/", "tags": ["software"]},
+            {"integration-name": CHAOS, "tags": ["software"],
+             "external-doc-url": "https://principlesofchaos.org/"},
             {"integration-name": DEADLINES, "tags": ["software"],
              "external-doc-url": "https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/"
                                  "deferring.html"},
@@ -58,6 +63,8 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": DEADLINES, "python-modules": ["drdrill.operators.deadline"]},
             {"integration-name": ESTATE, "python-modules": ["drdrill.operators.estate"]},
             {"integration-name": FIS, "python-modules": ["drdrill.operators.fis"]},
+            {"integration-name": KUBERNETES, "python-modules": ["drdrill.operators.kubernetes"]},
+            {"integration-name": CHAOS, "python-modules": ["drdrill.operators.chaos"]},
         ],
         "sensors": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.sensors.postgres"]},
@@ -68,12 +75,15 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": ROUTE53, "python-modules": ["drdrill.hooks.route53"]},
             {"integration-name": FIS, "python-modules": ["drdrill.hooks.fis", "drdrill.hooks.ecs",
                                                          "drdrill.hooks.cloudwatch"]},
+            {"integration-name": KUBERNETES, "python-modules": ["drdrill.hooks.kubernetes"]},
         ],
         "triggers": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.triggers.postgres"]},
             {"integration-name": ROUTE53, "python-modules": ["drdrill.triggers.route53"]},
             {"integration-name": DEADLINES, "python-modules": ["drdrill.triggers.deadline"]},
             {"integration-name": FIS, "python-modules": ["drdrill.triggers.fis"]},
+            {"integration-name": KUBERNETES, "python-modules": ["drdrill.triggers.kubernetes"]},
+            {"integration-name": CHAOS, "python-modules": ["drdrill.triggers.chaos"]},
         ],
         # PostgresNodeHook and Route53Hook use the postgres and aws connection types of their
         # providers; only pgBackRest has a connection type of its own.

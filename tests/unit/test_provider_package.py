@@ -176,14 +176,17 @@ def test_provider_manager_sees_hooks_connection_type_and_modules(probe):
     modules = {section: [m for e in data[section] for m in e["python-modules"]]
                for section in ("hooks", "operators", "sensors", "triggers")}
     assert modules["hooks"] == ["drdrill.hooks.pgbackrest", "drdrill.hooks.postgres", "drdrill.hooks.route53",
-                                "drdrill.hooks.fis", "drdrill.hooks.ecs", "drdrill.hooks.cloudwatch"]
+                                "drdrill.hooks.fis", "drdrill.hooks.ecs", "drdrill.hooks.cloudwatch",
+                                "drdrill.hooks.kubernetes"]
     assert set(modules["operators"]) == {"drdrill.operators.pgbackrest", "drdrill.operators.dataquality",
                                          "drdrill.operators.postgres", "drdrill.operators.route53",
                                          "drdrill.operators.restore", "drdrill.operators.deadline",
-                                         "drdrill.operators.estate", "drdrill.operators.fis"}
+                                         "drdrill.operators.estate", "drdrill.operators.fis",
+                                         "drdrill.operators.kubernetes", "drdrill.operators.chaos"}
     assert modules["sensors"] == ["drdrill.sensors.postgres"]
     assert modules["triggers"] == ["drdrill.triggers.postgres", "drdrill.triggers.route53",
-                                   "drdrill.triggers.deadline", "drdrill.triggers.fis"]
+                                   "drdrill.triggers.deadline", "drdrill.triggers.fis",
+                                   "drdrill.triggers.kubernetes", "drdrill.triggers.chaos"]
     assert probe["hook"] == {
         "hook_class_name": "drdrill.hooks.pgbackrest.PgBackRestHook",
         "connection_id_attribute_name": "pgbackrest_conn_id",
