@@ -541,3 +541,25 @@ def test_a_sick_service_is_never_hit(fis_dag):
     assert "ECS services below their desired count before the fault" in step["error"] and "api runs 0 of 2" in \
         step["error"], step
     assert _experiments() == []
+
+
+def test_the_probe_alarm_fails_a_chaos_drill_when_it_fired_during_the_fault(aws):
+    """The estate's optional CloudWatch alarm beside the customer probe (services[].probe.alarm)."""
+    import time
+
+    from drdrill.core.services import ServiceTarget
+    from drdrill.drills.chaos.common import alarm_check
+    from drdrill.hooks.cloudwatch import AlarmHook
+
+    svc = ServiceTarget(name="web", url="http://127.0.0.1:1", probe={"alarm": {"name": "web-5xx", "conn_id": "aws_moto",
+                                                                              "region": REGION}})
+    t0 = time.time() - 1
+    quiet = alarm_check(svc, t0, time.time())
+    assert quiet.status == "pass" and "did not fire" in quiet.message
+    cw = AlarmHook(aws_conn_id="aws_moto").conn
+    cw.set_alarm_state(AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx from the load balancer")
+    fired = alarm_check(svc, t0, time.time())
+    assert fired.status == "fail" and "web-5xx fired during the fault" in fired.message
+    missing = {"name": "no-such-alarm", "conn_id": "aws_moto", "region": REGION}
+    gone = ServiceTarget(name="web", url="http://127.0.0.1:1", probe={"alarm": missing})
+    assert alarm_check(gone, t0, time.time()).status == "fail"

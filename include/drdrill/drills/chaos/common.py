@@ -239,4 +239,24 @@ def verdict(service: ServiceTarget, event: dict[str, Any], after: dict[str, Any]
     if after:
         results += [probe_check("customer_errors.after", after, p.max_errors, service),
                     latency_check("latency_p99.after", after, p.max_p99_ms, service)]
+    if p.alarm and event.get("killed_at"):
+        results.append(alarm_check(service, float(event["killed_at"]), float(event.get("ended_at") or time.time())))
     return results
+
+
+def alarm_check(service: ServiceTarget, since: float, until: float) -> CheckResult:
+    """The estate's CloudWatch alarm (e.g. the load balancer's 5xx) must not have fired during the fault."""
+    from drdrill.hooks.cloudwatch import AlarmHook
+
+    a = service.probe.alarm
+    assert a is not None
+    try:
+        firings = AlarmHook(aws_conn_id=a.conn_id, region_name=a.region).alarm_fired(a.name, since=since,
+                                                                                     until=until + 60)
+    except Exception as e:  # noqa: BLE001 - a signal we could not read is a failed check, not a pass
+        return CheckResult("alarm", Status.FAIL, f"could not read CloudWatch alarm {a.name}: {e}", service.name)
+    if firings.fired:
+        return CheckResult("alarm", Status.FAIL, f"CloudWatch alarm {a.name} fired during the fault: "
+                           f"{firings.describe()}", service.name)
+    return CheckResult("alarm", Status.PASS, f"CloudWatch alarm {a.name} did not fire (now {firings.state})",
+                       service.name)
