@@ -102,7 +102,8 @@ def test_config_has_the_front_door_checks_and_retries_and_haproxy_accepts_it(tmp
     assert "http-check expect rstatus ^(200|503)$" in cfg  # a degraded database does not empty the backend
     assert re.search(r"default-server check inter 500ms .*fall 2 rise 1", cfg)
     assert "option redispatch 1" in cfg and "retries 3" in cfg
-    assert "retry-on conn-failure empty-response\n" in cfg  # never response-timeout (module docstring)
+    assert "retry-on conn-failure empty-response junk-response\n" in cfg  # never response-timeout (docstring)
+    assert "option http-buffer-request" in cfg  # a POST the killed replica had not read is sent again
     assert [ln.split()[1] for ln in cfg.splitlines() if ln.strip().startswith("server ")] == [
         "service-1", "service-2", "service-3"]
     fd.install_config(cfg)
