@@ -56,6 +56,12 @@ def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point
         m["restore_command_seconds"] + m["replay_promote_seconds"] + m["checks_seconds"], abs=0.01)
     assert m["gx_load_seconds"] >= 0  # GX loaded before the checks, once per process: shown apart
     assert doc["teardown"]["removed"] == doc["scratch"]["dir"]
+    # The lease on the cluster was taken for the run and released at the end; both kill switch checks passed.
+    lock = doc["targets"]["lock"]
+    assert lock["keys"] == ["cluster:main"] and lock["lease"]["holder"]["run_id"] == dr.run_id
+    assert doc["targets"]["release"]["released"] == ["cluster:main"]
+    assert [v["engaged"] for v in doc["kill_switch"]] == [False, False]
+    assert step(doc, "release_targets")["status"] == "success"
     assert json.loads(open(doc["attachments"]["gx"].removeprefix("file://")).read())["validations"]
     assert_nothing_left(estate, doc)
 

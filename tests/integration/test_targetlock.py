@@ -4,83 +4,20 @@ The calls go through the Task SDK exactly as in a worker: `airflow.sdk.Variable`
 ``RuntimeTaskInstance.get_dr_count`` send their requests over the supervisor's comms to the execution
 API, which reads and writes the metadata database. ``sdk`` wires those comms in-process (what
 ``dag.test()`` does for each task, and Airflow's own ``run_trigger_in_process``), so every test here
-costs milliseconds instead of a DAG run.
+costs milliseconds instead of a DAG run (`integration.lockhelpers`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
 from drdrill.core import killswitch, targetlock
 from drdrill.core.errors import DrillError
 from drdrill.core.targetlock import Holder, TargetBusy
-
-
-@pytest.fixture(scope="module")
-def sdk(airflow_db):
-    """Task SDK comms to the in-process execution API over the test DB (as inside a task)."""
-    import psutil
-    import structlog
-    from airflow.sdk.execution_time.supervisor import (
-        InProcessSupervisorComms,
-        InProcessTestSupervisor,
-        set_supervisor_comms,
-    )
-    from uuid6 import uuid7
-
-    sup = InProcessTestSupervisor(id=uuid7(), pid=os.getpid(), process=psutil.Process(),
-                                  process_log=structlog.get_logger(logger_name="task").bind(),
-                                  client=InProcessTestSupervisor._api_client())
-    sup.comms = InProcessSupervisorComms(supervisor=sup)
-    with set_supervisor_comms(sup.comms):
-        yield sup
-
-
-@pytest.fixture
-def clean(sdk):
-    """No lock and no kill switch before and after each test."""
-    from airflow.sdk import Variable
-
-    def wipe():
-        for k in list(Variable.keys(prefix=targetlock.LOCK_PREFIX)):
-            Variable.delete(k)
-        Variable.delete(killswitch.KILL_SWITCH_VARIABLE)
-
-    wipe()
-    yield
-    wipe()
-
-
-def stored(key: str) -> dict | None:
-    from airflow.sdk import Variable
-
-    raw = Variable.get(targetlock.variable_name(key), default=None)
-    return json.loads(raw) if raw else None
-
-
-def live_run(dag_id: str = "dr_live_holder") -> str:
-    """A DAG run in state running in the metadata DB (what a drill acting right now looks like)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dag import DagModel
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-
-    run_id = f"manual__{time.time_ns()}"
-    DagBundlesManager().sync_bundles_to_db()
-    with create_session() as s:
-        if not s.get(DagModel, dag_id):
-            s.add(DagModel(dag_id=dag_id, bundle_name="dags-folder"))
-            s.flush()
-        s.add(DagRun(dag_id=dag_id, run_id=run_id, run_type="manual", state=DagRunState.RUNNING,
-                     run_after=datetime.now(UTC)))
-    return run_id
-
+from integration.lockhelpers import live_run, stored
 
 A = Holder("dr_weekly_pod_kill", "manual__a", "kill.victim", "kill one pod")
 B = Holder("dr_quarterly_failover_drill", "manual__b", "failover.lock", "failover drill")
