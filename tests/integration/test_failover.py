@@ -202,6 +202,14 @@ def test_drill_fails_over_measures_and_fails_back_twice_in_a_row(dagbag, at_home
         assert {"assess", "approval", "failover", "dns_switch", "verify", "stabilize", "failback"} <= set(
             doc["phases"])
         assert doc["failover"]["fault"]["action"] == "kill -9"
+        # The lease on the cluster from before the canary to the end, then released; the kill switch was off
+        # right before the fault (enforced) and recorded before the promotion.
+        assert doc["targets"]["lock"]["lease"]["holder"]["run_id"] == dr.run_id
+        assert doc["targets"]["release"]["released"] == ["cluster:main"]
+        fault_step = next(s for s in doc["steps"] if s["task_id"] == "failover.inject_fault")
+        assert fault_step["guard"]["kill_switch"]["engaged"] is False
+        assert fault_step["guard"]["lease"] == {"cluster:main": "held"}
+        assert next(s for s in doc["steps"] if s["task_id"] == "failover.promote")["kill_switch"]["engaged"] is False
         assert doc["failover"]["dns"]["to"] == "pg2.sandbox.drdrill.internal"
         assert postmaster("pg1") != killed, "pg1 was not restarted: it was never killed"
         # Evidence: messages from the seed's template at each phase, the timeline beside the journal.
