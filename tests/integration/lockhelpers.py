@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -19,17 +20,14 @@ from drdrill.core import killswitch, targetlock
 def sdk(airflow_db):
     """Task SDK comms to the in-process execution API over the test DB, as inside a task (what
     ``dag.test()`` gives each task, and Airflow's own ``run_trigger_in_process`` uses)."""
-    import psutil
-    import structlog
     from airflow.sdk.execution_time.supervisor import (
         InProcessSupervisorComms,
         InProcessTestSupervisor,
         set_supervisor_comms,
     )
-    from uuid6 import uuid7
 
-    sup = InProcessTestSupervisor(id=uuid7(), pid=os.getpid(), process=psutil.Process(),
-                                  process_log=structlog.get_logger(logger_name="task").bind(),
+    # No child process: the supervisor only answers this process's requests (process, log unused).
+    sup = InProcessTestSupervisor(id=uuid.uuid4(), pid=os.getpid(), process=None, process_log=None,
                                   client=InProcessTestSupervisor._api_client())
     sup.comms = InProcessSupervisorComms(supervisor=sup)
     with set_supervisor_comms(sup.comms):
@@ -82,3 +80,14 @@ def live_run(dag_id: str = "dr_live_holder") -> str:
         s.add(DagRun(dag_id=dag_id, run_id=run_id, run_type="manual", state=DagRunState.RUNNING,
                      run_after=datetime.now(UTC)))
     return run_id
+
+
+def end_run(dag_id: str, run_id: str) -> None:
+    """The DAG run is over (failed), as when a worker was killed and the run marked failed."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    with create_session() as s:
+        s.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).update(
+            {DagRun.state: DagRunState.FAILED})

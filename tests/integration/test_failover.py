@@ -459,9 +459,21 @@ def test_incident_dag_fails_over_when_the_primary_is_really_down_and_a_drill_bri
     sandbox.pg.run([str(c.postgres.bin_dir / "pg_ctl"), "-D", str(c.node("pg1").data_dir), "-m", "immediate",
                     "-w", "stop"], timeout=60)
     outage = time.time()
-    dr = run_dag(dagbag, INCIDENT)
+    # Drills are frozen (the kill switch): a real incident's recovery goes on regardless, and holds the
+    # cluster's lease so no drill starts on it meanwhile.
+    from airflow.models.variable import Variable
+
+    Variable.set("drdrill_kill_switch", "drills frozen during the outage")
+    assert Variable.get("drdrill_kill_switch") == "drills frozen during the outage"
+    try:
+        dr = run_dag(dagbag, INCIDENT)
+    finally:
+        Variable.delete("drdrill_kill_switch")
     doc = journal(at_home, INCIDENT, dr.run_id)
     assert dr.state == "success", failures(doc)
+    lock = doc["targets"]["lock"]
+    assert lock["kill_switch"]["applies"] is False and lock["lease"]["holder"]["dag_id"] == INCIDENT
+    assert doc["targets"]["release"]["released"] == ["cluster:main"]
     det = doc["steps"][[s["task_id"] for s in doc["steps"]].index("detect.primary_down")]
     assert det["status"] == "success" and det["seconds"] >= 3 * 0.9
     m = doc["measurements"]
