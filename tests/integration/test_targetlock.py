@@ -221,3 +221,25 @@ def test_a_lock_that_cannot_be_read_is_never_taken_as_free(clean, sdk):
     with set_supervisor_comms(FailingVariableReads(sdk.comms)), pytest.raises(VariableUnreadable, match="503"):
         targetlock.acquire("cluster:main", holder=A, ttl_seconds=60)
     assert stored("cluster:main") is None
+
+
+# --- in real tasks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fail_action", [False, True])
+def test_in_real_tasks_the_lease_names_the_task_and_a_teardown_frees_it_whatever_happened(clean, fail_action):
+    from integration.helpers import test_dag
+
+    dr = test_dag("target_lock.py", "drdrill_test_target_lock").test(run_conf={"fail_action": fail_action})
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    assert tis["act"].state == ("failed" if fail_action else "success")
+    assert tis["release"].state == "success"
+    assert stored("service:web") is None  # released by the teardown, also after the action failed
+    lease = tis["take"].xcom_pull(task_ids="take")
+    assert lease["holder"] == {"dag_id": "drdrill_test_target_lock", "run_id": dr.run_id, "task_id": "take",
+                               "action": "kill one replica"}
+    if not fail_action:
+        out = tis["act"].xcom_pull(task_ids="act")
+        assert out["held"] == {"service:web": "held"} and out["kill_switch"]["engaged"] is False
+        assert out["holders"]["service:web"]["task_id"] == "take"
+    assert tis["release"].xcom_pull(task_ids="release") == ["service:web"]
