@@ -198,3 +198,28 @@ def test_a_restore_test_waits_for_no_one_and_names_the_failover_holding_its_clus
     plan = restore.Plan("main", 1, "latest", None, False, None, None)
     with pytest.raises(TargetBusy, match=f"cluster:main is held by {DRILL} run {run_id}.*action failover drill"):
         restore.lock_targets(plan, "manual__restore", "lock_targets")
+
+
+def test_an_incident_goes_on_when_it_cannot_hold_the_lease(at_home, monkeypatch):
+    """Another writer overwrites the key at every forced write (it never happens in practice): the incident
+    still goes on, and its lock step says it holds no lease."""
+    from drdrill.drills import failover
+    from drdrill.drills.failover import locking
+
+    other = {"dag_id": "dr_weekly_pod_kill", "run_id": live_run("dr_weekly_pod_kill"), "task_id": "t",
+             "action": "kill", "since": "2026-01-01T00:00:00+00:00", "expires": "2999-01-01T00:00:00+00:00"}
+    real_write, writes = targetlock._write, []
+
+    def overwritten(key, lease):
+        writes.append(lease["dag_id"])
+        real_write(key, lease)
+        real_write(key, other)
+
+    monkeypatch.setattr(targetlock, "_write", overwritten)
+    plan = drill_plan(live_run(DRILL))
+    incident = failover.Plan.from_dict({**plan.to_dict(), "dag_id": INCIDENT, "run_id": live_run(INCIDENT),
+                                        "fault": None})
+    out = locking.lock(incident, "failover.lock_targets")
+    assert writes == [INCIDENT] * targetlock.FORCED_WRITES
+    assert out["lease"] is None and "held by dr_weekly_pod_kill" in out["error"]
+    assert locking.unlock(out)["released"] == []

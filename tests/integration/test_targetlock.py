@@ -130,6 +130,19 @@ def test_a_lost_write_race_gives_up_and_removes_what_it_wrote(clean, monkeypatch
     assert stored("service:web")["run_id"] == run_id
 
 
+def test_a_lost_race_keeps_the_keys_the_run_held_before(clean, monkeypatch):
+    run_id = live_run()
+    targetlock.acquire("cluster:main", holder=A, ttl_seconds=60)
+    other = {"dag_id": "dr_live_holder", "run_id": run_id, "task_id": "t", "action": "kill",
+             "since": "2026-01-01T00:00:00+00:00", "expires": "2999-01-01T00:00:00+00:00", "ttl_seconds": 1}
+    real_write = targetlock._write
+    monkeypatch.setattr(targetlock, "_write", lambda k, v: (real_write(k, v), k == "service:web" and
+                                                            real_write(k, other)))
+    with pytest.raises(TargetBusy):
+        targetlock.acquire(["cluster:main", "service:web"], holder=A, ttl_seconds=60)
+    assert stored("cluster:main")["run_id"] == A.run_id  # held before this call: still held
+
+
 def test_an_unreadable_lease_is_busy_and_says_how_to_free_it(clean):
     from airflow.sdk import Variable
 

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 LOCK_PREFIX = os.environ.get("DRDRILL_LOCK_PREFIX") or "drdrill_lock:"
 _KEY = re.compile(r"^[a-z][a-z0-9_-]*:[A-Za-z0-9_.:/-]+$")
 _MAX_VARIABLE_KEY = 250  # Airflow's Variable key column
+FORCED_WRITES = 3  # a forced acquisition writes again when another writer came between, this many times at most
 
 
 class TargetBusy(DrillError):
@@ -230,16 +231,19 @@ def acquire(keys: Sequence[str] | str, *, holder: Holder, ttl_seconds: float, wa
     if ttl_seconds <= 0:
         raise ValueError(f"ttl_seconds must be > 0 (the longest the run may act, plus a margin), got {ttl_seconds}")
     t0 = time.monotonic()
+    forced_writes = 0
     while True:
         busy: dict[str, dict[str, Any]] = {}
         taken: list[dict[str, Any]] = []
         since: str | None = None
+        ours_before: set[str] = set()  # re-entrant: keys this run held already (kept if we lose a race)
         for k in keys:
             cur = _read(k)
             if cur is None:
                 continue
             if holder.same_run(cur):
                 since = since or cur.get("since")
+                ours_before.add(k)
                 continue
             why = "forced (incident)" if force else stale_reason(cur)
             if why:
@@ -263,10 +267,11 @@ def acquire(keys: Sequence[str] | str, *, holder: Holder, ttl_seconds: float, wa
                 log.info("lease on %s taken by %s run %s until %s", ", ".join(keys), holder.dag_id, holder.run_id,
                          lease.expires)
                 return lease
-            if force:  # an incident: write again; the drill that wrote last finds it at its ensure_held
+            forced_writes += 1
+            if force and forced_writes < FORCED_WRITES:  # an incident: write again; a drill finds it at ensure_held
                 continue
             for k in keys:
-                if k not in lost:
+                if k not in lost and k not in ours_before:
                     _delete(k)
             busy = lost
         if waited >= wait_seconds:

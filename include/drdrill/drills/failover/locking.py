@@ -55,8 +55,15 @@ def lock(plan: Plan, task_id: str) -> dict[str, Any]:
         return {"keys": keys, "lease": None, "dry_run": True, "holders_now": now, "kill_switch": verdict}
     holder = targetlock.Holder(plan.dag_id, plan.run_id, task_id,
                                "failover drill" if plan.drill else "incident failover")
-    lease = targetlock.acquire(keys, holder=holder, ttl_seconds=LOCK_TTL_SECONDS,
-                               wait_seconds=LOCK_WAIT_SECONDS if plan.drill else 0, force=not plan.drill)
+    try:
+        lease = targetlock.acquire(keys, holder=holder, ttl_seconds=LOCK_TTL_SECONDS,
+                                   wait_seconds=LOCK_WAIT_SECONDS if plan.drill else 0, force=not plan.drill)
+    except targetlock.TargetBusy as e:
+        if plan.drill:
+            raise
+        # An incident never stops for a lock: another writer kept overwriting the key. Go on, and say so.
+        log.error("the incident could not hold the lease on %s (%s); the failover goes on without it", keys, e)
+        return {"keys": keys, "lease": None, "kill_switch": verdict, "error": str(e)}
     return {"keys": keys, "lease": lease.to_dict(), "kill_switch": verdict, "taken_over": lease.taken_over,
             "waited_seconds": lease.waited_seconds}
 
@@ -74,5 +81,5 @@ def unlock(locked: dict[str, Any] | None) -> dict[str, Any]:
     """Release this run's lease (only its own keys); nothing to do when none was taken."""
     lease = (locked or {}).get("lease")
     if not lease:
-        return {"released": [], "reason": "no lease was taken (dry run, or the lock step did not succeed)"}
+        return {"released": [], "reason": "no lease was taken (a dry run, or an incident that could not hold it)"}
     return {"released": targetlock.release(lease)}
