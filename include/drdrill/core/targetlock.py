@@ -17,6 +17,23 @@ across Celery workers and needs no database access on them::
 variables list`` shows who holds what; ``airflow variables delete drdrill_lock:cluster:main``
 frees a key by hand.
 
+Use (a chaos drill; the failover drill and the restore test do the same)::
+
+    from drdrill.core import killswitch, targetlock
+
+    # a task in the pool dr_destructive, before the first action:
+    lease = targetlock.acquire(["cluster:main", "service:web"], holder=targetlock.Holder.current("kill one pod"),
+                               ttl_seconds=heal_bound + 120, wait_seconds=30)   # TargetBusy names the holder
+    return lease.to_dict()                                                      # to XCom
+    # right before each action (the same task or a later one):
+    killswitch.check_kill_switch("kill pod web-7f9")                            # KillSwitchEngaged: nothing done
+    targetlock.ensure_held(lease, "kill pod web-7f9")                           # TargetBusy if it was taken over
+    # a teardown of the acquiring task, so it runs whatever failed:
+    targetlock.release(lease)
+
+A drill that would rather skip than fail turns `TargetBusy` into ``AirflowSkipException(str(e))``: the
+message says who holds the target and that nothing was done.
+
 Rules:
 
 - All keys or none: a run never holds half of what it needs.
