@@ -297,5 +297,10 @@ def test_a_run_killed_mid_restore_leaves_nothing_once_the_next_run_is_done(dagba
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "success", failures(doc)
     assert str(killed) in doc["scratch"]["leftovers_removed"]
+    # The killed run's lease on the cluster outlived it too (Airflow reads the run as running): past its TTL
+    # (the scratch lease), this run took it over, and the journal says whose it was.
+    taken = doc["targets"]["lock"]["taken_over"]
+    assert [t["key"] for t in taken] == ["cluster:main"] and taken[0]["why"].startswith("expired at ")
+    assert taken[0]["lease"]["dag_id"] == DAG and taken[0]["lease"]["run_id"] != dr.run_id
     assert not killed.exists() and postgres_processes_under(killed) == []
     assert_nothing_left(estate, doc)

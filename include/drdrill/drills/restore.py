@@ -251,7 +251,10 @@ def lock_targets(plan: Plan, run_id: str, task_id: str, estate: Estate | None = 
     The scratch restore reads the cluster's backups and the ledger counts its rows: a failover or chaos
     drill acting on the same cluster meanwhile would confound the restore time and the counts, so they
     wait for this lease (and this run for theirs: `drdrill.core.targetlock.TargetBusy` names the holder).
-    The lease's TTL is twice the restore target plus an hour; a run that ended frees it at once.
+    The lease's TTL is the scratch's (twice the restore target, ``DRDRILL_SCRATCH_LEASE_MINUTES``
+    overrides): a run still going then has failed its target anyway, and a run whose process was killed
+    can read as running for ever (``airflow dags test``; a real scheduler fails it, and its teardown
+    releases the lease). A run that ended frees it at once.
     Returns ``{"keys", "lease", "kill_switch", "taken_over", "waited_seconds"}`` for the journal."""
     from drdrill.core import killswitch, targetlock
 
@@ -263,7 +266,7 @@ def lock_targets(plan: Plan, run_id: str, task_id: str, estate: Estate | None = 
         return {"keys": keys, "lease": None, "dry_run": True, "holders_now": now, "kill_switch": verdict}
     cluster = (estate or load_estate()).cluster(plan.cluster)
     lease = targetlock.acquire(keys, holder=targetlock.Holder(DRILL, run_id, task_id, "restore test"),
-                               ttl_seconds=(2 * cluster.targets.max_restore_minutes + 60) * 60,
+                               ttl_seconds=scratch.lease_seconds(2 * cluster.targets.max_restore_minutes),
                                wait_seconds=LOCK_WAIT_SECONDS)
     return {"keys": keys, "lease": lease.to_dict(), "kill_switch": verdict, "taken_over": lease.taken_over,
             "waited_seconds": lease.waited_seconds}
