@@ -1,8 +1,10 @@
 """Monthly restore test: restore a pgBackRest backup into a scratch server and prove the data.
 
-preflight -> ledger (canaries + exact counts) -> setup scratch -> restore (pgBackRest restore,
-start, deferrable wait until promoted) -> data quality (Great Expectations row counts) ->
-measure -> teardown scratch (always) -> journal. The reusable steps are drdrill's operators
+preflight -> lock_targets (kill switch, then the lease on cluster:<name>: no other drill acts on
+the cluster until release_targets) -> ledger (canaries + exact counts) -> setup scratch -> restore
+(kill switch again, pgBackRest restore, start, deferrable wait until promoted) -> data quality
+(Great Expectations row counts) -> measure -> teardown scratch (always) -> release_targets (always)
+-> journal. The reusable steps are drdrill's operators
 (`PgBackRestRestoreOperator`, `RowCountCheckOperator`, `ScratchServerTeardownOperator`); the
 steps specific to this drill are tasks whose logic lives in ``drdrill.drills.restore``.
 """
@@ -14,14 +16,14 @@ from datetime import UTC, datetime
 from airflow.sdk import Param, dag, get_current_context, setup, task
 
 from drdrill.core.journal import step
-from drdrill.core.limits import DRILL_POOL, TASK_TIMEOUT
+from drdrill.core.limits import DESTRUCTIVE_POOL, DRILL_POOL, TASK_TIMEOUT
 from drdrill.operators.dataquality import RowCountCheckOperator
 from drdrill.operators.estate import EstateCheckOperator
 from drdrill.operators.restore import PgBackRestRestoreOperator, ScratchServerTeardownOperator
 from drdrill.timetables import schedule_for
 
-TASKS = ["estate_check", "preflight", "ledger", "setup_scratch", "restore", "data_quality", "measure",
-         "teardown_scratch"]
+TASKS = ["estate_check", "preflight", "lock_targets", "ledger", "setup_scratch", "restore", "data_quality", "measure",
+         "teardown_scratch", "release_targets"]
 
 
 def _ctx() -> tuple[dict, str]:
@@ -63,6 +65,21 @@ def dr_monthly_restore_test():
         params, run_id = _ctx()
         return restore.preflight(params, run_id)
 
+    # Two acquisitions never run at once: the lock is taken in the 1-slot pool (drdrill.core.targetlock).
+    @task(pool=DESTRUCTIVE_POOL)  # a setup: release_targets is its teardown
+    @step
+    def lock_targets(plan: dict) -> dict:
+        from drdrill.drills import restore
+
+        return restore.lock_targets(restore.Plan.from_dict(plan), _ctx()[1], get_current_context()["ti"].task_id)
+
+    @task
+    @step
+    def release_targets() -> dict:
+        from drdrill.drills import restore
+
+        return restore.release_targets(get_current_context()["ti"].xcom_pull(task_ids="lock_targets"))
+
     @task(multiple_outputs=True)  # the expectations go to the data-quality operator one by one
     @step
     def ledger(plan: dict) -> dict:
@@ -102,14 +119,21 @@ def dr_monthly_restore_test():
                    "scratch": ti.xcom_pull(task_ids="setup_scratch"),
                    "restore": ti.xcom_pull(task_ids="restore"),
                    "measurements": meas.get("measurements", {}),
-                   "teardown": ti.xcom_pull(task_ids="teardown_scratch")},
+                   "teardown": ti.xcom_pull(task_ids="teardown_scratch"),
+                   # the lease on the cluster (who held it, how long we waited), the kill switch's verdicts
+                   "targets": {"lock": ti.xcom_pull(task_ids="lock_targets"),
+                               "release": ti.xcom_pull(task_ids="release_targets")},
+                   "kill_switch": [(ti.xcom_pull(task_ids="lock_targets") or {}).get("kill_switch"),
+                                   (ti.xcom_pull(task_ids="restore") or {}).get("kill_switch")]},
             attachments={"gx": dq["gx_result"]} if dq.get("gx_result") else None)
 
     plan = preflight()
     # Only the backup host is asked: the restore test never runs a command on a node's host.
     EstateCheckOperator(task_id="estate_check", cluster="{{ params.cluster }}", retries=0,
                         node_runners=False) >> plan
+    locked = lock_targets(plan)
     led = ledger(plan)
+    locked >> led
     scr = setup_scratch(plan)
     led >> scr
     restored = PgBackRestRestoreOperator(
@@ -124,7 +148,10 @@ def dr_monthly_restore_test():
     done = ScratchServerTeardownOperator(task_id="teardown_scratch", cluster="{{ params.cluster }}",
                                          scratch=scr).as_teardown(setups=scr)
     meas >> done
-    done >> journal()
+    # Released at the very end, whatever failed in between (skipped when no lease was taken).
+    released = release_targets().as_teardown(setups=locked)
+    done >> released
+    released >> journal()
 
 
 dr_monthly_restore_test()

@@ -6,6 +6,7 @@ demo's metadata DB. The sandbox is the same one `make sandbox-up` builds (idempo
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -24,6 +25,9 @@ os.environ.update({
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "GX_ANALYTICS_ENABLED": "False",
+    # One key for every Airflow process of the session (this one, `airflow dags test` subprocesses), as in a
+    # deployment: Variables are stored encrypted, and a process with another key reads ciphertext.
+    "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
 })
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")]))
 

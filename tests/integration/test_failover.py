@@ -202,6 +202,14 @@ def test_drill_fails_over_measures_and_fails_back_twice_in_a_row(dagbag, at_home
         assert {"assess", "approval", "failover", "dns_switch", "verify", "stabilize", "failback"} <= set(
             doc["phases"])
         assert doc["failover"]["fault"]["action"] == "kill -9"
+        # The lease on the cluster from before the canary to the end, then released; the kill switch was off
+        # right before the fault (enforced) and recorded before the promotion.
+        assert doc["targets"]["lock"]["lease"]["holder"]["run_id"] == dr.run_id
+        assert doc["targets"]["release"]["released"] == ["cluster:main"]
+        fault_step = next(s for s in doc["steps"] if s["task_id"] == "failover.inject_fault")
+        assert fault_step["guard"]["kill_switch"]["engaged"] is False
+        assert fault_step["guard"]["lease"] == {"cluster:main": "held"}
+        assert next(s for s in doc["steps"] if s["task_id"] == "failover.promote")["kill_switch"]["engaged"] is False
         assert doc["failover"]["dns"]["to"] == "pg2.sandbox.drdrill.internal"
         assert postmaster("pg1") != killed, "pg1 was not restarted: it was never killed"
         # Evidence: messages from the seed's template at each phase, the timeline beside the journal.
@@ -451,9 +459,21 @@ def test_incident_dag_fails_over_when_the_primary_is_really_down_and_a_drill_bri
     sandbox.pg.run([str(c.postgres.bin_dir / "pg_ctl"), "-D", str(c.node("pg1").data_dir), "-m", "immediate",
                     "-w", "stop"], timeout=60)
     outage = time.time()
-    dr = run_dag(dagbag, INCIDENT)
+    # Drills are frozen (the kill switch): a real incident's recovery goes on regardless, and holds the
+    # cluster's lease so no drill starts on it meanwhile.
+    from airflow.models.variable import Variable
+
+    Variable.set("drdrill_kill_switch", "drills frozen during the outage")
+    assert Variable.get("drdrill_kill_switch") == "drills frozen during the outage"
+    try:
+        dr = run_dag(dagbag, INCIDENT)
+    finally:
+        Variable.delete("drdrill_kill_switch")
     doc = journal(at_home, INCIDENT, dr.run_id)
     assert dr.state == "success", failures(doc)
+    lock = doc["targets"]["lock"]
+    assert lock["kill_switch"]["applies"] is False and lock["lease"]["holder"]["dag_id"] == INCIDENT
+    assert doc["targets"]["release"]["released"] == ["cluster:main"]
     det = doc["steps"][[s["task_id"] for s in doc["steps"]].index("detect.primary_down")]
     assert det["status"] == "success" and det["seconds"] >= 3 * 0.9
     m = doc["measurements"]

@@ -141,6 +141,13 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert pools["failover.promote_and_switch"] == "dr_destructive", pools
     assert pools["preflight"] == pools["verify.checks"] == pools["dns_switch.insync"] == "dr_drills", pools
 
+    # The lease on the cluster: taken on w1 in the 1-slot pool, released on w2 (it lives in the metadata DB).
+    assert pools["failover.lock_targets"] == "dr_destructive", pools
+    assert (tis["failover.lock_targets"]["hostname"], tis["release_targets"]["hostname"]) == ("w1", "w2")
+    assert doc["targets"]["lock"]["lease"]["holder"]["run_id"] == run_id
+    assert doc["targets"]["release"]["released"] == ["cluster:main"]
+    assert not [v for v in af.get("/api/v2/variables")["variables"] if v["key"].startswith("drdrill_lock:")]
+
     # The split really happened: the writer started on one worker; stopped, waited for and measured on the other.
     where = {t: (tis[t]["queue"], tis[t]["hostname"]) for t in
              ("failover.start_canary", "verify.checks", "stop_canary", "measure")}

@@ -56,6 +56,12 @@ def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point
         m["restore_command_seconds"] + m["replay_promote_seconds"] + m["checks_seconds"], abs=0.01)
     assert m["gx_load_seconds"] >= 0  # GX loaded before the checks, once per process: shown apart
     assert doc["teardown"]["removed"] == doc["scratch"]["dir"]
+    # The lease on the cluster was taken for the run and released at the end; both kill switch checks passed.
+    lock = doc["targets"]["lock"]
+    assert lock["keys"] == ["cluster:main"] and lock["lease"]["holder"]["run_id"] == dr.run_id
+    assert doc["targets"]["release"]["released"] == ["cluster:main"]
+    assert [v["engaged"] for v in doc["kill_switch"]] == [False, False]
+    assert step(doc, "release_targets")["status"] == "success"
     assert json.loads(open(doc["attachments"]["gx"].removeprefix("file://")).read())["validations"]
     assert_nothing_left(estate, doc)
 
@@ -291,5 +297,10 @@ def test_a_run_killed_mid_restore_leaves_nothing_once_the_next_run_is_done(dagba
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "success", failures(doc)
     assert str(killed) in doc["scratch"]["leftovers_removed"]
+    # The killed run's lease on the cluster outlived it too (Airflow reads the run as running): past its TTL
+    # (the scratch lease), this run took it over, and the journal says whose it was.
+    taken = doc["targets"]["lock"]["taken_over"]
+    assert [t["key"] for t in taken] == ["cluster:main"] and taken[0]["why"].startswith("expired at ")
+    assert taken[0]["lease"]["dag_id"] == DAG and taken[0]["lease"]["run_id"] != dr.run_id
     assert not killed.exists() and postgres_processes_under(killed) == []
     assert_nothing_left(estate, doc)

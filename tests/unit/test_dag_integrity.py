@@ -55,6 +55,13 @@ def test_restore_test_has_setup_and_teardown_and_journal_always_runs(dagbag):
     assert restore.__class__.__name__ == "PgBackRestRestoreOperator"
     assert dag.get_task("data_quality").__class__.__name__ == "RowCountCheckOperator"
     assert td.__class__.__name__ == "ScratchServerTeardownOperator"
+    # The lease on the cluster: taken after preflight, before the ledger's first write; released by a
+    # teardown after the scratch is gone, before the journal.
+    lock, release = dag.get_task("lock_targets"), dag.get_task("release_targets")
+    assert lock.is_setup and lock.upstream_task_ids == {"preflight"} and "lock_targets" in \
+        dag.get_task("ledger").upstream_task_ids
+    assert release.is_teardown and release.upstream_task_ids == {"lock_targets", "teardown_scratch"}
+    assert dag.get_task("journal").upstream_task_ids == {"release_targets"}
 
 
 def test_daily_checks_are_mapped_over_clusters(dagbag):
@@ -98,7 +105,8 @@ def test_every_drill_task_is_in_a_drill_pool(dagbag, dag_id):
     dag = dagbag.get_dag(dag_id)
     pools = {t.task_id: t.pool for t in dag.tasks}
     assert set(pools.values()) <= {DRILL_POOL, DESTRUCTIVE_POOL}, pools
-    acting = {t for t, p in pools.items() if p == DESTRUCTIVE_POOL}
+    # Taking a target lock runs in the 1-slot pool (two acquisitions never at once: drdrill.core.targetlock).
+    acting = {t for t, p in pools.items() if p == DESTRUCTIVE_POOL} - {"lock_targets", "failover.lock_targets"}
     # Only the failover drill acts on production servers or DNS (tests/unit/test_runbook.py lists the steps);
     # the restore test restores into a scratch server whose paths and ports preflight keeps off production.
     assert bool(acting) is (dag_id == "dr_quarterly_failover_drill"), acting

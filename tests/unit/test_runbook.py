@@ -112,7 +112,8 @@ def test_the_incident_dag_is_never_scheduled():
 
 # The steps that act on production servers or DNS: one at a time across every drill (a 1-slot pool). The
 # critical path (fault, promote, wait for writes, DNS UPSERT) is one task; waiting for INSYNC acts on nothing.
-DESTRUCTIVE = {"failover.promote_and_switch", "stabilize.new_standby",
+# Taking the lease on the cluster runs there too: two acquisitions never at once (drdrill.core.targetlock).
+DESTRUCTIVE = {"failover.lock_targets", "failover.promote_and_switch", "stabilize.new_standby",
                "failback.switchover", "failback.dns_switch", "failback.new_standby"}
 
 
@@ -135,9 +136,11 @@ def test_approval_is_a_human_gate_that_rejects_by_default(dag_id):
     assert d["approve"]["fail_on_reject"] is True and d["approve"]["defaults"] == ["Reject"]
     assert "Approve" in d["approve"]["options"]
     assert d["tasks"]["approval.approve"]["upstream"] == ["approval.gate"]
-    # Unattended clusters go round the gate; either way the canary (and the failover) starts after it.
-    assert d["tasks"]["failover.start_canary"]["upstream"] == ["approval.approve", "approval.not_needed"]
-    assert d["tasks"]["failover.start_canary"]["trigger_rule"] == "none_failed_min_one_success"
+    # Unattended clusters go round the gate; either way the lease on the cluster is taken after it, then the
+    # canary (the first action) starts.
+    assert d["tasks"]["failover.lock_targets"]["upstream"] == ["approval.approve", "approval.not_needed"]
+    assert d["tasks"]["failover.lock_targets"]["trigger_rule"] == "none_failed_min_one_success"
+    assert d["tasks"]["failover.start_canary"]["upstream"] == ["failover.lock_targets"]
 
 
 @pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])
@@ -146,7 +149,17 @@ def test_what_must_run_whatever_happened_runs_on_all_done(dag_id):
     for tid in ("rollback.revert", "measure", "cleanup", "journal"):
         assert tasks[tid]["trigger_rule"] == "all_done", tid
     assert tasks["rollback.revert"]["upstream"] == ["verify.checks"]
-    assert tasks["journal"]["upstream"] == ["cleanup"]
+    assert tasks["journal"]["upstream"] == ["release_targets"]
+
+
+@pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])
+def test_the_lease_on_the_cluster_is_released_by_a_teardown_at_the_very_end(dag_id):
+    tasks = _dag(dag_id)["tasks"]
+    assert tasks["failover.lock_targets"]["setup"] is True
+    release = tasks["release_targets"]
+    assert release["teardown"] is True and release["trigger_rule"] == "all_done_setup_success"
+    assert set(release["upstream"]) == {"cleanup", "failover.lock_targets"}
+    assert tasks["journal"]["upstream"] == ["release_targets"]
 
 
 @pytest.mark.parametrize("dag_id", [DRILL, INCIDENT])

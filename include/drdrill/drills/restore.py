@@ -9,6 +9,7 @@ second; a "latest" restore must show both. Counts must match within the table's 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -233,6 +234,52 @@ def pitr_target(plan: Plan, led: dict[str, Any]) -> str | None:
     if plan.recovery_point != "pitr":
         return None
     return plan.target_time or led["snapshot_time"]
+
+
+# How long the restore test waits for a cluster another drill is acting on (its lock task runs in the
+# 1-slot pool dr_destructive, so a long wait would hold every other drill's action): 0 by default.
+LOCK_WAIT_SECONDS = float(os.environ.get("DRDRILL_RESTORE_LOCK_WAIT_SECONDS", "0"))
+
+
+def target_keys(plan: Plan) -> list[str]:
+    return [f"cluster:{plan.cluster}"]
+
+
+def lock_targets(plan: Plan, run_id: str, task_id: str, estate: Estate | None = None) -> dict[str, Any]:
+    """The kill switch, then the lease on ``cluster:<name>`` for the ledger, the restore and its checks.
+
+    The scratch restore reads the cluster's backups and the ledger counts its rows: a failover or chaos
+    drill acting on the same cluster meanwhile would confound the restore time and the counts, so they
+    wait for this lease (and this run for theirs: `drdrill.core.targetlock.TargetBusy` names the holder).
+    The lease's TTL is the scratch's (twice the restore target, ``DRDRILL_SCRATCH_LEASE_MINUTES``
+    overrides): a run still going then has failed its target anyway, and a run whose process was killed
+    can read as running for ever (``airflow dags test``; a real scheduler fails it, and its teardown
+    releases the lease). A run that ended frees it at once.
+    Returns ``{"keys", "lease", "kill_switch", "taken_over", "waited_seconds"}`` for the journal."""
+    from drdrill.core import killswitch, targetlock
+
+    keys = target_keys(plan)
+    verdict = killswitch.check_kill_switch(f"the restore test of {plan.cluster}")
+    if plan.dry_run:
+        now = targetlock.holders(keys)
+        log.info("[DRY RUN] would take the lease on %s (now: %s)", keys, now)
+        return {"keys": keys, "lease": None, "dry_run": True, "holders_now": now, "kill_switch": verdict}
+    cluster = (estate or load_estate()).cluster(plan.cluster)
+    lease = targetlock.acquire(keys, holder=targetlock.Holder(DRILL, run_id, task_id, "restore test"),
+                               ttl_seconds=scratch.lease_seconds(2 * cluster.targets.max_restore_minutes),
+                               wait_seconds=LOCK_WAIT_SECONDS)
+    return {"keys": keys, "lease": lease.to_dict(), "kill_switch": verdict, "taken_over": lease.taken_over,
+            "waited_seconds": lease.waited_seconds}
+
+
+def release_targets(locked: dict[str, Any] | None) -> dict[str, Any]:
+    """Release the run's lease (its own keys only); nothing to do when none was taken."""
+    from drdrill.core import targetlock
+
+    lease = (locked or {}).get("lease")
+    if not lease:
+        return {"released": [], "reason": "no lease was taken (dry run, or the lock step did not succeed)"}
+    return {"released": targetlock.release(lease)}
 
 
 def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,

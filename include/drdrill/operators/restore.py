@@ -84,6 +84,9 @@ class PgBackRestRestoreOperator(DrillOperator):
     :param wait_timeout: seconds to wait for recovery to finish before failing
     :param poke_seconds: how long to wait in the worker before deferring to the triggerer (default 5)
     :param dry_run: walk through without restoring or starting anything
+    :param check_kill_switch: read drdrill's kill switch (the Airflow Variable ``drdrill_kill_switch``,
+        `drdrill.core.killswitch`) right before the restore and refuse, creating nothing, while it is
+        engaged or cannot be read (default True)
 
     Returns ``{"host", "port", "dir", "run_id", "repo", "target_time", "seconds" (restore command),
     "started_at", "ready_at", ...}``: pass it to `RowCountCheckOperator` (``target=``) and
@@ -107,7 +110,8 @@ class PgBackRestRestoreOperator(DrillOperator):
                  port_range: tuple[int, int] = (55500, 55599), host: str = "127.0.0.1",
                  pg_bin_dir: str | None = None, run_as: str | None = None, user: str = "postgres",
                  database: str = "postgres", postgres_conn_id: str | None = None, wait_timeout: float = 1800,
-                 poke_seconds: float = 5, dry_run: Any = False, **kwargs: Any) -> None:
+                 poke_seconds: float = 5, dry_run: Any = False, check_kill_switch: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.repo = repo
         self.target_time = target_time
@@ -127,6 +131,7 @@ class PgBackRestRestoreOperator(DrillOperator):
         self.wait_timeout = wait_timeout
         self.poke_seconds = poke_seconds
         self.dry_run = dry_run
+        self.check_kill_switch = check_kill_switch
 
     def execute(self, context: Any) -> Any:
         # Not wrapped by DrillOperator's step: the step ends in execute_complete after deferring.
@@ -146,8 +151,6 @@ class PgBackRestRestoreOperator(DrillOperator):
             s = self.scratch
             scratch.renew(s["dir"], place.runner)  # this run is alive and using it
             return scratch.Scratch(s["run_id"], s["dir"], int(s["port"]), s["host"]), False
-        if not self.scratch_root and place.cluster is None:
-            raise ValueError("scratch_root is required (where the scratch server's directory is created)")
         run_id = context["dag_run"].run_id
         port = int(self.scratch_port) if self.scratch_port not in (None, "", "None") else None
         dag_id = context["dag"].dag_id
@@ -176,9 +179,17 @@ class PgBackRestRestoreOperator(DrillOperator):
         place = _Place(self)
         if place.backrest is None:
             raise ValueError("give cluster, or stanza / pgbackrest_conn_id: which stanza to restore")
+        if not self.scratch and not self.scratch_root and place.cluster is None:
+            raise ValueError("scratch_root is required (where the scratch server's directory is created)")
+        verdict = None
+        if self.check_kill_switch:  # right before the action: nothing allocated, created or restored yet
+            from drdrill.core.killswitch import check_kill_switch
+
+            what = self.cluster or self.stanza or place.backrest.stanza
+            verdict = check_kill_switch(f"the restore of {what} (repo{self.repo}) into a scratch server")
         sc, created = self._allocate(context, place)
         base = {**sc.to_dict(), "repo": int(self.repo), "target_time": self.target_time or None,
-                "created_scratch": created, "database": place.database}
+                "created_scratch": created, "database": place.database, "kill_switch": verdict}
         if truthy(self.dry_run):
             self.log.info("[DRY RUN] would restore repo%s into %s and start it on port %s", self.repo, sc.dir, sc.port)
             return self._done(context, started, {**base, "dry_run": True, "seconds": 0.0, "started_at": started,

@@ -3,10 +3,10 @@
 `build_runbook(mode)` is called inside a DAG definition and adds the runbook's phases as
 task groups named after the seed runbook, so the Airflow UI reads like it::
 
-    estate_check -> preflight -> [detect] -> assess -> approval -> failover -> dns_switch -> verify
-              -> stabilize -> [failback] ;  verify failed -> rollback ;  always: canary stop,
-              measure, cleanup, journal ;  from the fault (drill) or the first failed health
-              check (incident): rto_watch, the RTO alert (deferred until verify ends)
+    estate_check -> preflight -> [detect] -> assess -> approval -> failover (lock_targets first)
+              -> dns_switch -> verify -> stabilize -> [failback] ;  verify failed -> rollback ;
+              always: canary stop, measure, cleanup, release_targets, journal ;  from the fault (drill)
+              or the first failed health check (incident): rto_watch, the RTO alert (deferred until verify ends)
 
 The critical path (the fault in a drill, promote, wait for writes, the DNS UPSERT) is one task,
 ``failover.promote_and_switch``, recording one journal step per runbook step: under a real
@@ -24,9 +24,10 @@ from typing import Any
 
 from airflow.sdk import get_current_context, task
 
+from drdrill.core.journal import step
 from drdrill.runbook.approval import RunbookApproval, add_approval
 from drdrill.runbook.assess import add_assess, add_detect, add_preflight
-from drdrill.runbook.common import plan
+from drdrill.runbook.common import LOCK, RELEASE, plan
 from drdrill.runbook.failover import add_failover, add_rto_watch
 from drdrill.runbook.stabilize import add_failback, add_stabilize
 from drdrill.runbook.verify import add_verify
@@ -65,11 +66,23 @@ def build_runbook(mode: str) -> list[str]:
     tail >> cleaned
     [v["reverted"], v["canary_stopped"], watch] >> cleaned
 
+    @task(retries=0)
+    @step
+    def release_targets() -> dict:
+        from drdrill.drills.failover import locking
+
+        return locking.unlock(get_current_context()["ti"].xcom_pull(task_ids=LOCK))
+
+    # A teardown of the lock: runs whatever failed in between (skipped when no lease was taken).
+    released = release_targets().as_teardown(setups=fo["locked"])
+    cleaned >> released
+    ids.append(RELEASE)
+
     @task(trigger_rule="all_done")
     def journal() -> dict:
         from drdrill.drills.failover import journal as failover_journal
 
         return failover_journal.finish(get_current_context(), ids, parts)
 
-    cleaned >> journal()
+    released >> journal()
     return ids

@@ -53,6 +53,12 @@ def failed_step_error(task_ids: list[str], parts: dict[str, list[str]] | None = 
     return next((s.get("error") for s in gather_steps(ti, task_ids, parts) if s.get("status") == "failed"), None)
 
 
+# The task that takes the lease on the cluster (and checks the kill switch in a drill), and the teardown
+# that releases it at the very end (drdrill.drills.failover.locking).
+LOCK = "failover.lock_targets"
+RELEASE = "release_targets"
+
+
 # The task that injects the fault (drill), promotes, waits for writes and sends the DNS UPSERT, and
 # the journal steps it records (`drdrill.drills.failover.promote_and_switch`): a scheduling hop
 # between two of them would cost more than the steps themselves (about a second under a scheduler).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import TaskGroup, setup, task
+from airflow.sdk import TaskGroup, get_current_context, setup, task
 
 from drdrill.core.journal import step
 from drdrill.operators.deadline import RecoveryDeadlineOperator
@@ -14,6 +14,7 @@ from drdrill.runbook.common import (
     CLUSTER,
     CRITICAL,
     DRY_RUN,
+    LOCK,
     RTO_DEADLINE_MINUTES,
     STANDBY,
     act_pool,
@@ -28,8 +29,20 @@ def add_failover(approved: list[Any], ids: list[str], parts: dict[str, list[str]
     themselves, and the RTO runs from the fault. Each step is still its own journal step
     (``parts``), so the phase split, the timeline and the evidence are unchanged; what is not on the way
     to the first write (``after_promotion``, ``dns_switch.insync``) runs after it, beside the recovery."""
-    with TaskGroup("failover", tooltip="Phase 2 (5-15 min): canary, safeguards again, then in one task: "
-                                       "fault (drill), promote, wait for writes, DNS UPSERT"):
+    with TaskGroup("failover", tooltip="Phase 2 (5-15 min): target lock, canary, safeguards again, then in one "
+                                       "task: fault (drill), promote, wait for writes, DNS UPSERT"):
+        # The lease on cluster:<name> before the first action (the canary writes to the primary): no chaos,
+        # restore or other failover drill acts on the cluster until release_targets (the last teardown).
+        # In dr_destructive (drill): two acquisitions never run at once (drdrill.core.targetlock).
+        @task(retries=0, pool=act_pool(drill), trigger_rule="none_failed_min_one_success", doc_md=(
+            "Kill switch (drill), then the lease on `cluster:<name>` (an incident takes it by force); "
+            "released by `release_targets` whatever happens."))
+        @step
+        def lock_targets() -> dict:
+            from drdrill.drills.failover import locking
+
+            return locking.lock(plan(), get_current_context()["ti"].task_id)
+
         @setup
         @step
         def start_canary() -> dict:
@@ -54,8 +67,9 @@ def add_failover(approved: list[Any], ids: list[str], parts: dict[str, list[str]
             from drdrill.core.journal import StepsOfTask
             from drdrill.drills import failover
 
+            locked = get_current_context()["ti"].xcom_pull(task_ids=LOCK)
             with StepsOfTask(steps_here) as steps:
-                out = failover.promote_and_switch(plan(), steps, before)
+                out = failover.promote_and_switch(plan(), steps, before, locked)
                 steps.publish("dns_change", out["dns"])
                 return out
 
@@ -67,14 +81,17 @@ def add_failover(approved: list[Any], ids: list[str], parts: dict[str, list[str]
             p = plan()
             return failover.after_promotion(p, p.standby)
 
-        canary_started = start_canary.override(trigger_rule="none_failed_min_one_success")()
-        approved >> canary_started
+        locked = lock_targets()
+        approved >> locked
+        canary_started = start_canary()
+        locked >> canary_started
         rechecked = safeguards()
         canary_started >> rechecked
         critical = promote_and_switch(rechecked)
         recorded = after_promotion()
         critical >> recorded
-    ids += ["failover.start_canary", "failover.safeguards", "failover.promote_and_switch", "failover.after_promotion"]
+    ids += [LOCK, "failover.start_canary", "failover.safeguards", "failover.promote_and_switch",
+            "failover.after_promotion"]
     parts[CRITICAL] = steps_here
 
     with TaskGroup("dns_switch", tooltip="Route53 INSYNC of the UPSERT sent by failover.promote_and_switch "
@@ -86,7 +103,7 @@ def add_failover(approved: list[Any], ids: list[str], parts: dict[str, list[str]
         critical >> insync
     ids.append("dns_switch.insync")
     return {"canary_started": canary_started, "switched": [insync, recorded], "critical": critical,
-            "rechecked": rechecked}
+            "rechecked": rechecked, "locked": locked}
 
 
 # When the outage starts: the injected fault (drill; published by the critical path task while it

@@ -67,9 +67,13 @@ def add_failback(upstream: list[Any], ids: list[str]) -> Any:
         @task(retries=0, pool=act_pool(True))
         @step
         def switchover() -> dict:
-            from drdrill.drills import failover
+            from airflow.sdk import get_current_context
 
-            return failover.failback_switchover(plan())
+            from drdrill.drills import failover
+            from drdrill.runbook.common import LOCK
+
+            # kill switch and lease checked right before it (drdrill.drills.failover.locking.guard)
+            return failover.failback_switchover(plan(), get_current_context()["ti"].xcom_pull(task_ids=LOCK))
 
         @task(retries=0)
         @step

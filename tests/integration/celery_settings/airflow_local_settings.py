@@ -14,7 +14,9 @@ import socket
 
 DRILL = "dr_quarterly_failover_drill"
 # The canary writer starts on w1; whoever stops it, waits for its writes and measures RTO/RPO is on w2.
-PINNED = {"failover.start_canary": "w1", "stop_canary": "w2", "verify.checks": "w2", "measure": "w2"}
+# The lease on the cluster is taken on w1 and released on w2: it lives in the metadata DB, not on a worker.
+PINNED = {"failover.start_canary": "w1", "stop_canary": "w2", "verify.checks": "w2", "measure": "w2",
+          "failover.lock_targets": "w1", "release_targets": "w2"}
 QUEUES = ("w1", "w2")
 
 

@@ -24,6 +24,8 @@ One module per phase; callers use the names re-exported here (``failover.promote
 - ``rollback_path``: `rollback`, when Verify fails.
 - ``stabilize``: Phase 4, Stabilize: `archiving`, `new_standby`, `topology_state`.
 - ``measurement``: `measure` (RTO and RPO against the targets).
+- ``locking``: the lease on ``cluster:<name>`` and the kill switch (`locking.lock`, `locking.guard` right
+  before the fault and the failback, `locking.unlock`); imported as a module.
 - ``node_ops`` (servers), ``comms`` (messages), ``timeline`` and ``journal`` (the evidence).
 
 Imports point one way: plan <- probes <- the phase modules (rollback_path also uses

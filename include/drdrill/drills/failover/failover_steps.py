@@ -42,7 +42,8 @@ def inject_fault(plan: Plan, before: dict[str, Any]) -> dict[str, Any]:
 DNS_INSYNC_IN_TASK_SECONDS = 3.0  # INSYNC polled here this long; after that dns_switch.insync waits (deferred)
 
 
-def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = None) -> dict[str, Any]:
+def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = None,
+                       locked: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fault (drill only) -> promote -> wait until writable -> Route53 UPSERT, with no task boundary between.
 
     ``steps`` is the task's `drdrill.core.journal.StepsOfTask`: each part is its own journal step
@@ -53,6 +54,11 @@ def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = N
     the message) is `after_promotion`, a task of its own.
     Route53's INSYNC is polled here for a few seconds; a slower zone is waited for by
     ``dns_switch.insync`` in the triggerer (the record is switched already).
+
+    ``locked``: what `drdrill.drills.failover.locking.lock` returned. In a drill, right before the fault
+    the kill switch is checked and the lease must still be this run's (`locking.guard`; nothing is done
+    otherwise); right before the promotion and the DNS switch the kill switch's verdict is recorded in
+    the step (``kill_switch``) but does not stop them: they are the recovery from the drill's own fault.
 
     Returns ``{"fault", "promote", "writable", "dns"}`` (``dns``: the change, ``status`` INSYNC or
     PENDING; what `Route53RecordSwitchOperator` takes as ``change``).
@@ -68,16 +74,35 @@ def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = N
         _ = r53.conn  # built before the fault: the switch itself is what is timed
     out: dict[str, Any] = {}
     if plan.drill:
-        with steps.step("inject_fault"):
+        from drdrill.drills.failover import locking
+
+        with steps.step("inject_fault") as rec:
+            rec["guard"] = locking.guard(plan, locked, "the fault injection")
             out["fault"] = inject_fault(plan, before or {})
         steps.publish("fault_at", out["fault"]["fault_at"])
-    with steps.step("promote"):
+    with steps.step("promote") as rec:
+        _record_kill_switch(plan, rec, "the promotion")
         out["promote"] = _promote_only(plan, cluster, node)
     with steps.step("wait_writable"):
         out["writable"] = _wait_writable(plan, cluster, node)
-    with steps.step("switch"):
+    with steps.step("switch") as rec:
+        _record_kill_switch(plan, rec, "the DNS switch")
         out["dns"] = _upsert(plan, cluster, node, r53)
     return out
+
+
+def _record_kill_switch(plan: Plan, rec: dict[str, Any], action: str) -> None:
+    """After the drill's fault: the verdict goes in the journal step; an engaged switch does not stop the recovery."""
+    if not plan.drill:
+        return
+    from drdrill.core import killswitch
+
+    verdict = killswitch.kill_switch_state(f"{action} of {plan.cluster}")
+    if verdict["engaged"]:
+        verdict["overridden"] = ("the drill's fault is in: this step is the recovery from it, so it goes on; the "
+                                 "kill switch stops the failback")
+        log.warning("%s; going on: %s", killswitch.describe(verdict), verdict["overridden"])
+    rec["kill_switch"] = verdict
 
 
 def _promote_only(plan: Plan, cluster: Any, node: Any) -> dict[str, Any]:
@@ -199,14 +224,20 @@ def switch_dns(plan: Plan, node_name: str) -> dict[str, Any]:
     return {"switched": True, "at": time.time(), **out}
 
 
-def failback_switchover(plan: Plan) -> dict[str, Any]:
-    """Planned switchover back to the original primary: clean stop, replayed, promote."""
+def failback_switchover(plan: Plan, locked: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Planned switchover back to the original primary: clean stop, replayed, promote.
+
+    Right before it, the kill switch and the lease (`drdrill.drills.failover.locking.guard`): when the
+    switch is engaged the cluster stays on the promoted standby (a working primary) and nothing is done."""
+    from drdrill.drills.failover import locking
+
+    guarded = locking.guard(plan, locked, "the failback switchover")
     cluster = _cluster(plan)
     current, original = cluster.node(plan.standby), cluster.node(plan.primary)
     if plan.dry_run:
         log.info("[DRY RUN] would stop %s cleanly and promote %s", current.name, original.name)
-        return {"dry_run": True, "host": original.host, "port": original.port}
+        return {"dry_run": True, "host": original.host, "port": original.port, "guard": guarded}
     t0 = time.time()
     stopped = NodeOps(cluster).switchover_stop(current, original)
     rec = promote(plan, original.name, reason="failback")
-    return {**rec, "stopped": stopped, "stopped_at": t0}
+    return {**rec, "stopped": stopped, "stopped_at": t0, "guard": guarded}

@@ -85,6 +85,8 @@ def finish(context: dict[str, Any], task_ids: list[str], parts: dict[str, list[s
                           "reason": (plan_d or {}).get("approval_reason")},
              "failover": {"fault": fault, "promote": prom, "dns": sw, "dns_change": critical.get("dns")},
              "verify": ver, "rollback": rb,
+             # the lease on the cluster (who held it before, how long we waited) and the kill switch's verdict
+             "targets": {"lock": outputs.get("failover.lock_targets"), "release": outputs.get("release_targets")},
              "rto_alert": watch or None,
              "stabilize": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("stabilize.")},
              "failback": {k.split(".", 1)[1]: outputs.get(k) for k in task_ids if k.startswith("failback.")},
