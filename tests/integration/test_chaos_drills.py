@@ -252,3 +252,32 @@ def test_kubernetes_pdb_at_zero_skips_and_deletes_nothing(dagbag, estate_with, k
     assert dr.state == "success", failures(doc)
     assert doc["status"] == "skipped" and "web-pdb" in doc["skipped_reason"]
     assert {p["metadata"]["uid"] for p in k8s.pods(ns, "app=web")} == before
+
+
+def test_a_pod_kill_while_a_failover_drill_acts_on_the_cluster_skips_and_kills_nothing(dagbag, estate, ops, clean):
+    from drdrill.core import targetlock
+    from integration.lockhelpers import live_run, stored
+
+    run_id = live_run("dr_quarterly_failover_drill")
+    targetlock.acquire("cluster:main", holder=targetlock.Holder("dr_quarterly_failover_drill", run_id,
+                                                                "failover.lock_targets", "failover drill"),
+                       ttl_seconds=600)
+    before = pids(ops)
+    dr = run_dag(dagbag, KILL, WEB)
+    doc = journal(estate, KILL, dr.run_id)
+    assert doc["status"] == "skipped", failures(doc)
+    assert "target_lock" in doc["skipped_reason"] and run_id in doc["skipped_reason"]
+    assert pids(ops) == before
+    assert stored("cluster:main")["run_id"] == run_id  # the failover's lease is untouched
+    assert stored("service:web") is None  # all keys or none: the chaos run holds nothing
+
+
+def test_a_chaos_run_holds_its_targets_while_it_acts_and_releases_them(dagbag, estate, ops, clean):
+    from integration.lockhelpers import stored
+
+    dr = run_dag(dagbag, AZ, {"zone": "c", "duration_seconds": 2})
+    doc = journal(estate, AZ, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert sorted(doc["chaos"]["lease"]["keys"]) == ["cluster:main", "service:web"]
+    assert sorted(doc["chaos"]["teardown"]["released"]) == ["cluster:main", "service:web"]
+    assert stored("cluster:main") is None and stored("service:web") is None

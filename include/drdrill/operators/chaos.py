@@ -37,6 +37,39 @@ def recheck(estate: Any, service: Any) -> list[dict[str, Any]]:
     return [v.to_dict() for v in verdicts]
 
 
+LOCK_MARGIN_SECONDS = 300  # the lease outlives the heal bound and the probe periods by this much
+
+
+def take_lock(context: Any, service: Any, action: str, ttl_seconds: float) -> dict[str, Any]:
+    """The lease on the service and its database cluster (`drdrill.core.targetlock`) for this run, taken in
+    the dr_destructive pool the action runs in; a target busy with another drill skips the run, naming it.
+    The chaos teardown releases it (`drdrill.drills.chaos.common.teardown`)."""
+    from drdrill.core import targetlock
+    from drdrill.drills.chaos import guards
+
+    try:
+        lease = targetlock.acquire(service.lock_keys(), holder=targetlock.Holder.current(action),
+                                   ttl_seconds=ttl_seconds)
+    except targetlock.TargetBusy as e:
+        guards.enforce([guards.Verdict("target_lock", False, f"{e}; nothing was done: a chaos action never "
+                                       f"overlaps another drill acting on the same target", skip=True)])
+        raise  # not reached: enforce raised the skip
+    out = lease.to_dict()
+    context["ti"].xcom_push(key="lease", value=out)
+    return out
+
+
+def ensure_lock(lease: dict[str, Any], action: str) -> None:
+    """Right before the action: the lease is still ours (an incident may have taken the cluster by force)."""
+    from drdrill.core import targetlock
+    from drdrill.drills.chaos import guards
+
+    try:
+        targetlock.ensure_held(lease, action)
+    except targetlock.TargetBusy as e:
+        guards.enforce([guards.Verdict("target_lock", False, f"{e}; nothing was done", skip=True)])
+
+
 class _ChaosMixin:
     """What both chaos actions share: the seed, the deferral to `ChaosObserveTrigger`, the verdict."""
 
@@ -128,6 +161,11 @@ class ChaosKillOperator(_ChaosMixin, DrillOperator):
         estate, svc = _estate_service(self.service)
         n = int(self.victims or 1)
         guards.enforce([guards.blast_radius(svc, n), guards.namespace(svc)])
+        dry = truthy(self.dry_run)
+        action = f"kill {n} of service {svc.name}"
+        p = svc.probe
+        lease = None if dry else take_lock(context, svc, action, svc.heal_seconds + p.baseline_seconds +
+                                           p.after_seconds + LOCK_MARGIN_SECONDS)
         verdicts = recheck(estate, svc)
         ops = target_ops(svc)
         candidates = ops.candidates()
@@ -147,6 +185,9 @@ class ChaosKillOperator(_ChaosMixin, DrillOperator):
             self.log.info("[DRY RUN] would kill %s", chosen)
             return {**payload, "dry_run": True, "status": "dry_run"}
         grace = None if self.grace_period_seconds in (None, "", "None") else int(self.grace_period_seconds)
+        assert lease is not None
+        ensure_lock(lease, action)
+        payload["lease"] = lease["keys"]
         killed_at = time.time()
         records = ops.kill_many(chosen, grace)
         payload.update(killed=records, killed_at=killed_at)
@@ -199,7 +240,15 @@ class ZoneFailureOperator(_ChaosMixin, FisExperimentOperator):
 
     def run(self, context: Any) -> Any:
         estate, svc = _estate_service(self.service)
+        action = f"fail zone {self.zone} of service {svc.name}"
+        p = svc.probe
+        lease = None
+        if not truthy(self.dry_run):
+            lease = take_lock(context, svc, action, float(self.duration_seconds) + svc.heal_seconds +
+                              p.baseline_seconds + p.after_seconds + LOCK_MARGIN_SECONDS)
         verdicts = recheck(estate, svc)  # the window and the kill switch, right before the action
+        if lease:
+            ensure_lock(lease, action)
         if self.engine == "fis":
             out = super().run(context)
             return {**(out or {}), "zone": self.zone, "guards": verdicts}

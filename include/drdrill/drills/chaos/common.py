@@ -118,17 +118,24 @@ def repair(service: ServiceTarget) -> list[str]:
 
 
 def teardown(plan: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Always: replicas a failed run left stopped are started, the target lock is released."""
+    """Always: replicas a failed run left stopped are started, a FIS experiment still running is stopped,
+    then the target lock is released (last: nothing else may act on the target before it is whole)."""
     if not plan:
         return {"nothing": "preflight did not plan an action"}
+    from drdrill.core import targetlock
     from drdrill.core.estate import load_estate
 
-    svc = load_estate().service(plan["service"])
-    out: dict[str, Any] = {"started": [] if plan.get("dry_run") else repair(svc)}
-    if plan.get("fis"):  # a failed or killed run's experiment never stays running
-        from drdrill.drills.chaos.fis import stop_left_running
+    lease = context["ti"].xcom_pull(task_ids="act", key="lease")
+    try:
+        svc = load_estate().service(plan["service"])
+        out: dict[str, Any] = {"started": [] if plan.get("dry_run") else repair(svc)}
+        if plan.get("fis"):  # a failed or killed run's experiment never stays running
+            from drdrill.drills.chaos.fis import stop_left_running
 
-        out["stopped_experiments"] = stop_left_running(svc)
+            out["stopped_experiments"] = stop_left_running(svc)
+    finally:
+        released = targetlock.release(lease) if lease else []
+    out["released"] = released
     return out
 
 
@@ -150,6 +157,7 @@ def finish(context: Any, ids: list[str], drill: str) -> dict[str, Any]:
         "repaired_before": plan.get("repaired"), "seed": act.get("seed"), "victims": act.get("victims"),
         "zone": act.get("zone"), "killed": act.get("killed"), "dry_run": act.get("dry_run", plan.get("dry_run")),
         "detect_seconds": act.get("detect_seconds"), "recover_seconds": act.get("recover_seconds"),
+        "lease": ti.xcom_pull(task_ids="act", key="lease"), "teardown": ti.xcom_pull(task_ids="teardown"),
         "probe": {"before": steady.get("probe"), "fault": act.get("probe_zone_down"),
                   "during": act.get("probe_during"), "after": act.get("probe_after")},
     }
