@@ -13,6 +13,7 @@ import yaml
 
 from drdrill.core.paths import DEFAULT_ESTATE
 from integration.helpers import failures, journal, run_dag, step
+from integration.test_fis import aws, moto_url  # noqa: F401 - fixtures: moto over HTTP for the FIS engine
 
 pytestmark = pytest.mark.sandbox
 KILL = "dr_weekly_pod_kill"
@@ -281,3 +282,37 @@ def test_a_chaos_run_holds_its_targets_while_it_acts_and_releases_them(dagbag, e
     assert sorted(doc["chaos"]["lease"]["keys"]) == ["cluster:main", "service:web"]
     assert sorted(doc["chaos"]["teardown"]["released"]) == ["cluster:main", "service:web"]
     assert stored("cluster:main") is None and stored("service:web") is None
+
+
+@pytest.mark.usefixtures("aws")
+def test_az_failure_on_aws_runs_the_estate_fis_template_through_the_same_dag(dagbag, estate_with, ops):
+    """Engine fis: the plan's template (zone chosen by the param) reaches FisExperimentOperator through
+    native templating; moto over HTTP plays FIS, ECS and CloudWatch (tests/integration/test_fis.py)."""
+    from drdrill.core.estate import load_estate
+    from drdrill.hooks.fis import FisHook
+    from integration.test_fis import ACCOUNT, REGION
+
+    def fis(s):
+        s["az_failure"] = {"engine": "fis", "percent": 33, "duration": "PT5M", "fis": {
+            "conn_id": "aws_moto", "region": REGION, "template_name": "web-az-failure",
+            "role_arn": f"arn:aws:iam::{ACCOUNT}:role/fis-drdrill", "ecs_cluster": "prod", "ecs_services": ["web"],
+            "zones": [f"{REGION}a", f"{REGION}b"],
+            "stop_alarm_arn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:web-5xx"}}
+
+    estate_with(fis)
+    before = pids(ops)
+    dr = run_dag(dagbag, AZ, {"zone": f"{REGION}b"})
+    doc = journal(load_estate(), AZ, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert doc["chaos"]["zone"] == f"{REGION}b"
+    fis_api = FisHook(aws_conn_id="aws_moto", region_name=REGION).conn
+    [template] = fis_api.list_experiment_templates()["experimentTemplates"]
+    assert template["tags"]["drdrill-zone"] == f"{REGION}b" and template["tags"]["Name"] == "web-az-failure"
+    states = sorted(e["state"]["status"] for e in fis_api.list_experiments()["experiments"])
+    assert states == ["completed", "completed"], states  # the preview, then the experiment
+    assert doc["chaos"]["fis"]["state"] == "completed" and doc["chaos"]["fis"]["preview_id"]
+    assert pids(ops) == before  # the sandbox's replicas are not the FIS engine's target
+    bad = run_dag(dagbag, AZ, {"zone": "us-east-1a"})
+    bad_doc = journal(load_estate(), AZ, bad.run_id)
+    assert bad.state == "failed" and "us-east-1a" in failures(bad_doc)
+    assert len(fis_api.list_experiments()["experiments"]) == 2  # nothing started for the unknown zone
