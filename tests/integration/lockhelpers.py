@@ -34,12 +34,19 @@ def sdk(airflow_db):
         yield sup
 
 
+_LIVE: list[tuple[str, str]] = []  # DAG runs `live_run` left running: ended by `wipe`
+
+
 def wipe() -> None:
+    """No lock, no kill switch, and no DAG run a test left running (a running failover DAG run makes every
+    later failover drill refuse to start: "another failover is running")."""
     from airflow.sdk import Variable
 
     for k in list(Variable.keys(prefix=targetlock.LOCK_PREFIX)):
         Variable.delete(k)
     Variable.delete(killswitch.KILL_SWITCH_VARIABLE)
+    while _LIVE:
+        end_run(*_LIVE.pop())
 
 
 @pytest.fixture
@@ -79,6 +86,7 @@ def live_run(dag_id: str = "dr_live_holder") -> str:
             s.flush()
         s.add(DagRun(dag_id=dag_id, run_id=run_id, run_type="manual", state=DagRunState.RUNNING,
                      run_after=datetime.now(UTC)))
+    _LIVE.append((dag_id, run_id))
     return run_id
 
 
