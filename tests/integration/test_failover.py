@@ -86,7 +86,7 @@ def estate_with(tmp_path, monkeypatch, *edits: tuple[str, str]) -> None:
     text = DEFAULT_ESTATE.read_text()
     for old, new in edits:
         assert old in text, old
-        text = text.replace(old, new)
+        text = text.replace(old, new, 1)  # the first: the cluster's (e.g. unattended; the services follow it)
     f = tmp_path / "estate.yaml"
     f.write_text(text)
     monkeypatch.setenv("DRDRILL_ESTATE", str(f))

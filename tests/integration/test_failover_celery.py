@@ -225,7 +225,7 @@ def test_a_scheduled_run_starts_at_the_estates_local_time_and_needs_no_approval_
     text = af.estate_file.read_text()
     assert "unattended: true" in text
     text = text.replace("unattended: true", 'unattended: false\n    unattended_window: {days: [mon, tue, wed, thu, '
-                                            'fri, sat, sun], start: "00:00", end: "23:59"}\n   ')
+                                            'fri, sat, sun], start: "00:00", end: "23:59"}\n   ', 1)  # the cluster's
     text += (f"\nschedules:\n  timezone: {tz}\n"
              f'  dr_quarterly_failover_drill: {{day: every day, months: monthly, at: "{at:HH:mm}"}}\n')
     tmp = af.estate_file.with_suffix(".new")
