@@ -106,10 +106,10 @@ def show_chaos(c: dict) -> None:
     det = f"{c['detect_seconds']:.2f} s" if c.get("detect_seconds") is not None else "-"
     print(f"    victim: {where}{', '.join(c.get('victims') or []) or '-'} (seed {c.get('seed')}) | detected {det} | "
           f"recovered {rec}")
-    for period in ("before", "fault", "during", "after"):
+    for period in ("before", "kill", "fault", "during", "after"):
         p = (c.get("probe") or {}).get(period)
-        if p:
-            label = {"fault": "zone down", "during": "recovering"}.get(period, period)
+        if p and p.get("requests"):
+            label = {"kill": "at the kill", "fault": "zone down", "during": "recovering"}.get(period, period)
             print(f"    customers {label:<10} {p['requests']:>5} requests, {p['errors']} errors, "
                   f"p50 {p['latency_p50_ms']} ms, p99 {p['latency_p99_ms']} ms")
 

@@ -192,6 +192,8 @@ def test_the_instance_case_kills_the_standby_and_it_streams_again(dagbag, estate
     assert nodes.running_pid(c.node("pg2")) not in (None, before)
     assert nodes.running_pid(c.primary) == primary_pid, "the primary was touched"
     assert ch["probe"]["during"]["errors"] == 0 and ch["probe"]["during"]["requests"] > 0
+    # customers were probed across the kill and the restart too, not only once it was over
+    assert ch["probe"]["kill"]["requests"] > 0 and ch["probe"]["kill"]["errors"] == 0
     assert ch["recover_seconds"] > 0
 
 

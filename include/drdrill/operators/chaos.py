@@ -96,10 +96,13 @@ class _ChaosMixin:
 
     def _judge(self, context: Any, service: Any, event: dict, payload: dict, extra: dict | None = None) -> dict:
         from drdrill.core.errors import DrillFailed
-        from drdrill.drills.chaos.common import after_probe, verdict
+        from drdrill.drills.chaos.common import after_probe, probe_check, verdict
 
         after = after_probe(service, payload["run_id"]) if event.get("status") == "healed" else {}
         results = verdict(service, event, after, heal_bound=service.heal_seconds)
+        if (payload.get("probe_kill") or {}).get("requests"):
+            results.insert(1, probe_check("customer_errors.kill", payload["probe_kill"], service.probe.max_errors,
+                                          service))
         out = {**payload, **(extra or {}), "status": event.get("status"), "detect_seconds": event.get("detect_seconds"),
                "recover_seconds": event.get("recover_seconds"), "probe_during": event.get("probe"),
                "probe_after": after, "replicas": event.get("replicas"), "results": [r.to_dict() for r in results]}
@@ -188,9 +191,16 @@ class ChaosKillOperator(_ChaosMixin, DrillOperator):
         assert lease is not None
         ensure_lock(lease, action)
         payload["lease"] = lease["keys"]
-        killed_at = time.time()
-        records = ops.kill_many(chosen, grace)
-        payload.update(killed=records, killed_at=killed_at)
+        # Customers are probed across the kill itself too (a standby restarted by the drill takes seconds).
+        from drdrill.drills.chaos.common import customer_probe
+
+        probe = customer_probe(svc, f"{payload['run_id']}/kill").start("kill")
+        try:
+            killed_at = time.time()
+            records = ops.kill_many(chosen, grace)
+        finally:
+            probe.stop()
+        payload.update(killed=records, killed_at=killed_at, probe_kill=probe.report().get("kill", {}))
         context["ti"].xcom_push(key="victims", value=records)
         self._defer(svc, "heal", records, killed_at, payload, timeout=svc.heal_seconds)
 

@@ -67,15 +67,12 @@ class ChaosObserveTrigger(BaseTrigger):
             "payload": self.payload})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from drdrill.core.probe import CustomerProbe
         from drdrill.core.services import ServiceTarget
+        from drdrill.drills.chaos.common import customer_probe
         from drdrill.drills.chaos.targets import target_ops
 
         svc = ServiceTarget.model_validate(self.service)
-        p = svc.probe
-        probe = CustomerProbe(svc.url, run_id=self.probe_run_id, rate=p.rate, timeout=p.timeout_seconds,
-                              write_path=p.write_path or "/write", read_path=p.read_path,
-                              concurrency=p.concurrency)
+        probe = customer_probe(svc, self.probe_run_id)
         ops = target_ops(svc) if self.mode == "heal" else None
         detected_at: float | None = None
         last: dict[str, Any] = {}

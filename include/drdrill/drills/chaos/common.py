@@ -161,7 +161,7 @@ def finish(context: Any, ids: list[str], drill: str) -> dict[str, Any]:
         "dry_run": act.get("dry_run", plan.get("dry_run")),
         "detect_seconds": act.get("detect_seconds"), "recover_seconds": act.get("recover_seconds"),
         "lease": ti.xcom_pull(task_ids="act", key="lease"), "teardown": ti.xcom_pull(task_ids="teardown"),
-        "probe": {"before": steady.get("probe"), "fault": act.get("probe_zone_down"),
+        "probe": {"before": steady.get("probe"), "kill": act.get("probe_kill"), "fault": act.get("probe_zone_down"),
                   "during": act.get("probe_during"), "after": act.get("probe_after")},
     }
     return journal.finish(context, task_ids=ids, results=results, cluster=plan.get("cluster"),
@@ -170,14 +170,11 @@ def finish(context: Any, ids: list[str], drill: str) -> dict[str, Any]:
 
 def steady_state(service: ServiceTarget, run_id: str, ops: Any = None) -> dict[str, Any]:
     """The probe's baseline through the front door, and the target's own health, before any action."""
-    from drdrill.core.probe import CustomerProbe
 
     p = service.probe
     healthy, detail, state = ops.steady() if ops is not None else (True, "no target to check", {})
     # Each probe tags its writes with its own id: the service keeps (run_id, seq) unique.
-    with CustomerProbe(service.url, run_id=f"{run_id}/before", rate=p.rate, timeout=p.timeout_seconds,
-                       write_path=p.write_path or "/write", read_path=p.read_path,
-                       concurrency=p.concurrency) as probe:
+    with customer_probe(service, f"{run_id}/before") as probe:
         time.sleep(p.baseline_seconds)
     before = probe.report()["before"]
     results = [
@@ -195,6 +192,15 @@ def steady_state(service: ServiceTarget, run_id: str, ops: Any = None) -> dict[s
     log.info("steady state: %s; %s requests, %s errors, p99 %s ms", detail, before["requests"], before["errors"],
              before["latency_p99_ms"])
     return out
+
+
+def customer_probe(service: ServiceTarget, run_id: str) -> Any:
+    """The customer probe through the service's front door, with the estate's rate and timeout (not started)."""
+    from drdrill.core.probe import CustomerProbe
+
+    p = service.probe
+    return CustomerProbe(service.url, run_id=run_id, rate=p.rate, timeout=p.timeout_seconds,
+                         write_path=p.write_path or "/write", read_path=p.read_path, concurrency=p.concurrency)
 
 
 def probe_check(name: str, period: dict[str, Any], max_errors: int, service: ServiceTarget) -> CheckResult:
@@ -218,14 +224,11 @@ def latency_check(name: str, period: dict[str, Any], max_ms: float, service: Ser
 
 def after_probe(service: ServiceTarget, run_id: str) -> dict[str, Any]:
     """Customers after recovery: errors and latency back to normal."""
-    from drdrill.core.probe import CustomerProbe
 
     p = service.probe
     if p.after_seconds <= 0:
         return {}
-    with CustomerProbe(service.url, run_id=f"{run_id}/after", rate=p.rate, timeout=p.timeout_seconds,
-                       write_path=p.write_path or "/write", read_path=p.read_path,
-                       concurrency=p.concurrency) as probe:
+    with customer_probe(service, f"{run_id}/after") as probe:
         probe.mark("after")
         time.sleep(p.after_seconds)
     return probe.report().get("after", {})
