@@ -18,10 +18,10 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import TaskGroup, get_current_context, task
 
 from drdrill.core.journal import step
+from drdrill.runbook.approval import RunbookApproval
 
 APPROVAL_TIMEOUT = timedelta(hours=4)
 # What the action takes from the plan (templated): the service preflight chose and the run's seed.
@@ -63,7 +63,7 @@ def build_chaos_drill(drill: str, action: Callable[[], Any]) -> list[str]:
             p = _plan()
             return "approval.approve" if p.get("approval_required") else "approval.not_needed"
 
-        approve = ApprovalOperator(
+        approve = RunbookApproval(  # the runbook's gate: who answered what is a journal step
             task_id="approve", subject=f"Approve {drill} on service {{{{ ti.xcom_pull(task_ids='preflight')"
                                        f"['service'] }}}}?",
             body="{{ ti.xcom_pull(task_ids='preflight')['approval_reason'] }}\n\nRun: {{ run_id }}. "
