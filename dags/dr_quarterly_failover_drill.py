@@ -1,5 +1,11 @@
 """Quarterly failover drill: the PostgreSQL primary failure runbook, with the fault injected.
 
+Scope ``region`` (the default for a cluster with a ``dr:`` section, the seed's "full region failover"):
+every node of the primary region is stopped hard, the DR node comes back from the DR region's repo
+alone (cold: restored by the drill; warm: a standby replaying that repo), is promoted and takes the
+service record; RTO per phase and RPO (acknowledged writes the DR repo did not hold) are measured;
+the failback rebuilds the primary region from it. Scope ``node``: the standby in the same region.
+
 preflight -> assess -> approval (skipped for unattended clusters, and for scheduled runs inside the
 cluster's unattended window) -> failover (canary writer, safeguards, then one task for the critical
 path: fault (stop or kill -9 of the primary), promote, wait for writes, DNS UPSERT) -> dns_switch
@@ -34,6 +40,10 @@ from drdrill.timetables import schedule_for
     default_args={"owner": "platform", "retries": 0, "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),
+        "scope": Param(None, type=["null", "string"], enum=[None, "node", "region"],
+                       description="region: the whole primary region is lost and the cluster comes back on its DR "
+                                   "node from the DR repo alone; node: the standby in the same region takes over. "
+                                   "Default: region when the cluster has a dr: section, else node"),
         "fault": Param("kill", enum=["kill", "stop"],
                        description="kill: kill -9 of the primary's postmaster; stop: pg_ctl stop -m immediate"),
         "failback": Param(True, type="boolean", description="switch back to the original primary at the end"),

@@ -79,6 +79,8 @@ class Node(_Model):
                                       "a standby restore); default: the cluster's runner")
     conn_id: str | None = Field(None, description="Airflow Postgres connection for this node only (e.g. its own "
                                 "TLS settings); default: the cluster's postgres.conn_id")
+    region: str | None = Field(None, description="the region (or site) the node runs in; required with the "
+                               "cluster's dr: section")
 
 
 class Repo(_Model):
@@ -92,6 +94,8 @@ class Repo(_Model):
     probe_timeout_seconds: float = Field(
         3, ge=0, le=60, description="remote repos (s3, gcs, azure, sftp): the daily verification first asks the "
         "endpoint, and runs no pgBackRest command on a repo that does not answer within this; 0 = do not ask")
+    region: str | None = Field(None, description="the region the repo's storage is in; required with the "
+                               "cluster's dr: section (the DR region needs a repo of its own)")
 
 
 class PgBackRest(_Model):
@@ -231,6 +235,49 @@ class SandboxSpec(_Model):
                                  "signed by the sandbox's CA); give each a conn_id (verify-full)")
 
 
+class DrNode(_Model):
+    """The recovery node in the DR region: it does not exist (cold) or is an archive-recovery standby (warm)."""
+
+    name: str
+    host: str
+    port: Port = 5432
+    data_dir: Path = Field(description="PGDATA on the DR host: the cold drill restores into it (it must be absent "
+                           "or empty before the drill), the warm standby lives in it")
+    socket_dir: Path | None = None
+    dns_name: str | None = Field(None, description="what the service record points at while this node is primary")
+    log_file: Path | None = None
+    runner: RunnerSpec | None = Field(None, description="where the DR node's commands run (pgBackRest restore, "
+                                      "pg_ctl); default: the cluster's runner")
+    conn_id: str | None = Field(None, description="Airflow Postgres connection for the DR node only")
+
+
+class DisasterRecovery(_Model):
+    """Where the cluster comes back when its whole primary region is lost: a node in the DR region, recovered
+    from the repo in that region alone (the region failover drill, scope ``region``)."""
+
+    region: str = Field(description="the DR region; it must differ from every node's region")
+    mode: Literal["cold", "warm"] = Field(
+        "cold", description="cold: the DR node is restored from the DR repo by the drill; warm: it is a standby "
+        "kept current by archive recovery from the DR repo alone (restore_command = archive-get), promoted by it")
+    repo: int | None = Field(None, description="the repo in the DR region (default: the only repo whose region "
+                             "is the DR region)")
+    node: DrNode
+    pgbackrest_config: Path = Field(description="pgbackrest.conf on the DR host; it must name only the DR repo "
+                                    "(repo1 is in the lost region) and holds its secrets")
+    settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="PostgreSQL settings of the DR node, written to its postgresql.auto.conf "
+        "after a restore (port, listen_addresses, unix_socket_directories and its archive/restore commands "
+        "through pgbackrest_config are set by the drill)")
+    replay_timeout_seconds: float = Field(600, gt=0, description="the DR node must have replayed what the DR repo "
+                                          "holds within this after its start (cold) or the fault (warm)")
+    max_replay_lag_seconds: float | None = Field(
+        None, gt=0, description="warm: the standby's replay may be this far behind the DR repo's newest WAL "
+        "(default: targets.rpo_minutes)")
+    failback_backup: Literal["incr", "diff", "full", "none"] = Field(
+        "incr", description="after the failback, a backup of this type to every repo: the lost region's repo "
+        "never received the DR timeline's WAL")
+
+
 class Cluster(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
@@ -246,6 +293,7 @@ class Cluster(_Model):
     targets: Targets = Targets()
     restore_test: RestoreTest = RestoreTest()
     failover: Failover | None = None
+    dr: DisasterRecovery | None = Field(None, description="the DR region and its recovery node (region failover)")
     sandbox: SandboxSpec | None = None
 
     @field_validator("allowed_drills")
@@ -281,6 +329,71 @@ class Cluster(_Model):
                     f"per node or for the cluster")
         return self
 
+    @model_validator(mode="after")
+    def _dr_region(self) -> Cluster:
+        d = self.dr
+        if d is None:
+            return self
+        unnamed = [f"nodes[{n.name}]" for n in self.nodes if not n.region] + [
+            f"pgbackrest.repos[{r.index}]" for r in self.pgbackrest.repos if not r.region]
+        if unnamed:
+            raise ValueError(f"dr: every node and repo must name its region; add region: to {', '.join(unnamed)}")
+        same = [n.name for n in self.nodes if n.region == d.region]
+        if same:
+            raise ValueError(f"dr.region {d.region!r} is the region of node(s) {same}: the DR region must be another "
+                             f"region than the nodes it replaces; name the recovery region there")
+        in_dr = [r.index for r in self.pgbackrest.repos if r.region == d.region]
+        if d.repo is None and len(in_dr) != 1:
+            raise ValueError(f"dr: {'no repo is' if not in_dr else f'repos {in_dr} are'} in the DR region "
+                             f"{d.region!r}: the region failover restores from a repo that survives the primary "
+                             f"region; give that repo region: {d.region} (or set dr.repo)")
+        if d.repo is not None:
+            repo = next((r for r in self.pgbackrest.repos if r.index == d.repo), None)
+            if repo is None or repo.region != d.region:
+                where = "not a repo of the stanza" if repo is None else f"in region {repo.region!r}"
+                raise ValueError(f"dr.repo: repo{d.repo} is {where}; it must be a repo in the DR region {d.region!r}")
+        if d.node.name in {n.name for n in self.nodes}:
+            raise ValueError(f"dr.node.name {d.node.name!r} is already a node of the cluster; give the DR node its "
+                             f"own name")
+        for n in self.nodes:
+            if n.host == d.node.host and n.port == d.node.port:
+                raise ValueError(f"dr.node: port {d.node.port} on {d.node.host} is node {n.name}'s; give the DR node "
+                                 f"a port of its own")
+            if n.host == d.node.host and n.data_dir and n.data_dir == d.node.data_dir:
+                raise ValueError(f"dr.node.data_dir {d.node.data_dir} is node {n.name}'s data directory on the same "
+                                 f"host: the cold drill restores into it; give the DR node a directory of its own")
+        spec = d.node.runner or self.runner
+        from drdrill.core.hosts import is_this_machine
+
+        if spec.kind == "local" and not is_this_machine(d.node.host):
+            raise ValueError(f"dr.node.runner: kind 'local' runs on this Airflow worker, but the DR node's host "
+                             f"{d.node.host!r} is not this machine; use kind 'ssh' with an SSH connection to it")
+        return self
+
+    @property
+    def dr_repo(self) -> int | None:
+        """The repo in the DR region (None without a dr: section)."""
+        if self.dr is None:
+            return None
+        return self.dr.repo or next(r.index for r in self.pgbackrest.repos if r.region == self.dr.region)
+
+    @property
+    def dr_node(self) -> Node | None:
+        """The DR node as a node of the cluster (a standby in the DR region), or the current node of that name
+        when a region failover made it primary."""
+        if self.dr is None:
+            return None
+        for n in self.nodes:
+            if n.name == self.dr.node.name:
+                return n
+        return Node(role="standby", region=self.dr.region, **self.dr.node.model_dump(exclude_none=True))
+
+    @property
+    def primary_region(self) -> str | None:
+        """The region the DR region stands in for: its nodes' (None without regions)."""
+        dr = self.dr.region if self.dr else None
+        return next((n.region for n in self.nodes if n.region and n.region != dr), None)
+
     def runner_of(self, node: Node | str) -> RunnerSpec:
         """Where ``node``'s commands run: its own ``runner``, else the cluster's."""
         n = self.node(node) if isinstance(node, str) else node
@@ -303,17 +416,26 @@ class Cluster(_Model):
     def allows(self, drill: str) -> bool:
         return drill in self.allowed_drills
 
+    @property
+    def members(self) -> list[Node]:
+        """Every node, the DR node included (what the service record may point at)."""
+        dr = self.dr_node
+        return [*self.nodes, *([dr] if dr is not None and dr.name not in {n.name for n in self.nodes} else [])]
+
     def node(self, name: str) -> Node:
-        for n in self.nodes:
+        for n in self.members:
             if n.name == name:
                 return n
         raise EstateError(f"cluster {self.name!r} has no node {name!r}; its nodes are "
-                          f"{', '.join(n.name for n in self.nodes)}")
+                          f"{', '.join(n.name for n in self.members)}")
 
     def with_primary(self, name: str) -> Cluster:
-        """The same cluster with ``name`` as primary and every other node as standby."""
+        """The same cluster with ``name`` as primary and every other node as standby.
+
+        The DR node (a region failover made it primary) joins the nodes as their primary."""
+        members = self.members if self.dr and name == self.dr.node.name else self.nodes
         self.node(name)
-        nodes = [n.model_copy(update={"role": "primary" if n.name == name else "standby"}) for n in self.nodes]
+        nodes = [n.model_copy(update={"role": "primary" if n.name == name else "standby"}) for n in members]
         return self.model_copy(update={"nodes": nodes})
 
 
@@ -402,6 +524,21 @@ class Estate(_Model):
                     if nodes[n].role == "primary":
                         raise ValueError(f"services[{s.name}].postgres.nodes: {n} is the primary of {c.name}; the "
                                          f"pod kill kills standbys only (the failover drill is the primary's)")
+        for c in self.clusters:
+            d = c.dr
+            if d is None:
+                continue
+            for other in self.clusters:
+                for n in other.nodes:
+                    if other is not c and n.host == d.node.host and (
+                            n.port == d.node.port or (n.data_dir and n.data_dir == d.node.data_dir)):
+                        what = f"port {n.port}" if n.port == d.node.port else f"data directory {n.data_dir}"
+                        raise ValueError(f"clusters[{c.name}].dr.node: {what} on {n.host} is node {n.name}'s of "
+                                         f"cluster {other.name}; give the DR node its own")
+            lo, hi = self.scratch.port_range
+            if self.scratch.host == d.node.host and lo <= d.node.port <= hi:
+                raise ValueError(f"clusters[{c.name}].dr.node.port {d.node.port} is inside scratch.port_range "
+                                 f"[{lo}, {hi}]: a restore test could take it; move one of them")
         from drdrill.core.hosts import is_this_machine
 
         for c in self.clusters_for("dr_monthly_restore_test"):

@@ -92,11 +92,11 @@ def port_free(host: str, port: int) -> bool:
 
 
 def production_paths(estate: Estate) -> list[Path]:
-    return [n.data_dir.resolve() for c in estate.clusters for n in c.nodes if n.data_dir]
+    return [n.data_dir.resolve() for c in estate.clusters for n in c.members if n.data_dir]
 
 
 def production_ports(estate: Estate) -> set[int]:
-    return {n.port for c in estate.clusters for n in c.nodes}
+    return {n.port for c in estate.clusters for n in c.members}
 
 
 def refuse_production(estate: Estate, scratch_dir: Path, port: int | None) -> None:

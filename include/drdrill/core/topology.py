@@ -49,7 +49,7 @@ def apply(estate: Any) -> Any:
     for c in estate.clusters:
         rec = state.get(c.name)
         if rec and rec.get("primary") and rec["primary"] != c.primary.name:
-            if rec["primary"] not in {n.name for n in c.nodes}:
+            if rec["primary"] not in {n.name for n in c.members}:
                 raise EstateError(f"topology state says {rec['primary']!r} is primary of cluster {c.name!r}, "
                                   f"but the estate {estate.source} has no such node; update the estate or "
                                   f"remove {_path(estate.state_store)}")
@@ -60,7 +60,7 @@ def apply(estate: Any) -> Any:
 
 def record(estate: Any, cluster: str, primary: str, *, run_id: str, drill: str, reason: str) -> dict[str, Any]:
     """Record ``primary`` as the cluster's primary (read-modify-write; failover runs are serialised)."""
-    known = {n.name for n in estate.cluster(cluster).nodes}
+    known = {n.name for n in estate.cluster(cluster).members}
     if primary not in known:
         raise EstateError(f"cannot record {primary!r} as primary of {cluster!r}: its nodes are {sorted(known)}")
     store = estate.state_store

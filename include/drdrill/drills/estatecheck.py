@@ -290,7 +290,7 @@ def check_dns(cluster: Cluster) -> list[CheckResult]:
     if state.value is None:
         return [_fail("dns", target, f"zone {dns.zone} ({zone_id}) has no {dns.type} record {dns.record}",
                       "create the service record (the runbook switches an existing record, it never creates one)")]
-    owner = route53.node_for_value(cluster.nodes, dns, state.value)
+    owner = route53.node_for_value(cluster.members, dns, state.value)
     if owner is None:
         return [_fail("dns", target, f"{dns.record} points at {state.value}, which is none of the cluster's nodes",
                       "set the nodes' dns_name to what the record holds for each of them")]

@@ -93,7 +93,10 @@ class PgBackRestHook(BaseHook):
             pg1["path"] = p.data_dir
         if p.socket_dir:
             pg1["socket_path"] = p.socket_dir
-        return cls(stanza=cluster.pgbackrest.stanza, config=cluster.pgbackrest.config,
+        # The DR node (a region failover made it primary) archives through the DR host's own config.
+        dr = cluster.dr
+        config = dr.pgbackrest_config if dr is not None and p.name == dr.node.name else cluster.pgbackrest.config
+        return cls(stanza=cluster.pgbackrest.stanza, config=config,
                    process_max=cluster.pgbackrest.process_max, pg1=pg1,
                    runner=runner or runner_for(cluster.backup_runner))
 

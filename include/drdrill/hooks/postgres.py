@@ -215,7 +215,7 @@ class PostgresNodeHook(PostgresHook):
 # ------------------------------------------------------------------------- estate-level helpers
 def conn_id_for(cluster: Cluster, host: str, port: int) -> str | None:
     """The Airflow connection for the server at host:port: its node's ``conn_id``, else the cluster's."""
-    for n in cluster.nodes:
+    for n in cluster.members:
         if n.host == host and int(n.port) == int(port) and n.conn_id:
             return n.conn_id
     return cluster.postgres.conn_id

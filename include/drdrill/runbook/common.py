@@ -68,7 +68,9 @@ CRITICAL_PATH = ["failover.promote", "failover.wait_writable", "dns_switch.switc
 
 def critical_path_steps(drill: bool) -> list[str]:
     """The journal steps of `CRITICAL`, in order: the fault first in a drill."""
-    return ["failover.inject_fault", *CRITICAL_PATH] if drill else list(CRITICAL_PATH)
+    # restore and replay: the region scope's (the DR node from the DR repo); skipped in the node scope
+    return ["failover.inject_fault", "failover.restore", "failover.replay", *CRITICAL_PATH] if drill \
+        else list(CRITICAL_PATH)
 
 
 def fault() -> dict[str, Any] | None:

@@ -61,7 +61,9 @@ def add_failback(upstream: list[Any], ids: list[str]) -> Any:
             p = plan()
             if p.dry_run:  # nothing failed over, so the swapped roles would not hold
                 return {"dry_run": True, "would": f"check {p.primary} as standby of {p.standby}"}
-            back = failover.Plan.from_dict({**p.to_dict(), "primary": p.standby, "standby": p.primary})
+            # the way back is a planned switchover to a streaming standby, whatever the scope
+            back = failover.Plan.from_dict({**p.to_dict(), "primary": p.standby, "standby": p.primary,
+                                            "scope": "node"})
             return failover.recheck(back)
 
         @task(retries=0, pool=act_pool(True))
@@ -89,7 +91,12 @@ def add_failback(upstream: list[Any], ids: list[str]) -> Any:
             from drdrill.drills import failover
 
             p = plan()
-            out = failover.new_standby(p, p.standby, p.primary)
+            if p.scope == "region":  # the lost region's other nodes, the DR node back to its mode, backups
+                from drdrill.drills.failover import region
+
+                out = region.finish_failback(p)
+            else:
+                out = failover.new_standby(p, p.standby, p.primary)
             out["archiving"] = failover.archiving(p)
             out["topology"] = failover.topology_state(p, "resolved")
             return out

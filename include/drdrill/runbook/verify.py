@@ -69,8 +69,11 @@ def add_verify(switched: Any, canary_started: Any, ids: list[str], parts: dict[s
         st = steps([CRITICAL], parts)
         if st.get("promote", "not run") == "not run" or (drill and st.get("inject_fault", "not run") == "not run"):
             raise AirflowSkipException("the failover did not start: nothing to measure")
+        from drdrill.core.journal import gather_steps
+
         ti = get_current_context()["ti"]
-        return failover.measure(plan(), fault() if drill else None, ti.xcom_pull(task_ids="verify.checks"))
+        return failover.measure(plan(), fault() if drill else None, ti.xcom_pull(task_ids="verify.checks"),
+                                ti.xcom_pull(task_ids=CRITICAL), gather_steps(ti, [CRITICAL], parts))
 
     measured = measure()
     canary_stopped >> measured

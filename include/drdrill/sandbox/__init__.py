@@ -123,6 +123,8 @@ class Sandbox:
         self.postgres.psql(primary, "INSERT INTO app.audit_log(event) VALUES ('after full backup')",
                            self.cluster.postgres.database)
         self.backrest.diff_backups(br)
+        if self.cluster.dr is not None and self.cluster.dr.mode == "warm":
+            self.dr_standby()
         self.services.wait()
         if self.haproxy.backends:
             self.haproxy.start()  # the front door, once every replica behind it answers
@@ -147,7 +149,7 @@ class Sandbox:
                              f"in {self.estate.source}")
 
     def _ports(self) -> list[int]:
-        return [n.port for n in self.cluster.nodes] + [self.spec.s3_port, self.spec.ssh_port] + [
+        return [n.port for n in self.cluster.members] + [self.spec.s3_port, self.spec.ssh_port] + [
             p for _n, _u, p in self.replicas()] + self.haproxy.ports()
 
     def down(self) -> None:
@@ -245,6 +247,13 @@ class Sandbox:
             assert self.estate.source is not None
             env.update(ssh_estate(self.estate.source, estate_file, [n.name for n in self.cluster.nodes], self.sshd))
         return env
+
+    def dr_standby(self) -> dict:
+        """The warm DR node: a standby of the DR repo alone, built the way the drill's failback rebuilds it."""
+        from drdrill.drills.failover.region import DrSite
+
+        self.layout.create()
+        return DrSite(self.cluster).build_warm()
 
     def replicas(self) -> list[tuple[str, str, int]]:
         """(name, base URL, port) of each demo service replica: service-1, service-2, ..."""

@@ -141,7 +141,7 @@ class Moto:
         target = primary.dns_name if dns.type == "CNAME" else primary.host
         changes = [{"Action": "UPSERT", "ResourceRecordSet": {
             "Name": dns.record, "Type": dns.type, "TTL": dns.ttl, "ResourceRecords": [{"Value": target}]}}]
-        for node in self.cluster.nodes:  # cosmetic: nothing resolves these in the sandbox
+        for node in self.cluster.members:  # cosmetic: nothing resolves these in the sandbox
             if node.dns_name:
                 changes.append({"Action": "UPSERT", "ResourceRecordSet": {
                     "Name": node.dns_name, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": node.host}]}})

@@ -30,32 +30,48 @@ class PgBackRestRepos:
         self.s3_port = s3_port
 
     def write_conf(self) -> None:
+        cfg = self.cluster.pgbackrest.config
+        assert cfg is not None
+        write_as_postgres(cfg, self.conf_text(), 0o640)
+        dr = self.cluster.dr
+        if dr is not None:  # the DR region's own config: its repo only, pg1 = the DR node
+            write_as_postgres(dr.pgbackrest_config, self.conf_text(repos=[self.cluster.dr_repo], dr=True), 0o640)
+
+    def conf_text(self, repos: list[int | None] | None = None, *, dr: bool = False) -> str:
+        """pgbackrest.conf: every repo, or only ``repos`` (the DR site's, which must not know repo1)."""
         L = self.layout
-        primary = self.cluster.primary
-        conf = "\n".join([
+        primary = self.cluster.dr_node if dr else self.cluster.primary
+        assert primary is not None
+        keep = set(repos) if repos else {1, 2}
+        lines = [
             "# Written by drdrill's sandbox. Holds secrets: mode 0640, owner postgres, never in git.",
             "[global]",
-            f"repo1-path={L.backrest / 'repo1'}",
-            "repo1-retention-full=2",
-            "repo2-type=s3",
-            f"repo2-s3-bucket={BUCKET}",
-            "repo2-s3-endpoint=localhost",
-            f"repo2-storage-port={self.s3_port}",
-            f"repo2-s3-region={REGION}",
-            "repo2-s3-uri-style=path",
-            f"repo2-storage-ca-file={L.ca}",
-            f"repo2-s3-key={L.secret('s3-key')}",
-            f"repo2-s3-key-secret={L.secret('s3-key-secret')}",
-            "repo2-path=/pgbackrest",
-            "repo2-retention-full=2",
-            "repo2-cipher-type=aes-256-cbc",
-            f"repo2-cipher-pass={L.secret('repo2-cipher-pass')}",
+            *([f"repo1-path={L.backrest / 'repo1'}", "repo1-retention-full=2"] if 1 in keep else []),
+        ]
+        if 2 in keep:
+            lines += [
+                "repo2-type=s3",
+                f"repo2-s3-bucket={BUCKET}",
+                "repo2-s3-endpoint=localhost",
+                f"repo2-storage-port={self.s3_port}",
+                f"repo2-s3-region={REGION}",
+                "repo2-s3-uri-style=path",
+                f"repo2-storage-ca-file={L.ca}",
+                f"repo2-s3-key={L.secret('s3-key')}",
+                f"repo2-s3-key-secret={L.secret('s3-key-secret')}",
+                "repo2-path=/pgbackrest",
+                "repo2-retention-full=2",
+                "repo2-cipher-type=aes-256-cbc",
+                f"repo2-cipher-pass={L.secret('repo2-cipher-pass')}",
+            ]
+        lines += [
             "compress-type=lz4",
             f"process-max={self.cluster.pgbackrest.process_max}",
             "start-fast=y",
-            f"log-path={L.backrest / 'log'}",
-            f"lock-path={L.backrest / 'lock'}",
-            f"spool-path={L.backrest / 'spool'}",
+            # the DR site is another host: its own log, lock and spool directories
+            f"log-path={L.backrest / ('dr-log' if dr else 'log')}",
+            f"lock-path={L.backrest / ('dr-lock' if dr else 'lock')}",
+            f"spool-path={L.backrest / ('dr-spool' if dr else 'spool')}",
             "log-level-file=info",
             "io-timeout=20",
             "",
@@ -66,10 +82,8 @@ class PgBackRestRepos:
             # pgBackRest connects over the local socket as the superuser (peer), not as the drills' role
             f"pg1-user={PG_USER}",
             "",
-        ])
-        cfg = self.cluster.pgbackrest.config
-        assert cfg is not None
-        write_as_postgres(cfg, conf, 0o640)
+        ]
+        return "\n".join(lines)
 
     def hook(self, runner: LocalRunner) -> PgBackRestHook:
         return PgBackRestHook.for_cluster(self.cluster, runner)

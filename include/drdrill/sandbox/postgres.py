@@ -228,7 +228,7 @@ class PostgresNodes:
         from drdrill.core import pgctl
 
         left = []
-        for node in reversed(self.cluster.nodes):
+        for node in reversed(self.cluster.members):  # the DR node first: it exists when warm or mid-drill
             if node.data_dir and postmaster_pid(node.data_dir):
                 try:
                     pgctl.stop(self.pg, self.cluster.postgres.bin_dir, node.data_dir, mode="fast", timeout=timeout,
@@ -240,17 +240,24 @@ class PostgresNodes:
 
     # ---------------------------------------------------------------- health
     def problems(self) -> list[str]:
-        out = [f"{node.name} not running" for node in self.cluster.nodes
+        out = [f"{node.name} not running" for node in self.expected()
                if not (node.data_dir and postmaster_pid(node.data_dir))]
         secret = self.layout.secrets / f"pg-{self.drill_role}-password"
         if not secret.exists() or not self.replication_passfile.exists():
             out.append(f"no password for role {self.drill_role} (built before password authentication)")
         return out
 
+    def expected(self) -> list[Node]:
+        """The nodes that run while the sandbox is up: the DR node only in warm mode."""
+        dr = self.cluster.dr
+        return self.cluster.members if dr and dr.mode == "warm" else list(self.cluster.nodes)
+
     def status(self) -> list[dict]:
-        """One row per node; its state asks the server itself whether it is in recovery."""
+        """One row per node (the DR node when warm or present); its state asks the server itself."""
         rows = []
-        for node in self.cluster.nodes:
+        for node in self.cluster.members:
+            if node not in self.expected() and not (node.data_dir and node.data_dir.exists()):
+                continue
             pid = postmaster_pid(node.data_dir) if node.data_dir else None
             state = "down"
             if pid:

@@ -153,7 +153,7 @@ class DemoService:
                     "--route53-endpoint", self.endpoint, "--ca", str(L.ca),
                     "--zone", dns.zone, "--record", dns.record, "--database", db.database, "--user", db.user,
                     "--passfile", str(self.passfile), "--pidfile", str(L.pidfile(name))]
-            for node in self.cluster.nodes:
+            for node in self.cluster.members:  # the DR node too: a region failover points the record at it
                 if node.dns_name:
                     argv += ["--node", f"{node.dns_name}={node.host}:{node.port}"]
             # autorestart: a replica killed with SIGKILL (the pod-kill drill) is started again at once;

@@ -88,6 +88,8 @@ def safeguards(plan: Plan, figures: dict[str, Any], *, stage: str, cluster: Clus
 
 
 def assess(plan: Plan) -> dict[str, Any]:
+    if plan.scope == "region":
+        return _assess_region(plan)
     figures = probe(plan)
     results = safeguards(plan, figures, stage="assess")
     s = figures["standby"]
@@ -109,8 +111,29 @@ def _impact(figures: dict[str, Any]) -> str:
             f"{svc.get('error_rate')}")
 
 
+def _assess_region(plan: Plan) -> dict[str, Any]:
+    from drdrill.drills.failover import region
+
+    figures = region.figures(plan)
+    results = region.safeguards(plan, figures, stage="assess")
+    lag, repo, node = figures["dr_repo_lag"], figures["dr_repo"], figures["dr_node"]
+    msg = announce(plan, "assess", impact=_impact(figures))
+    summary = (f"Region {figures['primary_region']} (primary {plan.primary}) -> DR region {figures['dr_region']} "
+               f"({figures['mode']}: {plan.standby}). repo{repo['repo']}: newest full backup "
+               f"{(repo.get('full_backup') or {}).get('label')}, newest WAL {repo.get('newest_wal')}; behind the "
+               f"primary by {lag.get('segments')} segment(s) / {lag.get('bytes')} B for {lag.get('seconds')} s. "
+               f"{plan.standby}: port {'open' if node['port_open'] else 'free'}, data directory {node['dir']}.")
+    return {"figures": figures, "results": [r.to_dict() for r in results], "summary": summary, "comms": msg}
+
+
 def recheck(plan: Plan) -> dict[str, Any]:
     """The safeguards again, right before acting (the picture may have changed since Assess)."""
+    if plan.scope == "region":
+        from drdrill.drills.failover import region
+
+        figures = region.figures(plan)
+        return {"figures": figures, "results": [r.to_dict() for r in region.safeguards(
+            plan, figures, stage="right before acting")]}
     figures = probe(plan)
     results = safeguards(plan, figures, stage="right before acting")
     return {"figures": figures, "results": [r.to_dict() for r in results]}

@@ -73,16 +73,32 @@ def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = N
         r53 = dns.client(f.dns)
         _ = r53.conn  # built before the fault: the switch itself is what is timed
     out: dict[str, Any] = {}
+    region = None
+    if plan.scope == "region":
+        from drdrill.drills.failover import region
     if plan.drill:
         from drdrill.drills.failover import locking
 
         with steps.step("inject_fault") as rec:
             rec["guard"] = locking.guard(plan, locked, "the fault injection")
-            out["fault"] = inject_fault(plan, before or {})
+            out["fault"] = (region.inject_fault if region else inject_fault)(plan, before or {})
         steps.publish("fault_at", out["fault"]["fault_at"])
+        # region: the DR node comes back from the DR repo (cold: restored; warm: already replaying it)
+        with steps.step("restore") as rec:
+            if region:
+                out["restore"] = region.restore(plan, out["fault"].get("timeline"))
+            else:
+                rec.update(status="skipped", note="scope node: the standby streams, nothing to restore")
+        with steps.step("replay") as rec:
+            if region:
+                out["replay"] = region.replay(plan)
+            else:
+                rec.update(status="skipped", note="scope node: the standby streams")
     with steps.step("promote") as rec:
         _record_kill_switch(plan, rec, "the promotion")
         out["promote"] = _promote_only(plan, cluster, node)
+        if region:
+            region.mark_promoted(plan)
     with steps.step("wait_writable"):
         out["writable"] = _wait_writable(plan, cluster, node)
     with steps.step("switch") as rec:

@@ -118,7 +118,8 @@ class NodeOps:
         """
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        current = _setting(saved.get("postgresql.auto.conf", ""), "primary_conninfo") or self._source_conninfo(source)
+        current = (_setting(saved.get("postgresql.auto.conf", ""), "primary_conninfo") or self._source_conninfo(source)
+                   or self._peer_conninfo(source, app_name))
         opts: dict[str, Any] = conninfo_to_dict(current) if current else {}
         if not opts:
             log.warning("neither %s nor %s has a primary_conninfo: %s streams as %s with libpq's defaults (its "
@@ -128,6 +129,21 @@ class NodeOps:
         for k in ("host", "hostaddr", "port", "application_name", "dbname", "replication"):
             opts.pop(k, None)
         return make_conninfo(**opts, host=source.host, port=source.port, application_name=app_name)
+
+    def _peer_conninfo(self, source: Node, app_name: str) -> str:
+        """Another node's primary_conninfo from its postgresql.auto.conf (a region failover's DR node, restored
+        from the archive, streams from nobody: the lost region's standby knows the replication login)."""
+        for n in self.cluster.nodes:
+            if n.name in (source.name, app_name) or not n.data_dir:
+                continue
+            try:
+                text = self.runner(n).read_text(n.data_dir / "postgresql.auto.conf") or ""
+            except Exception:  # noqa: BLE001 - the next node may do
+                continue
+            if value := _setting(text, "primary_conninfo"):
+                log.info("%s streams with the replication login %s uses", app_name, n.name)
+                return value
+        return ""
 
     def _source_conninfo(self, source: Node) -> str:
         try:

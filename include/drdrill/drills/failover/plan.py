@@ -26,6 +26,7 @@ log = logging.getLogger("drdrill.drills.failover")
 DRILL = "dr_quarterly_failover_drill"
 INCIDENT = "dr_postgres_primary_failover"
 FAULTS = ("kill", "stop")
+SCOPES = ("node", "region")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Plan:
     primary_addr: dict[str, Any]  # for the deferrable health-check sensor
     conn_id: str | None
     approval_reason: str = ""  # why approval_required is what it is (drdrill.core.schedules)
+    scope: str = "node"  # node: the standby in the same region; region: the DR node from the DR repo
 
     @property
     def drill(self) -> bool:
@@ -99,14 +101,39 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
     if cluster.failover is None:
         raise PreflightError(f"cluster {cluster.name!r} has no 'failover:' section in {estate.source}; the runbook "
                              f"needs at least the DNS record and thresholds (see include/estate/README.md)")
+    healed = None
+    if dag_id == DRILL and cluster.dr is not None:
+        # What a killed region drill left (its record in the state store): the primary region started again
+        # (before its recovery was promoted) or the failback completed (after), before anything else.
+        from drdrill.drills.failover import region
+
+        healed = region.heal(estate, cluster, run_id, (lambda rid: is_active({"run_id": rid, "dag_id": dag_id}))
+                             if is_active else None)
+        if healed:
+            estate = load_estate()
+            cluster = estate.cluster(cluster.name)
     fault = params.get("fault") if dag_id == DRILL else None
     if dag_id == DRILL and fault not in FAULTS:
         raise PreflightError(f"fault must be one of {list(FAULTS)} (stop: pg_ctl stop -m immediate; kill: kill -9 "
                              f"of the postmaster), got {fault!r}")
-    if not cluster.standbys:
+    scope = params.get("scope") or ("region" if dag_id == DRILL and cluster.dr else "node")
+    if scope not in SCOPES:
+        raise PreflightError(f"scope must be one of {list(SCOPES)} (node: the standby in the same region; region: "
+                             f"the whole primary region lost, recovery on the DR node), got {scope!r}")
+    if scope == "region" and dag_id != DRILL:
+        raise PreflightError(f"scope 'region' is the drill's ({DRILL}); an incident runbook fails over to a standby")
+    if scope == "region" and cluster.dr is None:
+        raise PreflightError(f"scope 'region' needs the cluster's DR region: cluster {cluster.name!r} has no dr: "
+                             f"section in {estate.source} (include/estate/README.md, 'dr'); or run scope 'node'")
+    if not cluster.standbys and scope == "node":
         raise PreflightError(f"cluster {cluster.name!r} has no standby: there is nothing to fail over to")
     wanted = params.get("standby") or None
-    if wanted:
+    if scope == "region":
+        if wanted and wanted != cluster.dr.node.name:
+            raise PreflightError(f"scope 'region' recovers on the DR node {cluster.dr.node.name}; the 'standby' param "
+                                 f"({wanted}) is for scope 'node'")
+        standby = cluster.dr_node
+    elif wanted:
         node = cluster.node(str(wanted))
         if node.role != "standby":
             raise PreflightError(f"{node.name} is the current primary of {cluster.name}, not a standby; "
@@ -117,6 +144,9 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
     else:
         raise PreflightError(f"cluster {cluster.name!r} has several standbys "
                              f"{[n.name for n in cluster.standbys]}: choose one with the 'standby' param")
+    if scope == "region" and cluster.primary.name == standby.name:
+        raise PreflightError(f"the DR node {standby.name} is the primary of {cluster.name} (a region failover was "
+                             f"not failed back): fail back to the primary region first")
     for n in (cluster.primary, standby):
         if not n.data_dir:
             raise PreflightError(f"node {n.name} has no data_dir in the estate: it is needed to stop, start and "
@@ -144,12 +174,14 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
     plan = Plan(dag_id=dag_id, run_id=run_id, cluster=cluster.name, primary=cluster.primary.name,
                 standby=standby.name, fault=fault, failback=bool(params.get("failback", dag_id == DRILL)),
                 dry_run=bool(params.get("dry_run", False)), workdir=str(workdir), started_at=time.time(),
-                approval_required=needed, approval_reason=why,
+                approval_required=needed, approval_reason=why, scope=scope,
                 skip_health_wait=bool(params.get("skip_health_wait", False)),
                 health_check_failed_seconds=cluster.failover.health_check_failed_minutes * 60,
                 health_check_interval_seconds=cluster.failover.health_check_interval_seconds,
                 primary_addr={"host": cluster.primary.host, "port": cluster.primary.port},
                 conn_id=pg.conn_id_for(cluster, cluster.primary.host, cluster.primary.port))
-    log.info("preflight ok: %s, primary %s -> standby %s%s%s; %s", cluster.name, plan.primary, plan.standby,
+    if healed:
+        log.warning("healed what run %s left: %s", healed.get("run_id"), healed)
+    log.info("preflight ok: %s (scope %s), primary %s -> %s%s%s; %s", cluster.name, scope, plan.primary, plan.standby,
              f", fault {fault}" if fault else "", " [DRY RUN]" if plan.dry_run else "", why)
-    return plan.to_dict()
+    return {**plan.to_dict(), **({"healed": healed} if healed else {})}

@@ -103,7 +103,7 @@ def dns_state(cluster: Cluster) -> dict[str, Any]:
         raise
     except Exception as e:  # noqa: BLE001 - reported as a failed safeguard
         return {"configured": True, "error": f"{type(e).__name__}: {e}"}
-    node = dns.node_for_value(cluster.nodes, f.dns, st.value)
+    node = dns.node_for_value(cluster.members, f.dns, st.value)
     return {"configured": True, "record": f.dns.record, "value": st.value, "points_at": node.name if node else None,
             "ttl": st.ttl}
 
@@ -116,7 +116,7 @@ def resolve_endpoint(cluster: Cluster) -> Node:
     from drdrill.hooks import route53 as dns
 
     st = dns.current(f.dns)
-    node = dns.node_for_value(cluster.nodes, f.dns, st.value)
+    node = dns.node_for_value(cluster.members, f.dns, st.value)
     if node is None:
         raise DrillError(f"{f.dns.record} points at {st.value!r}, which is no node of {cluster.name}")
     return node

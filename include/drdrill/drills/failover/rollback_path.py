@@ -22,6 +22,11 @@ def rollback(plan: Plan, steps: dict[str, str], reason: str) -> dict[str, Any]:
     from drdrill.core import topology
 
     promoted = steps.get("promote") == "success"
+    if plan.scope == "region" and steps.get("inject_fault") == "success":
+        # the primary region was stopped by the drill: it comes back, the DR node is fenced
+        from drdrill.drills.failover import region
+
+        return {"rolled_back": True, **region.abort(plan, reason)} if not plan.dry_run else {"dry_run": True}
     if not promoted:
         log.info("the standby was never promoted: nothing to roll back")
         return {"rolled_back": False, "reason": "nothing was changed"}

@@ -101,6 +101,7 @@ def cleanup(plan: Plan) -> dict[str, Any]:
 
     estate = load_estate()
     cluster = _cluster(plan, estate)
+    region_out = _region_cleanup(plan, estate) if plan.scope == "region" and not plan.dry_run else None
     d = Path(plan.workdir)
     here = d.exists()  # on the worker that started the writer; elsewhere the next run's preflight there does it
     if here:
@@ -112,6 +113,22 @@ def cleanup(plan: Plan) -> dict[str, Any]:
         log.warning("the canary writer of this run (pid %s on %s) has not confirmed it stopped: its state %s is "
                     "kept with a stop request; the next run's preflight removes it once it has stopped",
                     w.get("pid"), w.get("host"), shared.dir)
-        return {"removed": str(d) if here else None, "canary_state_kept": str(shared.dir)}
+        return {"removed": str(d) if here else None, "canary_state_kept": str(shared.dir), "region": region_out}
     shared.remove()
-    return {"removed": str(d) if here else None, "canary_state_removed": str(shared.dir)}
+    return {"removed": str(d) if here else None, "canary_state_removed": str(shared.dir), "region": region_out}
+
+
+def _region_cleanup(plan: Plan, estate: Any) -> dict[str, Any] | None:
+    """A region drill that stopped the primary region and failed before its DR node was promoted: the primary
+    region comes back now. Promoted and not failed back: the cluster stays on the DR node (one writable primary;
+    the lost region's nodes are down or its standbys), and the next run fails back first."""
+    from drdrill.drills.failover import region
+
+    rec = region.read_record(estate, plan.cluster)
+    if not rec or rec.get("run_id") != plan.run_id:
+        return None
+    if rec.get("phase") == "fault":
+        return {"aborted": region.abort(plan, "the run failed before the DR node was promoted")}
+    log.warning("%s runs on the DR node %s (promoted by this run, not failed back): the next run of %s fails back "
+                "to %s first", plan.cluster, plan.standby, plan.dag_id, plan.primary)
+    return {"left_on": plan.standby, "phase": rec.get("phase")}
