@@ -347,7 +347,7 @@ def drill_figures(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_drill(cluster: str, estate: Any, env: dict[str, str], logdir: Path, n: int) -> dict[str, Any]:
-    run = common.run_drill(DRILL, {"cluster": cluster, "fault": "kill"}, estate, env,
+    run = common.run_drill(DRILL, {"cluster": cluster, "fault": "kill", "scope": "node"}, estate, env,
                            logdir / f"{n}-failover-drill.log")
     out = {**run.figures(), **drill_figures(run.doc)}
     steps = run.timed_steps()
@@ -402,7 +402,7 @@ def run_scheduled(af: Any, cluster: str, estate: Any, logdir: Path) -> dict[str,
     loc, conn = estate.journal.location, estate.journal.conn_id
     before = journal.listed(loc, conn, DRILL)
     launched = time.time()
-    run_id = af.trigger(DRILL, {"cluster": cluster, "fault": "kill"})
+    run_id = af.trigger(DRILL, {"cluster": cluster, "fault": "kill", "scope": "node"})
     state = af.wait_run(DRILL, run_id, SCHEDULED_RUN_TIMEOUT)
     wall = time.time() - launched
     new = sorted(journal.listed(loc, conn, DRILL) - before)

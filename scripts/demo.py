@@ -23,7 +23,10 @@ RUNS = [
     ("dr_daily_verification", {}, "every repo, WAL archiving, replication"),
     ("dr_monthly_restore_test", {"recovery_point": "latest", "repo": 1}, "latest from repo1 (posix)"),
     ("dr_monthly_restore_test", {"recovery_point": "pitr", "repo": 2}, "point in time from repo2 (S3, encrypted)"),
-    ("dr_quarterly_failover_drill", {"fault": "kill"}, "kill -9 of the primary, failover, failback"),
+    ("dr_quarterly_failover_drill", {"fault": "kill", "scope": "node"},
+     "kill -9 of the primary, failover to the standby in the same region, failback"),
+    ("dr_quarterly_failover_drill", {"fault": "kill", "scope": "region"},
+     "region a lost (pg1 + pg2 killed), pg3 restored in region b from repo2 alone (cold), failback"),
     ("dr_weekly_pod_kill", {"service": "web"}, "SIGKILL of one random replica of the demo service, behind HAProxy"),
     ("dr_weekly_pod_kill", {"service": "db-standby"}, "SIGKILL of the standby pg2's postmaster (the instance case)"),
     ("dr_monthly_az_failure", {"duration_seconds": 10}, "one zone's replicas stopped for 10 s (PT5M in production)"),
@@ -120,8 +123,18 @@ def show_failover(doc: dict, m: dict) -> None:
     rpo = (f"{m['lost_writes']} acknowledged write(s) lost, window {m['rpo_seconds']:.2f} s"
            if m.get("lost_writes") is not None else "not measured")
     lag = m.get("lag_bytes_before_fault")
-    print(f"    RTO {rto} (target {m['rto_target_seconds']:g} s) | RPO: {rpo} (target {m['rpo_target_seconds']:g} s) "
-          f"| lag before fault {lag if lag is not None else '-'} bytes")
+    reg = m.get("region")
+    if reg:  # the region scope: RTO per phase, RPO's window and how far repo2 was behind
+        repo_lag = reg.get("dr_repo_lag_at_fault") or {}
+        win = reg.get("lost_window") or {}
+        print(f"    RTO {rto} (target {m['rto_target_seconds']:g} s): " + " | ".join(
+            f"{k} {v:.2f}s" for k, v in (reg.get("rto_phases_seconds") or {}).items() if v is not None))
+        print(f"    RPO: {rpo} (target {m['rpo_target_seconds']:g} s), lost writes committed {win.get('from')} .. "
+              f"{win.get('to')}; repo2 was {repo_lag.get('segments', '-')} segment(s) / {repo_lag.get('bytes', '-')} B "
+              f"behind at the fault, {reg.get('wal_bytes_lost', '-')} B of WAL lost")
+    else:
+        print(f"    RTO {rto} (target {m['rto_target_seconds']:g} s) | RPO: {rpo} (target "
+              f"{m['rpo_target_seconds']:g} s) | lag before fault {lag if lag is not None else '-'} bytes")
     # A phase is shown when one of its steps ran: not a skipped rollback, nor an approval whose
     # gate only branched past the human (unattended clusters).
     ran = {st["task_id"].split(".", 1)[0] for st in doc["steps"]

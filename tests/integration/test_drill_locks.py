@@ -45,7 +45,7 @@ def assert_nothing_acted(doc, pid_pg1: int) -> None:
 def test_kill_switch_engaged_the_failover_drill_touches_nothing_and_says_how_to_release(dagbag, at_home):
     pid = postmaster("pg1")
     engage_kill_switch("INC-77: database maintenance")
-    dr = run_dag(dagbag, DRILL, {"fault": "kill"})
+    dr = run_dag(dagbag, DRILL, {"fault": "kill", "scope": "node"})
     doc = journal(at_home, DRILL, dr.run_id)
     assert dr.state == "failed"
     msg = step(doc, "failover.lock_targets")["error"]
@@ -60,7 +60,7 @@ def test_a_lease_held_by_another_run_the_failover_drill_does_not_act_and_names_t
     run_id = live_run("dr_weekly_pod_kill")
     targetlock.acquire("cluster:main", holder=Holder("dr_weekly_pod_kill", run_id, "kill.victim", "kill one pod"),
                        ttl_seconds=600)
-    dr = run_dag(dagbag, DRILL, {"fault": "kill"})
+    dr = run_dag(dagbag, DRILL, {"fault": "kill", "scope": "node"})
     doc = journal(at_home, DRILL, dr.run_id)
     assert dr.state == "failed"
     msg = step(doc, "failover.lock_targets")["error"]
@@ -98,7 +98,8 @@ class Steps:
 def drill_plan(run_id: str):
     from drdrill.drills import failover
 
-    return failover.Plan.from_dict(failover.preflight({"cluster": "main", "fault": "kill"}, run_id, DRILL))
+    params = {"cluster": "main", "fault": "kill", "scope": "node"}
+    return failover.Plan.from_dict(failover.preflight(params, run_id, DRILL))
 
 
 def test_kill_switch_set_after_the_lease_stops_the_fault_itself(at_home):

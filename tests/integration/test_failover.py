@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.helpers import as_superuser, assert_no_secret_in, failures, journal, run_dag, scratch_dirs
+from tests.integration.helpers import as_superuser, assert_no_secret_in, failures, journal, scratch_dirs
+from tests.integration.helpers import run_dag as _run_dag
 
 from drdrill.core import topology
 from drdrill.core.estate import load_estate
@@ -24,6 +25,15 @@ INCIDENT = "dr_postgres_primary_failover"
 
 
 # ------------------------------------------------------------------ helpers
+def run_dag(dagbag, dag_id: str, conf: dict | None = None):
+    """This module's drills fail over to the standby in the same region (scope node); the region scope, the
+    default for the sandbox's cluster (it has a DR region), is tests/integration/test_region_failover.py's."""
+    conf = dict(conf or {})
+    if dag_id == DRILL:
+        conf.setdefault("scope", "node")
+    return _run_dag(dagbag, dag_id, conf)
+
+
 def cluster():
     return load_estate().cluster("main")
 
@@ -401,7 +411,7 @@ def test_a_scheduled_drill_needs_no_approval_inside_the_unattended_window_and_do
     from drdrill.drills import failover
 
     estate_with(tmp_path, monkeypatch, WINDOW, ("version: 1\n", "version: 1\nschedules: {timezone: Europe/Berlin}\n"))
-    params = {"cluster": "main", "fault": "kill", "failback": True}
+    params = {"cluster": "main", "fault": "kill", "failback": True, "scope": "node"}
 
     def decide(local: str, scheduled: bool = True) -> tuple[bool, str]:
         now = pendulum.parse(local, tz="Europe/Berlin").timestamp()

@@ -126,7 +126,7 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     t0 = time.monotonic()
     af.wait_parsed(DRILL)
     unpaused_at = time.time()
-    run_id = af.trigger(DRILL, {"fault": "kill"})
+    run_id = af.trigger(DRILL, {"fault": "kill", "scope": "node"})
     runs = f"/api/v2/dags/{DRILL}/dagRuns/{run_id}"
     state = af.wait_run(DRILL, run_id, RUN_TIMEOUT)
     seconds = time.monotonic() - t0

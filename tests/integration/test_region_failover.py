@@ -8,14 +8,23 @@ its record; dag.test() runs the DAG.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from tests.integration.helpers import failures, journal, run_dag, step
+from tests.integration.helpers import as_superuser, failures, journal, run_dag, step
 from tests.integration.test_failover import assert_home, cluster, estate_with, in_recovery, postmaster
 
+from drdrill.core.errors import PreflightError
 from drdrill.core.estate import load_estate
+from drdrill.core.polling import wait_until
+from drdrill.drills import failover
 from drdrill.drills.failover import region
 
 DRILL = "dr_quarterly_failover_drill"
@@ -114,3 +123,159 @@ def test_repo2_without_a_full_backup_fails_assess_and_nothing_is_stopped(dagbag,
     assert {n: postmaster(n) for n in ("pg1", "pg2")} == before, "a node was touched"
     assert not pg3_data().exists()
     assert time.time() - t0 < 300
+
+
+def _plan(run_id: str) -> failover.Plan:
+    return failover.Plan.from_dict(failover.preflight({"cluster": "main", "scope": "region", "fault": "kill"}, run_id,
+                                                      DRILL))
+
+
+def test_a_dr_port_or_directory_in_use_refuses_before_the_fault_naming_the_field(region_home):
+    plan = _plan("probe__dr_node")
+    node = cluster().dr_node
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((node.host, node.port))
+        s.listen(1)
+        with pytest.raises(PreflightError) as e:
+            region.safeguards(plan, region.figures(plan), stage="assess")
+    assert "dr_node_port_free" in str(e.value) and "clusters[main].dr.node.port" in str(e.value)
+    pg3_data().mkdir(parents=True)
+    try:
+        (pg3_data() / "PG_VERSION").write_text("15\n")
+        with pytest.raises(PreflightError) as e:
+            region.safeguards(plan, region.figures(plan), stage="assess")
+        assert "dr_node_dir_free" in str(e.value) and "clusters[main].dr.node.data_dir" in str(e.value)
+        assert "dr_node_port_free" not in str(e.value)
+    finally:
+        import shutil
+
+        shutil.rmtree(pg3_data())
+
+
+@pytest.fixture
+def repo2_archiving_broken(sandbox, region_home):
+    """pg1 archives through a copy of pgbackrest.conf whose repo2 path holds no stanza: every segment reaches
+    repo1, none reaches repo2 (archive-push fails on it), as when the cross-region copy breaks."""
+    from drdrill.sandbox.layout import write_as_postgres
+
+    c = cluster()
+    broken = Path(c.pgbackrest.config).with_name("pgbackrest-repo2-broken.conf")
+    write_as_postgres(broken, Path(c.pgbackrest.config).read_text().replace("repo2-path=/pgbackrest",
+                                                                            "repo2-path=/broken"), 0o640)
+    pg1 = c.node("pg1")
+    cmd = (f"pgbackrest --config={broken} --stanza=main --pg1-path={pg1.data_dir} archive-push %p")
+    as_superuser(sandbox, pg1, f"ALTER SYSTEM SET archive_command = '{cmd}'; ALTER SYSTEM SET archive_timeout = 10",
+                 "postgres")
+    as_superuser(sandbox, pg1, "SELECT pg_reload_conf()", "postgres")
+    try:
+        yield broken
+    finally:
+        as_superuser(sandbox, pg1, "ALTER SYSTEM RESET archive_command; ALTER SYSTEM RESET archive_timeout",
+                     "postgres")
+        as_superuser(sandbox, pg1, "SELECT pg_reload_conf()", "postgres")
+        broken.unlink()
+        # archiving catches up: every waiting segment reaches both repos again
+        wait_until(lambda: as_superuser(sandbox, pg1, "SELECT count(*) FROM pg_ls_archive_statusdir() "
+                                                      "WHERE name LIKE '%.ready'", "postgres") == "0",
+                   timeout=180, interval=1, what="pg1's waiting WAL segments to be archived again")
+
+
+def test_archiving_to_repo2_broken_fails_the_drill_naming_repo2s_lag_before_the_fault(
+        dagbag, sandbox, repo2_archiving_broken, tmp_path, monkeypatch):
+    pg1 = cluster().node("pg1")
+    for _ in range(2):  # complete segments that now wait for repo2
+        as_superuser(sandbox, pg1, "INSERT INTO app.audit_log(event) VALUES ('while repo2 is broken')")
+        as_superuser(sandbox, pg1, "SELECT pg_switch_wal()", "postgres")
+    estate_with(tmp_path, monkeypatch, ("rpo_minutes: 5", "rpo_minutes: 0.25"))  # 15 s
+    lag = {}
+
+    def lagging() -> bool:
+        lag.update(region.figures(_plan("probe__lag"))["dr_repo_lag"])
+        return lag.get("segments", 0) >= 2 and lag.get("seconds", 0) > 15
+
+    wait_until(lagging, timeout=120, interval=2, what="repo2 to fall more than 15 s behind")
+    before = {n: postmaster(n) for n in ("pg1", "pg2")}
+    dr = run_dag(dagbag, DRILL, {"scope": "region"})
+    doc = journal(load_estate(), DRILL, dr.run_id)
+    assert dr.state == "failed"
+    err = step(doc, "assess.probe")["error"]
+    assert "dr_repo_archive_lag" in err and "repo2 archive lag" in err and "complete segment(s)" in err, err
+    assert "archiving to repo2 is broken or slow" in err
+    assert step(doc, "failover.inject_fault")["status"] == "not run"
+    assert {n: postmaster(n) for n in ("pg1", "pg2")} == before, "a node was touched"
+    lag_check = next(r for r in doc["results"] if r["name"] == "dr_repo_archive_lag")
+    assert lag_check["status"] == "fail" and lag_check["value"] > 15
+
+
+KILLED_MID_RESTORE = textwrap.dedent("""
+    import sys
+    from drdrill.drills import failover
+    from drdrill.drills.failover import region
+
+    p = failover.Plan.from_dict(failover.preflight(
+        {"cluster": "main", "scope": "region", "fault": "kill"}, sys.argv[1], failover.DRILL))
+    fault = region.inject_fault(p, failover.recheck(p))
+    print("FAULT INJECTED", flush=True)
+    region.restore(p, fault["timeline"])
+    print("RESTORED", flush=True)
+""")
+
+
+def test_a_worker_killed_mid_restore_is_healed_by_the_next_run_which_succeeds(dagbag, region_home):
+    run_id = "killed__mid_restore"
+    # The worker: the fault, then the restore of pg3 from repo2; killed with its whole process group (pgBackRest
+    # included) once the restore has written into pg3's directory, as when a worker's pod or host dies.
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_RESTORE, run_id], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        wait_until(lambda: (pg3_data() / "base").exists() or proc.poll() is not None, timeout=120, interval=0.02,
+                   what="the restore to write into pg3's data directory")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate(timeout=30)[0].decode()
+    assert "FAULT INJECTED" in out and "RESTORED" not in out, out[-3000:]
+    rec = region.read_record(load_estate(), "main")
+    assert rec["run_id"] == run_id and rec["phase"] == "fault"
+    assert postmaster("pg1") is None and postmaster("pg2") is None and any(pg3_data().iterdir())
+
+    dr = run_dag(dagbag, DRILL, {"scope": "region", "fault": "stop"})
+    doc = journal(region_home, DRILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    healed = doc["plan"]["healed"]
+    assert healed["run_id"] == run_id and healed["phase"] == "fault"
+    assert {"pg3 stopped and removed", "started pg1", "started pg2"} <= set(healed["abort"]["actions"])
+    assert doc["measurements"]["rto_seconds"] > 0
+    assert_region_home(region_home)
+
+
+@pytest.fixture
+def warm(region_home, tmp_path, monkeypatch):
+    """The estate in warm mode: pg3 built as a standby replaying repo2 alone, as `make sandbox-up` builds it; removed
+    again at the end (the sandbox estate is cold)."""
+    from drdrill.sandbox import Sandbox
+
+    estate_with(tmp_path, monkeypatch, ("mode: cold", "mode: warm"))
+    built = Sandbox(load_estate(topology=False)).dr_standby()
+    try:
+        yield built
+    finally:
+        region.DrSite(cluster()).discard()
+
+
+def test_region_drill_warm_promotes_the_repo2_standby_in_seconds_and_rebuilds_it(dagbag, warm):
+    assert in_recovery("pg3") and warm["replay"]["replay_lsn"]
+    dr = run_dag(dagbag, DRILL, {"scope": "region", "fault": "kill"})
+    doc = journal(load_estate(), DRILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    m = doc["measurements"]
+    phases = m["region"]["rto_phases_seconds"]
+    # Nothing restored (the standby was there), so the RTO is replay + promote + DNS + first write.
+    assert step(doc, "failover.restore")["status"] == "success" and phases["restore"] < 1
+    assert m["region"]["restore"]["skipped"].startswith("warm")
+    assert {"dr_standby_ready", "dr_standby_replay_lag"} <= {r["name"] for r in doc["results"]}
+    assert 0 < m["rto_seconds"] < 10 and m["rpo_seconds"] <= m["rpo_target_seconds"]
+    # After the failback pg3 replays repo2 again (rebuilt on the new timeline), region a is home.
+    assert doc["failback"]["new_standby"]["dr_node"]["replay"]["replay_lsn"]
+    assert_home(load_estate())
+    assert in_recovery("pg3") and region.read_record(load_estate(), "main") is None

@@ -97,7 +97,7 @@ def test_restore_test_restores_and_runs_the_scratch_server_through_ssh(dagbag, s
 def test_failover_drill_kills_and_rewinds_each_node_through_its_own_connection(dagbag, sandbox, home, ssh_estate):
     assert ssh_estate.cluster("main").primary.name == "pg1"
     before = marks(sandbox)
-    dr = run_dag(dagbag, "dr_quarterly_failover_drill", {"fault": "kill"})
+    dr = run_dag(dagbag, "dr_quarterly_failover_drill", {"fault": "kill", "scope": "node"})
     doc = journal(ssh_estate, "dr_quarterly_failover_drill", dr.run_id)
     assert dr.state == "success", failures(doc)
     assert doc["status"] == "passed" and doc["failover"]["fault"]["action"] == "kill -9"

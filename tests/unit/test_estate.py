@@ -183,3 +183,4 @@ def test_the_documented_production_example_is_a_valid_estate():
     assert e.journal.location.startswith("s3://")
     assert c.pgbackrest.repo(2).max_backup_age_hours == {"full": 192}
     assert c.restore_test.row_count_tolerance == {"public.events": 100}
+    assert c.dr.region == "eu-central-1" and c.dr_repo == 2 and c.primary_region == "eu-west-1"
