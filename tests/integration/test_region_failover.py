@@ -96,7 +96,13 @@ def test_region_drill_cold_recovers_from_repo2_alone_measures_and_fails_back(dag
     fb = doc["failback"]["new_standby"]
     assert [b["repo"] for b in fb["backups"]] == [1, 2]
     assert fb["dr_node"]["removed"] == str(pg3_data())
+    # repo1 (region a) never received the DR timeline's WAL: the failback copied it there from repo2 (its history
+    # file and segments), so repo1's archive has no hole and a PITR from its older backups crosses the drill.
+    copied = fb["archive_backfill"]["copied"]["1"]
+    assert any(n.endswith(".history") for n in copied) and any(len(n) == 24 for n in copied), copied
     assert_region_home(region_home)
+    daily = run_dag(dagbag, "dr_daily_verification")
+    assert daily.state == "success", failures(journal(region_home, "dr_daily_verification", daily.run_id))
     # The drill's "healed" nothing: nothing was left by an earlier run.
     assert "healed" not in doc["plan"]
     tl = Path(doc["attachments"]["timeline.md"].removeprefix("file://")).read_text()

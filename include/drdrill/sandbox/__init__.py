@@ -101,6 +101,9 @@ class Sandbox:
         from drdrill.core import topology
 
         topology.reset(self.estate.state_store)
+        from drdrill.drills.failover.region import clear_record
+
+        clear_record(self.estate, self.cluster.name)  # a rebuilt sandbox has no region drill half done
         self.layout.create()
         self.aws.tls()
         self.aws.start()

@@ -24,6 +24,7 @@ import logging
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from drdrill.core import statestore
@@ -489,11 +490,70 @@ def replay(plan: Plan) -> dict[str, Any]:
 
 
 def mark_promoted(plan: Plan) -> None:
+    """The DR node is primary now: the record says so, with the timeline it opened (its WAL exists only in the
+    DR repo until the failback copies it to the others)."""
     if plan.dry_run:
         return
     estate = load_estate()
+    cluster = _cluster(plan, estate)
+    node = cluster.node(plan.standby)
+    tli = None
+    try:
+        with pg.connect(cluster, node.host, node.port, "postgres") as c:
+            tli = str(int(pg.query_one(c, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][:8], 16))
+    except Exception as e:  # noqa: BLE001 - the failback then copies every timeline the other repos lack
+        log.warning("could not read %s's timeline after its promotion: %s", node.name, e)
     rec = read_record(estate, plan.cluster) or {}
-    write_record(estate, plan.cluster, **{**rec, "phase": "promoted"})
+    write_record(estate, plan.cluster, **{**rec, "phase": "promoted", "dr_timeline": tli})
+
+
+def backfill_archive(cluster: Cluster, timeline: str | None) -> dict[str, Any]:
+    """Copy the WAL the DR node archived while it was primary (its timeline's segments and history file, only in
+    the DR repo) into every other repo, through the primary region's config (it knows every repo): without it, a
+    point-in-time recovery from the lost region's repo stops at the fault, and its archive has a hole the daily
+    verification reports. ``archive-get --repo=<dr>`` then ``archive-push`` (identical files in a repo are
+    skipped), on the current primary's host."""
+    import posixpath
+
+    br = PgBackRestHook.for_cluster(cluster)
+    site = DrSite(cluster)
+    runner = br.runner
+
+    def names(repo: int) -> set[str]:
+        out = set()
+        for f in br.archive_files(repo):
+            base = posixpath.basename(f)
+            if base.endswith(".history"):
+                out.add(base)
+            elif len(base) > 24 and base[24] == "-" and not base[:24].endswith(".partial"):
+                out.add(base[:24])
+        return out
+
+    have = names(site.repo)
+    if timeline:
+        tl8 = f"{int(timeline):08X}"
+        have = {n for n in have if n.startswith(tl8)}
+    copied: dict[int, list[str]] = {}
+    tmp = Path(f"/tmp/drdrill-wal-backfill-{int(time.time() * 1000)}")
+    runner.mkdir(tmp, 0o700, parents=True)
+    try:
+        for r in cluster.pgbackrest.repos:
+            if r.index == site.repo:
+                continue
+            missing = sorted(have - names(r.index), key=lambda n: (not n.endswith(".history"), n))
+            for name in missing:
+                # the WAL file names are the commands' parameters: after the command, not among its options
+                runner.run([*br.argv("archive-get", f"--repo={site.repo}"), name, str(tmp / name)], timeout=600)
+                runner.run([*br.argv("archive-push", *[o for o in br.primary_options() if o.startswith("--pg1-path")]),
+                            str(tmp / name)], timeout=600)  # archive-push takes pg1-path only
+                runner.run(["rm", "-f", str(tmp / name)], timeout=30)
+            copied[r.index] = missing
+            if missing:
+                log.info("repo%s: %d WAL file(s) of the DR timeline copied from repo%s", r.index, len(missing),
+                         site.repo)
+    finally:
+        runner.rmtree(tmp)
+    return {"timeline": timeline, "from_repo": site.repo, "copied": {str(k): v for k, v in copied.items()}}
 
 
 # ---------------------------------------------------------------- back to the primary region
@@ -550,6 +610,8 @@ def finish_failback(plan: Plan) -> dict[str, Any]:
         if n.name != plan.primary:
             out["standbys"].append(ops.rebuild_standby(n, primary, method=f.new_standby if f else "rewind",
                                                        timeout=f.standby_streaming_timeout_seconds if f else 600))
+    rec = read_record(estate, cluster.name) or {}
+    out["archive_backfill"] = backfill_archive(cluster.with_primary(primary.name), rec.get("dr_timeline"))
     out["dr_node"] = site.discard() if site.dr.mode == "cold" else site.build_warm()
     if site.dr.failback_backup != "none":
         br = PgBackRestHook.for_cluster(cluster.with_primary(primary.name))
