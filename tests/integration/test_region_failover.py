@@ -171,14 +171,14 @@ def repo2_archiving_broken(sandbox, region_home):
                                                                             "repo2-path=/broken"), 0o640)
     pg1 = c.node("pg1")
     cmd = (f"pgbackrest --config={broken} --stanza=main --pg1-path={pg1.data_dir} archive-push %p")
-    as_superuser(sandbox, pg1, f"ALTER SYSTEM SET archive_command = '{cmd}'; ALTER SYSTEM SET archive_timeout = 10",
-                 "postgres")
+    as_superuser(sandbox, pg1, f"ALTER SYSTEM SET archive_command = '{cmd}'", "postgres")
+    as_superuser(sandbox, pg1, "ALTER SYSTEM SET archive_timeout = 10", "postgres")
     as_superuser(sandbox, pg1, "SELECT pg_reload_conf()", "postgres")
     try:
         yield broken
     finally:
-        as_superuser(sandbox, pg1, "ALTER SYSTEM RESET archive_command; ALTER SYSTEM RESET archive_timeout",
-                     "postgres")
+        as_superuser(sandbox, pg1, "ALTER SYSTEM RESET archive_command", "postgres")
+        as_superuser(sandbox, pg1, "ALTER SYSTEM RESET archive_timeout", "postgres")
         as_superuser(sandbox, pg1, "SELECT pg_reload_conf()", "postgres")
         broken.unlink()
         # archiving catches up: every waiting segment reaches both repos again
@@ -214,6 +214,24 @@ def test_archiving_to_repo2_broken_fails_the_drill_naming_repo2s_lag_before_the_
     assert lag_check["status"] == "fail" and lag_check["value"] > 15
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first found first."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        out += kids
+        todo += kids
+    return out
+
+
 KILLED_MID_RESTORE = textwrap.dedent("""
     import sys
     from drdrill.drills import failover
@@ -238,7 +256,12 @@ def test_a_worker_killed_mid_restore_is_healed_by_the_next_run_which_succeeds(da
         wait_until(lambda: (pg3_data() / "base").exists() or proc.poll() is not None, timeout=120, interval=0.02,
                    what="the restore to write into pg3's data directory")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        # the runner starts each command in its own session: the worker's whole tree dies, pgBackRest included
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         out = proc.communicate(timeout=30)[0].decode()
     assert "FAULT INJECTED" in out and "RESTORED" not in out, out[-3000:]
     rec = region.read_record(load_estate(), "main")

@@ -230,7 +230,12 @@ class DrSite:
         if self.ops.running_pid(self.node):
             out["stopped"] = self.ops.stop(self.node, "fast", timeout=60)["action"]
         if self.runner.exists(d):
-            self.runner.rmtree(d)
+            try:
+                self.runner.rmtree(d)
+            except Exception as e:  # noqa: BLE001 - said plainly below
+                raise DrillError(f"could not remove {self.node.name}'s data directory {d} on {self.node.host} ({e}): "
+                                 f"is a process still writing into it (a pgBackRest restore of a dead run)? Stop it "
+                                 f"and run the drill again") from e
             out["removed"] = str(d)
         return out
 
