@@ -48,7 +48,7 @@ def test_the_sandbox_estate_passes_every_check_from_the_command_line(sandbox):
     lines = res.stdout.splitlines()
     assert lines[-1].startswith("all ") and lines[-1].endswith(" checks passed"), res.stdout
     for name in ("estate_file", "connection", "postgres_login", "node_role", "runner", "pgbackrest_info",
-                 "repo_reachable", "dns", "store"):
+                 "repo_reachable", "dns", "store", "dr_pgbackrest_config", "dr_pgbackrest_info"):
         assert any(line.startswith(f"PASS {name} ") for line in lines), f"{name} missing:\n{res.stdout}"
     # read-only and quiet: no command log lines, one line per check
     assert not any(" run: " in line for line in lines), res.stdout
@@ -65,6 +65,16 @@ def test_an_unreachable_host_fails_naming_the_address_and_the_fix(sandbox, tmp_p
     assert res.stdout.splitlines()[-1].startswith("1 of "), res.stdout
     # the primary is still checked and passes: one broken node does not hide the others
     assert "PASS postgres_login [main/pg1]" in res.stdout
+
+
+def test_a_dr_config_that_names_the_lost_regions_repo_fails_naming_the_fix(sandbox, tmp_path):
+    def dr_on_the_main_config(c):
+        c["dr"]["pgbackrest_config"] = c["pgbackrest"]["config"]  # names repo1 and repo2
+
+    bad = failed(check_estate(estate_file(tmp_path, dr_on_the_main_config)))
+    assert list(bad) == ["dr_pgbackrest_config [main/pg3]"], bad
+    msg = bad["dr_pgbackrest_config [main/pg3]"]
+    assert "names repo(s) [1, 2]" in msg and "must name repo2 (the DR region's) and nothing else" in msg
 
 
 def test_a_connection_that_is_not_defined_fails_with_the_command_that_creates_it(sandbox, tmp_path):

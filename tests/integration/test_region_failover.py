@@ -308,3 +308,33 @@ def test_region_drill_warm_promotes_the_repo2_standby_in_seconds_and_rebuilds_it
     assert doc["failback"]["new_standby"]["dr_node"]["replay"]["replay_lsn"]
     assert_home(load_estate())
     assert in_recovery("pg3") and region.read_record(load_estate(), "main") is None
+
+
+def test_region_dry_run_walks_the_graph_without_stopping_or_restoring_anything(dagbag, region_home):
+    before = {n: postmaster(n) for n in ("pg1", "pg2")}
+    dr = run_dag(dagbag, DRILL, {"scope": "region", "dry_run": True})
+    doc = journal(region_home, DRILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    assert doc["failover"]["fault"]["dry_run"] is True
+    assert {n: postmaster(n) for n in ("pg1", "pg2")} == before
+    assert not pg3_data().exists() and region.read_record(region_home, "main") is None
+    assert_region_home(region_home)
+
+
+def test_without_failback_the_cluster_stays_on_pg3_and_the_next_run_fails_back_first(dagbag, region_home):
+    dr = run_dag(dagbag, DRILL, {"scope": "region", "fault": "stop", "failback": False})
+    doc = journal(region_home, DRILL, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    # One writable primary, pg3, recorded; pg1 streams from it; pg2 stays down; the record says "promoted".
+    assert cluster().primary.name == "pg3" and not in_recovery("pg3") and in_recovery("pg1")
+    assert postmaster("pg2") is None
+    rec = region.read_record(load_estate(), "main")
+    assert rec["run_id"] == dr.run_id and rec["phase"] == "promoted" and rec["dr_timeline"]
+
+    nxt = run_dag(dagbag, DRILL, {"scope": "region", "fault": "kill"})
+    doc = journal(region_home, DRILL, nxt.run_id)
+    assert nxt.state == "success", failures(doc)
+    healed = doc["plan"]["healed"]
+    assert healed["run_id"] == dr.run_id and healed["phase"] == "promoted"
+    assert healed["switchover"]["node"] == "pg1" and healed["failback"]["archive_backfill"]["copied"]["1"]
+    assert_region_home(region_home)

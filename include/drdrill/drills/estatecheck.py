@@ -269,6 +269,52 @@ def check_backups(cluster: Cluster, *, deep: bool = True) -> list[CheckResult]:
     return out
 
 
+def check_dr(cluster: Cluster, *, deep: bool = True) -> list[CheckResult]:
+    """The DR region (clusters[].dr): the DR node's runner reaches its host, its pgbackrest.conf names only the
+    DR repo (checked where it is on this worker) and (``deep``) reads the stanza there."""
+    from drdrill.core.runner import LocalRunner
+    from drdrill.drills.failover.region import DrSite
+
+    site = DrSite(cluster)
+    target = f"{cluster.name}/{site.node.name}"
+    out = check_node_runner(cluster, site.node)
+    if any(r.failed for r in out):
+        return [replace(r, message=r.message.replace(f"clusters[{cluster.name}].nodes[{site.node.name}].runner",
+                                                     f"clusters[{cluster.name}].dr.node.runner")) for r in out]
+    br = site.hook()
+    if isinstance(br.runner, LocalRunner):
+        try:
+            named = br.configured_repos()
+        except OSError as e:
+            return [*out, _fail("dr_pgbackrest_config", target, f"cannot read {site.dr.pgbackrest_config}: {e}",
+                                f"write the DR host's pgbackrest.conf there (clusters[{cluster.name}].dr."
+                                f"pgbackrest_config), naming repo{site.repo} only")]
+        others = [r for r in named if r != site.repo]
+        if others or site.repo not in named:
+            return [*out, _fail("dr_pgbackrest_config", target, f"{site.dr.pgbackrest_config} names repo(s) {named}",
+                                f"the DR host's config must name repo{site.repo} (the DR region's) and nothing "
+                                f"else: the recovery must not depend on the lost region")]
+        out.append(_pass("dr_pgbackrest_config", target, f"{site.dr.pgbackrest_config} names repo{site.repo} only"))
+    if deep:
+        try:
+            found = [st for st in br.info(repo=site.repo, timeout=cluster.pgbackrest.command_timeout_seconds)
+                     if st.name == cluster.pgbackrest.stanza]
+        except DrillError as e:
+            return [*out, _fail("dr_pgbackrest_info", target, f"`pgbackrest info --repo={site.repo}` with "
+                                f"{site.dr.pgbackrest_config} failed: {str(e).strip()[-400:]}",
+                                f"run it by hand on {site.node.host} as the runner's user")]
+        st = found[0] if found else None
+        if st is not None and st.status_code in (0, 2):  # 2: no valid backup (Assess judges the backups)
+            out.append(_pass("dr_pgbackrest_info", target, f"repo{site.repo} holds stanza {st.name} as the DR host "
+                             f"reads it ({st.status_message})"))
+        else:
+            why = f"{st.status_message} (code {st.status_code})" if st else "no such stanza"
+            out.append(_fail("dr_pgbackrest_info", target, f"repo{site.repo} read with {site.dr.pgbackrest_config}: "
+                             f"stanza {cluster.pgbackrest.stanza!r}: {why}",
+                             "check the DR config's repo path, bucket, keys and cipher passphrase"))
+    return out
+
+
 def _now():
     from datetime import UTC, datetime
 
@@ -356,6 +402,8 @@ def check_estate(path: Path | str | None = None, *, clusters: list[str] | None =
             if node_runners:
                 jobs.append(("runner", f"{c.name}/{n.name}", lambda c=c, n=n: check_node_runner(c, n)))
         jobs.append(("runner", c.name, lambda c=c: check_backups(c, deep=deep)))
+        if c.dr is not None and node_runners:
+            jobs.append(("dr", f"{c.name}/{c.dr.node.name}", lambda c=c: check_dr(c, deep=deep)))
         jobs.append(("dns", c.name, lambda c=c: check_dns(c)))
     with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="estate-check") as pool:
         for results in pool.map(lambda j: _guard_many(*j), jobs):

@@ -83,21 +83,8 @@ class StandbyOps:
         return out
 
     def _start(self, node: Any, timeout: float = 60) -> dict[str, Any]:
-        """pg_ctl start, again while the killed postmaster's PID still exists (a zombie until its parent
-        reaps it, which the new postmaster reads as "another server might be running")."""
-        import time
-
-        from drdrill.core.errors import CommandError
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self.nodes.start(node)
-            except CommandError as e:
-                if "another server might be running" not in str(e) or time.monotonic() > deadline:
-                    raise
-                log.info("%s: the killed postmaster is not reaped yet; starting again in 0.5 s", node.name)
-                time.sleep(0.5)
+        """pg_ctl start, again while the killed postmaster is not reaped (`NodeOps.start`)."""
+        return self.nodes.start(node, reaped_within=timeout)
 
     def heal_status(self, victims: list[dict[str, Any]], killed_at: float | None = None) -> dict[str, Any]:
         rep = self.replication()

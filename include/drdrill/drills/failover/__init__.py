@@ -24,6 +24,9 @@ One module per phase; callers use the names re-exported here (``failover.promote
 - ``rollback_path``: `rollback`, when Verify fails.
 - ``stabilize``: Phase 4, Stabilize: `archiving`, `new_standby`, `topology_state`.
 - ``measurement``: `measure` (RTO and RPO against the targets).
+- ``region``: the region scope (the primary region lost, the DR node from the DR repo alone): `region.DrSite`,
+  its Assess (`figures`, `safeguards`), `inject_fault`, `restore`, `replay`, `abort`, `finish_failback`,
+  `heal`; the phase functions above dispatch to it on ``plan.scope``. Imported as a module.
 - ``locking``: the lease on ``cluster:<name>`` and the kill switch (`locking.lock`, `locking.guard` right
   before the fault and the failback, `locking.unlock`); imported as a module.
 - ``node_ops`` (servers), ``comms`` (messages), ``timeline`` and ``journal`` (the evidence).

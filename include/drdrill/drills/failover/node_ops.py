@@ -87,12 +87,22 @@ class NodeOps:
                       what=f"{node.name}'s postmaster (pid {pid}) to die")
         return {"node": node.name, "action": "kill -9", "pid": pid, "at": t0, "done_at": done}
 
-    def start(self, node: Node, timeout: int = 300) -> dict[str, Any]:
+    def start(self, node: Node, timeout: int = 300, *, reaped_within: float = 60) -> dict[str, Any]:
+        """pg_ctl start; again (for up to ``reaped_within`` seconds) while a killed postmaster's PID still exists:
+        a zombie until its parent reaps it, which the new postmaster reads as "another server might be running"."""
         data = self._data(node)
         logfile = node.log_file or data / "pg_ctl.log"
         t0 = time.time()
-        self.runner(node).run([self._bin("pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", str(timeout),
-                         "start"], timeout=timeout + 30)
+        while True:
+            try:
+                self.runner(node).run([self._bin("pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t",
+                                       str(timeout), "start"], timeout=timeout + 30)
+                break
+            except CommandError as e:
+                if "another server might be running" not in str(e) or time.time() - t0 > reaped_within:
+                    raise
+                log.info("%s: the killed postmaster is not reaped yet; starting again in 0.5 s", node.name)
+                time.sleep(0.5)
         log.info("%s started in %.2fs", node.name, time.time() - t0)
         return {"node": node.name, "action": "start", "seconds": round(time.time() - t0, 3)}
 
