@@ -184,6 +184,29 @@ def _timeline(cluster: Any, node: Any) -> str:
     return str(int(walfile[:8], 16))
 
 
+_WAL_NAME = re.compile(r"\b([0-9A-F]{8})[0-9A-F]{16}\b")
+
+
+def replay_timeline(site: Any) -> str | None:
+    """The timeline a standby in archive recovery replays, from its startup process's title (``postgres: ...
+    startup recovering 0000000B0000000000000037``), or None when it cannot be read. Not
+    ``pg_control_checkpoint()``: that is the timeline of the last restartpoint, which stays on the backup's
+    timeline for minutes after the standby has moved on (see bench/README.md)."""
+    import subprocess
+
+    d = site.node.data_dir
+    try:
+        pid = int((Path(d) / "postmaster.pid").read_text().split()[0])
+        ps = subprocess.run(["ps", "-o", "args=", "--ppid", str(pid)], capture_output=True, text=True, timeout=10)
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+    for line in ps.stdout.splitlines():
+        m = _WAL_NAME.search(line) if "startup" in line else None
+        if m:
+            return str(int(m[1], 16))
+    return None
+
+
 def home_problems(cluster_name: str, home_primary: str, *, streaming_timeout: float = 30) -> list[str]:
     """What is not as the region drill's home state should be (empty when home)."""
     from drdrill.core.estate import load_estate
@@ -233,10 +256,11 @@ def home_problems(cluster_name: str, home_primary: str, *, streaming_timeout: fl
     else:
         try:
             st = site.replay_state()
+            replaying = replay_timeline(site)
             if not st["in_recovery"]:
                 out.append(f"{site.node.name} is not in recovery")
-            elif tl is not None and st["timeline"] != tl:
-                out.append(f"{site.node.name} follows timeline {st['timeline']}, the primary is on timeline {tl}")
+            elif tl is not None and replaying != tl:
+                out.append(f"{site.node.name} replays timeline {replaying}, the primary is on timeline {tl}")
         except Exception as e:  # noqa: BLE001 - reported
             out.append(f"the warm DR standby {site.node.name} does not answer: {' '.join(str(e).split())[:200]}")
     return out
@@ -298,12 +322,14 @@ def bare_region_failover(cluster_name: str) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="drdrill-bench-region-"))
     fault_at = None
     marks: dict[str, float | None] = {}
+    killed: dict[str, int | None] = {}
     try:
         urls = [u.rstrip("/") + f.service.write_path for u in f.service.urls]
         canary.start(workdir, run_id, urls, interval_ms=f.canary_interval_ms, timeout=f.service.timeout_seconds)
         wait_until(lambda: sum(1 for r in canary.records(workdir) if r.get("ok")) >= 3, timeout=30,
                    interval=CANARY_POLL_SECONDS, what="the canary writer's first acknowledged writes")
         for n in lost:  # the standbys first, the primary last: the outage starts when it is down
+            killed[n.name] = ops.running_pid(n)
             fault_at = ops.kill(n)["done_at"]
         assert fault_at is not None
         if site.dr.mode == "cold":
@@ -341,11 +367,25 @@ def bare_region_failover(cluster_name: str) -> dict[str, Any]:
         canary.stop(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
         if fault_at is not None:
-            out["put_back"] = put_back(cluster_name, primary.name, site.node.name, run_id, [n.name for n in lost])
+            out["put_back"] = put_back(cluster_name, primary.name, site.node.name, run_id, killed)
     return out
 
 
-def put_back(cluster_name: str, primary: str, dr_node: str, run_id: str, killed: list[str]) -> dict[str, Any]:
+def _gone(pid: int | None) -> bool:
+    """The process no longer exists, not even as a zombie (PostgreSQL's lock file check would still see it)."""
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def put_back(cluster_name: str, primary: str, dr_node: str, run_id: str,
+             killed: dict[str, int | None]) -> dict[str, Any]:
     """The drill's rollback (`region.abort`): DR node fenced, the primary region started, the record back,
     the warm DR standby rebuilt. Untimed in the figures; what the DR node wrote after its promotion is lost.
 
@@ -368,10 +408,11 @@ def put_back(cluster_name: str, primary: str, dr_node: str, run_id: str, killed:
     f = cluster.failover
     ops = NodeOps(cluster)
     t0 = time.time()
-    # A postmaster killed a moment ago is a zombie until it is reaped; pg_ctl start would refuse its lock file.
-    for name in killed:
-        wait_until(lambda n=cluster.node(name): ops.running_pid(n) is None, timeout=60, interval=0.1,
-                   what=f"the killed postmaster of {name} to be gone")
+    # A postmaster killed a moment ago is a zombie until its parent (init) reaps it, and PostgreSQL refuses to
+    # start while the PID in postmaster.pid exists (`NodeOps.running_pid` already calls a zombie not running).
+    for name, pid in killed.items():
+        wait_until(lambda p=pid: _gone(p), timeout=60, interval=0.1,
+                   what=f"the killed postmaster of {name} (PID {pid}) to be reaped")
     plan = Plan(dag_id=BENCH, run_id=run_id, cluster=cluster_name, primary=primary, standby=dr_node, fault="kill",
                 failback=False, dry_run=False, workdir="", started_at=t0, approval_required=False,
                 skip_health_wait=True, health_check_failed_seconds=0, health_check_interval_seconds=1,
@@ -397,13 +438,13 @@ def put_back(cluster_name: str, primary: str, dr_node: str, run_id: str, killed:
             common.progress(f"  repair: {out['repairs'][-1]}")
     site = DrSite(cluster)
     if site.dr.mode == "warm":
-        st = site.replay_state() if site.running() else {"timeline": None}
-        if st.get("timeline") != tl:
+        replaying = replay_timeline(site) if site.running() else None
+        if replaying != tl:
             site.discard()
             site.restore(tl)
             site.ops.start(site.node)
             site.wait_replayed(site.repo_state().get("newest_wal"), timeout=site.dr.replay_timeout_seconds)
-            out["repairs"].append(f"warm {dr_node} followed timeline {st.get('timeline')}, {primary} is on {tl}: "
+            out["repairs"].append(f"warm {dr_node} replayed timeline {replaying}, {primary} is on {tl}: "
                                   f"restored again on timeline {tl}")
             common.progress(f"  repair: {out['repairs'][-1]}")
     out["seconds"] = round(time.time() - t0, 3)
