@@ -76,6 +76,19 @@ def test_the_warm_summary_judges_the_ratio_and_the_rto_goal():
     assert "WAL lost" in text and "35 s" in text
 
 
+def test_the_ratio_without_the_restore_leaves_the_restore_out():
+    bare = _sample(12.0)
+    bare["phases"]["restore"] = 10.0
+    drill = _sample(7.0)
+    drill["phases"]["restore"] = 4.5
+    s = rf.summarize("cold", [bare], [drill])
+    assert s["ratio_drill_over_bare"] == round(7.0 / 12.0, 3)
+    assert s["rto_after_restore"] == {"bare": 2.0, "drill": 2.5} and s["ratio_after_restore"] == 1.25
+    assert "without the restore phase (replay -> first write): drill / bare 1.25 (2.50 s / 2.00 s)" in "\n".join(
+        rf.report_lines(s))
+    assert rf.after_restore({"rto": 1.0, "phases": {}}) is None
+
+
 def test_the_cold_summary_has_no_warm_goal_and_tolerates_a_missing_part():
     s = rf.summarize("cold", [_sample(8.0)], [])
     assert s["ratio_drill_over_bare"] is None and s["ratio_within_goal"] is None
