@@ -163,7 +163,7 @@ def report_lines(s: dict[str, Any]) -> list[str]:
     lines.append(f"    {'RTO = first write the service acknowledged':<50} {_secs(b_rto):>12} {_secs(d_rto):>12}")
     if (b["rto"] and b["rto"]["n"] > 1) or (d["rto"] and d["rto"]["n"] > 1):
         rng = [f"[{x['rto']['min']:.2f}..{x['rto']['max']:.2f}]" if x["rto"] else "-" for x in (b, d)]
-        lines.append(f"    {'  its range':<50} {rng[0]:>12} {rng[1]:>12}")
+        lines.append(f"    {'  its range':<50} {rng[0]:>14} {rng[1]:>14}")
     lw = [("-" if v is None else f"{v:.0f}") for v in (b["lost_writes"], d["lost_writes"])]
     lines.append(f"    {'acknowledged writes lost':<50} {lw[0]:>12} {lw[1]:>12}")
     lines.append(f"    {'RPO: loss window':<50} {_secs(b['rpo']):>12} {_secs(d['rpo']):>12}")
