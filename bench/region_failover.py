@@ -20,8 +20,12 @@ For each ``--mode`` (default: cold, then warm, in one invocation) and each run:
    what was written on the DR node after its promotion (acceptable for a benchmark: it is the canary's rows;
    the drill itself fails back and keeps them). The abandoned timeline of that promotion stays in the DR
    repo; the cold restore follows the primary's timeline explicitly, so later runs are not misled by it.
+   What `region.abort` leaves wrong after a promotion (a standby chasing that timeline) is repaired and
+   printed (`put_back`; bench/README.md, "Known problems it works around").
 2. the DRILL ``dr_quarterly_failover_drill`` with ``{"scope": "region", "fault": "kill"}`` under
-   ``airflow dags test``: RTO, its phases and RPO read from its journal (it fails back by itself).
+   ``airflow dags test``: RTO, its phases and RPO read from its journal (it fails back by itself). In warm
+   mode, before it, a ``CHECKPOINT`` on the DR standby when its pg_control lags the timeline it replays
+   (`align_checkpoint_timeline`: the drill's Assess reads pg_control).
 3. per mode: both RTOs and their phases, the ratio drill / bare (goal <= 1.3), and in warm mode whether the
    drill's RTO is under 10 s.
 
