@@ -19,13 +19,10 @@ For each ``--mode`` (default: cold, then warm, in one invocation) and each run:
    started again, the record pointed back at its primary, the DR node rebuilt in warm mode. That DISCARDS
    what was written on the DR node after its promotion (acceptable for a benchmark: it is the canary's rows;
    the drill itself fails back and keeps them). The abandoned timeline of that promotion stays in the DR
-   repo; the cold restore follows the primary's timeline explicitly, so later runs are not misled by it.
-   What `region.abort` leaves wrong after a promotion (a standby chasing that timeline) is repaired and
-   printed (`put_back`; bench/README.md, "Known problems it works around").
+   repo; the cold restore follows the primary's timeline explicitly, and `region.abort` rebuilds the
+   region's standbys and the warm DR standby onto the primary's timeline, so later runs are not misled by it.
 2. the DRILL ``dr_quarterly_failover_drill`` with ``{"scope": "region", "fault": "kill"}`` under
-   ``airflow dags test``: RTO, its phases and RPO read from its journal (it fails back by itself). In warm
-   mode, before it, a ``CHECKPOINT`` on the DR standby when its pg_control lags the timeline it replays
-   (`align_checkpoint_timeline`: the drill's Assess reads pg_control).
+   ``airflow dags test``: RTO, its phases and RPO read from its journal (it fails back by itself).
 3. per mode: both RTOs and their phases, the ratio drill / bare (goal <= 1.3), and in warm mode whether the
    drill's RTO is under 10 s.
 
@@ -233,24 +230,6 @@ def replay_timeline(site: Any) -> str | None:
     return None
 
 
-def align_checkpoint_timeline(site: Any, primary_timeline: str | None) -> dict[str, Any] | None:
-    """Warm mode, before a drill run: when the DR standby replays the primary's timeline but the drill's Assess
-    would read an older one (`DrSite.replay_state` takes ``pg_control_checkpoint()``, the last restartpoint's
-    timeline), a ``CHECKPOINT`` on the standby (a restartpoint, as the superuser over its socket) brings
-    pg_control up to date. A workaround for that Assess check, reported as such (bench/README.md); None when
-    nothing was needed."""
-    replaying = replay_timeline(site)
-    if replaying is None or replaying != primary_timeline:
-        return None
-    before = site.replay_state()["timeline"]
-    if before == replaying:
-        return None
-    n = site.node
-    site.runner.run([site.ops._bin("psql"), "-X", "-q", "-h", str(n.socket_dir or n.host), "-p", str(n.port),
-                     "-d", "postgres", "-c", "CHECKPOINT"], timeout=120)
-    return {"checkpoint_timeline_before": before, "after": site.replay_state()["timeline"], "replaying": replaying}
-
-
 def home_problems(cluster_name: str, home_primary: str, *, streaming_timeout: float = 30) -> list[str]:
     """What is not as the region drill's home state should be (empty when home)."""
     from drdrill.core.estate import load_estate
@@ -439,24 +418,14 @@ def put_back(cluster_name: str, primary: str, dr_node: str, run_id: str,
     """The drill's rollback (`region.abort`): DR node fenced, the primary region started, the record back,
     the warm DR standby rebuilt. Untimed in the figures; what the DR node wrote after its promotion is lost.
 
-    Then what `region.abort` leaves undone after a promotion is repaired here, each repair listed in
-    ``repairs`` (bench/README.md, "region failover"): the promotion's abandoned timeline is in the archive, and a
-    region standby that follows ``latest`` chases it when it restarts (it is rebuilt from the primary, pinned to
-    the primary's timeline), as does a warm DR standby restored with ``latest`` (restored again on the primary's
-    timeline); the primary switches to a new WAL segment, so the next promotion's ``.partial`` of the same
-    segment cannot collide with the one this promotion archived (what the node rollback does).
+    After a promotion `region.abort` also rebuilds the region's standbys and the warm DR standby onto the
+    primary's timeline (the promotion's abandoned timeline is in the archive) and switches the primary's WAL
+    segment (the next promotion's ``.partial`` must not collide with this one's).
     """
-    from drdrill.core.estate import load_estate
     from drdrill.core.polling import wait_until
     from drdrill.drills.failover import region
-    from drdrill.drills.failover.node_ops import NodeOps
     from drdrill.drills.failover.plan import Plan
-    from drdrill.drills.failover.region import DrSite
-    from drdrill.hooks import postgres as pg
 
-    cluster = load_estate().cluster(cluster_name)
-    f = cluster.failover
-    ops = NodeOps(cluster)
     t0 = time.time()
     # A postmaster killed a moment ago is a zombie until its parent (init) reaps it, and PostgreSQL refuses to
     # start while the PID in postmaster.pid exists (`NodeOps.running_pid` already calls a zombie not running).
@@ -468,35 +437,7 @@ def put_back(cluster_name: str, primary: str, dr_node: str, run_id: str,
                 skip_health_wait=True, health_check_failed_seconds=0, health_check_interval_seconds=1,
                 primary_addr={}, conn_id=None, scope="region")
     rec = region.abort(plan, "bench: put the estate back after the bare region failover")
-    out: dict[str, Any] = {"actions": rec.get("actions", []), "abort_seconds": round(time.time() - t0, 3),
-                           "repairs": []}
-    cluster = load_estate().cluster(cluster_name)
-    prim = cluster.node(primary)
-    with pg.connect(cluster, prim.host, prim.port, "postgres") as c:
-        pg.query_one(c, "SELECT pg_switch_wal()")
-    out["repairs"].append(f"WAL segment switched on {primary}")
-    tl = _timeline(cluster, prim)
-    for n in cluster.nodes:
-        if n.name in (primary, dr_node):
-            continue
-        try:
-            ops.wait_streaming(prim, n, timeout=15)
-        except Exception as e:  # noqa: BLE001 - repaired below
-            why = " ".join(str(e).split())[:160]
-            ops.rebuild_standby(n, prim, method=f.new_standby, timeout=f.standby_streaming_timeout_seconds)
-            out["repairs"].append(f"{n.name} did not stream from {primary} after the abort ({why}): rebuilt")
-            common.progress(f"  repair: {out['repairs'][-1]}")
-    site = DrSite(cluster)
-    if site.dr.mode == "warm":
-        replaying = replay_timeline(site) if site.running() else None
-        if replaying != tl:
-            site.discard()
-            site.restore(tl)
-            site.ops.start(site.node)
-            site.wait_replayed(site.repo_state().get("newest_wal"), timeout=site.dr.replay_timeout_seconds)
-            out["repairs"].append(f"warm {dr_node} replayed timeline {replaying}, {primary} is on {tl}: "
-                                  f"restored again on timeline {tl}")
-            common.progress(f"  repair: {out['repairs'][-1]}")
+    out: dict[str, Any] = {"actions": rec.get("actions", []), "abort_seconds": round(time.time() - t0, 3)}
     out["seconds"] = round(time.time() - t0, 3)
     return out
 
@@ -546,14 +487,6 @@ def run_mode(mode: str, args: Any, estate_file: Path, env: dict[str, str], logdi
                 res["bare"].append(b)
                 require_home(args.cluster, home_primary, "after the bare run")
             if "drill" in args.parts:
-                if mode == "warm":
-                    c = load_estate().cluster(args.cluster)
-                    fixed = align_checkpoint_timeline(DrSite(c), _timeline(c, c.node(home_primary)))
-                    if fixed:
-                        res.setdefault("workarounds", []).append(fixed)
-                        common.progress(f"  workaround: pg_control of {c.dr.node.name} said timeline "
-                                        f"{fixed['checkpoint_timeline_before']} while it replays {fixed['replaying']}: "
-                                        f"CHECKPOINT on it -> {fixed['after']}")
                 common.progress(f"{mode} run {n}/{args.runs}: airflow dags test {DRILL} (scope region) ...")
                 d = drill_region_failover(args.cluster, estate, menv, logdir / f"{mode}-{n}-region-drill.log")
                 if d["status"] != "passed":
@@ -666,13 +599,6 @@ def main(argv: list[str] | None = None) -> int:
             print(ln)
         if r.get("warm_standby_built_seconds") is not None:
             print(f"    warm DR standby built before the runs (untimed): {r['warm_standby_built_seconds']:.0f} s")
-        for w in r.get("workarounds", []):
-            print(f"    before a drill run: CHECKPOINT on the warm standby (pg_control said timeline "
-                  f"{w['checkpoint_timeline_before']}, it replays {w['replaying']}; the Assess reads pg_control)")
-        repairs = [x for b in r["bare"] for x in (b.get("put_back") or {}).get("repairs", [])
-                   if not x.startswith("WAL segment switched")]
-        for x in repairs:
-            print(f"    repaired after region.abort: {x}")
         puts = [b["put_back"]["seconds"] for b in r["bare"] if b.get("put_back")]
         if puts:
             print(f"    bare: put back by region.abort (untimed): {common.fmt(puts, digits=0)}")

@@ -9,6 +9,7 @@ a diff backup per repo. pgBackRest is no server: it runs as the postgres user wh
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 
 from drdrill.core.errors import DrillError
@@ -36,6 +37,10 @@ class PgBackRestRepos:
         dr = self.cluster.dr
         if dr is not None:  # the DR region's own config: its repo only, pg1 = the DR node
             write_as_postgres(dr.pgbackrest_config, self.conf_text(repos=[self.cluster.dr_repo], dr=True), 0o640)
+            for name in ("dr-log", "dr-lock", "dr-spool"):  # the DR site's own directories (another host)
+                d = self.layout.backrest / name
+                d.mkdir(parents=True, exist_ok=True)
+                shutil.chown(d, PG_USER, PG_USER)
 
     def conf_text(self, repos: list[int | None] | None = None, *, dr: bool = False) -> str:
         """pgbackrest.conf: every repo, or only ``repos`` (the DR site's, which must not know repo1)."""

@@ -91,19 +91,19 @@ def promote_and_switch(plan: Plan, steps: Any, before: dict[str, Any] | None = N
                 rec.update(status="skipped", note="scope node: the standby streams, nothing to restore")
         with steps.step("replay") as rec:
             if region:
-                out["replay"] = region.replay(plan)
+                out["replay"] = region.replay(plan, out["fault"].get("timeline"))
             else:
                 rec.update(status="skipped", note="scope node: the standby streams")
     with steps.step("promote") as rec:
         _record_kill_switch(plan, rec, "the promotion")
         out["promote"] = _promote_only(plan, cluster, node)
-        if region:
-            region.mark_promoted(plan)
     with steps.step("wait_writable"):
         out["writable"] = _wait_writable(plan, cluster, node)
     with steps.step("switch") as rec:
         _record_kill_switch(plan, rec, "the DNS switch")
         out["dns"] = _upsert(plan, cluster, node, r53)
+    if region:  # off the RTO path; a run killed before it is healed all the same (abort sees the promotion)
+        region.mark_promoted(plan)
     return out
 
 

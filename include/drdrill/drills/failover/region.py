@@ -87,8 +87,11 @@ class DrSite:
         return PgBackRestHook.for_cluster(self.cluster.with_primary(self.node.name), self.runner)
 
     # ------------------------------------------------------------ the DR repo
-    def repo_state(self) -> dict[str, Any]:
-        """The DR repo as the DR host sees it: its newest full backup, the newest WAL segment and its time."""
+    def repo_state(self, timeline: str | None = None) -> dict[str, Any]:
+        """The DR repo as the DR host sees it: its newest full backup, the newest WAL segment and its time.
+
+        ``timeline``: the newest segment of that timeline (the primary's): pgBackRest's archive max is the greatest
+        name, which after an abandoned promotion is a segment of the abandoned, higher timeline."""
         br = self.hook()
         stanza = self.cluster.pgbackrest.stanza
         t0 = time.time()
@@ -107,21 +110,48 @@ class DrSite:
         arch = sorted((a for a in st.archives if a.repo_key == self.repo and a.max), key=lambda a: a.db_id)
         if arch:
             out["archive_id"], out["newest_wal"] = arch[-1].id, arch[-1].max
-            out["newest_wal_time"] = self._segment_time(br, arch[-1].id, arch[-1].max)
+            if timeline and not arch[-1].max.startswith(f"{int(timeline):08X}"):
+                out["newest_wal"] = self._newest_on(br, arch[-1].id, f"{int(timeline):08X}")
+                out["newest_wal_any_timeline"] = arch[-1].max
+            if out["newest_wal"]:
+                out["newest_wal_time"] = self._segment_time(br, arch[-1].id, out["newest_wal"])
         out["seconds"] = round(time.time() - t0, 3)
         return out
 
-    def _segment_time(self, br: PgBackRestHook, archive_id: str, wal: str) -> float | None:
-        """When the DR repo received segment ``wal`` (the object's time, from ``repo-ls``)."""
-        argv = [*br.argv("repo-ls", f"--repo={self.repo}", "--output=json"),
-                f"archive/{self.cluster.pgbackrest.stanza}/{archive_id}/{wal[:16]}"]
+    def _ls(self, br: PgBackRestHook, path: str) -> dict[str, Any]:
+        argv = [*br.argv("repo-ls", f"--repo={self.repo}", "--output=json"), path]
         res = br.runner.run(argv, timeout=self.cluster.pgbackrest.command_timeout_seconds, check=False)
         if res.returncode != 0:
-            log.warning("repo-ls of repo%s failed: %s", self.repo, (res.stderr or res.stdout).strip()[-300:])
-            return None
-        items = json.loads(res.stdout or "{}")
+            log.warning("repo-ls %s of repo%s failed: %s", path, self.repo, (res.stderr or res.stdout).strip()[-300:])
+            return {}
+        return json.loads(res.stdout or "{}")
+
+    def _newest_on(self, br: PgBackRestHook, archive_id: str, tl8: str) -> str | None:
+        """The newest segment of timeline ``tl8`` in the DR repo (None when it has none)."""
+        base = f"archive/{self.cluster.pgbackrest.stanza}/{archive_id}"
+        dirs = sorted(k for k, v in self._ls(br, base).items() if v.get("type") == "path" and k.startswith(tl8))
+        for d in reversed(dirs):
+            segs = sorted(k[:24] for k in self._ls(br, f"{base}/{d}") if len(k) > 24 and k[24] == "-")
+            if segs:
+                return segs[-1]
+        return None
+
+    def _segment_time(self, br: PgBackRestHook, archive_id: str, wal: str) -> float | None:
+        """When the DR repo received segment ``wal`` (the object's time, from ``repo-ls``)."""
+        items = self._ls(br, f"archive/{self.cluster.pgbackrest.stanza}/{archive_id}/{wal[:16]}")
         times = [v.get("time") for k, v in items.items() if k.startswith(wal) and v.get("time")]
         return float(max(times)) if times else None
+
+    def _primary_timeline(self) -> str | None:
+        """The current primary's timeline (None when it is the DR node or does not answer)."""
+        p = self.cluster.primary
+        if p.name == self.node.name:
+            return None
+        try:
+            with pg.connect(self.cluster, p.host, p.port, "postgres") as c:
+                return str(int(pg.query_one(c, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][:8], 16))
+        except Exception:  # noqa: BLE001 - down: 'latest'
+            return None
 
     # ------------------------------------------------------------ the DR node
     def port_open(self) -> bool:
@@ -243,9 +273,14 @@ class DrSite:
         """Warm mode: the DR node as a standby replaying the DR repo alone (restore, settings, start, replay)."""
         t0 = time.time()
         self.discard()
-        restored = self.restore()
+        # 'latest' follows the primary through its failovers; but when the repo's newest timeline is not the
+        # primary's (an abandoned promotion's branch is on top), the standby is pinned to the primary's
+        tli = self._primary_timeline()
+        top = self.repo_state().get("newest_wal")
+        pin = tli if tli and top and not top.startswith(f"{int(tli):08X}") else None
+        restored = self.restore(pin)
         self.ops.start(self.node)
-        newest = self.repo_state().get("newest_wal")
+        newest = self.repo_state(tli).get("newest_wal")
         replayed = self.wait_replayed(newest, timeout=timeout or self.dr.replay_timeout_seconds)
         log.info("%s is a warm standby of repo%s (replayed %s) in %.1fs", self.node.name, self.repo,
                  replayed["replay_lsn"], time.time() - t0)
@@ -304,7 +339,7 @@ def figures(plan: Plan, cluster: Cluster | None = None) -> dict[str, Any]:
     out["region_nodes"] = [{"name": n.name, "ready": pg.is_ready(cluster, n.host, n.port, "postgres")[0]}
                            for n in region_nodes(cluster, plan)]
     try:
-        repo = site.repo_state()
+        repo = site.repo_state(prim.get("timeline"))
     except DrillError as e:
         repo = {"repo": site.repo, "error": str(e).splitlines()[0][:500]}
     out["dr_repo"] = repo
@@ -480,7 +515,7 @@ def restore(plan: Plan, timeline: str | None = None) -> dict[str, Any]:
     return site.restore(timeline)
 
 
-def replay(plan: Plan) -> dict[str, Any]:
+def replay(plan: Plan, timeline: str | None = None) -> dict[str, Any]:
     """Start the DR node (cold) and wait until it has replayed everything the DR repo holds."""
     site = DrSite(_cluster(plan))
     if plan.dry_run:
@@ -489,7 +524,7 @@ def replay(plan: Plan) -> dict[str, Any]:
     started = None
     if site.dr.mode == "cold" or not site.running():
         started = site.ops.start(site.node)
-    repo = site.repo_state()  # after the fault nothing more reaches it
+    repo = site.repo_state(timeline)  # after the fault nothing more reaches it
     out = site.wait_replayed(repo.get("newest_wal"), timeout=site.dr.replay_timeout_seconds)
     return {**out, "started": started, "dr_repo": repo, "seconds": round(time.time() - t0, 3)}
 
@@ -584,9 +619,21 @@ def abort(plan: Plan, reason: str) -> dict[str, Any]:
     orig = cluster.node(plan.primary)
     ops = NodeOps(cluster)
     for n in sorted(region_nodes(cluster, plan), key=lambda n: n.name != plan.primary):  # the primary first
-        if not ops.running_pid(n):
+        if n.name != orig.name and promoted:
+            # The DR node's promotion put a newer timeline into the repos: a standby restarted as it was (its
+            # recovery_target_timeline 'latest') would follow that abandoned branch; rebuilt onto the primary's.
+            f = cluster.failover
+            out.setdefault("standbys", []).append(ops.rebuild_standby(
+                n, orig, method=f.new_standby if f else "rewind", timeout=f.standby_streaming_timeout_seconds
+                if f else 600))
+            out["actions"].append(f"{n.name} rebuilt as standby of {orig.name}")
+        elif not ops.running_pid(n):
             ops.start(n)
             out["actions"].append(f"started {n.name}")
+        if n.name == orig.name and promoted:
+            # the abandoned promotion archived a .partial of this segment name: switch before anyone promotes again
+            with pg.connect(cluster, orig.host, orig.port, "postgres") as c:
+                out["wal_switched_at"] = pg.query_one(c, "SELECT pg_switch_wal()::text")[0]
     if cluster.failover and cluster.failover.dns:
         out["dns"] = switch_dns(plan, orig.name)
         out["actions"].append(f"DNS back to {orig.name}")
@@ -617,14 +664,14 @@ def finish_failback(plan: Plan) -> dict[str, Any]:
                                                        timeout=f.standby_streaming_timeout_seconds if f else 600))
     rec = read_record(estate, cluster.name) or {}
     out["archive_backfill"] = backfill_archive(cluster.with_primary(primary.name), rec.get("dr_timeline"))
-    out["dr_node"] = site.discard() if site.dr.mode == "cold" else site.build_warm()
-    if site.dr.failback_backup != "none":
+    if site.dr.failback_backup != "none":  # before a warm rebuild: it restores the newest backup, on this timeline
         br = PgBackRestHook.for_cluster(cluster.with_primary(primary.name))
         for r in cluster.pgbackrest.repos:
             t0 = time.time()
             br.backup(repo=r.index, type=site.dr.failback_backup)
             out["backups"].append({"repo": r.index, "type": site.dr.failback_backup,
                                    "seconds": round(time.time() - t0, 3)})
+    out["dr_node"] = site.discard() if site.dr.mode == "cold" else site.build_warm()
     clear_record(estate, cluster.name)
     return out
 
