@@ -172,7 +172,7 @@ def repo2_archiving_broken(sandbox, region_home):
     pg1 = c.node("pg1")
     cmd = (f"pgbackrest --config={broken} --stanza=main --pg1-path={pg1.data_dir} archive-push %p")
     as_superuser(sandbox, pg1, f"ALTER SYSTEM SET archive_command = '{cmd}'", "postgres")
-    as_superuser(sandbox, pg1, "ALTER SYSTEM SET archive_timeout = 10", "postgres")
+    as_superuser(sandbox, pg1, "ALTER SYSTEM SET archive_timeout = 5", "postgres")
     as_superuser(sandbox, pg1, "SELECT pg_reload_conf()", "postgres")
     try:
         yield broken
@@ -193,14 +193,14 @@ def test_archiving_to_repo2_broken_fails_the_drill_naming_repo2s_lag_before_the_
     for _ in range(2):  # complete segments that now wait for repo2
         as_superuser(sandbox, pg1, "INSERT INTO app.audit_log(event) VALUES ('while repo2 is broken')")
         as_superuser(sandbox, pg1, "SELECT pg_switch_wal()", "postgres")
-    estate_with(tmp_path, monkeypatch, ("rpo_minutes: 5", "rpo_minutes: 0.25"))  # 15 s
+    estate_with(tmp_path, monkeypatch, ("rpo_minutes: 5", "rpo_minutes: 0.1"))  # 6 s
     lag = {}
 
     def lagging() -> bool:
         lag.update(region.figures(_plan("probe__lag"))["dr_repo_lag"])
-        return lag.get("segments", 0) >= 2 and lag.get("seconds", 0) > 15
+        return lag.get("segments", 0) >= 2 and lag.get("seconds", 0) > 6
 
-    wait_until(lagging, timeout=120, interval=2, what="repo2 to fall more than 15 s behind")
+    wait_until(lagging, timeout=120, interval=1, what="repo2 to fall more than 6 s behind")
     before = {n: postmaster(n) for n in ("pg1", "pg2")}
     dr = run_dag(dagbag, DRILL, {"scope": "region"})
     doc = journal(load_estate(), DRILL, dr.run_id)
@@ -211,7 +211,7 @@ def test_archiving_to_repo2_broken_fails_the_drill_naming_repo2s_lag_before_the_
     assert step(doc, "failover.inject_fault")["status"] == "not run"
     assert {n: postmaster(n) for n in ("pg1", "pg2")} == before, "a node was touched"
     lag_check = next(r for r in doc["results"] if r["name"] == "dr_repo_archive_lag")
-    assert lag_check["status"] == "fail" and lag_check["value"] > 15
+    assert lag_check["status"] == "fail" and lag_check["value"] > 6
 
 
 def descendants(pid: int) -> list[int]:
@@ -338,3 +338,28 @@ def test_without_failback_the_cluster_stays_on_pg3_and_the_next_run_fails_back_f
     assert healed["run_id"] == dr.run_id and healed["phase"] == "promoted"
     assert healed["switchover"]["node"] == "pg1" and healed["failback"]["archive_backfill"]["copied"]["1"]
     assert_region_home(region_home)
+
+
+def test_verify_failing_on_pg3_rolls_back_to_region_a_and_the_next_drill_passes(dagbag, region_home, tmp_path,
+                                                                                monkeypatch):
+    """pg3 comes up read-only (a DR setting gone wrong): promoted, it refuses writes; the rollback fences it and
+    brings region a back: pg1 primary, pg2 rebuilt onto pg1's timeline (the abandoned promotion's timeline is in
+    repo2 now), the record back; the next drill is not misled by that timeline."""
+    conf = "      pgbackrest_config: ${DRDRILL_SANDBOX_DIR}/pgbackrest/pgbackrest-dr.conf"
+    estate_with(tmp_path, monkeypatch, (conf, conf + "\n      settings: {default_transaction_read_only: 'on'}"))
+    dr = run_dag(dagbag, DRILL, {"scope": "region", "fault": "kill"})
+    doc = journal(load_estate(), DRILL, dr.run_id)
+    assert dr.state == "failed"
+    assert "write_test" in {r["name"] for r in doc["results"] if r["status"] == "fail"}
+    rb = doc["rollback"]
+    assert rb["rolled_back"] is True and rb["dns"]["to"] == "pg1.sandbox.drdrill.internal", rb
+    assert {"pg3 stopped and removed", "pg2 rebuilt as standby of pg1", "DNS back to pg1"} <= set(rb["actions"])
+    assert rb["wal_switched_at"]
+    monkeypatch.delenv("DRDRILL_ESTATE")
+    assert_region_home(load_estate())
+    # repo2 now holds the abandoned timeline (its newest segments are on it): Assess reads repo2's newest segment
+    # on pg1's timeline, so the next drill may go ahead (the cold restore follows pg1's timeline explicitly).
+    plan = _plan("probe__after_rollback")
+    figs = region.figures(plan)
+    assert figs["dr_repo"]["newest_wal"].startswith(figs["primary"]["walfile"][:8]), figs["dr_repo"]
+    region.safeguards(plan, figs, stage="after the rollback")
