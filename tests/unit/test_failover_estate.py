@@ -146,8 +146,8 @@ def test_complete_notify_channels_are_accepted():
 # ------------------------------------------------------------------ nodes and roles
 def test_unknown_node_names_the_nodes():
     c = _parse(GOOD).cluster("main")
-    with pytest.raises(EstateError, match="cluster 'main' has no node 'pg3'; its nodes are pg1, pg2"):
-        c.node("pg3")
+    with pytest.raises(EstateError, match="cluster 'main' has no node 'pg9'; its nodes are pg1, pg2, pg3"):
+        c.node("pg9")
 
 
 def test_with_primary_swaps_the_roles_and_leaves_the_original_alone():

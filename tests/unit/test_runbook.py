@@ -74,8 +74,9 @@ def test_task_groups_are_the_runbooks_phases(dag_id):
 def test_only_the_drill_injects_a_fault():
     from drdrill.runbook.common import critical_path_steps
 
-    assert critical_path_steps(True) == ["failover.inject_fault", "failover.promote", "failover.wait_writable",
-                                         "dns_switch.switch"]
+    # restore and replay: the region scope's (the DR node from the DR repo), skipped in the node scope
+    assert critical_path_steps(True) == ["failover.inject_fault", "failover.restore", "failover.replay",
+                                         "failover.promote", "failover.wait_writable", "dns_switch.switch"]
     assert "failover.inject_fault" not in critical_path_steps(False)
     assert not [t for t in _dag(INCIDENT)["tasks"] if "inject" in t or t.startswith("failback.")]
 

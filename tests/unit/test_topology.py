@@ -70,10 +70,10 @@ def test_a_recorded_primary_the_estate_does_not_know_is_refused(estate_file):
     topology.record(load_estate(estate_file), "main", "pg2", run_id="manual__1", drill="d", reason="failover")
     # The estate is edited afterwards (a new file: the cache keys on the file's mtime): pg2 is renamed.
     edited = estate_file.with_name("edited.yaml")
-    edited.write_text(estate_file.read_text().replace("name: pg2", "name: pg3").replace("nodes: [pg2]", "nodes: [pg3]"))
+    edited.write_text(estate_file.read_text().replace("name: pg2", "name: pg4").replace("nodes: [pg2]", "nodes: [pg4]"))
     with pytest.raises(EstateError, match=r"'pg2' is primary of cluster 'main'.*has no such node.*remove .*topology"):
         load_estate(edited)
-    assert _roles(load_estate(edited, topology=False)) == ("pg1", ["pg3"])
+    assert _roles(load_estate(edited, topology=False)) == ("pg1", ["pg4"])
 
 
 def test_state_of_another_cluster_is_ignored(estate_file, tmp_path):
