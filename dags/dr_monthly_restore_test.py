@@ -138,7 +138,8 @@ def dr_monthly_restore_test():
     led >> scr
     restored = PgBackRestRestoreOperator(
         task_id="restore", cluster="{{ params.cluster }}", repo="{{ params.repo }}", scratch=scr,
-        target_time=led["restore_target"], dry_run="{{ params.dry_run }}", wait_timeout=1800)
+        target_time=led["restore_target"], target_timeline=led["timeline"], dry_run="{{ params.dry_run }}",
+        wait_timeout=1800)
     dq = RowCountCheckOperator(
         task_id="data_quality", cluster="{{ params.cluster }}", target=restored.output,
         expected_tables=led["tables"], expected_counts=led["expected_counts"], canaries=led["canaries"],

@@ -340,11 +340,11 @@ def test_without_failback_the_cluster_stays_on_pg3_and_the_next_run_fails_back_f
     assert_region_home(region_home)
 
 
-def test_verify_failing_on_pg3_rolls_back_to_region_a_and_the_next_drill_passes(dagbag, region_home, tmp_path,
-                                                                                monkeypatch):
+def test_verify_failing_on_pg3_rolls_back_to_region_a_and_later_restores_follow_pg1s_timeline(
+        dagbag, region_home, tmp_path, monkeypatch):
     """pg3 comes up read-only (a DR setting gone wrong): promoted, it refuses writes; the rollback fences it and
     brings region a back: pg1 primary, pg2 rebuilt onto pg1's timeline (the abandoned promotion's timeline is in
-    repo2 now), the record back; the next drill is not misled by that timeline."""
+    repo2 now), the record back; neither the next drill nor a restore test is misled by that timeline."""
     conf = "      pgbackrest_config: ${DRDRILL_SANDBOX_DIR}/pgbackrest/pgbackrest-dr.conf"
     estate_with(tmp_path, monkeypatch, (conf, conf + "\n      settings: {default_transaction_read_only: 'on'}"))
     dr = run_dag(dagbag, DRILL, {"scope": "region", "fault": "kill"})
@@ -363,3 +363,10 @@ def test_verify_failing_on_pg3_rolls_back_to_region_a_and_the_next_drill_passes(
     figs = region.figures(plan)
     assert figs["dr_repo"]["newest_wal"].startswith(figs["primary"]["walfile"][:8]), figs["dr_repo"]
     region.safeguards(plan, figs, stage="after the rollback")
+    # A point-in-time restore test from repo2 follows pg1's timeline too (PostgreSQL's default, 'latest', would
+    # follow the abandoned branch and never reach the target).
+    rt = run_dag(dagbag, "dr_monthly_restore_test", {"recovery_point": "pitr", "repo": 2})
+    rdoc = journal(load_estate(), "dr_monthly_restore_test", rt.run_id)
+    assert rt.state == "success", failures(rdoc)
+    assert step(rdoc, "restore")["status"] == "success"
+    assert rdoc["restore"]["target_timeline"] == figs["primary"]["timeline"], rdoc["restore"]

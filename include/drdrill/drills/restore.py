@@ -178,7 +178,8 @@ def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, A
     """Canary, exact counts in one snapshot, second canary; then wait until that WAL is archived."""
     if plan.dry_run:
         log.info("[DRY RUN] would write two canary rows and count every table on the primary")
-        return {"dry_run": True, "tables": [], "restore_target": None, "expected_counts": None, "canaries": []}
+        return {"dry_run": True, "tables": [], "restore_target": None, "expected_counts": None, "canaries": [],
+                "timeline": None}
     estate = estate or load_estate()
     cluster = estate.cluster(plan.cluster)
     p = cluster.primary
@@ -211,7 +212,9 @@ def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, A
     led = {"snapshot_time": snapshot_time.isoformat(), "tables": tables, "counts": counts,
            "canary_before": {"id": before[0], "at": before[1].isoformat()},
            "canary_after": {"id": after[0], "at": after[1].isoformat()},
-           "wal_segment": segment, "count_seconds": round(count_s, 3), "archive_wait_seconds": round(archived_s, 3)}
+           "wal_segment": segment, "count_seconds": round(count_s, 3), "archive_wait_seconds": round(archived_s, 3),
+           # the primary's timeline: the restore follows it, never a newer branch an abandoned promotion left
+           "timeline": str(int(segment[:8], 16))}
     return {**led, **expectations(plan, run_id, led)}
 
 
@@ -305,9 +308,12 @@ def setup_scratch(plan: Plan, run_id: str, estate: Estate | None = None,
     return {**s.to_dict(), "cluster": cluster.name, "leftovers_removed": [str(d) for d in removed]}
 
 
-def restore_into(br: PgBackRestHook, sc: scratch.Scratch, *, repo: int, target_time: str | None) -> dict[str, Any]:
-    """`pgbackrest restore` of ``repo`` (to ``target_time``, ISO 8601 with zone, or the end of the archive)."""
-    res = br.restore(repo=repo, pg_path=sc.data_dir, target_time=_pg_time(target_time), check=False)
+def restore_into(br: PgBackRestHook, sc: scratch.Scratch, *, repo: int, target_time: str | None,
+                 target_timeline: str | None = None) -> dict[str, Any]:
+    """`pgbackrest restore` of ``repo`` (to ``target_time``, ISO 8601 with zone, or the end of the archive), along
+    ``target_timeline`` (the primary's when the ledger was taken; default the newest in the repo)."""
+    res = br.restore(repo=repo, pg_path=sc.data_dir, target_time=_pg_time(target_time), check=False,
+                     target_timeline=target_timeline)
     if res.returncode != 0:
         chosen = re.search(r"restore backup set (\S+?),? ", res.stdout + res.stderr)
         errors = [ln.strip() for ln in res.stderr.splitlines() if "ERROR" in ln] or res.stderr.strip().splitlines()
@@ -322,7 +328,8 @@ def restore_into(br: PgBackRestHook, sc: scratch.Scratch, *, repo: int, target_t
                          f"backup and expire the damaged set.")
     log.info("restored from repo%s into %s in %.1fs (target %s)", repo, sc.data_dir, res.seconds,
              target_time or "end of archive")
-    return {"seconds": round(res.seconds, 3), "target_time": target_time, "repo": repo}
+    return {"seconds": round(res.seconds, 3), "target_time": target_time, "repo": repo,
+            "target_timeline": target_timeline or "latest"}
 
 
 def _pg_time(iso: str | None) -> str | None:

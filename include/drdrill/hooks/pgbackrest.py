@@ -157,12 +157,18 @@ class PgBackRestHook(BaseHook):
                         progress=True)
 
     def restore(self, *, repo: int, pg_path: Path, target_time: str | None = None,
-                process_max: int | None = None, check: bool = True) -> CommandResult:
-        """Restore into ``pg_path`` as an isolated copy: it never archives into the stanza."""
+                process_max: int | None = None, check: bool = True,
+                target_timeline: str | int | None = None) -> CommandResult:
+        """Restore into ``pg_path`` as an isolated copy: it never archives into the stanza.
+
+        ``target_timeline``: recover along this timeline (the primary's); default PostgreSQL's ``latest``, which
+        follows the newest timeline in the repo, an abandoned promotion's branch included."""
         opts = [f"--repo={repo}", f"--pg1-path={pg_path}", "--delta", "--archive-mode=off",
                 f"--process-max={process_max or self.process_max}"]
         if target_time:
             opts += ["--type=time", f"--target={target_time}", "--target-action=promote"]
+        if target_timeline not in (None, ""):
+            opts.append(f"--target-timeline={target_timeline}")
         return self.run("restore", *opts, timeout=7200, progress=True, check=check)
 
     # ---------------------------------------------------------------- the repos' storage

@@ -67,6 +67,8 @@ class PgBackRestRestoreOperator(DrillOperator):
 
     :param repo: pgBackRest repo to restore from (1, 2, ...)
     :param target_time: point in time to recover to (ISO 8601 with a zone); empty: end of the archive
+    :param target_timeline: recover along this timeline (the primary's); empty: the newest in the repo, which
+        after an abandoned promotion (a failover rolled back) is that branch, not the primary's
     :param stanza: the stanza (or ``stanza`` in the pgbackrest connection's extra)
     :param pgbackrest_conn_id: Airflow connection of type ``pgbackrest`` (run-as user, stanza, config)
     :param cluster: an estate cluster instead: stanza, runner, binaries, user and scratch settings
@@ -101,10 +103,12 @@ class PgBackRestRestoreOperator(DrillOperator):
         restore >> teardown.as_teardown(setups=restore)
     """
 
-    template_fields: Sequence[str] = ("repo", "target_time", "stanza", "pgbackrest_conn_id", "cluster", "scratch",
-                                      "scratch_root", "scratch_port", "postgres_conn_id", "dry_run")
+    template_fields: Sequence[str] = ("repo", "target_time", "target_timeline", "stanza", "pgbackrest_conn_id",
+                                      "cluster", "scratch", "scratch_root", "scratch_port", "postgres_conn_id",
+                                      "dry_run")
 
-    def __init__(self, *, repo: int | str = 1, target_time: str | None = None, stanza: str | None = None,
+    def __init__(self, *, repo: int | str = 1, target_time: str | None = None, target_timeline: Any = None,
+                 stanza: str | None = None,
                  pgbackrest_conn_id: str | None = None, cluster: str | None = None, scratch: Any = None,
                  scratch_root: str | None = None, scratch_port: int | str | None = None,
                  port_range: tuple[int, int] = (55500, 55599), host: str = "127.0.0.1",
@@ -115,6 +119,7 @@ class PgBackRestRestoreOperator(DrillOperator):
         super().__init__(**kwargs)
         self.repo = repo
         self.target_time = target_time
+        self.target_timeline = target_timeline
         self.stanza = stanza
         self.pgbackrest_conn_id = pgbackrest_conn_id
         self.cluster = cluster
@@ -195,7 +200,9 @@ class PgBackRestRestoreOperator(DrillOperator):
             return self._done(context, started, {**base, "dry_run": True, "seconds": 0.0, "started_at": started,
                                                  "ready_at": started})
         try:
-            rec = logic.restore_into(place.backrest, sc, repo=int(self.repo), target_time=self.target_time or None)
+            tli = self.target_timeline if self.target_timeline not in (None, "", "None") else None
+            rec = logic.restore_into(place.backrest, sc, repo=int(self.repo), target_time=self.target_time or None,
+                                     target_timeline=str(tli) if tli is not None else None)
             rec.update(logic.start_server(place.runner, place.bin_dir, sc, owner=place.run_as, role=place.login()))
         except BaseException:
             if created:
