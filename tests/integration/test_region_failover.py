@@ -331,6 +331,13 @@ def test_without_failback_the_cluster_stays_on_pg3_and_the_next_run_fails_back_f
     rec = region.read_record(load_estate(), "main")
     assert rec["run_id"] == dr.run_id and rec["phase"] == "promoted" and rec["dr_timeline"]
 
+    # A dry run acts on nothing: it refuses, naming what the next real run does first.
+    dry = run_dag(dagbag, DRILL, {"scope": "region", "dry_run": True})
+    assert dry.state == "failed"
+    err = step(journal(region_home, DRILL, dry.run_id), "preflight")["error"]
+    assert f"region drill {dr.run_id} left cluster main mid-drill (phase promoted)" in err
+    assert "fail back from the DR node pg3 to pg1" in err and cluster().primary.name == "pg3"
+
     nxt = run_dag(dagbag, DRILL, {"scope": "region", "fault": "kill"})
     doc = journal(region_home, DRILL, nxt.run_id)
     assert nxt.state == "success", failures(doc)

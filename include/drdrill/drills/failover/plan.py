@@ -108,7 +108,7 @@ def preflight(params: dict[str, Any], run_id: str, dag_id: str, *, is_active=Non
         from drdrill.drills.failover import region
 
         healed = region.heal(estate, cluster, run_id, (lambda rid: is_active({"run_id": rid, "dag_id": dag_id}))
-                             if is_active else None)
+                             if is_active else None, dry_run=bool(params.get("dry_run", False)))
         if healed:
             estate = load_estate()
             cluster = estate.cluster(cluster.name)

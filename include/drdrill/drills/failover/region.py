@@ -676,15 +676,22 @@ def finish_failback(plan: Plan) -> dict[str, Any]:
     return out
 
 
-def heal(estate: Any, cluster: Cluster, run_id: str, is_active: Any) -> dict[str, Any] | None:
+def heal(estate: Any, cluster: Cluster, run_id: str, is_active: Any, *, dry_run: bool = False
+         ) -> dict[str, Any] | None:
     """What a killed region drill left (its record names the run): before the fault's recovery was promoted,
-    the primary region is started again and the DR node fenced; after it, the failback is completed."""
+    the primary region is started again and the DR node fenced; after it, the failback is completed.
+    A dry run acts on nothing: it refuses, saying what the next real run will do."""
     rec = read_record(estate, cluster.name)
     if not rec or rec.get("run_id") == run_id:
         return None
     if is_active and is_active(rec.get("run_id")):
         raise PreflightError(f"region drill {rec.get('run_id')} is still running on cluster {cluster.name}; let it "
                              f"finish")
+    if dry_run:
+        what = ("fence the DR node and start the primary region again" if rec.get("phase") != "promoted" else
+                f"fail back from the DR node {rec.get('dr_node')} to {rec.get('primary')}")
+        raise PreflightError(f"region drill {rec.get('run_id')} left cluster {cluster.name} mid-drill (phase "
+                             f"{rec.get('phase')}): a real run heals it first ({what}); a dry run acts on nothing")
     from drdrill.drills.failover import failover_steps
 
     old = Plan.from_dict({"dag_id": rec.get("dag_id"), "run_id": rec["run_id"], "cluster": cluster.name,
