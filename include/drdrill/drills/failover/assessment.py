@@ -76,12 +76,17 @@ def safeguards(plan: Plan, figures: dict[str, Any], *, stage: str, cluster: Clus
                                + ("" if ok else f"; expected the primary {plan.primary}. Someone changed the record "
                                   f"or the topology state is wrong: fix it before failing over."
                                   if not d.get("error") else f"; cannot read it: {d['error']}"), "dns"))
+    return refuse_if_failed(out, f"safeguards ({stage}) refuse the failover; the primary was not touched")
+
+
+def refuse_if_failed(out: list[CheckResult], headline: str) -> list[CheckResult]:
+    """Log every safeguard; raise `PreflightError` (``headline``, then each failed one) if any failed, with all of
+    them for the journal step."""
     failed = [r for r in out if r.failed]
     for r in out:
         (log.warning if r.failed else log.info)("%s", r.line())
     if failed:
-        err = PreflightError(f"safeguards ({stage}) refuse the failover; the primary was not touched:\n"
-                             + "\n".join(r.line() for r in failed))
+        err = PreflightError(f"{headline}:\n" + "\n".join(r.line() for r in failed))
         err.results = [r.to_dict() for r in out]  # type: ignore[attr-defined]  # journalled by the step
         raise err
     return out

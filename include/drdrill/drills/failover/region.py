@@ -460,15 +460,9 @@ def safeguards(plan: Plan, figs: dict[str, Any], *, stage: str, cluster: Cluster
         out.append(CheckResult("dns_record", Status.PASS if ok else Status.FAIL,
                                f"{d.get('record')} -> {d.get('value')} ({d.get('points_at') or 'no estate node'})"
                                + ("" if ok else f"; expected the primary {plan.primary}"), "dns"))
-    failed = [r for r in out if r.failed]
-    for r in out:
-        (log.warning if r.failed else log.info)("%s", r.line())
-    if failed:
-        err = PreflightError(f"safeguards ({stage}) refuse the region failover; nothing was stopped:\n"
-                             + "\n".join(r.line() for r in failed))
-        err.results = [r.to_dict() for r in out]  # type: ignore[attr-defined]
-        raise err
-    return out
+    from drdrill.drills.failover.assessment import refuse_if_failed
+
+    return refuse_if_failed(out, f"safeguards ({stage}) refuse the region failover; nothing was stopped")
 
 
 # ---------------------------------------------------------------- the fault and the recovery
@@ -707,12 +701,10 @@ def heal(estate: Any, cluster: Cluster, run_id: str, is_active: Any, *, dry_run:
     from drdrill.drills.failover.stabilize import new_standby
 
     out: dict[str, Any] = {"run_id": rec["run_id"], "phase": "promoted"}
-    ops = NodeOps(cluster)
     c = load_estate().cluster(cluster.name)
     if c.primary.name == old.standby:
         out["new_standby"] = new_standby(old, old.primary, old.standby)
         out["switchover"] = failover_steps.failback_switchover(old, None)
         out["dns"] = failover_steps.switch_dns(old, old.primary)
     out["failback"] = finish_failback(old)
-    del ops
     return out
