@@ -23,6 +23,8 @@ from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVeri
 from drdrill.timetables import schedule_for
 
 CHECKS = ["backup_repository", "backup_integrity", "wal_archiving", "replication"]
+# The estate's backups: section (drdrill.drills.backups): one task per system, every entry in it.
+SYSTEMS = ["velero", "aws_backup", "object_lock"]
 
 
 def _run(group: str, cluster: str) -> list[dict]:
@@ -74,27 +76,40 @@ def dr_daily_verification():
     def replication(cluster: str) -> list[dict]:
         return _run("replication", cluster)
 
+    def system(kind: str):
+        @task(task_id=kind)
+        @step
+        def check() -> list[dict]:
+            from drdrill.drills import backups
+
+            return [r.to_dict() for r in backups.daily(kind)]
+
+        return check()
+
     @task(trigger_rule="all_done", retries=0)
     def journal() -> dict:
         from drdrill.core import journal as j
         from drdrill.core.checks import CheckResult
 
         ctx = get_current_context()
-        per_task = ctx["ti"].xcom_pull(task_ids=CHECKS) or []
+        per_task = ctx["ti"].xcom_pull(task_ids=CHECKS + SYSTEMS) or []
         results = [CheckResult.from_dict(d) for batch in per_task if batch for d in batch]
         clusters = ctx["ti"].xcom_pull(task_ids="select_clusters")
-        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS], results=results,
+        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS, *SYSTEMS], results=results,
                         cluster=",".join(clusters or []) or None)
 
     clusters = select_clusters()
-    EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0,
-                        node_runners=False) >> clusters
+    estate_check = EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0,
+                                       node_runners=False)
+    estate_check >> clusters
     # The checks report failures as results (fail_on_problem=False): the journal lists them all.
     repository = PgBackRestCheckOperator.partial(task_id="backup_repository", fail_on_problem=False)
     integrity = PgBackRestVerifyOperator.partial(task_id="backup_integrity", fail_on_problem=False)
     groups = [repository.expand(cluster=clusters), integrity.expand(cluster=clusters),
               wal_archiving.expand(cluster=clusters), replication.expand(cluster=clusters)]
-    groups >> journal()
+    systems = [system(kind) for kind in SYSTEMS]
+    estate_check >> systems
+    [*groups, *systems] >> journal()
 
 
 dr_daily_verification()

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drdrill.core.backups import Backups
 from drdrill.core.errors import EstateError
 from drdrill.core.paths import INSTALLED, estate_path, sandbox_dir
 from drdrill.core.schedules import Schedules, UnattendedWindow
@@ -497,6 +498,8 @@ class Estate(_Model):
     services: list[ServiceTarget] = Field(default_factory=list)
     # When drills run, in which timezone (drdrill.core.schedules); also read at DAG parse time.
     schedules: Schedules = Schedules()
+    # Velero, AWS Backup, S3 Object Lock and the 3-2-1-1-0 scorecard (drdrill.core.backups).
+    backups: Backups = Backups()
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -539,6 +542,17 @@ class Estate(_Model):
             if self.scratch.host == d.node.host and lo <= d.node.port <= hi:
                 raise ValueError(f"clusters[{c.name}].dr.node.port {d.node.port} is inside scratch.port_range "
                                  f"[{lo}, {hi}]: a restore test could take it; move one of them")
+        for kind in ("velero", "aws_backup", "object_lock"):
+            for e in getattr(self.backups, kind):
+                for copy in e.copies:
+                    if copy.cluster not in names:
+                        raise ValueError(f"backups.{kind}[{e.name}].copies: cluster {copy.cluster!r} is not a cluster "
+                                         f"of this estate ({', '.join(names)})")
+                    if copy.repo is not None:
+                        repos = [r.index for r in self.cluster(copy.cluster).pgbackrest.repos]
+                        if copy.repo not in repos:
+                            raise ValueError(f"backups.{kind}[{e.name}].copies: repo {copy.repo} is not a pgBackRest "
+                                             f"repo of cluster {copy.cluster} (repos {repos})")
         from drdrill.core.hosts import is_this_machine
 
         for c in self.clusters_for("dr_monthly_restore_test"):
