@@ -107,8 +107,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with the API server behaviour drdrill's Kubernetes code relies on.
 
     - ``labelSelector`` and ``fieldSelector`` filter lists (kmock ignores both);
-    - ``/api/v1/namespaces`` and ``/api/v1/namespaces/{name}`` list and read namespaces (kmock's path
-      parser takes ``namespaces`` for a namespace prefix and fails);
+    - ``/api/v1/namespaces`` and ``/api/v1/namespaces/{name}`` list, read, create and delete namespaces
+      (kmock's path parser takes ``namespaces`` for a namespace prefix and fails); deleting one deletes
+      every object in it;
     - a created object gets ``uid``, ``resourceVersion`` and ``creationTimestamp`` (a ``creationTimestamp``
       given by the test is kept: the harness backdates pods that way; a real API server would not);
     - every write bumps ``resourceVersion``; a create answers 201;
@@ -128,6 +129,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self.honour_selectors = True  # False: ignore labelSelector as kmock does (a careless server/proxy)
         self.pod_termination_seconds = 0.0  # > 0: a graceful delete leaves the pod Terminating this long
         self.forbidden: set[tuple[str, str]] = set()  # (method or "*", path regex): answered 403 (RBAC)
+        self.deleted_namespaces: list[str] = []  # every namespace deleted through the API, in order
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -141,6 +143,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         m = re.fullmatch(r"/api/v1/namespaces(?:/([^/]+))?/?", raw_request.path)
         if m and raw_request.method in ("GET", "POST"):
             return await self._namespaces(raw_request, m.group(1))
+        if m and m.group(1) and raw_request.method == "DELETE":
+            return await self._delete_namespace(m.group(1))
         return await super().__call__(raw_request)
 
     async def _namespaces(self, raw: aiohttp.web.BaseRequest, name: str | None) -> aiohttp.web.StreamResponse:
@@ -167,6 +171,21 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         if not items:
             return _status(404, "NotFound", f'namespaces "{name}" not found')
         return aiohttp.web.json_response(items[0])
+
+    async def _delete_namespace(self, name: str) -> aiohttp.web.StreamResponse:
+        """Delete a namespace and every object in it (a real API server finalizes it a while later;
+        here it is gone at once)."""
+        async with self._lock:
+            key = (NAMESPACES, None, name)
+            if key not in self.objects or self.objects[key].deleted:
+                return _status(404, "NotFound", f'namespaces "{name}" not found')
+            raw = self.objects[key].raw
+            for (_, ns, _), obj in list(self.objects.items()):
+                if ns == name and not obj.deleted:
+                    obj.delete()
+            self.objects[key].delete()
+            self.deleted_namespaces.append(name)
+        return aiohttp.web.json_response({**raw, "status": {"phase": "Terminating"}})
 
     def _stamp(self, body: dict[str, Any]) -> None:
         meta = body.setdefault("metadata", {})

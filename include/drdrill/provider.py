@@ -28,6 +28,7 @@ ESTATE = "Estate check"
 FIS = "AWS Fault Injection Service"
 KUBERNETES = "Kubernetes"
 CHAOS = "Chaos drills"
+VELERO = "Velero"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -50,6 +51,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": KUBERNETES, "external-doc-url": "https://kubernetes.io/", "tags": ["software"]},
             {"integration-name": CHAOS, "tags": ["software"],
              "external-doc-url": "https://principlesofchaos.org/"},
+            {"integration-name": VELERO, "external-doc-url": "https://velero.io/", "tags": ["software"]},
             {"integration-name": DEADLINES, "tags": ["software"],
              "external-doc-url": "https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/"
                                  "deferring.html"},
@@ -65,6 +67,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": FIS, "python-modules": ["drdrill.operators.fis"]},
             {"integration-name": KUBERNETES, "python-modules": ["drdrill.operators.kubernetes"]},
             {"integration-name": CHAOS, "python-modules": ["drdrill.operators.chaos"]},
+            {"integration-name": VELERO, "python-modules": ["drdrill.operators.velero"]},
         ],
         "sensors": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.sensors.postgres"]},
@@ -76,6 +79,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": FIS, "python-modules": ["drdrill.hooks.fis", "drdrill.hooks.ecs",
                                                          "drdrill.hooks.cloudwatch"]},
             {"integration-name": KUBERNETES, "python-modules": ["drdrill.hooks.kubernetes"]},
+            {"integration-name": VELERO, "python-modules": ["drdrill.hooks.velero"]},
         ],
         "triggers": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.triggers.postgres"]},
