@@ -343,16 +343,18 @@ class Controller:
                 uid = pod["metadata"]["uid"]
                 if not _ready(pod) and uid in self._born and self.ready_after is not None \
                         and time.monotonic() - self._born[uid] >= self.ready_after:
-                    c.set_pod_ready(ns, pod["metadata"]["name"], True)
+                    c.set_pod_ready(ns, pod["metadata"]["name"], True, missing_ok=True)
                     pod = c.get(f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}") or pod
             if not self.stale_status:
                 ready = sum(1 for p in active if _ready(p))
                 status = {"replicas": len(active), "readyReplicas": ready, "availableReplicas": ready}
-                c.patch(f"/apis/apps/v1/namespaces/{ns}/replicasets/{rs_name}/status", {"status": status})
+                # missing_ok: the namespace may have been deleted since the read (a restore test's teardown)
+                c.patch(f"/apis/apps/v1/namespaces/{ns}/replicasets/{rs_name}/status", {"status": status},
+                        missing_ok=True)
                 for o in rs["metadata"].get("ownerReferences") or []:
                     if o["kind"] == "Deployment":
                         c.patch(f"/apis/apps/v1/namespaces/{ns}/deployments/{o['name']}/status",
-                                {"status": {**status, "updatedReplicas": len(active)}})
+                                {"status": {**status, "updatedReplicas": len(active)}}, missing_ok=True)
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -471,8 +473,10 @@ class KubernetesCluster:
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", path, body)[1]
 
-    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", path, body)[1]
+    def patch(self, path: str, body: dict[str, Any], *, missing_ok: bool = False) -> dict[str, Any] | None:
+        """A merge patch; with ``missing_ok`` a 404 (the object deleted meanwhile) returns None."""
+        status, out = self._call("PATCH", path, body, ok=lambda s: s < 300 or (missing_ok and s == 404))
+        return None if status == 404 else out
 
     def delete(self, path: str) -> None:
         self._call("DELETE", path, ok=lambda s: s < 300 or s == 404)
@@ -497,8 +501,10 @@ class KubernetesCluster:
                "status": _pod_status(ready, meta.get("creationTimestamp"))}
         return self.post(f"/api/v1/namespaces/{namespace}/pods", pod)
 
-    def set_pod_ready(self, namespace: str, name: str, ready: bool) -> dict[str, Any]:
-        return self.patch(f"/api/v1/namespaces/{namespace}/pods/{name}/status", {"status": _pod_status(ready)})
+    def set_pod_ready(self, namespace: str, name: str, ready: bool, *,
+                      missing_ok: bool = False) -> dict[str, Any] | None:
+        return self.patch(f"/api/v1/namespaces/{namespace}/pods/{name}/status", {"status": _pod_status(ready)},
+                          missing_ok=missing_ok)
 
     def create_deployment(self, namespace: str, name: str, *, labels: dict[str, str], replicas: int = 3,
                           age_seconds: float | None = 3600, ready: bool = True) -> dict[str, Any]:
