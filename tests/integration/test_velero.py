@@ -218,8 +218,8 @@ def write_estate(tmp_path: Path, monkeypatch, entry: dict[str, Any] | None = Non
     return f
 
 
-def bounds(tmp_path: Path, monkeypatch, **restore_test: float) -> None:
-    """The estate with other restore_test bounds."""
+def bounds(tmp_path: Path, monkeypatch, **restore_test: Any) -> None:
+    """The estate with other restore_test fields (bounds, mappings)."""
     write_estate(tmp_path, monkeypatch, {**ENTRY, "restore_test": {**ENTRY["restore_test"], **restore_test}})
 
 
@@ -431,17 +431,22 @@ def test_restored_workloads_never_ready_fail_verify_naming_them(restore_dag, vel
 
 
 def test_a_mapping_onto_production_is_refused_before_anything_is_created(restore_dag, velero, tmp_path, monkeypatch):
+    from drdrill.core.errors import PreflightError
+    from drdrill.drills.backups import velero_restore
+
     before = sorted(n["metadata"]["name"] for n in velero.get("/api/v1/namespaces")["items"])
-    for onto in ("production", "monitoring"):  # the source itself, a namespace the schedule backs up
-        write_estate(tmp_path, monkeypatch, {**ENTRY, "restore_test": {**ENTRY["restore_test"],
-                                                                        "namespace_mappings": {"production": onto}}})
-        dr, doc = _run(restore_dag)
-        assert dr.state == "failed"
-        err = step(doc, "preflight")["error"]
-        assert f"maps 'production' onto {onto!r}, a namespace a restore may never write into" in err, err
-        assert {s["task_id"]: s["status"] for s in doc["steps"]}["prepare"] == "not run"
-        assert sorted(n["metadata"]["name"] for n in velero.get("/api/v1/namespaces")["items"]) == before
-        assert velero.get(f"{V}/restores")["items"] == []
+    bounds(tmp_path, monkeypatch, namespace_mappings={"production": "production"})
+    dr, doc = _run(restore_dag)
+    assert dr.state == "failed"
+    err = step(doc, "preflight")["error"]
+    assert "maps 'production' onto 'production', a namespace a restore may never write into" in err, err
+    assert {s["task_id"]: s["status"] for s in doc["steps"]}["prepare"] == "not run"
+    assert sorted(n["metadata"]["name"] for n in velero.get("/api/v1/namespaces")["items"]) == before
+    assert velero.get(f"{V}/restores")["items"] == []
+    # A namespace the schedule backs up (not the source) is refused too.
+    bounds(tmp_path, monkeypatch, namespace_mappings={"production": "monitoring"})
+    with pytest.raises(PreflightError, match="maps 'production' onto 'monitoring', a namespace a restore may never"):
+        velero_restore.preflight({"velero": "prod-k8s"}, "manual__r2")
 
 
 def test_an_existing_target_namespace_is_refused(velero):
@@ -459,19 +464,20 @@ def test_an_existing_target_namespace_is_refused(velero):
 
 
 def test_a_killed_runs_leftovers_are_deleted_by_the_next_run_and_production_never(restore_dag, velero):
+    from drdrill.drills.backups import velero_restore
+
     labels = {LABEL: "prod-k8s", "drdrill.io/run": "abc123"}
     _ns(velero, "production-restored-abc123", labels)
     put(velero, "restores", {"metadata": {"name": "drdrill-prod-k8s-abc123", "labels": labels},
                              "spec": {"backupName": "x"}, "status": {"phase": "InProgress"}})
-    dr, doc = _run(restore_dag, dry_run=True)  # a dry run names the leftovers, deletes nothing
+    left = {"restores": ["drdrill-prod-k8s-abc123"], "namespaces": ["production-restored-abc123"]}
+    plan = velero_restore.preflight({"velero": "prod-k8s", "dry_run": True}, "manual__dry")
+    assert plan["leftovers"] == left and plan["cleaned"] == {"restores": [], "namespaces": []}
+    assert velero.get("/api/v1/namespaces/production-restored-abc123") is not None  # a dry run deletes nothing
+    # The next real run (restoring an older backup, named by the param) deletes them first.
+    dr, doc = _run(restore_dag, backup="daily-production-backup-20260101020000")
     assert dr.state == "success", failures(doc)
-    assert doc["plan"]["leftovers"] == {"restores": ["drdrill-prod-k8s-abc123"],
-                                        "namespaces": ["production-restored-abc123"]}
-    assert velero.get("/api/v1/namespaces/production-restored-abc123") is not None
-    dr, doc = _run(restore_dag)
-    assert dr.state == "success", failures(doc)
-    assert doc["plan"]["cleaned"] == {"restores": ["drdrill-prod-k8s-abc123"],
-                                      "namespaces": ["production-restored-abc123"]}
+    assert doc["plan"]["cleaned"] == left and doc["plan"]["backup"] == "daily-production-backup-20260101020000"
     assert _restored_namespaces(velero) == [] and velero.get(f"{V}/restores")["items"] == []
     assert velero.get("/api/v1/namespaces/production") is not None
 
@@ -489,10 +495,14 @@ def test_a_labelled_protected_namespace_is_never_a_leftover(velero):
         velero.delete("/api/v1/namespaces/monitoring-x")
 
 
-def test_the_backup_param_must_name_a_completed_backup(restore_dag, velero):
-    put(velero, "backups", backup("bad-one", phase="PartiallyFailed", hours_ago=1))
-    dr, doc = _run(restore_dag, backup="bad-one")
-    assert dr.state == "failed" and "Backup 'bad-one' is PartiallyFailed, not Completed" in failures(doc)
-    dr, doc = _run(restore_dag, backup="daily-production-backup-20260101020000")
-    assert dr.state == "success" and doc["plan"]["backup"] == "daily-production-backup-20260101020000", failures(doc)
+def test_the_backup_param_must_name_a_completed_backup(velero):
+    from drdrill.core.errors import PreflightError
+    from drdrill.drills.backups import velero_restore
 
+    put(velero, "backups", backup("bad-one", phase="PartiallyFailed", hours_ago=1))
+    with pytest.raises(PreflightError, match="Backup 'bad-one' is PartiallyFailed, not Completed"):
+        velero_restore.preflight({"velero": "prod-k8s", "backup": "bad-one"}, "manual__r3")
+    with pytest.raises(PreflightError, match="Backup 'nope' does not exist in namespace 'velero'"):
+        velero_restore.preflight({"velero": "prod-k8s", "backup": "nope"}, "manual__r3")
+    with pytest.raises(PreflightError, match="velero entry 'other' is not in the estate's backups.velero"):
+        velero_restore.preflight({"velero": "other"}, "manual__r3")

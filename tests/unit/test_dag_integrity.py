@@ -95,7 +95,20 @@ def test_parsing_does_no_heavy_imports_and_survives_a_missing_estate(path):
 
 
 # ------------------------------------------------------------------ pools and schedules
-SCHEDULED = ["dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill"]
+SCHEDULED = ["dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill",
+             "dr_monthly_velero_restore_test"]
+
+
+def test_velero_restore_test_tears_down_always_after_a_setup_and_journals(dagbag):
+    dag = dagbag.get_dag("dr_monthly_velero_restore_test")
+    assert dag.get_task("prepare").is_setup
+    td = dag.get_task("teardown")
+    assert td.is_teardown and "prepare" in td.upstream_task_ids and "verify" in td.upstream_task_ids
+    assert td.__class__.__name__ == "VeleroRestoreTeardownOperator"
+    assert dag.get_task("restore").__class__.__name__ == "VeleroRestoreOperator"
+    journal = dag.get_task("journal")
+    assert journal.trigger_rule == "all_done" and "teardown" in journal.upstream_task_ids
+    assert set(dag.params) == {"velero", "backup", "dry_run"}
 
 
 @pytest.mark.parametrize("dag_id", SCHEDULED)
