@@ -4,10 +4,11 @@ preflight (the entry has a restore_test; what a killed run left is deleted; the 
 the per-run target namespaces, e.g. ``production-restored-1a2b3c``, must not exist and never be a source,
 a namespace of the schedule or the backup: refused before anything is created) -> prepare (setup: the
 kill switch, then the target namespaces created with drdrill's label) -> restore (a Velero Restore with
-the namespace mapping, Completed within the bound) -> verify (restored items against the backup's, every
-restored Deployment and StatefulSet Ready within the bound) -> teardown (always: the Restore and the
-target namespaces deleted) -> journal. Logic in ``drdrill.drills.backups.velero_restore``; the reusable
-steps are `VeleroRestoreOperator` and `VeleroRestoreTeardownOperator` (``drdrill.operators.velero``).
+the namespace mapping, Completed within the bound, waited for in the triggerer) -> verify (restored items
+against the backup's, every restored Deployment and StatefulSet Ready within the bound) -> teardown
+(always: the Restore and the target namespaces deleted) -> journal. Logic in
+``drdrill.drills.backups.velero_restore``; the reusable steps are `VeleroRestoreOperator` and
+`VeleroRestoreTeardownOperator` (``drdrill.operators.velero``).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def dr_monthly_velero_restore_test():
     restored = VeleroRestoreOperator(
         task_id="restore", kubernetes_conn_id=plan["conn_id"], velero_namespace=plan["velero_namespace"],
         backup_name=plan["backup"], namespace_mappings=plan["namespace_mappings"], restore_name=plan["restore_name"],
-        labels=plan["labels"], timeout_seconds=plan["timeout_seconds"],
+        labels=plan["labels"], timeout_seconds=plan["timeout_seconds"], deferrable=True,  # waits in the triggerer
         dry_run="{{ params.dry_run }}")
     prepared >> restored
     checked = verify(plan, restored.output)

@@ -88,6 +88,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": FIS, "python-modules": ["drdrill.triggers.fis"]},
             {"integration-name": KUBERNETES, "python-modules": ["drdrill.triggers.kubernetes"]},
             {"integration-name": CHAOS, "python-modules": ["drdrill.triggers.chaos"]},
+            {"integration-name": VELERO, "python-modules": ["drdrill.triggers.velero"]},
         ],
         # PostgresNodeHook and Route53Hook use the postgres and aws connection types of their
         # providers; only pgBackRest has a connection type of its own.

@@ -506,3 +506,33 @@ def test_the_backup_param_must_name_a_completed_backup(velero):
         velero_restore.preflight({"velero": "prod-k8s", "backup": "nope"}, "manual__r3")
     with pytest.raises(PreflightError, match="velero entry 'other' is not in the estate's backups.velero"):
         velero_restore.preflight({"velero": "other"}, "manual__r3")
+
+
+def test_the_restore_trigger_fires_finished_timeout_and_error(velero, velero_ctl, monkeypatch):
+    import asyncio
+
+    from drdrill.triggers.velero import VeleroRestoreTrigger
+
+    async def first(t):
+        return (await anext(t.run())).payload
+
+    velero_ctl.mode = "never"
+    put(velero, "restores", {"metadata": {"name": "r-trigger"}, "spec": {"backupName": "b"}})
+    kw = {"conn_id": "k8s_emulator", "velero_namespace": NS, "restore_name": "r-trigger",
+          "created_at": datetime.now(UTC).isoformat(), "timeout_seconds": 1.0, "poll_interval": 0.1,
+          "payload": {"k": 1}}
+    path, args = VeleroRestoreTrigger(**kw).serialize()
+    assert path == "drdrill.triggers.velero.VeleroRestoreTrigger" and args == kw
+    ev = asyncio.run(first(VeleroRestoreTrigger(**args)))
+    assert ev["status"] == "timeout" and ev["restore"] == {} and ev["seconds"] >= 1 and ev["payload"] == {"k": 1}
+    velero.patch(f"{V}/restores/r-trigger/status", {"status": {"phase": "Completed",
+                                                               "progress": {"itemsRestored": 3, "totalItems": 3}}})
+    ev = asyncio.run(first(VeleroRestoreTrigger(**{**args, "timeout_seconds": 10})))
+    assert ev["status"] == "finished" and ev["restore"]["phase"] == "Completed"
+    ev = asyncio.run(first(VeleroRestoreTrigger(**{**args, "restore_name": "gone", "timeout_seconds": 10})))
+    assert ev["status"] == "error" and "Restore 'gone' disappeared" in ev["message"]
+    dead = {**velero.kubeconfig(), "clusters": [{"name": "emulator", "cluster": {"server": "http://127.0.0.1:9"}}]}
+    monkeypatch.setenv("AIRFLOW_CONN_K8S_DEAD", json.dumps({"conn_type": "kubernetes",
+                                                            "extra": {"kube_config": json.dumps(dead)}}))
+    ev = asyncio.run(first(VeleroRestoreTrigger(**{**args, "conn_id": "k8s_dead", "timeout_seconds": 10})))
+    assert ev["status"] == "error" and "through connection 'k8s_dead' failed 3 time(s)" in ev["message"], ev

@@ -187,7 +187,8 @@ def test_provider_manager_sees_hooks_connection_type_and_modules(probe):
     assert modules["sensors"] == ["drdrill.sensors.postgres"]
     assert modules["triggers"] == ["drdrill.triggers.postgres", "drdrill.triggers.route53",
                                    "drdrill.triggers.deadline", "drdrill.triggers.fis",
-                                   "drdrill.triggers.kubernetes", "drdrill.triggers.chaos"]
+                                   "drdrill.triggers.kubernetes", "drdrill.triggers.chaos",
+                                   "drdrill.triggers.velero"]
     assert probe["hook"] == {
         "hook_class_name": "drdrill.hooks.pgbackrest.PgBackRestHook",
         "connection_id_attribute_name": "pgbackrest_conn_id",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from drdrill.operators.base import DrillOperator, truthy
@@ -40,6 +41,7 @@ class VeleroRestoreOperator(DrillOperator):
     :param labels: labels on the Restore (find it again with them)
     :param timeout_seconds: the bound on the wait
     :param poll_interval: seconds between reads of the Restore
+    :param deferrable: wait in the triggerer (`drdrill.triggers.velero.VeleroRestoreTrigger`), not in the worker
     :param dry_run: create nothing, return what would be created
 
     Returns ``{"dry_run", "restore_name", "backup", "namespace_mappings", "phase", "items_restored",
@@ -57,7 +59,8 @@ class VeleroRestoreOperator(DrillOperator):
 
     def __init__(self, *, kubernetes_conn_id: str = "kubernetes_default", velero_namespace: str = "velero",
                  backup_name: Any, namespace_mappings: Any, restore_name: Any = None, labels: Any = None,
-                 timeout_seconds: Any = 900, poll_interval: float = 5.0, dry_run: Any = False, **kwargs: Any) -> None:
+                 timeout_seconds: Any = 900, poll_interval: float = 5.0, deferrable: bool = False,
+                 dry_run: Any = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.kubernetes_conn_id = kubernetes_conn_id
         self.velero_namespace = velero_namespace
@@ -67,6 +70,7 @@ class VeleroRestoreOperator(DrillOperator):
         self.labels = labels
         self.timeout_seconds = timeout_seconds
         self.poll_interval = poll_interval
+        self.deferrable = deferrable
         self.dry_run = dry_run
 
     def run(self, context: Any) -> dict[str, Any]:
@@ -97,35 +101,76 @@ class VeleroRestoreOperator(DrillOperator):
         hook.create(RESTORES, {"metadata": {"name": name, "labels": dict(self.labels or {})},
                                "spec": {"backupName": self.backup_name, "includedNamespaces": sorted(mappings),
                                         "namespaceMapping": mappings}})
+        created_at = datetime.now(UTC)
+        # a tenth of the bound at most: a short bound is not overslept
+        interval = min(float(self.poll_interval), timeout / 10)
+        if self.deferrable:
+            from drdrill.triggers.velero import VeleroRestoreTrigger
+
+            self.defer(trigger=VeleroRestoreTrigger(
+                conn_id=self.kubernetes_conn_id, velero_namespace=self.velero_namespace, restore_name=name,
+                created_at=created_at.isoformat(), timeout_seconds=timeout, poll_interval=interval, payload=out),
+                method_name="execute_complete")
         t0 = time.monotonic()
-        phase = None
         while True:
             obj = hook.get(RESTORES, name)
             if obj is None:
                 raise DrillFailed(f"Restore {name} disappeared from {self.velero_namespace!r} while waiting for it")
-            st = obj.get("status") or {}
-            phase = st.get("phase")
             took = time.monotonic() - t0
-            prog = st.get("progress") or {}
-            out.update(phase=phase, items_restored=prog.get("itemsRestored"), total_items=prog.get("totalItems"),
-                       errors=int(st.get("errors") or 0), warnings=int(st.get("warnings") or 0),
-                       failure_reason=st.get("failureReason"), seconds=round(took, 3))
-            if phase in TERMINAL:
+            _apply(out, obj.get("status") or {}, took)
+            if out["phase"] in TERMINAL:
                 break
             if took >= timeout:
-                raise DrillFailed(f"Restore {name} of {self.backup_name} not Completed within {timeout:g} s "
-                                  f"(timeout_seconds; last phase: {phase or 'none yet'}): is Velero running? see "
-                                  f"velero restore describe {name}")
-            # a tenth of the bound at most: a short bound is not overslept
-            time.sleep(min(float(self.poll_interval), timeout / 10, max(timeout - took, 0.05)))
+                raise DrillFailed(_timeout_message(out))
+            time.sleep(min(interval, max(timeout - took, 0.05)))
+        return self._verdict(context, out)
+
+    def _verdict(self, context: Any, out: dict[str, Any]) -> dict[str, Any]:
+        from drdrill.core.errors import DrillFailed
+
         context["ti"].xcom_push(key="restore", value=out)
-        if phase != "Completed":
+        name = out["restore_name"]
+        if out["phase"] != "Completed":
             why = f", failure reason: {out['failure_reason']}" if out["failure_reason"] else ""
-            raise DrillFailed(f"Restore {name} of {self.backup_name} is {phase}: {out['errors']} error(s), "
+            raise DrillFailed(f"Restore {name} of {out['backup']} is {out['phase']}: {out['errors']} error(s), "
                               f"{out['warnings']} warning(s){why}; see velero restore describe {name} --details")
         self.log.info("Restore %s Completed in %.1f s: %s of %s items", name, out["seconds"], out["items_restored"],
                       out["total_items"])
         return out
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        """The deferred half: the trigger's event turned into the same result or failure as the worker's wait."""
+        from drdrill.core.errors import DrillError, DrillFailed
+        from drdrill.core.journal import record_step
+
+        out = dict(event.get("payload") or {})
+        _apply(out, event.get("restore") or {}, float(event.get("seconds") or 0))
+        started = time.time() - float(event.get("seconds") or 0)
+        try:
+            if event.get("status") == "timeout":
+                raise DrillFailed(_timeout_message(out))
+            if event.get("status") != "finished":
+                raise DrillError(str(event.get("message") or f"the wait ended with {event.get('status')!r}"))
+            result = self._verdict(context, out)
+        except DrillError as e:
+            record_step(context, self.task_id, "failed", started, f"{type(e).__name__}: {e}")
+            raise
+        record_step(context, self.task_id, "success", started)
+        return result
+
+
+def _apply(out: dict[str, Any], st: dict[str, Any], seconds: float) -> None:
+    """A Restore's ``status`` into the operator's result."""
+    prog = st.get("progress") or {}
+    out.update(phase=st.get("phase"), items_restored=prog.get("itemsRestored"), total_items=prog.get("totalItems"),
+               errors=int(st.get("errors") or 0), warnings=int(st.get("warnings") or 0),
+               failure_reason=st.get("failureReason"), seconds=round(seconds, 3))
+
+
+def _timeout_message(out: dict[str, Any]) -> str:
+    name = out["restore_name"]
+    return (f"Restore {name} of {out['backup']} not Completed within {out['timeout_seconds']:g} s (timeout_seconds; "
+            f"last phase: {out['phase'] or 'none yet'}): is Velero running? see velero restore describe {name}")
 
 
 class VeleroRestoreTeardownOperator(DrillOperator):
