@@ -129,12 +129,13 @@ class VeleroHook(KubernetesHook):
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client import ApiException
-        from urllib3.exceptions import HTTPError
 
         try:
             return fn(*args, **kwargs)
-        except (ApiException, HTTPError, OSError) as e:
-            raise self._error(e, what) from e
+        except Exception as e:
+            if isinstance(e, ApiException) or _transport(e):
+                raise self._error(e, what) from e
+            raise
 
     def _api(self, what: str) -> Any:
         try:
@@ -159,7 +160,9 @@ class VeleroHook(KubernetesHook):
                 return None
             raise self._error(e, what) from e
         except Exception as e:
-            raise self._error(e, what) from e
+            if _transport(e):
+                raise self._error(e, what) from e
+            raise
 
     def list(self, plural: str, selector: str = "") -> list[dict[str, Any]]:
         """Velero objects of the Velero namespace matching the label ``selector`` (by the server, then again
@@ -194,7 +197,9 @@ class VeleroHook(KubernetesHook):
                 return False
             raise self._error(e, what) from e
         except Exception as e:
-            raise self._error(e, what) from e
+            if _transport(e):
+                raise self._error(e, what) from e
+            raise
 
     def backups_of(self, schedule: str) -> list[dict[str, Any]]:
         """The Backups a schedule made (label ``velero.io/schedule-name``), newest first."""
@@ -219,7 +224,9 @@ class VeleroHook(KubernetesHook):
                 return False
             raise self._error(e, what) from e
         except Exception as e:
-            raise self._error(e, what) from e
+            if _transport(e):
+                raise self._error(e, what) from e
+            raise
 
     def namespaces(self, selector: str) -> list[str]:
         """Names of the namespaces matching the label ``selector`` (filtered again here), sorted."""
@@ -248,7 +255,9 @@ class VeleroHook(KubernetesHook):
                 return False
             raise self._error(e, what) from e
         except Exception as e:
-            raise self._error(e, what) from e
+            if _transport(e):
+                raise self._error(e, what) from e
+            raise
 
     # -- workloads -------------------------------------------------------------------------------
     def workloads(self, namespace: str) -> list[WorkloadReadiness]:
@@ -271,3 +280,7 @@ class VeleroHook(KubernetesHook):
                                              int((w.status.ready_replicas if w.status else 0) or 0)))
         return sorted(out, key=lambda w: (w.kind, w.name))
 
+
+def _transport(e: BaseException) -> bool:
+    """A failure to reach the server: refused, reset, timed out, TLS (urllib3's errors, which wrap OSError)."""
+    return isinstance(e, OSError) or type(e).__module__.split(".")[0] == "urllib3"
