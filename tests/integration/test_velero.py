@@ -464,16 +464,19 @@ def test_an_existing_target_namespace_is_refused(velero):
 
 
 def test_a_killed_runs_leftovers_are_deleted_by_the_next_run_and_production_never(restore_dag, velero):
-    from drdrill.drills.backups import velero_restore
-
     labels = {LABEL: "prod-k8s", "drdrill.io/run": "abc123"}
     _ns(velero, "production-restored-abc123", labels)
     put(velero, "restores", {"metadata": {"name": "drdrill-prod-k8s-abc123", "labels": labels},
                              "spec": {"backupName": "x"}, "status": {"phase": "InProgress"}})
     left = {"restores": ["drdrill-prod-k8s-abc123"], "namespaces": ["production-restored-abc123"]}
-    plan = velero_restore.preflight({"velero": "prod-k8s", "dry_run": True}, "manual__dry")
-    assert plan["leftovers"] == left and plan["cleaned"] == {"restores": [], "namespaces": []}
-    assert velero.get("/api/v1/namespaces/production-restored-abc123") is not None  # a dry run deletes nothing
+    # A dry run walks the graph, names the leftovers and creates or deletes nothing.
+    restores_before = [r["metadata"]["uid"] for r in velero.get(f"{V}/restores")["items"]]
+    dr, doc = _run(restore_dag, dry_run=True)
+    assert dr.state == "success", failures(doc)
+    assert doc["plan"]["leftovers"] == left and doc["plan"]["cleaned"] == {"restores": [], "namespaces": []}
+    assert doc["prepare"]["namespaces"] == [] and doc["restore"]["dry_run"] and doc["teardown"]["dry_run"]
+    assert _restored_namespaces(velero) == ["production-restored-abc123"]
+    assert [r["metadata"]["uid"] for r in velero.get(f"{V}/restores")["items"]] == restores_before
     # The next real run (restoring an older backup, named by the param) deletes them first.
     dr, doc = _run(restore_dag, backup="daily-production-backup-20260101020000")
     assert dr.state == "success", failures(doc)
