@@ -370,7 +370,7 @@ def _restored_namespaces(k8s) -> list[str]:
 
 
 def test_the_restore_test_restores_compares_waits_ready_and_deletes_everything(restore_dag, velero, velero_ctl):
-    velero_ctl.ready_after = 2.5  # the restored pods turn Ready well after the Restore completed
+    velero_ctl.ready_after = 5  # the restored pods turn Ready well after the Restore completed
     dr, doc = _run(restore_dag)
     assert dr.state == "success" and doc["status"] == "passed", failures(doc)
     plan = doc["plan"]
@@ -383,7 +383,7 @@ def test_the_restore_test_restores_compares_waits_ready_and_deletes_everything(r
     assert "8 item(s) restored of its 8 (the backup holds 40" in results["velero_restore_items"]["message"]
     ready = results["velero_restore_ready"]
     assert ready["status"] == "pass" and "2 restored workload(s) Ready" in ready["message"]
-    assert ready["value"] >= 0.5  # the pods' delay was really waited for
+    assert ready["details"]["polls"] >= 2  # the pods were seen not Ready first: their delay was waited for
     assert {w["name"] for w in ready["details"]["workloads"][target_ns]} == {"web", "postgres"}
     # What the cluster holds afterwards: no restored namespace, no Restore; production untouched.
     assert doc["teardown"]["namespaces_deleted"] == [target_ns] and doc["teardown"]["restore_deleted"]

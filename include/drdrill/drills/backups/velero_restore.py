@@ -212,13 +212,15 @@ def wait_workloads_ready(plan: dict[str, Any], *, poll_interval: float = 0.5) ->
     hook = VeleroHook(kubernetes_conn_id=plan["conn_id"], velero_namespace=plan["velero_namespace"])
     bound = float(plan["ready_timeout_seconds"])
     t0 = time.monotonic()
+    polls = 0
     while True:
+        polls += 1
         workloads = {ns: hook.workloads(ns) for ns in plan["target_namespaces"]}
         waiting = [f"{ns}/{w.line()}" for ns, ws in workloads.items() for w in ws if not w.ready]
         took = time.monotonic() - t0
         count = sum(len(ws) for ws in workloads.values())
         details = {"workloads": {ns: [w.to_dict() for w in ws] for ns, ws in workloads.items()},
-                   "seconds": round(took, 3)}
+                   "seconds": round(took, 3), "polls": polls}
         if not waiting:
             msg = (f"{count} restored workload(s) Ready in {took:.1f} s <= {bound:g} s" if count else
                    f"no Deployment or StatefulSet in {', '.join(plan['target_namespaces'])} (nothing to wait for)")
