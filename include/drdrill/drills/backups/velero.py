@@ -86,8 +86,8 @@ def check_schedule(hook: VeleroHook, entry: Velero, want: VeleroSchedule) -> Che
     if live is None:
         return CheckResult("velero_schedule", Status.FAIL,
                            f"Schedule {want.name!r} does not exist in namespace {entry.namespace!r} "
-                           f"(connection {entry.conn_id!r}): create it (velero schedule create) or fix "
-                           f"backups.velero[{entry.name}].schedules", tgt)
+                           f"(connection {entry.conn_id!r}; or Velero's CRDs are not installed there): create it "
+                           f"(velero schedule create) or fix backups.velero[{entry.name}].schedules", tgt)
     drift = schedule_drift(want, live)
     if drift:
         return CheckResult("velero_schedule", Status.FAIL,
@@ -155,8 +155,8 @@ def check_storage_location(hook: VeleroHook, entry: Velero, name: str) -> CheckR
     if bsl is None:
         return CheckResult("velero_storage_location", Status.FAIL,
                            f"BackupStorageLocation {name!r} does not exist in namespace {entry.namespace!r} "
-                           f"(connection {entry.conn_id!r}): create it or fix "
-                           f"backups.velero[{entry.name}].storage_locations", tgt)
+                           f"(connection {entry.conn_id!r}; or Velero's CRDs are not installed there): create it "
+                           f"or fix backups.velero[{entry.name}].storage_locations", tgt)
     st = bsl.get("status") or {}
     phase = st.get("phase") or "no phase yet"
     if phase != "Available":
