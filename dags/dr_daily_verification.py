@@ -87,16 +87,30 @@ def dr_daily_verification():
         return check()
 
     @task(trigger_rule="all_done", retries=0)
+    @step
+    def scorecard() -> list[dict]:
+        """3-2-1-1-0 per cluster from this run's checks (drdrill.drills.backups.scorecard)."""
+        from drdrill.core.checks import CheckResult
+        from drdrill.core.estate import load_estate
+        from drdrill.drills.backups import scorecard as sc
+
+        ti = get_current_context()["ti"]
+        results = [CheckResult.from_dict(d) for batch in ti.xcom_pull(task_ids=CHECKS + SYSTEMS) or [] if batch
+                   for d in batch]
+        return [r.to_dict() for r in sc.daily(load_estate(), ti.xcom_pull(task_ids="select_clusters") or [],
+                                              results)]
+
+    @task(trigger_rule="all_done", retries=0)
     def journal() -> dict:
         from drdrill.core import journal as j
         from drdrill.core.checks import CheckResult
 
         ctx = get_current_context()
-        per_task = ctx["ti"].xcom_pull(task_ids=CHECKS + SYSTEMS) or []
+        per_task = ctx["ti"].xcom_pull(task_ids=[*CHECKS, *SYSTEMS, "scorecard"]) or []
         results = [CheckResult.from_dict(d) for batch in per_task if batch for d in batch]
         clusters = ctx["ti"].xcom_pull(task_ids="select_clusters")
-        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS, *SYSTEMS], results=results,
-                        cluster=",".join(clusters or []) or None)
+        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS, *SYSTEMS, "scorecard"],
+                        results=results, cluster=",".join(clusters or []) or None)
 
     clusters = select_clusters()
     estate_check = EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0,
@@ -109,7 +123,7 @@ def dr_daily_verification():
               wal_archiving.expand(cluster=clusters), replication.expand(cluster=clusters)]
     systems = [system(kind) for kind in SYSTEMS]
     estate_check >> systems
-    [*groups, *systems] >> journal()
+    [*groups, *systems] >> scorecard() >> journal()
 
 
 dr_daily_verification()
