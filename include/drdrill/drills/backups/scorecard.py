@@ -62,18 +62,20 @@ def _ran(results: list[CheckResult], prefix: str) -> bool:
     return any(r.target == prefix or r.target.startswith(prefix + "/") for r in results)
 
 
-def copies(cluster: Cluster, estate: Estate, results: list[CheckResult]) -> tuple[list[Copy], list[str]]:
-    """The copies that count, and why each one that does not count is missing."""
+def copies(cluster: Cluster, estate: Estate, results: list[CheckResult]) -> tuple[list[Copy], list[str], list[str]]:
+    """The copies that count, why each one that does not count is missing, and why a copy the estate says is
+    immutable is not."""
     out = [Copy(f"{cluster.primary.name} (live)", "disk", cluster.primary_region, evidence="the primary itself")]
     missing: list[str] = []
+    not_immutable: list[str] = []
     locked = {}
     for kind, entry, c in estate.backups.copies_of(cluster.name):
         if kind == "object_lock" and c.repo is not None:
             prefix = f"object_lock/{entry.name}"
             bad = _failed(results, prefix)
             if bad or not _ran(results, prefix):
-                missing.append(f"repo{c.repo} is not immutable: "
-                               + (bad[0].line() if bad else f"object_lock {entry.name} was not checked"))
+                not_immutable.append(f"repo{c.repo} is not immutable: "
+                                     + (bad[0].line() if bad else f"object_lock {entry.name} was not checked"))
             else:
                 locked[c.repo] = f"S3 Object Lock {entry.mode} on bucket {entry.bucket} (object_lock {entry.name})"
     for repo in cluster.pgbackrest.repos:
@@ -118,7 +120,7 @@ def copies(cluster: Cluster, estate: Estate, results: list[CheckResult]) -> tupl
         else:  # a bucket holding a copy of its own (e.g. a replication target)
             out.append(Copy(f"bucket {entry.bucket}", "object storage", entry.region, True,
                             f"S3 Object Lock {entry.mode} on bucket {entry.bucket}"))
-    return out, missing
+    return out, missing, not_immutable
 
 
 def last_restore_test(estate: Estate, cluster: str) -> dict[str, Any] | None:
@@ -181,7 +183,7 @@ def score(cluster: Cluster, estate: Estate, results: list[CheckResult], now: dat
     """One check per digit with its evidence, then ``scorecard``: below the estate's or dropped fails."""
     now = now or datetime.now(UTC)
     want = estate.backups.scorecard
-    have, missing = copies(cluster, estate, results)
+    have, missing, not_immutable = copies(cluster, estate, results)
     primary_region = cluster.primary_region
     offsite = [c for c in have if c.region and primary_region and c.region != primary_region]
     immutable = [c for c in have if c.immutable]
@@ -190,9 +192,8 @@ def score(cluster: Cluster, estate: Estate, results: list[CheckResult], now: dat
     digits = {"copies": len(have), "media": len(media), "offsite": len(offsite), "immutable": len(immutable),
               "errors": n_err}
     t = f"{cluster.name}/scorecard"
-    notes = "; ".join(missing)
     out = [
-        _digit("copies", len(have), want.copies, t, ", ".join(c.name for c in have), notes,
+        _digit("copies", len(have), want.copies, t, ", ".join(c.name for c in have), "; ".join(missing),
                {"copies": [c.to_dict() for c in have], "not_counted": missing}),
         _digit("media", len(media), want.media, t, ", ".join(media), "", {"media": media}),
         _digit("offsite", len(offsite), want.offsite, t,
@@ -200,7 +201,8 @@ def score(cluster: Cluster, estate: Estate, results: list[CheckResult], now: dat
                "" if primary_region else "the primary's region is not in the estate (nodes[].region)",
                {"primary_region": primary_region, "offsite": [c.name for c in offsite]}),
         _digit("immutable", len(immutable), want.immutable, t,
-               ", ".join(f"{c.name}: {c.evidence}" for c in immutable), "", {"immutable": [c.name for c in immutable]}),
+               ", ".join(f"{c.name}: {c.evidence}" for c in immutable), "; ".join(not_immutable),
+               {"immutable": [c.name for c in immutable], "not_immutable": not_immutable}),
     ]
     ok0 = n_err == 0
     out.append(CheckResult("scorecard.errors", Status.PASS if ok0 else Status.FAIL,
@@ -233,8 +235,8 @@ def _digit(name: str, value: int, required: int, target: str, evidence: str, why
            details: dict[str, Any]) -> CheckResult:
     ok = value >= required
     msg = f"{value} {name} (required {required})" + (f": {evidence}" if evidence else "")
-    if not ok and why:
-        msg += f". Missing: {why}"
+    if why:
+        msg += f". Not counted: {why}"
     return CheckResult(f"scorecard.{name}", Status.PASS if ok else Status.FAIL, msg, target, value, required, details)
 
 
