@@ -250,3 +250,20 @@ def test_broken_archiving_fails_the_round_trip_and_the_archiver_check(dagbag, es
     failed = _failed(doc)
     assert ("archive_failures", "main/pg1") in failed and ("archive_round_trip", "main") in failed, failures(doc)
     assert "archiving is failing" in failures(doc)
+
+
+def test_a_repo_whose_recoverable_window_is_shorter_than_the_target_fails_naming_both(estate):
+    # The seed's 7 days on a sandbox that is minutes old: repo1 cannot reach that far back; repo2 has no target.
+    from drdrill.drills import daily
+    from drdrill.hooks.pgbackrest import PgBackRestHook
+
+    cluster = estate.cluster("main")
+    results = daily.repository_checks(PgBackRestHook.for_cluster(cluster), target="main", expected_repos={1, 2},
+                                      wal_segment_bytes=daily.wal_segment_bytes(cluster),
+                                      pitr_window_hours={1: 168, 2: None})
+    windows = {r.target: r for r in results if r.name == "pitr_window"}
+    assert windows["main/repo1"].failed and windows["main/repo2"].status.value == "skip"
+    oldest = [s for s in PgBackRestHook.for_cluster(cluster).info(repo=1) if s.name == "main"][0].oldest(1)
+    msg = windows["main/repo1"].message
+    assert f"repo1 can recover any second from {oldest.stop.isoformat(timespec='seconds')} (backup {oldest.label})" \
+        in msg and "shorter than the 168 h target (targets.pitr_window_hours)" in msg, msg
