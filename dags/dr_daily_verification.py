@@ -5,9 +5,12 @@ flags, WAL range) through `PgBackRestCheckOperator`, `verify` per repo through
 `PgBackRestVerifyOperator`, WAL archiving health and replication health. Each remote repo's
 endpoint is asked first (a few seconds): one that does not answer fails at once and gets no
 pgBackRest command, and every command is scoped to one repo, so a dead object store neither
-stalls the run nor hides the other repos' checks. Every check yields a
-typed result; the journal task writes the evidence and fails the run listing every failed
-check. Logic lives in ``drdrill.drills.daily``.
+stalls the run nor hides the other repos' checks. Each repo's recoverable window (``pitr_window``)
+is checked against ``targets.pitr_window_hours``. The estate's ``backups:`` section adds one task per
+system (``velero``, ``aws_backup``, ``object_lock``: ``drdrill.drills.backups``), and ``scorecard``
+scores every cluster 3-2-1-1-0 from this run's results, failing when a digit is short or the score
+dropped. Every check yields a typed result; the journal task writes the evidence and fails the run
+listing every failed check. Logic lives in ``drdrill.drills.daily`` and ``drdrill.drills.backups``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def _run(group: str, cluster: str) -> list[dict]:
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    tags=["dr", "verification", "pgbackrest"],
+    tags=["dr", "verification", "pgbackrest", "velero", "aws-backup", "object-lock"],
     # Checks report failures as results; a retry only covers a crashed worker.
     default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=2),
                   "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
