@@ -319,3 +319,89 @@ def critical_tables(rt: AwsBackupRestoreTest, estate: Any) -> tuple[list[str], s
         return [], None
     c = estate.cluster(rt.cluster)
     return list(c.restore_test.critical_tables if c.restore_test else []), None
+
+
+# ------------------------------------------------------------------------------- the DAG's steps (estate)
+def entry_of(estate: Any, name: str) -> AwsBackup:
+    for e in estate.backups.aws_backup:
+        if e.name == name:
+            return e
+    names = ", ".join(e.name for e in estate.backups.aws_backup) or "none"
+    raise PreflightError(f"backups.aws_backup has no entry {name!r} (entries: {names}); fix the entry param or "
+                         f"the estate")
+
+
+def _hooks(entry: AwsBackup) -> tuple[Any, Any]:
+    from airflow.providers.amazon.aws.hooks.rds import RdsHook
+
+    from drdrill.hooks.aws_backup import AwsBackupHook
+
+    return (AwsBackupHook(aws_conn_id=entry.conn_id, region_name=entry.region),
+            RdsHook(aws_conn_id=entry.conn_id, region_name=entry.region))
+
+
+def preflight_in_estate(name: str, *, run_id: str, recovery_point: str | None = None, seed: int | None = None,
+                        estate: Any = None) -> dict[str, Any]:
+    """`preflight` of the estate's entry ``name``, with what the later steps need (connection, region, the
+    production identifiers the teardown must never delete: the entry's, and RDS instances carrying its
+    ``coverage_tags``)."""
+    from drdrill.core.estate import load_estate
+    from drdrill.drills.backups.aws_backup import tagged_rds_instances
+
+    estate = estate or load_estate()
+    entry = entry_of(estate, name)
+    rt = restore_test_of(entry)
+    if rt.cluster:
+        estate.cluster(rt.cluster)  # an unknown cluster fails here, naming it
+    backup, rds = _hooks(entry)
+    tagged = list(tagged_rds_instances(rds, entry.coverage_tags).values()) if entry.coverage_tags else []
+    production = production_identifiers(entry, tagged)
+    plan = preflight(entry, backup, run_id=run_id, recovery_point=recovery_point, seed=seed)
+    if plan["db_instance_identifier"].lower() in production:
+        raise PreflightError(f"the scratch identifier {plan['db_instance_identifier']} is a production instance")
+    named = sorted(f"{k}={v}" for k, v in plan["metadata"].items() if str(v).lower() in production)
+    if named:
+        raise PreflightError(f"restore_test.metadata names a production instance ({', '.join(named)}): restore into "
+                             f"a scratch instance")
+    return {**plan, "conn_id": entry.conn_id, "region": entry.region, "cluster": rt.cluster,
+            "production_identifiers": sorted(production), "postgres_conn_id": rt.conn_id}
+
+
+def validate_in_estate(plan: dict[str, Any], *, estate: Any = None) -> dict[str, Any]:
+    """The restored instance's endpoint from RDS, then `validate` with the cluster's critical tables."""
+    from drdrill.core.estate import load_estate
+
+    estate = estate or load_estate()
+    entry = entry_of(estate, plan["entry"])
+    rt = restore_test_of(entry)
+    _, rds = _hooks(entry)
+    host, port = endpoint(rds, plan["db_instance_identifier"])
+    tables, database = critical_tables(rt, estate)
+    results = validate(host, port, conn_id=str(rt.conn_id), critical_tables=tables, database=database,
+                       target=f"aws_backup/{entry.name}/restore_test")
+    for r in results:
+        (log.warning if r.failed else log.info)("%s", r.line())
+    return {"host": host, "port": port, "results": [r.to_dict() for r in results]}
+
+
+def report_in_estate(plan: dict[str, Any] | None, waited: dict[str, Any] | None, validated: dict[str, Any] | None,
+                     *, dry_run: bool = False, estate: Any = None) -> dict[str, Any]:
+    """``PutRestoreValidationResult`` for a completed restore job: SUCCESSFUL when every validation check
+    passed, else FAILED with the failed checks (or "not validated" when the validation did not run). A job
+    that did not complete gets none (its own state says it)."""
+    from drdrill.core.estate import load_estate
+
+    if not plan or not waited or waited.get("status") != "COMPLETED":
+        why = "dry run" if dry_run else "the restore job did not complete: no validation to report"
+        return {"reported": False, "reason": why}
+    status, message = verdict((validated or {}).get("results"),
+                              None if validated else "the validation did not run (see the validate step)")
+    if dry_run:
+        return {"reported": False, "reason": "dry run", "validation_status": status, "message": message}
+    entry = entry_of(estate or load_estate(), plan["entry"])
+    backup, _ = _hooks(entry)
+    return {"reported": True, **report(backup, waited["restore_job_id"], status, message)}
+
+
+def as_results(items: list[dict[str, Any]] | None) -> list[CheckResult]:
+    return [CheckResult.from_dict(d) for d in items or []]
