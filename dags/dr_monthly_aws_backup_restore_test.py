@@ -100,7 +100,7 @@ def dr_monthly_aws_backup_restore_test():
         metadata=plan["metadata"], resource_type=plan["resource_type"], aws_conn_id=plan["conn_id"],
         region_name=plan["region"], dry_run="{{ params.dry_run }}")
     waited = AwsBackupRestoreJobWaitOperator(
-        task_id="wait", restore_job_id=started.output["restore_job_id"], timeout_seconds=plan["timeout_seconds"],
+        task_id="wait", restore_job_id=started.output, timeout_seconds=plan["timeout_seconds"],
         poll_seconds=plan["poll_seconds"], aws_conn_id=plan["conn_id"], region_name=plan["region"],
         dry_run="{{ params.dry_run }}")
     checked = validate(plan, waited.output)

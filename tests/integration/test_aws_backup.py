@@ -344,7 +344,7 @@ RESTORE_BASE = "drdrill-restore-test"
 
 def _point(hours: float, n: int = 0) -> dict:
     return {"RecoveryPointArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:snapshot:awsbackup-job-{n}",
-            "BackupVaultName": VAULT, "ResourceArn": PROD_DB, "Status": "COMPLETED",
+            "BackupVaultName": VAULT, "Status": "COMPLETED",
             "CreationDate": NOW - timedelta(hours=hours)}
 
 
@@ -447,7 +447,7 @@ def test_restore_job_that_never_completes_fails_naming_the_bound_and_the_instanc
     hook.conn.meta.events.register("before-parameter-build.backup.StartRestoreJob", restored.on_start)
     ticks = iter(range(0, 1000))
     with Stubber(hook.conn) as stub:
-        _restore_stubs(stub, statuses=["PENDING", "RUNNING", "RUNNING", "RUNNING"])
+        _restore_stubs(stub, statuses=["PENDING", "RUNNING", "RUNNING"])
         out = _run(restore_entry(timeout_seconds=3), estate, hook, clock=lambda: float(next(ticks)))
         stub.assert_no_pending_responses()
     assert "restore job restore-1 still RUNNING after 3s" in out["error"]

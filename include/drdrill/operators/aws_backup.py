@@ -7,7 +7,7 @@ Usage::
     started = AwsBackupStartRestoreJobOperator(
         task_id="start_restore", recovery_point_arn=rp_arn, iam_role_arn=role,
         metadata={"DBInstanceIdentifier": "restore-test-0412", "DBInstanceClass": "db.t3.micro"})
-    waited = AwsBackupRestoreJobWaitOperator(task_id="wait", restore_job_id=started.output["restore_job_id"],
+    waited = AwsBackupRestoreJobWaitOperator(task_id="wait", restore_job_id=started.output,
                                              timeout_seconds=3600)
     deleted = RdsRestoredInstanceDeleteOperator(task_id="delete", db_instance_identifier="restore-test-0412",
                                                 protected_identifiers=["production-db"]).as_teardown(setups=started)
@@ -19,6 +19,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from drdrill.operators.base import DrillOperator, truthy
+
+
+def job_id_of(value: Any) -> str | None:
+    """A restore job id given as itself or as `AwsBackupStartRestoreJobOperator`'s output (``.output``)."""
+    if isinstance(value, dict):
+        value = value.get("restore_job_id")
+    return None if value in (None, "", "None") else str(value)
 
 
 class _AwsBackupOperator(DrillOperator):
@@ -83,6 +90,8 @@ class AwsBackupRestoreJobWaitOperator(_AwsBackupOperator):
     """Wait (bounded) until a restore job is ``COMPLETED``; fails naming the job when it is ``FAILED`` or
     ``ABORTED`` or still running after ``timeout_seconds``.
 
+    :param restore_job_id: the job id, or the start operator's ``output``
+
     Returns ``{"restore_job_id", "status", "seconds", "created_resource_arn"}``.
     """
 
@@ -99,10 +108,11 @@ class AwsBackupRestoreJobWaitOperator(_AwsBackupOperator):
     def run(self, context: Any) -> dict[str, Any]:
         from drdrill.drills.backups.aws_backup_restore import wait
 
-        if truthy(self.dry_run) or self.restore_job_id in (None, "", "None"):
+        job_id = job_id_of(self.restore_job_id)
+        if truthy(self.dry_run) or job_id is None:
             self.log.info("[DRY RUN] would wait for the restore job")
             return {"restore_job_id": None, "status": "DRY_RUN", "seconds": 0.0, "created_resource_arn": None}
-        return wait(self.backup_hook(), str(self.restore_job_id), timeout_seconds=float(self.timeout_seconds),
+        return wait(self.backup_hook(), job_id, timeout_seconds=float(self.timeout_seconds),
                     poll_seconds=float(self.poll_seconds))
 
 
@@ -161,4 +171,4 @@ class AwsBackupRestoreValidationOperator(_AwsBackupOperator):
         if truthy(self.dry_run):
             self.log.info("[DRY RUN] would report %s: %s", status, message)
             return {"restore_job_id": self.restore_job_id, "validation_status": status, "message": message}
-        return report(self.backup_hook(), str(self.restore_job_id), status, message)
+        return report(self.backup_hook(), str(job_id_of(self.restore_job_id)), status, message)
