@@ -535,3 +535,15 @@ def test_restore_test_dag_restores_validates_deletes_and_reports_successful(dagb
         assert res[f"critical_not_empty.{table}"]["status"] == "pass"
     assert doc["delete"] == {"db_instance_identifier": ident, "deleted": True} and ident not in _instances()
     assert doc["validation_reported"]["validation_status"] == "SUCCESSFUL"
+
+
+def test_restore_dag_deletes_as_a_teardown_and_always_reports_and_journals(dagbag):
+    dag = dagbag.get_dag("dr_monthly_aws_backup_restore_test")
+    assert dag.get_task("start_restore").is_setup
+    delete = dag.get_task("delete_instance")
+    assert delete.is_teardown and "start_restore" in delete.upstream_task_ids
+    assert delete.__class__.__name__ == "RdsRestoredInstanceDeleteOperator"
+    assert dag.get_task("wait").__class__.__name__ == "AwsBackupRestoreJobWaitOperator"
+    assert dag.get_task("report_validation").trigger_rule == "all_done"
+    assert "delete_instance" in dag.get_task("report_validation").upstream_task_ids
+    assert dag.get_task("journal").trigger_rule == "all_done"
