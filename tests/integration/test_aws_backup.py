@@ -547,3 +547,73 @@ def test_restore_dag_deletes_as_a_teardown_and_always_reports_and_journals(dagba
     assert dag.get_task("report_validation").trigger_rule == "all_done"
     assert "delete_instance" in dag.get_task("report_validation").upstream_task_ids
     assert dag.get_task("journal").trigger_rule == "all_done"
+
+
+def test_the_kill_switch_stops_the_restore_before_anything_starts(moto_url, clean, monkeypatch):
+    from airflow.sdk import Variable
+
+    from drdrill.core import killswitch
+    from drdrill.hooks.aws_backup import AwsBackupHook
+    from drdrill.operators.aws_backup import AwsBackupStartRestoreJobOperator
+
+    client = _backup().conn
+    monkeypatch.setattr(AwsBackupHook, "get_client_type", lambda hook, *a, **kw: client)
+    Variable.set(killswitch.KILL_SWITCH_VARIABLE, "INC-7: no drills")
+    op = AwsBackupStartRestoreJobOperator(task_id="start_restore", recovery_point_arn=POINTS[0]["RecoveryPointArn"],
+                                          iam_role_arn=ROLE, metadata={"DBInstanceIdentifier": "scratch-1"},
+                                          aws_conn_id="aws_moto")
+    with Stubber(client) as stub:  # nothing queued: a StartRestoreJob would fail the test
+        with pytest.raises(killswitch.KillSwitchEngaged, match="INC-7"):
+            op.run({})
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.sandbox
+def test_restore_dag_dry_run_picks_and_plans_but_restores_nothing(dagbag, aws, estate, tmp_path, monkeypatch):
+    from botocore.session import get_session
+
+    from drdrill.hooks.aws_backup import AwsBackupHook
+    from integration.helpers import failures, journal, run_dag
+
+    raw = copy.deepcopy(yaml.safe_load(SANDBOX_ESTATE.read_text()))
+    raw["backups"]["aws_backup"] = [json.loads(restore_entry().model_dump_json(exclude_defaults=True))]
+    path = tmp_path / "estate.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("DRDRILL_ESTATE", str(path))
+    client = get_session().create_client("backup", region_name=REGION, endpoint_url="http://127.0.0.1:1",
+                                         aws_access_key_id="testing", aws_secret_access_key="testing")
+    monkeypatch.setattr(AwsBackupHook, "get_client_type", lambda hook, *a, **kw: client)
+    with Stubber(client) as stub:  # Stubber: the recovery points only; any restore call would fail the run
+        stub.add_response("list_recovery_points_by_resource", {"RecoveryPoints": POINTS}, {"ResourceArn": PROD_DB})
+        dr = run_dag(dagbag, "dr_monthly_aws_backup_restore_test",
+                     {"entry": "prod", "dry_run": True, "recovery_point": "random", "seed": 7})
+        doc = journal(estate, "dr_monthly_aws_backup_restore_test", dr.run_id)
+        stub.assert_no_pending_responses()
+    assert dr.state == "success", failures(doc)
+    from drdrill.drills.backups.aws_backup_restore import pick_recovery_point
+
+    assert doc["plan"]["seed"] == 7 and doc["plan"]["mode"] == "random"
+    assert doc["plan"]["recovery_point_arn"] == pick_recovery_point(POINTS, "random", 7)["recovery_point_arn"]
+    assert doc["restore"]["restore_job_id"] is None and doc["wait"]["status"] == "DRY_RUN"
+    assert doc["delete"]["reason"] == "dry run" and doc["validation_reported"]["reported"] is False
+    assert not any(i.startswith(RESTORE_BASE) for i in _instances())
+
+
+def test_validation_operator_reports_failed_with_the_failed_checks(moto_url, monkeypatch):
+    from drdrill.core.checks import CheckResult
+    from drdrill.hooks.aws_backup import AwsBackupHook
+    from drdrill.operators.aws_backup import AwsBackupRestoreValidationOperator
+
+    client = _backup().conn
+    monkeypatch.setattr(AwsBackupHook, "get_client_type", lambda hook, *a, **kw: client)
+    results = [CheckResult("critical_not_empty.app.orders", Status.FAIL, "app.orders is empty").to_dict(),
+               CheckResult("critical_not_empty.app.customers", Status.PASS, "12 rows").to_dict()]
+    op = AwsBackupRestoreValidationOperator(task_id="report", restore_job_id={"restore_job_id": "restore-9"},
+                                            results=results, aws_conn_id="aws_moto")
+    with Stubber(client) as stub:  # Stubber: PutRestoreValidationResult (moto lacks it)
+        stub.add_response("put_restore_validation_result", {}, {
+            "RestoreJobId": "restore-9", "ValidationStatus": "FAILED",
+            "ValidationStatusMessage": "FAIL critical_not_empty.app.orders: app.orders is empty"})
+        out = op.run({})
+        stub.assert_no_pending_responses()
+    assert out["validation_status"] == "FAILED"

@@ -56,17 +56,21 @@ class AwsBackupStartRestoreJobOperator(_AwsBackupOperator):
         not be a production instance: give one per run)
     :param resource_type: e.g. ``RDS``
     :param aws_conn_id: Airflow AWS connection; ``region_name``: the recovery point's region
+    :param check_kill_switch: read drdrill's kill switch (the Airflow Variable ``drdrill_kill_switch``)
+        right before starting: engaged, or unreadable, fails the task with nothing started
     :param dry_run: log what would start, start nothing
 
-    Returns ``{"restore_job_id", "db_instance_identifier", "started_at"}`` (job id None on a dry run).
+    Returns ``{"restore_job_id", "db_instance_identifier", "started_at", "kill_switch"}`` (job id None on a
+    dry run).
     """
 
     template_fields: Sequence[str] = ("recovery_point_arn", "iam_role_arn", "metadata", "resource_type",
                                       "aws_conn_id", "region_name", "dry_run")
 
     def __init__(self, *, recovery_point_arn: str, iam_role_arn: str, metadata: dict[str, str],
-                 resource_type: str | None = "RDS", **kwargs: Any) -> None:
+                 resource_type: str | None = "RDS", check_kill_switch: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.check_kill_switch = check_kill_switch
         self.recovery_point_arn = recovery_point_arn
         self.iam_role_arn = iam_role_arn
         self.metadata = metadata
@@ -83,7 +87,12 @@ class AwsBackupStartRestoreJobOperator(_AwsBackupOperator):
                           plan["db_instance_identifier"])
             return {"restore_job_id": None, "db_instance_identifier": plan["db_instance_identifier"],
                     "started_at": None}
-        return start(self.backup_hook(), plan)
+        verdict = None
+        if self.check_kill_switch:  # right before the action: nothing started yet
+            from drdrill.core.killswitch import check_kill_switch
+
+            verdict = check_kill_switch(f"the AWS Backup restore of {self.recovery_point_arn}")
+        return {**start(self.backup_hook(), plan), "kill_switch": verdict}
 
 
 class AwsBackupRestoreJobWaitOperator(_AwsBackupOperator):
