@@ -477,13 +477,29 @@ def test_validation_failing_on_a_missing_critical_table_reports_failed(restored,
     assert out["delete"]["deleted"] is True and out["plan"]["db_instance_identifier"] not in _instances()
 
 
-def test_metadata_naming_a_production_instance_is_refused_before_anything_starts(moto_url):
+def test_metadata_naming_a_production_instance_is_refused_before_anything_starts(aws):
+    from pydantic import ValidationError
+
     from drdrill.drills.backups import aws_backup_restore as r
 
+    # The estate itself: the restored resource's identifier as the scratch instance's name.
+    with pytest.raises(ValidationError, match=r"restore_test.metadata names a production instance "
+                                              r"\(DBInstanceIdentifier=production-db\)"):
+        restore_entry(metadata={"DBInstanceIdentifier": "production-db"})
+    # An RDS instance the account tags Environment=production (moto's RDS serves it): found at run time.
+    _rds().conn.create_db_instance(DBInstanceIdentifier="billing-db", DBInstanceClass="db.t3.micro", Engine="postgres",
+                                   AllocatedStorage=20, Tags=[{"Key": "Environment", "Value": "production"}])
+    e = entry(restore_test=restore_entry(metadata={"DBInstanceIdentifier": "billing-db"}).restore_test,
+              coverage_tags={"Environment": "production"})
+    estate = SimpleNamespace(backups=SimpleNamespace(aws_backup=[e]), cluster=lambda name: None)
     hook = _backup()
-    with Stubber(hook.conn) as stub:  # nothing queued: any AWS call would fail the test
-        with pytest.raises(PreflightError, match=r"names a production instance \(DBInstanceIdentifier=production-db"):
-            r.preflight(restore_entry(metadata={"DBInstanceIdentifier": "production-db"}), hook, run_id="manual__1")
+    with Stubber(hook.conn) as stub:  # nothing queued: any backup call (even reading recovery points) fails the test
+        from drdrill.hooks.aws_backup import AwsBackupHook
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(AwsBackupHook, "get_client_type", lambda hook_, *a, **kw: hook.conn)
+            with pytest.raises(PreflightError, match=r"names a production instance \(DBInstanceIdentifier=billing-db"):
+                r.preflight_in_estate("prod", run_id="manual__1", estate=estate)
         stub.assert_no_pending_responses()
 
 

@@ -173,6 +173,20 @@ class AwsBackup(_Model):
     restore_test: AwsBackupRestoreTest | None = None
     copies: list[Copy] = Field(default_factory=list, description="clusters whose data the vault holds")
 
+    @model_validator(mode="after")
+    def _scratch_is_not_production(self) -> AwsBackup:
+        rt = self.restore_test
+        if rt is None:
+            return self
+        prod = {a.split(":")[6].lower() for a in [rt.resource_arn, *self.protected_resources]
+                if len(a.split(":")) >= 7 and a.split(":")[2] == "rds" and a.split(":")[5] == "db"}
+        named = sorted(f"{k}={v}" for k, v in rt.metadata.items() if str(v).lower() in prod)
+        if named:
+            raise ValueError(f"backups.aws_backup[{self.name}].restore_test.metadata names a production instance "
+                             f"({', '.join(named)}): the restore test restores into a scratch instance; give "
+                             f"DBInstanceIdentifier a scratch base name (it is suffixed per run)")
+        return self
+
 
 # ------------------------------------------------------------------------------------------- Object Lock
 class ObjectLock(_Model):

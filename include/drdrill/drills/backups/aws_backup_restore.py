@@ -135,13 +135,14 @@ def pick_recovery_point(points: list[dict[str, Any]], mode: str, seed: int | Non
 
 
 def preflight(entry: AwsBackup, backup: Any, *, run_id: str, recovery_point: str | None = None,
-              seed: int | None = None) -> dict[str, Any]:
-    """What this run restores and into what; nothing is started. Refusals raise `PreflightError`."""
+              seed: int | None = None, production: set[str] | None = None) -> dict[str, Any]:
+    """What this run restores and into what; nothing is started. Refusals raise `PreflightError` before any
+    AWS call. ``production``: the production instance identifiers (default: `production_identifiers`)."""
     rt = restore_test_of(entry)
     if not rt.conn_id:
         raise PreflightError(f"backups.aws_backup {entry.name}.restore_test.conn_id is not set: name the Airflow "
                              f"Postgres connection whose login, password and database open the restored instance")
-    metadata = restore_metadata(entry, run_id)
+    metadata = restore_metadata(entry, run_id, production=production)
     point = pick_recovery_point(backup.recovery_points_of(rt.resource_arn), recovery_point or rt.recovery_point, seed)
     log.info("restore test %s: %s recovery point %s (%s; seed %s) into %s", entry.name, point["mode"],
              point["recovery_point_arn"], point["created"], point["seed"], metadata[IDENTIFIER_KEY])
@@ -356,13 +357,7 @@ def preflight_in_estate(name: str, *, run_id: str, recovery_point: str | None = 
     backup, rds = _hooks(entry)
     tagged = list(tagged_rds_instances(rds, entry.coverage_tags).values()) if entry.coverage_tags else []
     production = production_identifiers(entry, tagged)
-    plan = preflight(entry, backup, run_id=run_id, recovery_point=recovery_point, seed=seed)
-    if plan["db_instance_identifier"].lower() in production:
-        raise PreflightError(f"the scratch identifier {plan['db_instance_identifier']} is a production instance")
-    named = sorted(f"{k}={v}" for k, v in plan["metadata"].items() if str(v).lower() in production)
-    if named:
-        raise PreflightError(f"restore_test.metadata names a production instance ({', '.join(named)}): restore into "
-                             f"a scratch instance")
+    plan = preflight(entry, backup, run_id=run_id, recovery_point=recovery_point, seed=seed, production=production)
     return {**plan, "conn_id": entry.conn_id, "region": entry.region, "cluster": rt.cluster,
             "production_identifiers": sorted(production), "postgres_conn_id": rt.conn_id}
 
