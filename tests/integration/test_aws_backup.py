@@ -214,6 +214,13 @@ def test_plan_rule_missing_or_extra_and_a_plan_the_account_does_not_have(aws):
     assert "plans there: production-backup-plan" in f["aws_backup/prod/plan"]
 
 
+def test_a_check_the_endpoint_does_not_serve_fails_saying_so(aws):
+    # moto answers ListBackupJobs with an HTML 404: the sandbox's reason for checks: [vault_lock, plan].
+    msg = failed(daily(entry(checks=["jobs"])))["aws_backup/prod/jobs"]
+    assert "the endpoint answered HTTP 404 to backup:ListBackupJobs: it does not serve this call" in msg
+    assert "<html" not in msg
+
+
 def test_access_denied_fails_naming_the_vault_and_the_permission(moto_url):
     # Stubber: moto grants everything; AWS answers AccessDeniedException to a role without the action.
     hook = _backup()
@@ -324,6 +331,55 @@ def test_an_rds_instance_tagged_production_without_backup_fails_by_name(aws):
     assert "BackupPolicy=production" in msg
     old = by["aws_backup/prod/coverage/production-db"]
     assert old.failed and "last backup was 50.0 h ago, over the bound of 26 h" in old.message
+
+
+def _answer_from(client, answers: dict[str, dict]) -> None:
+    """Answer the operations moto lacks on this real client (botocore's ``before-call`` event, the mechanism
+    ``Stubber`` uses, without its one-call-each ordering); each answer is validated against the service
+    model's output shape first, as ``Stubber`` does. Every other operation goes to moto over HTTP."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.validate import validate_parameters
+
+    model = client.meta.service_model
+    for op, response in answers.items():
+        validate_parameters(response, model.operation_model(op).output_shape)
+
+        def handler(response=response, **_):
+            return AWSResponse(None, 200, {}, None), copy.deepcopy(response)
+
+        client.meta.events.register(f"before-call.{model.service_name}.{op}", handler)
+
+
+def test_a_healthy_entry_passes_all_six_checks_in_one_run(aws):
+    seed_plan(aws)
+    rds = _rds()
+    rds.conn.create_db_instance(DBInstanceIdentifier="production-db", DBInstanceClass="db.t3.micro",
+                                Engine="postgres", AllocatedStorage=20,
+                                Tags=[{"Key": "Environment", "Value": "production"},
+                                      {"Key": "BackupPolicy", "Value": "production"}])
+    arn = rds.conn.describe_db_instances(DBInstanceIdentifier="production-db")["DBInstances"][0]["DBInstanceArn"]
+    src = f"arn:aws:backup:{REGION}:{ACCOUNT}:backup-vault:{VAULT}"
+    hook, dr = _backup(), _backup(DR_REGION)
+    point = {"RecoveryPointArn": "arn:aws:rds:us-east-1:123456789012:snapshot:awsbackup-1", "Status": "COMPLETED",
+             "BackupVaultName": VAULT, "CreationDate": NOW - timedelta(hours=1)}
+    _answer_from(hook.conn, {
+        "ListBackupJobs": {"BackupJobs": [_job("COMPLETED", 1), _job("COMPLETED", 2)]},
+        "ListCopyJobs": {"CopyJobs": [{"CopyJobId": "copy-1", "SourceBackupVaultArn": src,
+                                       "DestinationBackupVaultArn": DR_ARN, "State": "COMPLETED"}]},
+        "ListRecoveryPointsByBackupVault": {"RecoveryPoints": [point]},
+        "ListProtectedResources": {"Results": [{"ResourceArn": arn, "LastBackupTime": NOW - timedelta(hours=1)}]}})
+    _answer_from(dr.conn, {"ListRecoveryPointsByBackupVault": {"RecoveryPoints": [point | {
+        "BackupVaultName": "dr-vault", "CreationDate": NOW - timedelta(hours=2)}]}})
+    e = entry(checks=["vault_lock", "plan", "jobs", "copy_jobs", "recovery_points", "coverage"],
+              coverage_tags={"Environment": "production"})
+    results = daily(e, backup=hook, dr_backup=dr, rds=rds)
+    assert all(r.status is Status.PASS for r in results), [r.line() for r in results]
+    assert [(r.name, r.target) for r in results] == [
+        ("aws_backup_vault_lock", "aws_backup/prod"),
+        ("aws_backup_plan", "aws_backup/prod/plan/hourly-rds"), ("aws_backup_plan", "aws_backup/prod/plan/daily-full"),
+        ("aws_backup_jobs", "aws_backup/prod/jobs"), ("aws_backup_copy_jobs", "aws_backup/prod/copy_jobs"),
+        ("aws_backup_recovery_point", "aws_backup/prod"), ("aws_backup_recovery_point", "aws_backup/prod/dr_vault"),
+        ("aws_backup_coverage", "aws_backup/prod/coverage/production-db")]
 
 
 # --------------------------------------------------------------------------------------------- the sandbox
@@ -633,3 +689,14 @@ def test_validation_operator_reports_failed_with_the_failed_checks(moto_url, mon
         out = op.run({})
         stub.assert_no_pending_responses()
     assert out["validation_status"] == "FAILED"
+
+
+def test_deleting_an_instance_already_gone_is_fine_and_a_production_one_is_refused(aws):
+    from drdrill.drills.backups.aws_backup_restore import delete
+
+    out = delete(_rds(), f"{RESTORE_BASE}-gone", production={"production-db"},
+                 job={"restore_job_id": "restore-3", "status": "RUNNING"})
+    assert out["deleted"] is False and out["reason"].startswith("not found: nothing to delete")
+    assert "restore job restore-3 is still RUNNING: delete the instance it creates later" in out["reason"]
+    with pytest.raises(PreflightError, match="refusing to delete RDS instance 'production-db'"):
+        delete(_rds(), "production-db", production={"production-db"})

@@ -24,7 +24,7 @@ from drdrill.core.errors import DrillError
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND = ("ResourceNotFoundException", "DBInstanceNotFound", "DBInstanceNotFoundFault", "NotFound", "404")
+NOT_FOUND = ("ResourceNotFoundException", "DBInstanceNotFound", "DBInstanceNotFoundFault", "NotFound")
 DENIED = ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "UnrecognizedClientException",
           "InvalidClientTokenId", "ExpiredTokenException")
 # Restore job states AWS Backup never leaves.
@@ -56,6 +56,11 @@ def aws_errors(what: str, action: str, *, missing_fix: str = "") -> Iterator[Non
         yield
     except ClientError as e:
         code, msg = error_code(e), error_message(e)
+        if code.isdigit():  # no AWS error document: the endpoint (a proxy, an emulator) does not serve the call
+            raise DrillError(f"{what}: the endpoint answered HTTP {code} to {action}: it does not serve this call "
+                             f"(moto, for one, lacks backup jobs, copy jobs, recovery points, protected resources "
+                             f"and restore jobs); point the connection at AWS, or leave the check out of the "
+                             f"entry's checks") from None
         if code in NOT_FOUND or "not found" in msg.lower():
             raise DrillError(f"{what} does not exist in this account and region ({code}: {msg}). "
                              f"{missing_fix or 'Create it, or fix the name and region in the estate.'}") from None
