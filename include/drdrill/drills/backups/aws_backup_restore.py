@@ -16,7 +16,8 @@ call for a user's own code):
    `drdrill.drills.dataquality` (the cluster's ``restore_test.critical_tables`` present and not empty);
 5. `delete`: the scratch instance deleted (always, also after a failed run; one that is already gone
    is fine, and a restore job still running is named: the instance it creates later must be deleted);
-6. `report`: ``put_restore_validation_result`` ``SUCCESSFUL`` or ``FAILED`` with the reason.
+6. `report`: ``put_restore_validation_result`` ``SUCCESSFUL`` or ``FAILED`` with the reason, on a
+   restore job that completed (a failed or unfinished job has its own state in AWS Backup).
 """
 
 from __future__ import annotations
@@ -270,8 +271,8 @@ def run(entry: AwsBackup, estate: Any, *, backup: Any, rds: Any, run_id: str, re
         clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Every step in one call: the instance is deleted and the validation reported whatever fails.
 
-    Returns the steps' outcomes with ``status`` ``passed`` or ``failed`` and ``error``; raises only for a
-    preflight refusal (nothing started then).
+    Returns the steps' outcomes with ``status`` ``passed`` or ``failed`` and ``error``; raises only what
+    `preflight` refuses or cannot read (nothing started then).
     """
     plan = preflight(entry, backup, run_id=run_id, recovery_point=recovery_point, seed=seed)
     rt = restore_test_of(entry)
@@ -315,7 +316,8 @@ def run(entry: AwsBackup, estate: Any, *, backup: Any, rds: Any, run_id: str, re
 
 
 def critical_tables(rt: AwsBackupRestoreTest, estate: Any) -> tuple[list[str], str | None]:
-    """The cluster's ``restore_test.critical_tables`` and database (none without ``restore_test.cluster``)."""
+    """The cluster's ``restore_test.critical_tables`` (none without ``restore_test.cluster``) and the database
+    to check (None: the Postgres connection's)."""
     if not rt.cluster:
         return [], None
     c = estate.cluster(rt.cluster)
