@@ -214,23 +214,28 @@ def test_access_denied_fails_each_check_naming_the_bucket_and_the_permission(s3)
         res["object_lock_delete_probe"].message and "s3:PutObject" in res["object_lock_delete_probe"].message
 
 
-def test_a_probe_delete_that_fails_otherwise_is_inconclusive(s3):
-    # A delete that fails with a server error proves nothing about the lock. moto cannot fail that way:
-    # Stubber on the real client (put and head answered as S3 would for a locked bucket).
+@pytest.mark.parametrize(("locked", "error", "expected"), [
+    (True, "InternalError", "the probe is inconclusive: deleting s3://b-x/"),
+    (False, "AccessDenied", "but the probe carries no retention: the refusal came from a policy"),
+])
+def test_a_probe_refusal_that_is_not_the_lock_fails(s3, locked, error, expected):
+    # A delete that fails with a server error, or one refused by a policy while the probe carries no lock,
+    # proves nothing about the lock. moto cannot answer either way: Stubber on the hook's real client.
     from botocore.stub import ANY, Stubber
 
     hook = ObjectLockHook(aws_conn_id=CONN)
-    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    lock = {"ObjectLockMode": "COMPLIANCE",
+            "ObjectLockRetainUntilDate": dt.datetime.now(dt.UTC) + dt.timedelta(days=30)} if locked else {}
     with Stubber(hook.conn) as stub:
         stub.add_response("put_object", {"VersionId": "v1"}, {"Bucket": "b-x", "Key": ANY, "Body": ANY,
                                                               "ContentMD5": ANY})
-        stub.add_response("head_object", {"VersionId": "v1", "LastModified": dt.datetime.now(dt.UTC),
-                                          "ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until},
+        stub.add_response("head_object", {"VersionId": "v1", "LastModified": dt.datetime.now(dt.UTC), **lock},
                           {"Bucket": "b-x", "Key": ANY, "VersionId": "v1"})
-        stub.add_client_error("delete_object", service_error_code="InternalError", service_message="try again",
-                              http_status_code=500)
+        stub.add_client_error("delete_object", service_error_code=error, service_message="no",
+                              http_status_code=500 if error == "InternalError" else 403)
         r = object_lock.check_delete_probe(hook, entry("b-x"), "object_lock/immutable")
-    assert r.status is Status.FAIL and "the probe is inconclusive" in r.message and "InternalError" in r.message
+        stub.assert_no_pending_responses()
+    assert r.status is Status.FAIL and expected in r.message, r.message
 
 
 @pytest.mark.sandbox

@@ -171,11 +171,15 @@ def check_delete_probe(s3: ObjectLockHook, entry: ObjectLock, tgt: str) -> Check
     where = f"s3://{b}/{p.key}" + (f" version {p.version_id}" if p.version_id else "")
     details = {"bucket": b, "key": p.key, "version_id": p.version_id, "mode": p.mode,
                "retain_until": p.retain_until.isoformat() if p.retain_until else None, "error_code": p.error_code}
-    if p.refused:
+    if p.refused and p.mode and p.retain_until:
         return CheckResult(name, Status.PASS, f"deleting {where} was refused ({p.error_code}: {p.error_message}); "
-                           f"it is locked ({p.mode}) until {p.retain_until:%Y-%m-%dT%H:%M:%SZ}"
-                           if p.retain_until else f"deleting {where} was refused ({p.error_code})", tgt,
+                           f"it is locked ({p.mode}) until {p.retain_until:%Y-%m-%dT%H:%M:%SZ}", tgt,
                            details=details)
+    if p.refused:
+        return CheckResult(name, Status.FAIL, f"deleting {where} was refused ({p.error_code}), but the probe carries "
+                           f"no retention: the refusal came from a policy (the connection may not "
+                           f"s3:DeleteObjectVersion), not from Object Lock, which proves nothing about the copy. "
+                           f"Fix: a default retention on the bucket (object_lock_config)", tgt, details=details)
     if p.error_code:
         return CheckResult(name, Status.FAIL, f"the probe is inconclusive: deleting {where} failed with "
                            f"{p.error_code} ({p.error_message}), not with the AccessDenied an Object Lock gives. "
