@@ -190,6 +190,26 @@ def test_a_bucket_that_does_not_exist_fails_once_naming_it(s3):
                                                       "object_lock_delete_probe": Status.SKIP}
 
 
+def test_an_endpoint_that_does_not_answer_fails_once_naming_the_bucket(s3, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEAD", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1",
+                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}))
+    res = run(entry("backups-elsewhere", conn_id="aws_dead"))
+    cfg = res["object_lock_config"]
+    assert cfg.status is Status.FAIL and cfg.details["error_code"] == "EndpointConnectionError"
+    assert cfg.message.startswith("S3 get_object_lock_configuration on bucket 'backups-elsewhere' failed "
+                                  "(connection 'aws_dead'): EndpointConnectionError")
+    assert "check the connection's endpoint, region and credentials" in cfg.message
+    assert res["object_lock_retention"].status is Status.SKIP and "could not be reached" in \
+        res["object_lock_retention"].message
+
+
 def test_access_denied_fails_each_check_naming_the_bucket_and_the_permission(s3):
     # moto grants everything without IAM policies: botocore's Stubber on the hook's real S3 client
     # answers AccessDenied the way S3 does for a role without the permissions.

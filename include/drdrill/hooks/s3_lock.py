@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from drdrill.core.errors import DrillError
 
@@ -48,14 +48,20 @@ MISSING_BUCKET = {"NoSuchBucket"}
 class ObjectLockError(DrillError):
     """S3 refused or failed a call on the bucket; ``code`` is the AWS error code (``NoSuchBucket``, ...)."""
 
-    def __init__(self, message: str, *, bucket: str, code: str) -> None:
+    def __init__(self, message: str, *, bucket: str, code: str, answered: bool = True) -> None:
         super().__init__(message)
         self.bucket = bucket
         self.code = code
+        self.answered = answered  # False: S3 never answered (endpoint, credentials, TLS)
 
     @property
     def missing_bucket(self) -> bool:
         return self.code in MISSING_BUCKET
+
+    @property
+    def nothing_readable(self) -> bool:
+        """No other call on this bucket can succeed either: it does not exist, or S3 does not answer."""
+        return self.missing_bucket or not self.answered
 
 
 @dataclass(frozen=True)
@@ -120,12 +126,17 @@ class ObjectLockHook(S3Hook):
     """
 
     # ---------------------------------------------------------------- errors
-    def _error(self, exc: ClientError, bucket: str, call: str, key: str | None = None) -> ObjectLockError:
+    def _error(self, exc: ClientError | BotoCoreError, bucket: str, call: str, key: str | None = None
+               ) -> ObjectLockError:
+        where = f"s3://{bucket}/{key}" if key else f"bucket {bucket!r}"
+        conn = f"connection {self.aws_conn_id!r}"
+        if isinstance(exc, BotoCoreError):  # no answer at all: endpoint, credentials, TLS
+            return ObjectLockError(f"S3 {call} on {where} failed ({conn}): {type(exc).__name__}: {exc}. Fix: check "
+                                   f"the connection's endpoint, region and credentials", bucket=bucket,
+                                   code=type(exc).__name__, answered=False)
         err = exc.response.get("Error", {})
         code = str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "")
         text = err.get("Message") or str(exc)
-        where = f"s3://{bucket}/{key}" if key else f"bucket {bucket!r}"
-        conn = f"connection {self.aws_conn_id!r}"
         if code in MISSING_BUCKET:
             msg = (f"S3 bucket {bucket!r} does not exist ({conn}): check the bucket name in the estate, "
                    f"and the connection's account, region and endpoint")
@@ -142,8 +153,8 @@ class ObjectLockHook(S3Hook):
         """The bucket's Object Lock configuration; ``enabled=False`` when the bucket has none."""
         try:
             resp = self.conn.get_object_lock_configuration(Bucket=bucket)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == NO_LOCK_CONFIG:
+        except (ClientError, BotoCoreError) as e:
+            if isinstance(e, ClientError) and e.response.get("Error", {}).get("Code") == NO_LOCK_CONFIG:
                 return LockConfiguration(enabled=False)
             raise self._error(e, bucket, "get_object_lock_configuration") from None
         cfg = resp.get("ObjectLockConfiguration", {})
@@ -155,7 +166,7 @@ class ObjectLockHook(S3Hook):
         """``Enabled``, ``Suspended``, or ``Disabled`` (versioning never turned on)."""
         try:
             return self.conn.get_bucket_versioning(Bucket=bucket).get("Status") or "Disabled"
-        except ClientError as e:
+        except (ClientError, BotoCoreError) as e:
             raise self._error(e, bucket, "get_bucket_versioning") from None
 
     # ---------------------------------------------------------------- objects
@@ -166,7 +177,7 @@ class ObjectLockHook(S3Hook):
             kwargs["VersionId"] = version_id
         try:
             h = self.conn.head_object(**kwargs)
-        except ClientError as e:
+        except (ClientError, BotoCoreError) as e:
             raise self._error(e, bucket, "head_object", key) from None
         return ObjectRetention(key=key, version_id=h.get("VersionId"), last_modified=h["LastModified"],
                                mode=h.get("ObjectLockMode"), retain_until=h.get("ObjectLockRetainUntilDate"),
@@ -184,7 +195,7 @@ class ObjectLockHook(S3Hook):
         try:
             for page in self.conn.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 listed += page.get("Contents", [])
-        except ClientError as e:
+        except (ClientError, BotoCoreError) as e:
             raise self._error(e, bucket, "list_objects_v2") from None
         listed.sort(key=lambda o: (o["LastModified"], o["Key"]), reverse=True)
         return [self.head(bucket, o["Key"]) for o in listed[:count]]
@@ -203,7 +214,7 @@ class ObjectLockHook(S3Hook):
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
         try:  # Content-MD5: S3 requires it (or a checksum) on a PUT to a bucket with default retention
             put = self.conn.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=md5)
-        except ClientError as e:
+        except (ClientError, BotoCoreError) as e:
             raise self._error(e, bucket, "put_object", key) from None
         version = put.get("VersionId")
         if version in ("null", ""):
@@ -220,5 +231,7 @@ class ObjectLockHook(S3Hook):
             log.info("probe s3://%s/%s version %s: delete refused (%s)", bucket, key, version, code)
             return ProbeResult(key, version, probe.mode, probe.retain_until, refused=code in DENIED,
                                error_code=code, error_message=err.get("Message") or str(e))
+        except BotoCoreError as e:
+            raise self._error(e, bucket, "delete_object", key) from None
         log.warning("probe s3://%s/%s version %s: the delete SUCCEEDED", bucket, key, version)
         return ProbeResult(key, version, probe.mode, probe.retain_until, refused=False)

@@ -53,8 +53,10 @@ def daily(entry: ObjectLock, estate: Estate | None = None, *, s3: ObjectLockHook
     s3 = s3 or hook(entry)
     tgt = target(KIND, entry.name)
     config = _guard("object_lock_config", entry, tgt, lambda: check_config(s3, entry, tgt))
-    if config.details.get("missing_bucket"):  # nothing else can be read: say so once
-        skipped = [CheckResult(n, Status.SKIP, f"not checked: bucket {entry.bucket!r} does not exist", tgt)
+    if config.details.get("nothing_readable"):  # nothing else can be read: say so once
+        why = ("does not exist" if config.details.get("missing_bucket")
+               else f"could not be reached ({config.details.get('error_code')})")
+        skipped = [CheckResult(n, Status.SKIP, f"not checked: bucket {entry.bucket!r} {why}", tgt)
                    for n in ("object_lock_retention", *(["object_lock_delete_probe"] if entry.delete_probe else []))]
         return [config, *skipped]
     out = [config, _guard("object_lock_retention", entry, tgt, lambda: check_retention(s3, entry, tgt))]
@@ -69,7 +71,8 @@ def _guard(name: str, entry: ObjectLock, tgt: str, check: Callable[[], CheckResu
         return check()
     except ObjectLockError as e:
         return CheckResult(name, Status.FAIL, str(e), tgt, details={
-            "bucket": entry.bucket, "error_code": e.code, "missing_bucket": e.missing_bucket})
+            "bucket": entry.bucket, "error_code": e.code, "missing_bucket": e.missing_bucket,
+            "nothing_readable": e.nothing_readable})
 
 
 # ---------------------------------------------------------------------------------------------- config
