@@ -37,9 +37,10 @@ def lock_bucket(s3, bucket: str, *, mode: str = LOCK_MODE, days: int = LOCK_DAYS
     AWS support), versioning Enabled, default retention ``mode`` for ``days``.
 
     Every object version written then carries a retain-until date; under COMPLIANCE no one can
-    delete a version before it. pgBackRest still works on it: it sends Content-MD5 with every PUT
-    (S3 requires it on a bucket with default retention), and its deletes (expire, rewritten
-    info files) carry no version id, so S3 adds delete markers and keeps the locked versions.
+    delete a version before it. pgBackRest (2.45) still works on it: it sends Content-MD5 with every
+    PUT, multipart parts and completion included (S3 requires it, or a checksum, on a bucket with
+    a default retention; seen in its trace log), and its deletes (expire, rewritten info files)
+    carry no version id, so S3 adds delete markers and keeps the locked versions.
     """
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
