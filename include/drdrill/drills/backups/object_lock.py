@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import Callable
 
 from drdrill.core.backups import ObjectLock
@@ -30,16 +29,15 @@ from drdrill.core.estate import Estate
 from drdrill.drills.backups import target
 from drdrill.hooks.s3_lock import ObjectLockError, ObjectLockHook
 
-log = logging.getLogger(__name__)
-
 KIND = "object_lock"
-# A version written with the default retention is locked until write time + the retention; S3 may
-# round the date (moto to the second, AWS to the day in some regions): this much slack is allowed.
+# A version written with the default retention is locked until its write time + the retention; this much
+# slack covers rounding and the gap between LastModified and the moment the lock was computed.
 SLACK = dt.timedelta(days=1)
 STRENGTH = {"GOVERNANCE": 1, "COMPLIANCE": 2}
 
 
 def hook(entry: ObjectLock) -> ObjectLockHook:
+    """The entry's hook: its Airflow AWS connection, in its region when it names one."""
     kwargs = {"region_name": entry.region} if entry.region else {}
     return ObjectLockHook(aws_conn_id=entry.conn_id, **kwargs)
 
@@ -97,8 +95,9 @@ def check_config(s3: ObjectLockHook, entry: ObjectLock, tgt: str) -> CheckResult
     else:
         if STRENGTH.get(cfg.mode, 0) < STRENGTH[entry.mode]:
             problems.append(f"default retention mode {cfg.mode} is weaker than {entry.mode}: anyone allowed "
-                            f"s3:BypassGovernanceRetention can delete a version or shorten its retention. Fix: set "
-                            f"the default retention's Mode to {entry.mode} (it cannot be undone, which is the point)")
+                            f"s3:BypassGovernanceRetention can delete a version or shorten its retention. Fix: "
+                            f"set the default retention's Mode to {entry.mode} (versions written in COMPLIANCE "
+                            f"cannot be deleted or shortened by anyone until their date: settle the retention first)")
         if days is None or days < entry.min_retention_days:
             problems.append(f"default retention {days} day(s) < the {entry.min_retention_days} days the estate "
                             f"requires (min_retention_days). Fix: raise the default retention to "
