@@ -190,19 +190,25 @@ class AwsBackup(_Model):
 
 # ------------------------------------------------------------------------------------------- Object Lock
 class ObjectLock(_Model):
-    """An S3 bucket that must be immutable (WORM)."""
+    """An S3 bucket that must be immutable (WORM): checked by `drdrill.drills.backups.object_lock`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     conn_id: str = Field("aws_default", description="Airflow AWS connection")
-    region: str | None = None
-    bucket: str
-    prefix: str = Field("", description="where the newest backup objects are (their retention is checked)")
-    mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
-    min_retention_days: int = Field(30, ge=1)
+    region: str | None = Field(None, description="the bucket's region (default: the connection's)")
+    bucket: str = Field(min_length=3, max_length=63, description="the S3 bucket that must be immutable")
+    prefix: str = Field("", description="where the newest backup objects are (their retention is checked), "
+                        "e.g. pgbackrest/backup/main/ for a pgBackRest repo whose repo-path is /pgbackrest")
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = Field(
+        "COMPLIANCE", description="the weakest default retention mode accepted; GOVERNANCE is weaker: it can be "
+        "bypassed with s3:BypassGovernanceRetention")
+    min_retention_days: int = Field(30, ge=1, description="the default retention (Days, or Years x 365) is at "
+                                    "least this, and so is every newest object's lock from when it was written")
     newest_objects: int = Field(5, ge=0, description="how many of the newest objects under prefix must carry a "
                                 "retain-until date in the future (0: not checked)")
     delete_probe: bool = Field(False, description="write a probe object and try to delete its version: the "
                                "delete must be refused (costs one small locked object per run)")
+    probe_prefix: str = Field("drdrill/object-lock-probe/", min_length=1, description="where probe objects are "
+                              "written (outside the backups' own paths, so no backup tool meets them)")
     copies: list[Copy] = Field(default_factory=list, description="clusters (and repos) whose data the bucket holds")
 
 

@@ -26,9 +26,28 @@ from drdrill.sandbox.layout import Layout, pid_alive, read_pid, recorded_pid, wa
 log = logging.getLogger("drdrill.sandbox")
 
 BUCKET = "drdrill-sandbox-repo2"
+# repo2's bucket is the sandbox's immutable copy: S3 Object Lock, COMPLIANCE, this default retention.
+LOCK_MODE = "COMPLIANCE"
+LOCK_DAYS = 30
 REGION = "us-east-1"
 # The Airflow connection to the sandbox's moto (S3 and Route53); `airflow_env()` defines it.
 CONN_ID = "aws_sandbox"
+
+
+def lock_bucket(s3, bucket: str, *, mode: str = LOCK_MODE, days: int = LOCK_DAYS) -> None:
+    """Create ``bucket`` immutable: Object Lock on (at creation: it cannot be turned on later without
+    AWS support), versioning Enabled, default retention ``mode`` for ``days``.
+
+    Every object version written then carries a retain-until date; under COMPLIANCE no one can
+    delete a version before it. pgBackRest (2.45) still works on it: it sends Content-MD5 with every
+    PUT, multipart parts and completion included (S3 requires it, or a checksum, on a bucket with
+    a default retention; seen in its trace log), and its deletes (expire, rewritten info files)
+    carry no version id, so S3 adds delete markers and keeps the locked versions.
+    """
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}}})
 
 
 class Moto:
@@ -85,8 +104,9 @@ class Moto:
                     raise DrillError(f"moto S3 did not start on port {port}: {e}; see "
                                      f"{L.logs / 'moto.log'}") from None
                 time.sleep(0.2)
-        s3.create_bucket(Bucket=BUCKET)
-        log.info("S3 (moto over TLS) up on https://localhost:%s, pid %s, bucket %s", port, proc.pid, BUCKET)
+        lock_bucket(s3, BUCKET)
+        log.info("S3 (moto over TLS) up on https://localhost:%s, pid %s, bucket %s (Object Lock %s, %s days)",
+                 port, proc.pid, BUCKET, LOCK_MODE, LOCK_DAYS)
 
     def stop(self) -> None:
         """SIGTERM to gunicorn's process group (its worker too); moto's state is in memory and goes with it."""
