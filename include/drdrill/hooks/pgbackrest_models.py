@@ -624,9 +624,18 @@ def evaluate_recoverable_window(stanza: StanzaInfo, repo_key: int, files: list[s
     details = {"from": start.stop.isoformat(), "from_backup": start.label, "to_segment": end,
                "hours": round(hours, 3)}
     msg = (f"repo{repo_key} can recover any second from {start.stop.isoformat(timespec='seconds')} (backup "
-           f"{start.label}) to its newest archived WAL {end}: {hours:.1f} h{why}")
+           f"{start.label}) to its newest archived WAL {end}: {_span(hours, '.1f')}{why}")
     if hours >= required_hours:
-        return CheckResult("pitr_window", Status.PASS, f"{msg} >= the {required_hours:g} h target", where,
+        return CheckResult("pitr_window", Status.PASS, f"{msg} >= the {_span(required_hours)} target", where,
                            round(hours, 3), required_hours, details)
-    return CheckResult("pitr_window", Status.FAIL, f"{msg}, shorter than the {required_hours:g} h target "
+    return CheckResult("pitr_window", Status.FAIL, f"{msg}, shorter than the {_span(required_hours)} target "
                        f"(targets.pitr_window_hours). {fix}", where, round(hours, 3), required_hours, details)
+
+
+def _span(hours: float, fmt: str = "g") -> str:
+    """Hours as people read them: ``168 h``, ``10.0 h``, ``12.5 min``, ``7 s``."""
+    if hours >= 1:
+        return f"{hours:{fmt}} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.1f} min"
+    return f"{hours * 3600:.0f} s"
