@@ -5,9 +5,12 @@ flags, WAL range) through `PgBackRestCheckOperator`, `verify` per repo through
 `PgBackRestVerifyOperator`, WAL archiving health and replication health. Each remote repo's
 endpoint is asked first (a few seconds): one that does not answer fails at once and gets no
 pgBackRest command, and every command is scoped to one repo, so a dead object store neither
-stalls the run nor hides the other repos' checks. Every check yields a
-typed result; the journal task writes the evidence and fails the run listing every failed
-check. Logic lives in ``drdrill.drills.daily``.
+stalls the run nor hides the other repos' checks. Each repo's recoverable window (``pitr_window``)
+is checked against ``targets.pitr_window_hours``. The estate's ``backups:`` section adds one task per
+system (``velero``, ``aws_backup``, ``object_lock``: ``drdrill.drills.backups``), and ``scorecard``
+scores every cluster 3-2-1-1-0 from this run's results, failing when a digit is short or the score
+dropped. Every check yields a typed result; the journal task writes the evidence and fails the run
+listing every failed check. Logic lives in ``drdrill.drills.daily`` and ``drdrill.drills.backups``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def _run(group: str, cluster: str) -> list[dict]:
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    tags=["dr", "verification", "pgbackrest"],
+    tags=["dr", "verification", "pgbackrest", "velero", "aws-backup", "object-lock"],
     # Checks report failures as results; a retry only covers a crashed worker.
     default_args={"owner": "platform", "retries": 1, "retry_delay": timedelta(minutes=2),
                   "execution_timeout": TASK_TIMEOUT, "pool": DRILL_POOL},
@@ -87,16 +90,30 @@ def dr_daily_verification():
         return check()
 
     @task(trigger_rule="all_done", retries=0)
+    @step
+    def scorecard() -> list[dict]:
+        """3-2-1-1-0 per cluster from this run's checks (drdrill.drills.backups.scorecard)."""
+        from drdrill.core.checks import CheckResult
+        from drdrill.core.estate import load_estate
+        from drdrill.drills.backups import scorecard as sc
+
+        ti = get_current_context()["ti"]
+        results = [CheckResult.from_dict(d) for batch in ti.xcom_pull(task_ids=CHECKS + SYSTEMS) or [] if batch
+                   for d in batch]
+        return [r.to_dict() for r in sc.daily(load_estate(), ti.xcom_pull(task_ids="select_clusters") or [],
+                                              results)]
+
+    @task(trigger_rule="all_done", retries=0)
     def journal() -> dict:
         from drdrill.core import journal as j
         from drdrill.core.checks import CheckResult
 
         ctx = get_current_context()
-        per_task = ctx["ti"].xcom_pull(task_ids=CHECKS + SYSTEMS) or []
+        per_task = ctx["ti"].xcom_pull(task_ids=[*CHECKS, *SYSTEMS, "scorecard"]) or []
         results = [CheckResult.from_dict(d) for batch in per_task if batch for d in batch]
         clusters = ctx["ti"].xcom_pull(task_ids="select_clusters")
-        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS, *SYSTEMS], results=results,
-                        cluster=",".join(clusters or []) or None)
+        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS, *SYSTEMS, "scorecard"],
+                        results=results, cluster=",".join(clusters or []) or None)
 
     clusters = select_clusters()
     estate_check = EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0,
@@ -109,7 +126,7 @@ def dr_daily_verification():
               wal_archiving.expand(cluster=clusters), replication.expand(cluster=clusters)]
     systems = [system(kind) for kind in SYSTEMS]
     estate_check >> systems
-    [*groups, *systems] >> journal()
+    [*groups, *systems] >> scorecard() >> journal()
 
 
 dr_daily_verification()

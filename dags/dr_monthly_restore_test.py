@@ -46,8 +46,11 @@ def _ctx() -> tuple[dict, str]:
     params={
         "cluster": Param("main", type="string", description="cluster name from the estate"),
         "repo": Param(1, type="integer", minimum=1, description="pgBackRest repo to restore from (1, 2...)"),
-        "recovery_point": Param("latest", enum=["latest", "pitr"],
-                                description="latest: end of the WAL archive; pitr: a point in time"),
+        "recovery_point": Param("latest", enum=["latest", "pitr", "random"],
+                                description="latest: end of the WAL archive; pitr: a point in time; random: a "
+                                            "random time inside the recoverable window (seeded, journalled)"),
+        "seed": Param(None, type=["null", "integer"], minimum=0,
+                      description="random: replay the pick of a journalled seed (default: a new seed)"),
         "target_time": Param(None, type=["null", "string"],
                              description="PITR target, ISO 8601 with zone; empty: the ledger's snapshot"),
         "dry_run": Param(False, type="boolean", description="walk every step without acting"),

@@ -20,9 +20,12 @@ from drdrill.core import journal
 from drdrill.core.estate import load_estate
 
 RUNS = [
-    ("dr_daily_verification", {}, "every repo, WAL archiving, replication"),
+    # The restore tests first: the daily verification's 3-2-1-1-0 '0' needs one that passed within 35 days.
     ("dr_monthly_restore_test", {"recovery_point": "latest", "repo": 1}, "latest from repo1 (posix)"),
-    ("dr_monthly_restore_test", {"recovery_point": "pitr", "repo": 2}, "point in time from repo2 (S3, encrypted)"),
+    ("dr_monthly_restore_test", {"recovery_point": "random", "repo": 2},
+     "a random point in time (seeded) from repo2 (S3, encrypted, Object Lock)"),
+    ("dr_daily_verification", {}, "every repo, its PITR window, WAL archiving, replication, AWS Backup, "
+                                  "S3 Object Lock, the 3-2-1-1-0 scorecard"),
     ("dr_quarterly_failover_drill", {"fault": "kill", "scope": "node"},
      "kill -9 of the primary, failover to the standby in the same region, failback"),
     ("dr_quarterly_failover_drill", {"fault": "kill", "scope": "region"},
@@ -83,6 +86,13 @@ def show(doc: dict) -> None:
         print(f"    {mark}  {r['name']:<40} {r['target']:<20} {msg}")
     if doc.get("chaos"):
         show_chaos(doc["chaos"])
+    for r in doc["results"]:
+        if r["name"] == "scorecard":
+            show_scorecard(r, [x for x in doc["results"] if x["target"] == r["target"]])
+    pick = (doc.get("ledger") or {}).get("random")
+    if pick:
+        print(f"    random recovery point: {pick['target_time']} (seed {pick['seed']}; window {pick['window_from']} .. "
+              f"{pick['window_to']}); replay it with the seed param")
     m = doc.get("measurements") or {}
     if "rto_target_seconds" in m:
         show_failover(doc, m)
@@ -100,6 +110,14 @@ def show(doc: dict) -> None:
     for st in doc["steps"]:
         if st.get("status") == "failed":
             print(f"    step {st['task_id']} failed: {st.get('error', '')[:200]}")
+
+
+def show_scorecard(card: dict, digits: list[dict]) -> None:
+    print(f"    3-2-1-1-0 scorecard of {card['target'].split('/')[0]}: {card['value']} (required {card['threshold']})"
+          f"{'  FAILED' if card['status'] == 'fail' else ''}")
+    for d in digits:
+        if d["name"] != "scorecard":
+            print(f"      {d['status'].upper():4} {d['message']}")
 
 
 def show_chaos(c: dict) -> None:

@@ -12,7 +12,12 @@ pytestmark = pytest.mark.sandbox
 DAG = "dr_daily_verification"
 
 
-def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox, capfd, caplog):
+@pytest.fixture(autouse=True)
+def _a_restore_test_passed(passed_restore_test):
+    """The scorecard's '0' needs a restore test that passed within 35 days: the session's shared one."""
+
+
+def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox, capfd, caplog, passed_restore_test):
     dr = run_dag(dagbag, DAG)
     doc = journal(estate, DAG, dr.run_id)
     out, err = capfd.readouterr()
@@ -24,23 +29,44 @@ def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox,
                      "backup_age.diff", "backup_errors", "wal_archive_range", "wal_archive_continuity", "verify",
                      "wal_archive_lag", "archive_failures",
                      "wal_ready_files", "standby_in_recovery", "standby_streaming", "replication_lag_bytes",
-                     "replication_lag_seconds"):
+                     "replication_lag_seconds", "pitr_window", "object_lock_config", "object_lock_delete_probe",
+                     "scorecard", "scorecard.copies", "scorecard.media", "scorecard.offsite", "scorecard.immutable",
+                     "scorecard.errors"):
         assert expected in names, f"{expected} missing from {sorted(names)}"
+    # Each repo can recover any second since its oldest backup; the sandbox's target is seconds (it is young).
+    windows = {r["target"]: r for r in doc["results"] if r["name"] == "pitr_window"}
+    assert set(windows) == {"main/repo1", "main/repo2"} and all(w["value"] >= w["threshold"] for w in windows.values())
+    # 3-2-1-1-0, each digit with its evidence: pg1, repo1 (disk, region a), repo2 (S3 in region b under Object
+    # Lock COMPLIANCE), verify clean and the session's restore test passed.
+    card = {r["name"]: r for r in doc["results"] if r["name"].startswith("scorecard")}
+    assert card["scorecard"]["value"] == "3-2-1-1-0", card["scorecard"]["message"]
+    assert "repo2 (s3) in region b" in card["scorecard.offsite"]["message"]
+    assert "repo2 (s3): " in card["scorecard.immutable"]["message"] and "COMPLIANCE" in \
+        card["scorecard.immutable"]["message"]
+    assert card["scorecard.errors"]["details"]["last_restore_test"]["run_id"] == passed_restore_test[0].run_id
     # Both repos were verified and aged.
     assert {r["target"] for r in doc["results"] if r["name"] == "verify"} == {"main/repo1", "main/repo2"}
+    # repo2's bucket is the immutable copy (S3 Object Lock COMPLIANCE): its checks ran in the object_lock task.
+    lock = {r["name"]: r["status"] for r in doc["results"] if r["target"] == "object_lock/repo2-bucket"}
+    assert lock == {"object_lock_config": "pass", "object_lock_retention": "pass",
+                    "object_lock_delete_probe": "pass"}, lock
     assert all(s["status"] == "success" for s in doc["steps"]), doc["steps"]
 
 
-def test_corrupted_backup_file_fails_naming_the_backup(dagbag, estate):
+def test_corrupted_backup_file_fails_naming_the_backup(dagbag, estate, passed_restore_test):
     with corrupted_newest_full(estate) as label:
         dr = run_dag(dagbag, DAG)
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "failed"
     assert doc["status"] == "failed"
-    failed = [r for r in doc["results"] if r["status"] == "fail"]
+    failed = [r for r in doc["results"] if r["status"] == "fail" and not r["name"].startswith("scorecard")]
     assert [r["name"] for r in failed] == ["verify"], failures(doc)
     assert failed[0]["target"] == "main/repo1"
     assert label in failed[0]["message"]
+    # The scorecard loses its '0', naming the backup.
+    card = {r["name"]: r for r in doc["results"] if r["name"].startswith("scorecard")}
+    assert card["scorecard.errors"]["status"] == "fail" and label in card["scorecard.errors"]["message"]
+    assert card["scorecard"]["value"] == "3-2-1-1-1" and card["scorecard"]["status"] == "fail"
     # The other repo is still reported healthy: the failure is specific.
     assert any(r["name"] == "verify" and r["target"] == "main/repo2" and r["status"] == "pass"
                for r in doc["results"])
@@ -91,7 +117,7 @@ def test_stopped_standby_fails_replication_with_reason(dagbag, estate, sandbox):
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "failed"
     failed = {(r["name"], r["target"]) for r in doc["results"] if r["status"] == "fail"}
-    assert failed == {("replication", "main/pg2")}, failures(doc)
+    assert failed == {("replication", "main/pg2")}, failures(doc)  # a standby is not a backup copy: 3-2-1-1-0 holds
     assert "could not run" in failures(doc) and "55433" in failures(doc)
 
 
@@ -120,6 +146,8 @@ def test_repo2_endpoint_hung_fails_repo2_at_once_and_every_other_check_passes(da
     assert dr.state == "failed" and doc["status"] == "failed"
     assert _failed(doc) == {("repo_reachable", "main/repo2"), ("archive_round_trip", "main"),
                             ("verify", "main/repo2")}, failures(doc)
+    # repo2 unreached is no copy: the offsite and immutable copy are gone, and verify did not run on it.
+    assert _score(doc) == "2-1-0-0-1"
     assert f"repo2: S3 endpoint https://localhost:{port} did not answer within 3 s" in failures(doc)
     assert accepted == 2  # the two probes; pgBackRest never connected
     passed = {(r["name"], r["target"]) for r in doc["results"] if r["status"] == "pass"}
@@ -135,7 +163,10 @@ def test_unknown_cluster_param_fails_before_any_check(dagbag, estate):
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "failed"
     assert "unknown cluster 'nope'" in failures(doc) and "main" in failures(doc)
-    assert doc["results"] == [] or all(r["name"].startswith("step.") for r in doc["results"])
+    # No cluster was checked; the backup systems' tasks (backups:, e.g. object_lock/repo2-bucket) do not
+    # depend on the cluster selection and still ran.
+    assert all(r["name"].startswith("step.") or r["target"].split("/")[0] in ("velero", "aws_backup", "object_lock")
+               for r in doc["results"]), doc["results"]
     assert set(doc["not_run"]) == {"backup_repository", "backup_integrity", "wal_archiving", "replication"}
 
 
@@ -150,7 +181,13 @@ def _estate_with(tmp_path, monkeypatch, old: str, new: str) -> None:
 
 
 def _failed(doc) -> set[tuple[str, str]]:
-    return {(r["name"], r["target"]) for r in doc["results"] if r["status"] == "fail"}
+    """The failed checks, without the scorecard's (each test that changes the score asserts it)."""
+    return {(r["name"], r["target"]) for r in doc["results"] if r["status"] == "fail"
+            and not r["name"].startswith("scorecard")}
+
+
+def _score(doc) -> str:
+    return next(r["value"] for r in doc["results"] if r["name"] == "scorecard")
 
 
 def test_backups_older_than_the_target_fail_on_every_repo(dagbag, estate, tmp_path, monkeypatch):
@@ -161,6 +198,7 @@ def test_backups_older_than_the_target_fail_on_every_repo(dagbag, estate, tmp_pa
     assert dr.state == "failed"
     assert _failed(doc) == {("backup_age.full", "main/repo1"), ("backup_age.full", "main/repo2")}
     assert "exceeds the target of 0.0001h" in failures(doc)
+    assert _score(doc).startswith("1-1-0-0-")  # no repo holds a backup inside its age target: only pg1
 
 
 @pytest.fixture
@@ -219,3 +257,20 @@ def test_broken_archiving_fails_the_round_trip_and_the_archiver_check(dagbag, es
     failed = _failed(doc)
     assert ("archive_failures", "main/pg1") in failed and ("archive_round_trip", "main") in failed, failures(doc)
     assert "archiving is failing" in failures(doc)
+
+
+def test_a_repo_whose_recoverable_window_is_shorter_than_the_target_fails_naming_both(estate):
+    # The seed's 7 days on a sandbox that is minutes old: repo1 cannot reach that far back; repo2 has no target.
+    from drdrill.drills import daily
+    from drdrill.hooks.pgbackrest import PgBackRestHook
+
+    cluster = estate.cluster("main")
+    results = daily.repository_checks(PgBackRestHook.for_cluster(cluster), target="main", expected_repos={1, 2},
+                                      wal_segment_bytes=daily.wal_segment_bytes(cluster),
+                                      pitr_window_hours={1: 168, 2: None})
+    windows = {r.target: r for r in results if r.name == "pitr_window"}
+    assert windows["main/repo1"].failed and windows["main/repo2"].status.value == "skip"
+    oldest = [s for s in PgBackRestHook.for_cluster(cluster).info(repo=1) if s.name == "main"][0].oldest(1)
+    msg = windows["main/repo1"].message
+    assert f"repo1 can recover any second from {oldest.stop.isoformat(timespec='seconds')} (backup {oldest.label})" \
+        in msg and "shorter than the 168 h target (targets.pitr_window_hours)" in msg, msg

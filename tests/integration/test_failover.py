@@ -463,7 +463,7 @@ def test_incident_dag_waits_and_gives_up_while_the_primary_is_healthy(dagbag, at
 
 
 def test_incident_dag_fails_over_when_the_primary_is_really_down_and_a_drill_brings_it_home(
-        dagbag, at_home, sandbox, tmp_path, monkeypatch):
+        dagbag, at_home, sandbox, tmp_path, monkeypatch, passed_restore_test):
     estate_with(tmp_path, monkeypatch, *FAST_TRIGGER)
     c = cluster()
     sandbox.pg.run([str(c.postgres.bin_dir / "pg_ctl"), "-D", str(c.node("pg1").data_dir), "-m", "immediate",

@@ -61,7 +61,7 @@ def region_home(sandbox, estate):
         sandbox.up()
 
 
-def test_region_drill_cold_recovers_from_repo2_alone_measures_and_fails_back(dagbag, region_home):
+def test_region_drill_cold_recovers_from_repo2_alone_measures_and_fails_back(dagbag, region_home, passed_restore_test):
     killed = {n: postmaster(n) for n in ("pg1", "pg2")}
     dr = run_dag(dagbag, DRILL, {"scope": "region", "fault": "kill"})
     doc = journal(region_home, DRILL, dr.run_id)

@@ -32,13 +32,16 @@ def assert_nothing_left(estate, doc):
         assert scratch.port_free(sc["host"], sc["port"]), f"port {sc['port']} still in use"
 
 
-@pytest.mark.parametrize("repo", [1, 2])
-@pytest.mark.parametrize("point", ["latest", "pitr"])
-def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point, capfd, caplog):
-    dr = run_dag(dagbag, DAG, {"repo": repo, "recovery_point": point})
-    doc = journal(estate, DAG, dr.run_id)
-    out, err = capfd.readouterr()
-    assert_no_secret_in(sandbox, out, err, caplog.text, json.dumps(doc))
+# repo1 latest is the session's shared restore test (integration/conftest.py); repo2 latest: the random test below.
+@pytest.mark.parametrize(("repo", "point"), [(1, "latest"), (1, "pitr"), (2, "pitr")])
+def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point, capfd, caplog, request):
+    if (repo, point) == (1, "latest"):
+        dr, doc = request.getfixturevalue("passed_restore_test")
+    else:
+        dr = run_dag(dagbag, DAG, {"repo": repo, "recovery_point": point})
+        doc = journal(estate, DAG, dr.run_id)
+        out, err = capfd.readouterr()
+        assert_no_secret_in(sandbox, out, err, caplog.text, json.dumps(doc))
     assert dr.state == "success", failures(doc)
     res = {r["name"]: r for r in doc["results"]}
     # Every ledger table was counted on the restored copy and matched exactly.
@@ -64,6 +67,37 @@ def test_restore_passes_and_proves_the_data(dagbag, estate, sandbox, repo, point
     assert step(doc, "release_targets")["status"] == "success"
     assert json.loads(open(doc["attachments"]["gx"].removeprefix("file://")).read())["validations"]
     assert_nothing_left(estate, doc)
+
+
+def test_a_random_recovery_point_is_inside_the_window_journalled_and_proved_by_the_canaries_around_it(
+        dagbag, estate, passed_restore_test):
+    # The session's shared restore test wrote canaries before this run: the pick has earlier canaries around it.
+    dr = run_dag(dagbag, DAG, {"repo": 2, "recovery_point": "random", "seed": 4242})
+    doc = journal(estate, DAG, dr.run_id)
+    assert dr.state == "success", failures(doc)
+    pick = doc["ledger"]["random"]
+    assert doc["plan"]["seed"] == pick["seed"] == 4242
+    assert pick["window_from"] < pick["target_time"] < pick["window_to"]
+    assert doc["restore"]["target_time"] == pick["target_time"] == doc["ledger"]["restore_target"]
+    # No exact counts exist for a random time; the canaries nearest it say where the recovery stopped.
+    assert doc["ledger"]["expected_counts"] is None
+    res = {r["name"]: r for r in doc["results"]}
+    assert res["canary.after_target"]["status"] == "pass" and res["canary.after_target"]["value"] == 0
+    if "canary.before_target" in res:  # a pick before every canary has none before it
+        assert res["canary.before_target"]["value"] == 1
+    assert {c["present"] for c in pick["canaries"]} >= {False}
+    assert_nothing_left(estate, doc)
+
+
+def test_a_bad_seed_is_refused_before_anything_is_touched(estate):
+    from drdrill.core.errors import PreflightError
+    from drdrill.drills import restore
+
+    for params, phrase in [({"recovery_point": "latest", "seed": 7}, "seed is only used with recovery_point 'random'"),
+                           ({"recovery_point": "random", "seed": "abc"}, "seed must be a whole number"),
+                           ({"recovery_point": "random", "seed": -1}, "seed must be 0 or more")]:
+        with pytest.raises(PreflightError, match=phrase):
+            restore.preflight({"cluster": "main", "repo": 1, **params}, "manual__bad-seed", estate)
 
 
 @pytest.fixture

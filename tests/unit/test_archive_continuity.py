@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drdrill.hooks.pgbackrest_models import archive_gaps, evaluate_archive_continuity, parse_info
@@ -89,3 +89,56 @@ def test_a_hole_before_a_promotion_is_named_on_its_own_timeline():
     gaps = archive_gaps(files, start="000000010000000000000001", end="00000005000000000000000C",
                         segments_per_log=256)
     assert [g.first for g in gaps] == ["000000010000000000000003", "00000005000000000000000B"]
+
+
+# ---------------------------------------------------------------- the recoverable window (pitr_window)
+FULL1_STOP = datetime.fromtimestamp(1795611259, UTC)  # repo1's full backup
+DIFF1_STOP = datetime.fromtimestamp(1795611267, UTC)  # repo1's diff, which starts at segment 09
+
+
+def _window(files, required, repo=1, now=None):
+    from drdrill.hooks.pgbackrest_models import evaluate_recoverable_window
+
+    return evaluate_recoverable_window(_stanza(), repo, files, segments_per_log=256, target="main",
+                                       now=now or FULL1_STOP + timedelta(hours=10), required_hours=required)
+
+
+def test_the_window_reaches_back_to_the_oldest_backup_when_the_archive_is_continuous():
+    r = _window([seg(1, n) for n in range(4, 10)], required=9)
+    assert not r.failed and r.value == 10.0 and r.details["from_backup"] == "20261125-125416F"
+    assert "repo1 can recover any second from" in r.message and ">= the 9 h target" in r.message
+
+
+def test_a_window_shorter_than_the_target_fails_naming_both():
+    r = _window([seg(1, n) for n in range(4, 10)], required=168)
+    assert r.failed and r.value == 10.0 and r.threshold == 168
+    assert "10.0 h, shorter than the 168 h target (targets.pitr_window_hours)" in r.message
+
+
+def test_a_hole_cuts_the_window_at_the_first_backup_after_it():
+    # Segment 06 is gone: only the diff (starting at 09) can replay to the newest WAL.
+    r = _window([seg(1, n) for n in range(1, 10) if n != 6], required=10)
+    assert r.failed and r.details["from_backup"] == "20261125-125416F_20261125-125426D"
+    assert "cut off by the hole at 000000010000000000000006" in r.message
+    assert r.value == round((FULL1_STOP + timedelta(hours=10) - DIFF1_STOP).total_seconds() / 3600, 3)
+
+
+def test_a_hole_after_every_backup_leaves_no_window():
+    r = _window([seg(1, n) for n in range(1, 10) if n != 8], required=1, repo=2)
+    assert r.failed and r.value == 0.0 and "no backup starts after the archive's hole at 000000010000000000000008" \
+        in r.message
+
+
+def test_no_target_skips():
+    assert _window([seg(1, n) for n in range(4, 10)], required=None).status.value == "skip"
+
+
+def test_a_random_pick_is_replayed_by_its_seed_and_stays_inside_the_window():
+    from drdrill.drills.restore import pick_time
+
+    start, until = FULL1_STOP, FULL1_STOP + timedelta(days=7)
+    t1, f1 = pick_time(4242, start, until)
+    assert pick_time(4242, start, until) == (t1, f1)  # the journalled seed replays the same time
+    assert start <= t1 <= until and t1.microsecond % 1000 == 0
+    picks = {pick_time(seed, start, until)[0] for seed in range(50)}
+    assert len(picks) == 50 and min(picks) < start + timedelta(days=2) and max(picks) > until - timedelta(days=2)

@@ -80,64 +80,85 @@ class Velero(_Model):
 
 # -------------------------------------------------------------------------------------------- AWS Backup
 class VaultLock(_Model):
-    min_retention_days: int | None = Field(7, ge=1)
-    max_retention_days: int | None = Field(90, ge=1)
-    immutable: bool = Field(True, description="the grace period must have ended (the lock can no longer change)")
+    """The vault lock the vault must carry (the seed's: min 7, max 90 days)."""
+
+    min_retention_days: int | None = Field(7, ge=1, description="null: not compared")
+    max_retention_days: int | None = Field(90, ge=1, description="null: not compared")
+    immutable: bool = Field(True, description="the lock must be in compliance mode with its grace period ended "
+                            "(LockDate passed): nobody, root included, can change or remove it. false accepts a "
+                            "lock still in its grace period or in governance mode (reported, not failed)")
 
 
 class Lifecycle(_Model):
-    cold_storage_after_days: int | None = None
-    delete_after_days: int | None = None
+    """A rule's or copy action's lifecycle; null fields must be absent from the live lifecycle."""
+
+    cold_storage_after_days: int | None = Field(None, description="MoveToColdStorageAfterDays")
+    delete_after_days: int | None = Field(None, description="DeleteAfterDays")
 
 
 class CopyAction(_Model):
-    destination_vault_arn: str
-    lifecycle: Lifecycle | None = None
+    """A copy action of a plan rule (the seed's copy to the DR-region vault)."""
+
+    destination_vault_arn: str = Field(description="e.g. arn:aws:backup:us-west-2:<account>:backup-vault:dr-vault")
+    lifecycle: Lifecycle | None = Field(None, description="null: not compared")
 
 
 class PlanRule(_Model):
-    name: str
-    schedule: str | None = Field(None, description="e.g. cron(0 * * * ? *)")
-    target_vault: str | None = None
-    lifecycle: Lifecycle | None = None
-    copy_actions: list[CopyAction] = Field(default_factory=list)
+    """One rule of the backup plan; fields left null are not compared."""
+
+    name: str = Field(description="RuleName, e.g. hourly-rds")
+    schedule: str | None = Field(None, description="ScheduleExpression, e.g. cron(0 * * * ? *)")
+    target_vault: str | None = Field(None, description="TargetBackupVaultName")
+    lifecycle: Lifecycle | None = Field(None, description="null: not compared")
+    copy_actions: list[CopyAction] | None = Field(default_factory=list, description="the rule's copy actions, "
+                                                  "exactly (an extra or missing one fails); null: not compared")
 
 
 class BackupPlan(_Model):
-    name: str
-    rules: list[PlanRule] = Field(default_factory=list)
+    """The backup plan that must exist, found by name; its rules are compared when given (missing or extra fail)."""
+
+    name: str = Field(description="BackupPlanName, e.g. production-backup-plan")
+    rules: list[PlanRule] = Field(default_factory=list, description="every rule of the live plan (empty: only "
+                                  "the plan's existence is checked)")
 
 
 class DrVault(_Model):
     """The DR-region vault the plan copies to; its newest recovery point must be younger than the bound."""
 
     name: str
-    region: str
+    region: str = Field(description="the DR vault's own region (read with a client of that region)")
     max_recovery_point_age_hours: float = Field(26, gt=0)
 
 
 class AwsBackupRestoreTest(_Model):
     """Restore a recovery point into scratch (RDS), validate it, delete it, report the validation."""
 
-    resource_arn: str = Field(description="the protected resource whose recovery points are restored")
-    recovery_point: Literal["latest", "random"] = "latest"
-    iam_role_arn: str
+    resource_arn: str = Field(description="the protected resource whose recovery points are restored "
+                              "(e.g. arn:aws:rds:<region>:<account>:db:<identifier>)")
+    recovery_point: Literal["latest", "random"] = Field("latest", description="the default pick (the DAG's param "
+                                                        "overrides it); random is replayable by its journalled seed")
+    iam_role_arn: str = Field(description="the role AWS Backup assumes for the restore")
+    resource_type: str = Field("RDS", description="StartRestoreJob's ResourceType")
     metadata: dict[str, str] = Field(default_factory=dict, description="restore metadata overrides "
-                                     "(e.g. DBInstanceClass, DBSubnetGroupName)")
+                                     "(e.g. DBInstanceClass, DBSubnetGroupName); DBInstanceIdentifier is the "
+                                     "scratch instance's base name, suffixed per run (default drdrill-restore-test); "
+                                     "a value naming a production instance is refused")
     conn_id: str | None = Field(None, description="Airflow Postgres connection for the restored instance "
                                 "(login, password, database; the host comes from the restore)")
     cluster: str | None = Field(None, description="the estate cluster whose restore_test checks run on it")
-    timeout_seconds: float = Field(3600, gt=0)
+    timeout_seconds: float = Field(3600, gt=0, description="the restore job must finish within this")
+    poll_seconds: float = Field(30, gt=0, description="how often the restore job is read while waiting")
 
 
 class AwsBackup(_Model):
     """An AWS Backup vault, its plan and what it must protect, in one account and region."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    conn_id: str = Field("aws_default", description="Airflow AWS connection")
-    region: str | None = None
-    vault: str
-    vault_lock: VaultLock | None = VaultLock()
+    conn_id: str = Field("aws_default", description="Airflow AWS connection (backup and, for coverage and the "
+                         "restore test, rds)")
+    region: str | None = Field(None, description="the vault's region (default: the connection's)")
+    vault: str = Field(description="the vault the plan backs up into, e.g. production-vault")
+    vault_lock: VaultLock | None = Field(VaultLock(), description="null: the vault lock is not checked")
     plan: BackupPlan | None = None
     dr_vault: DrVault | None = None
     max_job_age_hours: float = Field(26, gt=0, description="backup and copy jobs of this many hours are checked")
@@ -152,22 +173,42 @@ class AwsBackup(_Model):
     restore_test: AwsBackupRestoreTest | None = None
     copies: list[Copy] = Field(default_factory=list, description="clusters whose data the vault holds")
 
+    @model_validator(mode="after")
+    def _scratch_is_not_production(self) -> AwsBackup:
+        rt = self.restore_test
+        if rt is None:
+            return self
+        prod = {a.split(":")[6].lower() for a in [rt.resource_arn, *self.protected_resources]
+                if len(a.split(":")) >= 7 and a.split(":")[2] == "rds" and a.split(":")[5] == "db"}
+        named = sorted(f"{k}={v}" for k, v in rt.metadata.items() if str(v).lower() in prod)
+        if named:
+            raise ValueError(f"backups.aws_backup[{self.name}].restore_test.metadata names a production instance "
+                             f"({', '.join(named)}): the restore test restores into a scratch instance; give "
+                             f"DBInstanceIdentifier a scratch base name (it is suffixed per run)")
+        return self
+
 
 # ------------------------------------------------------------------------------------------- Object Lock
 class ObjectLock(_Model):
-    """An S3 bucket that must be immutable (WORM)."""
+    """An S3 bucket that must be immutable (WORM): checked by `drdrill.drills.backups.object_lock`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     conn_id: str = Field("aws_default", description="Airflow AWS connection")
-    region: str | None = None
-    bucket: str
-    prefix: str = Field("", description="where the newest backup objects are (their retention is checked)")
-    mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
-    min_retention_days: int = Field(30, ge=1)
+    region: str | None = Field(None, description="the bucket's region (default: the connection's)")
+    bucket: str = Field(min_length=3, max_length=63, description="the S3 bucket that must be immutable")
+    prefix: str = Field("", description="where the newest backup objects are (their retention is checked), "
+                        "e.g. pgbackrest/backup/main/ for a pgBackRest repo whose repo-path is /pgbackrest")
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = Field(
+        "COMPLIANCE", description="the weakest default retention mode accepted; GOVERNANCE is weaker: it can be "
+        "bypassed with s3:BypassGovernanceRetention")
+    min_retention_days: int = Field(30, ge=1, description="the default retention (Days, or Years x 365) is at "
+                                    "least this, and so is every newest object's lock from when it was written")
     newest_objects: int = Field(5, ge=0, description="how many of the newest objects under prefix must carry a "
                                 "retain-until date in the future (0: not checked)")
     delete_probe: bool = Field(False, description="write a probe object and try to delete its version: the "
                                "delete must be refused (costs one small locked object per run)")
+    probe_prefix: str = Field("drdrill/object-lock-probe/", min_length=1, description="where probe objects are "
+                              "written (outside the backups' own paths, so no backup tool meets them)")
     copies: list[Copy] = Field(default_factory=list, description="clusters (and repos) whose data the bucket holds")
 
 

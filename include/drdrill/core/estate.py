@@ -97,6 +97,8 @@ class Repo(_Model):
         "endpoint, and runs no pgBackRest command on a repo that does not answer within this; 0 = do not ask")
     region: str | None = Field(None, description="the region the repo's storage is in; required with the "
                                "cluster's dr: section (the DR region needs a repo of its own)")
+    pitr_window_hours: float | None = Field(None, gt=0, description="replaces targets.pitr_window_hours for this "
+                                            "repo (e.g. a shorter-retention copy)")
 
 
 class PgBackRest(_Model):
@@ -140,6 +142,9 @@ class Targets(_Model):
     max_replication_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
     max_replication_lag_seconds: float = Field(60, gt=0)
     max_restore_minutes: float = Field(60, gt=0)
+    pitr_window_hours: float | None = Field(
+        168, gt=0, description="every repo can recover any second of at least this many past hours (continuous WAL "
+        "from a backup this old to the newest segment); the seed's 7 days. null: not checked")
 
 
 class RestoreTest(_Model):

@@ -12,6 +12,7 @@ import functools
 import importlib.metadata
 import json
 import logging
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -201,11 +202,16 @@ def journal_path(location: str, conn_id: str | None, dag_id: str, run_id: str):
 
 
 def listed(location: str, conn_id: str | None, dag_id: str) -> set[str]:
-    """Every journal of ``dag_id`` (not its attachments: those have a second dot before .json/.md)."""
+    """Every journal of ``dag_id``, not its attachments (``<tag>.gx.json``, ``<tag>.timeline.md``: a word
+    between the run's tag and the extension; a tag's own dot is followed by digits, as in a run id's
+    microseconds ``...T10_00_00.490118_00_00``)."""
     d = storage(location, conn_id) / dag_id
     if not d.exists():
         return set()
-    return {str(p) for p in d.iterdir() if p.name.endswith(".json") and p.name.count(".") == 2}
+    return {str(p) for p in d.iterdir() if p.name.endswith(".json") and not _ATTACHMENT.search(p.name)}
+
+
+_ATTACHMENT = re.compile(r"\.[A-Za-z][A-Za-z_-]*\.json$")
 
 
 def read(path: str, conn_id: str | None) -> dict[str, Any]:

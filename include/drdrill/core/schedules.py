@@ -40,7 +40,8 @@ RULES_HELP = ("'every day', 'business days', a weekday ('tue': every Tuesday), '
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 # The drills that run on a schedule. The incident runbook (dr_postgres_primary_failover) is manual only.
 SCHEDULED_DRILLS = ("dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill",
-                    "dr_weekly_pod_kill", "dr_monthly_az_failure", "dr_monthly_velero_restore_test")
+                    "dr_weekly_pod_kill", "dr_monthly_az_failure", "dr_monthly_aws_backup_restore_test",
+                    "dr_monthly_velero_restore_test")
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # when people are there to watch; each service's window decides whether a run may act).
     "dr_weekly_pod_kill": {"day": "wed", "at": "11:00"},
     "dr_monthly_az_failure": {"day": "second wed", "at": "14:00"},
-    # Velero's restore test the same day as pgBackRest's, after it.
-    "dr_monthly_velero_restore_test": {"day": "first business day", "at": "11:00"},
+    # AWS Backup's restore test: the day of the pgBackRest restore test, after it (restores take an hour or more).
+    "dr_monthly_aws_backup_restore_test": {"day": "first business day", "at": "11:00"},
+    # Velero's restore test the same day, after both.
+    "dr_monthly_velero_restore_test": {"day": "first business day", "at": "13:00"},
 }
 DEFAULT_HOLIDAYS = ["01-01", "12-25"]
 
@@ -184,6 +187,8 @@ class Schedules(_Model):
     dr_quarterly_failover_drill: DrillSchedule = DrillSchedule(**DEFAULTS["dr_quarterly_failover_drill"])
     dr_weekly_pod_kill: DrillSchedule = DrillSchedule(**DEFAULTS["dr_weekly_pod_kill"])
     dr_monthly_az_failure: DrillSchedule = DrillSchedule(**DEFAULTS["dr_monthly_az_failure"])
+    dr_monthly_aws_backup_restore_test: DrillSchedule = DrillSchedule(
+        **DEFAULTS["dr_monthly_aws_backup_restore_test"])
     dr_monthly_velero_restore_test: DrillSchedule = DrillSchedule(**DEFAULTS["dr_monthly_velero_restore_test"])
 
     @model_validator(mode="before")

@@ -121,17 +121,24 @@ def repository_checks(br: PgBackRestHook, *, target: str, max_age_hours: dict[st
                       expected_repos: set[int] | None = None, now: datetime | None = None,
                       wal_segment_bytes: int = WAL_SEGMENT_BYTES,
                       probe_timeouts: dict[int, float] | float | None = None,
-                      command_timeout: float = COMMAND_TIMEOUT) -> list[CheckResult]:
+                      command_timeout: float = COMMAND_TIMEOUT,
+                      pitr_window_hours: dict[int, float | None] | None = None) -> list[CheckResult]:
     """Each remote repo's endpoint asked first (`probe_repos`), then `pgbackrest check` (archive round
-    trip to every repo), `info` per repo against the thresholds, and the continuity of every repo's
-    WAL archive (no missing segment since its oldest backup).
+    trip to every repo), `info` per repo against the thresholds, the continuity of every repo's
+    WAL archive (no missing segment since its oldest backup), and, per repo in ``pitr_window_hours``,
+    how far back it can recover any second (`evaluate_recoverable_window`).
 
     ``max_age_hours`` per backup type (e.g. ``{"full": 192, "diff": 36}``); without it the backup
     age is not judged, only the stanza, repo and backup status. Every command on a repo is scoped
     with ``--repo=N`` and killed after ``command_timeout`` seconds, so one hung repo neither delays
     nor hides another's checks; a repo whose endpoint did not answer gets no command at all.
     """
-    from drdrill.hooks.pgbackrest_models import evaluate_archive_continuity, evaluate_info, merge_info
+    from drdrill.hooks.pgbackrest_models import (
+        evaluate_archive_continuity,
+        evaluate_info,
+        evaluate_recoverable_window,
+        merge_info,
+    )
 
     def run() -> list[CheckResult]:
         out: list[CheckResult] = []
@@ -174,11 +181,16 @@ def repository_checks(br: PgBackRestHook, *, target: str, max_age_hours: dict[st
             note = f" (from {_repos(sorted(stanzas))} only; {_repos(unread)} not read)"
             checked = [replace(c, message=c.message + note) if c.name == "stanza_status" else c for c in checked]
         out += checked
+        windows = pitr_window_hours or {}
         for key in sorted(stanzas):  # one repo's listing failing must not hide another's gap
-            out += guarded("wal_archive_continuity", f"{target}/repo{key}", lambda key=key: [
-                evaluate_archive_continuity(info, key, br.archive_files(key, timeout=command_timeout),
-                                            segments_per_log=0x100000000 // wal_segment_bytes, target=target,
-                                            now=now or datetime.now(UTC))])
+            def archive(key: int = key) -> list[CheckResult]:
+                files = br.archive_files(key, timeout=command_timeout)
+                kw = {"segments_per_log": 0x100000000 // wal_segment_bytes, "target": target,
+                      "now": now or datetime.now(UTC)}
+                return [evaluate_archive_continuity(info, key, files, **kw)] + (
+                    [evaluate_recoverable_window(info, key, files, required_hours=windows[key], **kw)]
+                    if key in windows else [])
+            out += guarded("wal_archive_continuity", f"{target}/repo{key}", archive)
         return out
 
     return guarded("backup_repository", target, run)
@@ -215,7 +227,13 @@ def backup_repository(cluster: Cluster, now: datetime | None = None) -> list[Che
                              max_age_hours=dict(cluster.targets.max_backup_age_hours), repo_max_age_hours=per_repo,
                              expected_repos={r.index for r in cluster.pgbackrest.repos}, now=now,
                              wal_segment_bytes=wal_segment_bytes(cluster), probe_timeouts=probe_timeouts(cluster),
-                             command_timeout=cluster.pgbackrest.command_timeout_seconds)
+                             command_timeout=cluster.pgbackrest.command_timeout_seconds,
+                             pitr_window_hours=pitr_windows(cluster))
+
+
+def pitr_windows(cluster: Cluster) -> dict[int, float | None]:
+    """The recoverable window every repo must hold, in hours (the repo's own, else the cluster's target)."""
+    return {r.index: r.pitr_window_hours or cluster.targets.pitr_window_hours for r in cluster.pgbackrest.repos}
 
 
 def probe_timeouts(cluster: Cluster) -> dict[int, float]:

@@ -73,6 +73,8 @@ class CanaryExpectation:
     run_id: str
     kind: str  # "before" | "after"
     present: bool
+    label: str | None = None  # the check's name is canary.<label> (default: canary.<kind>)
+    meaning: str | None = None  # what the expected outcome proves (default: the ledger's own canaries')
 
 
 @dataclass
@@ -245,7 +247,7 @@ def _canary_refused(canary: CanaryExpectation) -> bool:
 
 
 def _canary(canary: CanaryExpectation, outcome: _Outcome | None, target: str) -> CheckResult:
-    name = f"canary.{canary.kind}"
+    name = f"canary.{canary.label or canary.kind}"
     expected_rows = 1 if canary.present else 0
     where = f"run_id {canary.run_id!r}, kind {canary.kind!r}"
     if _canary_refused(canary):
@@ -258,15 +260,17 @@ def _canary(canary: CanaryExpectation, outcome: _Outcome | None, target: str) ->
     found_rows = outcome.observed
     what = f"found {found_rows} canary row(s) for {where}, expected {expected_rows}"
     if outcome.success:
-        return CheckResult(name, Status.PASS, f"{_CANARY_MEANING[(canary.kind, canary.present)]} ({what})",
-                           target, found_rows, expected_rows)
+        return CheckResult(name, Status.PASS, f"{canary.meaning or _CANARY_MEANING[(canary.kind, canary.present)]} "
+                           f"({what})", target, found_rows, expected_rows)
     actual_present = bool(found_rows)
     if actual_present == canary.present:  # e.g. two rows where one was expected
         msg = (f"{what}: the ledger wrote this canary more than once or another drill reused the run_id. "
                "Use a fresh run id and rerun the ledger step.")
     else:
         msg = (f"{_CANARY_MEANING[(canary.kind, actual_present)]} ({what}). "
-               f"{_CANARY_FIX[(canary.kind, canary.present)]}")
+               f"{_CANARY_FIX[(canary.kind, canary.present)]}") if not canary.meaning else (
+            f"expected: {canary.meaning}; {what}. The recovery did not stop at its target: check the recovery "
+            f"target time, the backup set used and the WAL archive around it")
     return CheckResult(name, Status.FAIL, msg, target, found_rows, expected_rows)
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +47,12 @@ class Plan:
 
     cluster: str
     repo: int
-    recovery_point: str  # "latest" | "pitr"
+    recovery_point: str  # "latest" | "pitr" | "random"
     target_time: str | None  # user-given PITR target (ISO 8601 with zone); None: the ledger's snapshot
     dry_run: bool
     scratch_dir: str | None
     scratch_port: int | None
+    seed: int | None = None  # random: the pick's seed (given, or drawn in preflight and journalled)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,15 +87,27 @@ def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None)
         raise PreflightError(f"repo must be a repo number such as 1 or 2, got {params.get('repo')!r}") from None
     cluster.pgbackrest.repo(repo)  # raises naming the repos that exist
     point = params.get("recovery_point", "latest")
-    if point not in ("latest", "pitr"):
-        raise PreflightError(f"recovery_point must be 'latest' or 'pitr', got {point!r}")
+    if point not in ("latest", "pitr", "random"):
+        raise PreflightError(f"recovery_point must be 'latest', 'pitr' or 'random', got {point!r}")
     target_time = params.get("target_time") or None
     if target_time and point != "pitr":
         raise PreflightError("target_time is only used with recovery_point 'pitr'; remove it or set "
                              "recovery_point to 'pitr'")
+    seed = params.get("seed")
+    if seed not in (None, "") and point != "random":
+        raise PreflightError("seed is only used with recovery_point 'random' (it replays a random pick); remove it "
+                             "or set recovery_point to 'random'")
+    if point == "random":
+        try:
+            seed = secrets.randbelow(2**31) if seed in (None, "") else int(seed)
+        except (TypeError, ValueError):
+            raise PreflightError(f"seed must be a whole number (the one a journal recorded), got {seed!r}") from None
+        if seed < 0:
+            raise PreflightError(f"seed must be 0 or more, got {seed}")
     port = params.get("scratch_port")
     plan = Plan(cluster.name, repo, point, target_time, bool(params.get("dry_run", False)),
-                params.get("scratch_dir") or None, int(port) if port not in (None, "") else None)
+                params.get("scratch_dir") or None, int(port) if port not in (None, "") else None,
+                seed if point == "random" else None)
     # Refuse a scratch target on a production path or port before anything exists.
     scratch.allocate(estate, run_id, scratch_dir=plan.scratch_dir, port=plan.scratch_port)
     window = recoverable_window(cluster, repo)
@@ -116,7 +131,8 @@ def preflight(params: dict[str, Any], run_id: str, estate: Estate | None = None)
         raise PreflightError(f"primary {primary.name} ({primary.host}:{primary.port}) is not reachable: {why}; "
                              f"the ledger needs it")
     log.info("preflight ok: cluster %s, repo%s, %s%s, recoverable window from %s (%s), scratch space %s%s",
-             cluster.name, repo, point, f" to {target_time}" if target_time else "",
+             cluster.name, repo, point, f" to {target_time}" if target_time else
+             (f" (seed {plan.seed})" if point == "random" else ""),
              window["oldest_backup_stop"].isoformat(), window["oldest_backup_label"], space,
              " [DRY RUN]" if plan.dry_run else "")
     return plan.to_dict()
@@ -209,21 +225,80 @@ def ledger(plan: Plan, run_id: str, estate: Estate | None = None) -> dict[str, A
         archived_s = time.monotonic() - t1
     log.info("ledger: %d tables counted in %.2fs at %s; canaries %s/%s; WAL %s archived in %.2fs",
              len(tables), count_s, snapshot_time.isoformat(), before[0], after[0], segment, archived_s)
+    if plan.recovery_point == "random":
+        pick = random_point(cluster, plan, snapshot_time)
+        with pg.connect(cluster, p.host, p.port) as c:
+            pick["canaries"] = canaries_around(c, datetime.fromisoformat(pick["target_time"]))
+        log.info("random recovery point (seed %s): %s, inside repo%s's window %s .. %s", plan.seed,
+                 pick["target_time"], plan.repo, pick["window_from"], pick["window_to"])
     led = {"snapshot_time": snapshot_time.isoformat(), "tables": tables, "counts": counts,
            "canary_before": {"id": before[0], "at": before[1].isoformat()},
            "canary_after": {"id": after[0], "at": after[1].isoformat()},
            "wal_segment": segment, "count_seconds": round(count_s, 3), "archive_wait_seconds": round(archived_s, 3),
            # the primary's timeline: the restore follows it, never a newer branch an abandoned promotion left
            "timeline": str(int(segment[:8], 16))}
+    if plan.recovery_point == "random":
+        led["random"] = pick
     return {**led, **expectations(plan, run_id, led)}
+
+
+# A canary inserted this close before the target may commit after it: its presence proves nothing.
+CANARY_MARGIN = timedelta(seconds=1)
+
+
+def random_point(cluster: Cluster, plan: Plan, until: datetime) -> dict[str, Any]:
+    """A random time inside the repo's recoverable window, drawn from ``plan.seed``: the same seed over the same
+    window picks the same time (AWS Backup restore testing's random recovery point, replayable).
+
+    The window runs from just after the oldest backup's stop to the ledger's snapshot, the newest point the
+    archive is known to hold: every second a user could ask for (the daily verification's ``pitr_window``
+    check proves the archive is continuous over it).
+    """
+    start = oldest = recoverable_window(cluster, plan.repo)["oldest_backup_stop"] + timedelta(seconds=1)
+    if start >= until:
+        raise PreflightError(f"repo{plan.repo} has no recoverable window to pick from: its oldest backup finished "
+                             f"at {oldest.isoformat()}, after the ledger's snapshot {until.isoformat()}")
+    t, fraction = pick_time(plan.seed, start, until)
+    return {"seed": plan.seed, "fraction": round(fraction, 9), "window_from": start.isoformat(),
+            "window_to": until.isoformat(), "target_time": t.isoformat()}
+
+
+def pick_time(seed: int | None, start: datetime, until: datetime) -> tuple[datetime, float]:
+    """The seeded pick: ``start + (until - start) * fraction``, whole milliseconds (what a journal can replay)."""
+    fraction = random.Random(seed).random()
+    t = start + (until - start) * fraction
+    return t.replace(microsecond=t.microsecond // 1000 * 1000), fraction
+
+
+def canaries_around(conn: Any, t: datetime) -> list[dict[str, Any]]:
+    """The restore tests' canary rows nearest ``t`` on the primary: the last one committed before it (must be in
+    a restore to ``t``) and the first after it (must not). Either may be missing (a young repo)."""
+    from drdrill.drills.dataquality import CANARY_KINDS
+
+    kinds = list(CANARY_KINDS)
+    before = pg.query_one(conn, "SELECT run_id, kind, created_at FROM drdrill.canary WHERE created_at <= %s "
+                                "AND kind = ANY(%s) ORDER BY created_at DESC LIMIT 1", (t - CANARY_MARGIN, kinds))
+    after = pg.query_one(conn, "SELECT run_id, kind, created_at FROM drdrill.canary WHERE created_at > %s "
+                               "AND kind = ANY(%s) ORDER BY created_at LIMIT 1", (t, kinds))
+    return [{"run_id": r[0], "kind": r[1], "at": r[2].isoformat(), "present": present, "label": label,
+             "meaning": f"the canary written at {r[2].isoformat()}, {word} the target {t.isoformat()}, is "
+                        f"{'present' if present else 'absent'}"}
+            for r, present, label, word in ((before, True, "before_target", "before"),
+                                            (after, False, "after_target", "after")) if r]
 
 
 def expectations(plan: Plan, run_id: str, led: dict[str, Any]) -> dict[str, Any]:
     """What the restored copy must show: the restore target, exact counts and canaries.
 
     A user-given PITR time has no ledger snapshot: its counts are unknown and the canaries
-    prove nothing about it, so only the tables are checked then.
+    prove nothing about it, so only the tables are checked then. A random point has no counts
+    either; the canaries nearest it (earlier runs') prove where the recovery stopped.
     """
+    if plan.recovery_point == "random":
+        pick = led["random"]
+        return {"restore_target": pick["target_time"], "expected_counts": None,
+                "canaries": [{k: c[k] for k in ("run_id", "kind", "present", "label", "meaning")}
+                             for c in pick["canaries"]]}
     at_snapshot = plan.recovery_point == "latest" or not plan.target_time
     canaries = ([{"run_id": run_id, "kind": "before", "present": True},
                  {"run_id": run_id, "kind": "after", "present": plan.recovery_point == "latest"}]

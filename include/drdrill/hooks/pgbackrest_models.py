@@ -583,3 +583,59 @@ def evaluate_archive_continuity(stanza: StanzaInfo, repo_key: int, files: list[s
         f"manual deletion).", where, missing, 0,
         {"first_missing": first.first, "gaps": [g.model_dump() for g in gaps], "lost_from": lost_from,
          "lost_to": lost_to})
+
+
+def evaluate_recoverable_window(stanza: StanzaInfo, repo_key: int, files: list[str], *, segments_per_log: int,
+                                target: str, now: datetime, required_hours: float | None) -> CheckResult:
+    """How far back this repo alone can recover to any second: the ``pitr_window`` check.
+
+    The window starts at the stop of the oldest backup from which the archive is continuous up to
+    its newest segment (a backup older than a hole cannot replay past it), and ends at the newest
+    archived segment. It must reach back at least ``required_hours`` (the seed: "point-in-time
+    recovery to any second in the last 7 days"); the message names where it starts and why.
+    """
+    where = f"{target}/repo{repo_key}"
+    if required_hours is None:
+        return CheckResult("pitr_window", Status.SKIP, "no pitr_window_hours target configured", where)
+    backups = sorted((b for b in stanza.backups if b.repo_key == repo_key and b.wal_start and not b.error),
+                     key=lambda b: b.stop)
+    ranges = [a for a in stanza.archives if a.repo_key == repo_key and a.max]
+    fix = ("Keep more full backups (repo retention-full) and their WAL, or lower targets.pitr_window_hours if the "
+           "estate promises less")
+    if not backups or not ranges:
+        return CheckResult("pitr_window", Status.FAIL, f"repo{repo_key} holds no usable backup with archived WAL: "
+                           f"nothing can be recovered from it; the target is {required_hours:g} h", where, 0.0,
+                           required_hours)
+    end = max(a.max for a in ranges)
+    gaps = archive_gaps(files, start=backups[0].wal_start, end=end, segments_per_log=segments_per_log,
+                        archive_ids=[a.id for a in ranges])
+    usable = backups
+    if gaps:
+        last_hole = segment_position(gaps[-1].last, segments_per_log)
+        usable = [b for b in backups if segment_position(b.wal_start, segments_per_log) > last_hole]
+    if not usable:
+        return CheckResult("pitr_window", Status.FAIL, f"repo{repo_key}: no backup starts after the archive's hole at "
+                           f"{gaps[-1].last}, so no point in time can be replayed to the newest WAL ({end}); take a "
+                           f"full backup. The target is {required_hours:g} h", where, 0.0, required_hours,
+                           {"newest_segment": end, "hole": gaps[-1].last})
+    start = usable[0]
+    hours = (now - start.stop).total_seconds() / 3600
+    why = f" (older backups are cut off by the hole at {gaps[-1].last})" if gaps else ""
+    details = {"from": start.stop.isoformat(), "from_backup": start.label, "to_segment": end,
+               "hours": round(hours, 3)}
+    msg = (f"repo{repo_key} can recover any second from {start.stop.isoformat(timespec='seconds')} (backup "
+           f"{start.label}) to its newest archived WAL {end}: {_span(hours, '.1f')}{why}")
+    if hours >= required_hours:
+        return CheckResult("pitr_window", Status.PASS, f"{msg} >= the {_span(required_hours)} target", where,
+                           round(hours, 3), required_hours, details)
+    return CheckResult("pitr_window", Status.FAIL, f"{msg}, shorter than the {_span(required_hours)} target "
+                       f"(targets.pitr_window_hours). {fix}", where, round(hours, 3), required_hours, details)
+
+
+def _span(hours: float, fmt: str = "g") -> str:
+    """Hours as people read them: ``168 h``, ``10.0 h``, ``12.5 min``, ``7 s``."""
+    if hours >= 1:
+        return f"{hours:{fmt}} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.1f} min"
+    return f"{hours * 3600:.0f} s"

@@ -33,7 +33,8 @@ class RowCountCheckOperator(DrillOperator):
     :param critical_tables: tables that must not be empty
     :param min_counts: ``{"schema.table": rows}`` the fewest rows each table may hold
     :param canaries: ``[{"run_id": ..., "kind": "before"|"after", "present": bool}]`` rows of
-        ``drdrill.canary`` that must be present or absent
+        ``drdrill.canary`` that must be present or absent (optional ``label``: the check is named
+        ``canary.<label>``; ``meaning``: what the expected outcome proves, for the message)
     :param exclude_schemas: schemas whose tables are ignored
     :param fail_on_mismatch: fail the task when a check fails (default); else only return the results
     :param dry_run: return at once without connecting
@@ -123,8 +124,8 @@ class RowCountCheckOperator(DrillOperator):
                             (rt.row_count_tolerance if rt else {})),
             critical_tables=list(self.critical_tables if self.critical_tables is not None else
                                  (rt.critical_tables if rt else [])),
-            canaries=[CanaryExpectation(str(x["run_id"]), str(x["kind"]), bool(x["present"]))
-                      for x in (self.canaries or [])],
+            canaries=[CanaryExpectation(str(x["run_id"]), str(x["kind"]), bool(x["present"]), x.get("label"),
+                                        x.get("meaning")) for x in (self.canaries or [])],
             min_counts={k: int(v) for k, v in (self.min_counts or {}).items()},
             target=name, exclude_schemas=tuple(self.exclude_schemas if self.exclude_schemas is not None else
                                                (rt.exclude_schemas if rt else ())))

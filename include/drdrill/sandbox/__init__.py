@@ -78,7 +78,8 @@ class Sandbox:
         source = self.estate.source
         self.postgres = PostgresNodes(self.cluster, self.layout, self.pg, spec.pgbench_scale, spec.tls_nodes)
         self.backrest = PgBackRestRepos(self.cluster, self.layout, spec.s3_port)
-        self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, source)
+        self.aws = Moto(self.cluster, self.dns, self.layout, spec.s3_port, source,
+                        [e for e in self.estate.backups.aws_backup if e.conn_id == CONN_ID])
         services = sandbox_services(self.estate, self.cluster, self.layout) if self.service else []
         self.services = DemoService(self.cluster, self.service, self.dns, self.layout, self.aws.endpoint, source,
                                     services)
@@ -91,6 +92,7 @@ class Sandbox:
         ports.reserve(self._ports(), self.estate.scratch.port_range)
         problems = self.problems()
         if not problems:
+            self.aws.create_backup_vaults()  # idempotent: a moto started before the estate named them
             log.info("sandbox already up at %s", self.layout.root)
             return
         if self.layout.root.exists() and any(self.layout.root.iterdir()):
@@ -108,6 +110,7 @@ class Sandbox:
         self.aws.tls()
         self.aws.start()
         self.aws.create_records()
+        self.aws.create_backup_vaults()
         self.backrest.write_conf()
         primary = self.cluster.primary
         self.postgres.init_primary(primary)

@@ -1,8 +1,9 @@
-"""The sandbox's AWS: moto's S3 and Route53 under gunicorn over TLS, on one loopback port.
+"""The sandbox's AWS: moto's S3, Route53 and AWS Backup under gunicorn over TLS, on one loopback port.
 
 Owns the moto server (its self-signed ``localhost`` certificate, start and stop by PID), the
 bucket pgBackRest's repo2 lives in, the Route53 hosted zone with the database's service record,
-and the Airflow connection (`CONN_ID`) that points drills at it.
+the AWS Backup vaults, vault lock and plan the estate's ``backups.aws_backup`` entries on this moto
+describe, and the Airflow connection (`CONN_ID`) that points drills at it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from drdrill.core.backups import AwsBackup
 from drdrill.core.errors import DrillError
 from drdrill.core.estate import Cluster, Dns
 from drdrill.core.paths import PROJECT_ROOT
@@ -24,16 +26,37 @@ from drdrill.sandbox.layout import Layout, pid_alive, read_pid, recorded_pid, wa
 log = logging.getLogger("drdrill.sandbox")
 
 BUCKET = "drdrill-sandbox-repo2"
+# repo2's bucket is the sandbox's immutable copy: S3 Object Lock, COMPLIANCE, this default retention.
+LOCK_MODE = "COMPLIANCE"
+LOCK_DAYS = 30
 REGION = "us-east-1"
 # The Airflow connection to the sandbox's moto (S3 and Route53); `airflow_env()` defines it.
 CONN_ID = "aws_sandbox"
 
 
+def lock_bucket(s3, bucket: str, *, mode: str = LOCK_MODE, days: int = LOCK_DAYS) -> None:
+    """Create ``bucket`` immutable: Object Lock on (at creation: it cannot be turned on later without
+    AWS support), versioning Enabled, default retention ``mode`` for ``days``.
+
+    Every object version written then carries a retain-until date; under COMPLIANCE no one can
+    delete a version before it. pgBackRest (2.45) still works on it: it sends Content-MD5 with every
+    PUT, multipart parts and completion included (S3 requires it, or a checksum, on a bucket with
+    a default retention; seen in its trace log), and its deletes (expire, rewritten info files)
+    carry no version id, so S3 adds delete markers and keeps the locked versions.
+    """
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}}})
+
+
 class Moto:
     """moto's S3 and Route53 on ``https://localhost:<port>``, and what the sandbox keeps in them."""
 
-    def __init__(self, cluster: Cluster, dns: Dns | None, layout: Layout, port: int, source: object) -> None:
+    def __init__(self, cluster: Cluster, dns: Dns | None, layout: Layout, port: int, source: object,
+                 aws_backup: list[AwsBackup] | None = None) -> None:
         self.cluster = cluster
+        self.aws_backup = list(aws_backup or [])  # the estate's AWS Backup entries on this moto (CONN_ID)
         self.dns = dns
         self.layout = layout
         self.port = port
@@ -81,8 +104,9 @@ class Moto:
                     raise DrillError(f"moto S3 did not start on port {port}: {e}; see "
                                      f"{L.logs / 'moto.log'}") from None
                 time.sleep(0.2)
-        s3.create_bucket(Bucket=BUCKET)
-        log.info("S3 (moto over TLS) up on https://localhost:%s, pid %s, bucket %s", port, proc.pid, BUCKET)
+        lock_bucket(s3, BUCKET)
+        log.info("S3 (moto over TLS) up on https://localhost:%s, pid %s, bucket %s (Object Lock %s, %s days)",
+                 port, proc.pid, BUCKET, LOCK_MODE, LOCK_DAYS)
 
     def stop(self) -> None:
         """SIGTERM to gunicorn's process group (its worker too); moto's state is in memory and goes with it."""
@@ -107,6 +131,13 @@ class Moto:
         return boto3.client("route53", endpoint_url=self.endpoint, region_name=REGION,
                             aws_access_key_id="testing", aws_secret_access_key="testing",
                             verify=str(self.layout.ca))
+
+    def backup_client(self, region: str | None = None):
+        import boto3
+
+        # moto's AWS Backup takes any key, like Route53.
+        return boto3.client("backup", endpoint_url=self.endpoint, region_name=region or REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing", verify=str(self.layout.ca))
 
     def airflow_env(self) -> dict[str, str]:
         """The Airflow connection to this sandbox's moto (S3 and Route53 over TLS), as env vars.
@@ -166,6 +197,36 @@ class Moto:
                     out["ttl"] = rs.get("TTL")
                     out["value"] = ", ".join(r["Value"] for r in rs.get("ResourceRecords", []))
         return out
+
+    # ---------------------------------------------------------------- AWS Backup
+    def create_backup_vaults(self) -> None:
+        """What the estate's AWS Backup entries on this moto describe, created when missing (idempotent):
+        the vault with its vault lock, the DR vault in its region, and the plan with its rules.
+
+        The lock is put in compliance mode with the shortest grace period AWS allows (3 days): moto,
+        like AWS, keeps it changeable until its LockDate, so a fresh sandbox's lock is not yet immutable.
+        """
+        from drdrill.drills.backups.aws_backup import plan_document
+
+        for e in self.aws_backup:
+            bk = self.backup_client(e.region)
+            names = {v["BackupVaultName"] for v in bk.list_backup_vaults()["BackupVaultList"]}
+            if e.vault not in names:
+                bk.create_backup_vault(BackupVaultName=e.vault, BackupVaultTags={"Environment": "production"})
+                if e.vault_lock is not None:
+                    bk.put_backup_vault_lock_configuration(
+                        BackupVaultName=e.vault, MinRetentionDays=e.vault_lock.min_retention_days,
+                        MaxRetentionDays=e.vault_lock.max_retention_days, ChangeableForDays=3)
+            if e.dr_vault is not None:
+                dr = self.backup_client(e.dr_vault.region)
+                if e.dr_vault.name not in {v["BackupVaultName"] for v in dr.list_backup_vaults()["BackupVaultList"]}:
+                    dr.create_backup_vault(BackupVaultName=e.dr_vault.name)
+            if e.plan is not None:
+                plans = {p.get("BackupPlanName") for p in bk.list_backup_plans()["BackupPlansList"]}
+                if e.plan.name not in plans:
+                    bk.create_backup_plan(BackupPlan=plan_document(e.plan, e.vault))
+            log.info("AWS Backup (moto) %s: vault %s (locked), plan %s, DR vault %s", e.name, e.vault,
+                     e.plan.name if e.plan else "-", f"{e.dr_vault.name} ({e.dr_vault.region})" if e.dr_vault else "-")
 
     # ---------------------------------------------------------------- health
     def problems(self) -> list[str]:
