@@ -207,13 +207,15 @@ def velero_ctl(velero_cluster, velero) -> VeleroController:
 
 
 def write_estate(tmp_path: Path, monkeypatch, entry: dict[str, Any] | None = None) -> Path:
-    """The sandbox estate's text (journal to tmp_path) with ``backups.velero: [entry]``; DRDRILL_ESTATE -> it."""
+    """The sandbox estate (journal to tmp_path) whose ``backups`` is ``velero: [entry]`` alone (the sandbox's
+    other backup systems need its moto); DRDRILL_ESTATE -> it."""
     from drdrill.core.paths import DEFAULT_ESTATE
 
-    text = DEFAULT_ESTATE.read_text().replace("file://${DRDRILL_SANDBOX_DIR}/journal", f"file://{tmp_path}/journal")
-    assert "\nbackups:" not in text
+    doc = yaml.safe_load(DEFAULT_ESTATE.read_text())
+    doc["journal"]["location"] = f"file://{tmp_path}/journal"
+    doc["backups"] = {"velero": [entry or ENTRY]}
     f = tmp_path / f"estate-{time.monotonic_ns()}.yaml"
-    f.write_text(text + "\n" + yaml.safe_dump({"backups": {"velero": [entry or ENTRY]}}))
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
     monkeypatch.setenv("DRDRILL_ESTATE", str(f))
     return f
 
