@@ -29,6 +29,8 @@ FIS = "AWS Fault Injection Service"
 KUBERNETES = "Kubernetes"
 CHAOS = "Chaos drills"
 VELERO = "Velero"
+AWS_BACKUP = "AWS Backup"
+OBJECT_LOCK = "Amazon S3 Object Lock"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -52,6 +54,9 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": CHAOS, "tags": ["software"],
              "external-doc-url": "https://principlesofchaos.org/"},
             {"integration-name": VELERO, "external-doc-url": "https://velero.io/", "tags": ["software"]},
+            {"integration-name": AWS_BACKUP, "external-doc-url": "https://aws.amazon.com/backup/", "tags": ["aws"]},
+            {"integration-name": OBJECT_LOCK, "tags": ["aws"],
+             "external-doc-url": "https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html"},
             {"integration-name": DEADLINES, "tags": ["software"],
              "external-doc-url": "https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/"
                                  "deferring.html"},
@@ -68,6 +73,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": KUBERNETES, "python-modules": ["drdrill.operators.kubernetes"]},
             {"integration-name": CHAOS, "python-modules": ["drdrill.operators.chaos"]},
             {"integration-name": VELERO, "python-modules": ["drdrill.operators.velero"]},
+            {"integration-name": AWS_BACKUP, "python-modules": ["drdrill.operators.aws_backup"]},
         ],
         "sensors": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.sensors.postgres"]},
@@ -80,6 +86,8 @@ def get_provider_info() -> dict[str, Any]:
                                                          "drdrill.hooks.cloudwatch"]},
             {"integration-name": KUBERNETES, "python-modules": ["drdrill.hooks.kubernetes"]},
             {"integration-name": VELERO, "python-modules": ["drdrill.hooks.velero"]},
+            {"integration-name": AWS_BACKUP, "python-modules": ["drdrill.hooks.aws_backup"]},
+            {"integration-name": OBJECT_LOCK, "python-modules": ["drdrill.hooks.s3_lock"]},
         ],
         "triggers": [
             {"integration-name": POSTGRES, "python-modules": ["drdrill.triggers.postgres"]},

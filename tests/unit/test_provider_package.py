@@ -177,13 +177,14 @@ def test_provider_manager_sees_hooks_connection_type_and_modules(probe):
                for section in ("hooks", "operators", "sensors", "triggers")}
     assert modules["hooks"] == ["drdrill.hooks.pgbackrest", "drdrill.hooks.postgres", "drdrill.hooks.route53",
                                 "drdrill.hooks.fis", "drdrill.hooks.ecs", "drdrill.hooks.cloudwatch",
-                                "drdrill.hooks.kubernetes", "drdrill.hooks.velero"]
+                                "drdrill.hooks.kubernetes", "drdrill.hooks.velero",
+                                "drdrill.hooks.aws_backup", "drdrill.hooks.s3_lock"]
     assert set(modules["operators"]) == {"drdrill.operators.pgbackrest", "drdrill.operators.dataquality",
                                          "drdrill.operators.postgres", "drdrill.operators.route53",
                                          "drdrill.operators.restore", "drdrill.operators.deadline",
                                          "drdrill.operators.estate", "drdrill.operators.fis",
                                          "drdrill.operators.kubernetes", "drdrill.operators.chaos",
-                                         "drdrill.operators.velero"}
+                                         "drdrill.operators.velero", "drdrill.operators.aws_backup"}
     assert modules["sensors"] == ["drdrill.sensors.postgres"]
     assert modules["triggers"] == ["drdrill.triggers.postgres", "drdrill.triggers.route53",
                                    "drdrill.triggers.deadline", "drdrill.triggers.fis",
