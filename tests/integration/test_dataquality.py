@@ -25,7 +25,8 @@ from drdrill.drills.dataquality import CanaryExpectation, DataQualityReport, val
 
 PG_BIN = Path(os.environ.get("DRDRILL_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_ROOT = Path(os.environ.get("DRDRILL_TEST_PG_ROOT", "/tmp/helper-gx"))
-PG_PORT = int(os.environ.get("DRDRILL_TEST_PG_PORT", "56250"))
+# Below 32768: outside Linux's ephemeral range, so no client socket of the suite can hold it.
+PG_PORT = int(os.environ.get("DRDRILL_TEST_PG_PORT", "26250"))
 
 RUN_ID = "manual__2026-11-25T12:00:00+00:00"
 COUNTS = {"public.a": 1000, "app.b": 10, "app.empty": 0, "app.MixedCase": 3,

@@ -31,11 +31,13 @@ def _estate(tmp_path: Path, **backups):
     return parse_estate(yaml.safe_dump(raw), tmp_path / "estate.yaml")
 
 
-def _restore_journal(tmp_path: Path, *, status="passed", age_days=3.0, run_id="scheduled__x", dry_run=False):
+def _restore_journal(tmp_path: Path, *, status="passed", age_days=3.0, run_id="scheduled__x", dry_run=False,
+                     restore_step="success"):
     d = tmp_path / "journal" / "dr_monthly_restore_test"
     d.mkdir(parents=True, exist_ok=True)
     doc = {"drill": "dr_monthly_restore_test", "run_id": run_id, "cluster": "main", "status": status,
-           "params": {"dry_run": dry_run}, "written_at": (NOW - timedelta(days=age_days)).isoformat()}
+           "params": {"dry_run": dry_run}, "written_at": (NOW - timedelta(days=age_days)).isoformat(),
+           "steps": [{"task_id": "preflight", "status": "success"}, {"task_id": "restore", "status": restore_step}]}
     (d / f"{run_id}.json").write_text(json.dumps(doc))
 
 
@@ -102,6 +104,8 @@ def test_a_repo_without_a_fresh_backup_is_not_a_copy_and_the_offsite_digit_goes_
     ({"status": "failed"}, "failed: file://"),
     ({"age_days": 40}, "is 40 days old, over 35 days"),
     ({"dry_run": True}, "no restore test of main has run"),  # a dry run proves nothing
+    # refused before restoring (a bad param, the kill switch, a busy cluster): no evidence either way
+    ({"status": "failed", "restore_step": "not run"}, "no restore test of main has run"),
 ])
 def test_the_zero_needs_a_real_restore_test_that_passed_within_35_days(tmp_path, journal, phrase):
     estate = _estate(tmp_path, object_lock=[LOCK])
@@ -110,6 +114,15 @@ def test_the_zero_needs_a_real_restore_test_that_passed_within_35_days(tmp_path,
     r = _by_name(scorecard.score(estate.cluster("main"), estate, _healthy(_lock_ok()), now=NOW))
     assert r["scorecard.errors"].failed and phrase in r["scorecard.errors"].message
     assert r["scorecard"].value.endswith("-1")
+
+
+def test_a_refused_run_after_a_pass_does_not_hide_the_pass(tmp_path):
+    estate = _estate(tmp_path, object_lock=[LOCK])
+    _restore_journal(tmp_path, run_id="scheduled__pass", age_days=5)
+    _restore_journal(tmp_path, run_id="manual__refused", age_days=1, status="failed", restore_step="not run")
+    r = _by_name(scorecard.score(estate.cluster("main"), estate, _healthy(_lock_ok()), now=NOW))
+    assert not r["scorecard.errors"].failed and r["scorecard.errors"].details["last_restore_test"]["run_id"] == \
+        "scheduled__pass"
 
 
 def test_a_verify_problem_is_an_error(tmp_path):

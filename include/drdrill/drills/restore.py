@@ -276,10 +276,11 @@ def canaries_around(conn: Any, t: datetime) -> list[dict[str, Any]]:
     from drdrill.drills.dataquality import CANARY_KINDS
 
     kinds = list(CANARY_KINDS)
-    before = pg.query_one(conn, "SELECT run_id, kind, created_at FROM drdrill.canary WHERE created_at <= %s "
-                                "AND kind = ANY(%s) ORDER BY created_at DESC LIMIT 1", (t - CANARY_MARGIN, kinds))
-    after = pg.query_one(conn, "SELECT run_id, kind, created_at FROM drdrill.canary WHERE created_at > %s "
-                               "AND kind = ANY(%s) ORDER BY created_at LIMIT 1", (t, kinds))
+    before = next(iter(pg.query(conn, "SELECT run_id, kind, created_at FROM drdrill.canary WHERE created_at <= %s "
+                                      "AND kind = ANY(%s) ORDER BY created_at DESC LIMIT 1",
+                                (t - CANARY_MARGIN, kinds))), None)
+    after = next(iter(pg.query(conn, "SELECT run_id, kind, created_at FROM drdrill.canary WHERE created_at > %s "
+                                     "AND kind = ANY(%s) ORDER BY created_at LIMIT 1", (t, kinds))), None)
     return [{"run_id": r[0], "kind": r[1], "at": r[2].isoformat(), "present": present, "label": label,
              "meaning": f"the canary written at {r[2].isoformat()}, {word} the target {t.isoformat()}, is "
                         f"{'present' if present else 'absent'}"}

@@ -123,8 +123,18 @@ def copies(cluster: Cluster, estate: Estate, results: list[CheckResult]) -> tupl
     return out, missing, not_immutable
 
 
+def restored(doc: dict[str, Any]) -> bool:
+    """Whether a restore test's run restored anything: a dry run, or a run refused before its restore step
+    (a bad param, the kill switch, a busy cluster), proves nothing either way."""
+    if (doc.get("params") or {}).get("dry_run"):
+        return False
+    return any(st.get("task_id") == "restore" and st.get("status") in ("success", "failed")
+               for st in doc.get("steps") or [])
+
+
 def last_restore_test(estate: Estate, cluster: str) -> dict[str, Any] | None:
-    """The newest journal of a real (not dry-run) restore test of ``cluster``: run id, status, when, path."""
+    """The newest journal of a restore test of ``cluster`` that restored (`restored`): run id, status, when,
+    path."""
     best: dict[str, Any] | None = None
     for path in journal.listed(estate.journal.location, estate.journal.conn_id, RESTORE_DRILL):
         try:
@@ -132,7 +142,7 @@ def last_restore_test(estate: Estate, cluster: str) -> dict[str, Any] | None:
         except (OSError, ValueError) as e:
             log.warning("journal %s could not be read (%s); skipped", path, e)
             continue
-        if doc.get("cluster") != cluster or (doc.get("params") or {}).get("dry_run"):
+        if doc.get("cluster") != cluster or not restored(doc):
             continue
         item = {"run_id": doc.get("run_id"), "status": doc.get("status"), "written_at": doc.get("written_at"),
                 "journal": path}
