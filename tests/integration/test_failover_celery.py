@@ -56,6 +56,8 @@ class CeleryAirflow(AirflowProcesses):
         self.estate_file.write_text(estate_path().read_text())
         super().__init__(tmp, dags=[ROOT / "dags" / f"{DRILL}.py"], executor="CeleryExecutor", env={
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            # The schedule test waits for the dag-processor to re-read the estate: every 10 s, not 30 (one DAG file).
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_local_settings.worker_hostname",
             # The RTO alert on, with a deadline (0.6 s after the fault) that no failover can meet: the
             # triggerer must fire it while the recovery is still running, and the journal record it.
@@ -221,7 +223,8 @@ def test_a_scheduled_run_starts_at_the_estates_local_time_and_needs_no_approval_
 
     af = celery_airflow
     tz = "Europe/Berlin"
-    at = pendulum.now(tz).add(seconds=100).start_of("minute").add(minutes=1)  # after the next parse (30 s)
+    # the next whole minute at least 45 s away: after the next parse (every 10 s here), whatever the load
+    at = pendulum.now(tz).add(seconds=45).start_of("minute").add(minutes=1)
     text = af.estate_file.read_text()
     assert "unattended: true" in text
     text = text.replace("unattended: true", 'unattended: false\n    unattended_window: {days: [mon, tue, wed, thu, '
