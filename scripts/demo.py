@@ -78,6 +78,8 @@ def show(doc: dict) -> None:
     for r in doc["results"]:
         if r["name"].startswith("row_count.") and r["status"] == "pass":
             continue  # shown in the row-count table below
+        if r["name"].startswith("scorecard") and r["status"] == "pass":
+            continue  # shown as the scorecard below
         if r["status"] == "pass" and (r["name"], r["target"]) in seen:
             continue  # the failover checks its safeguards twice (assess, right before acting): show once
         seen.add((r["name"], r["target"]))

@@ -142,7 +142,7 @@ def test_a_drop_fails_even_above_the_requirement_and_a_vault_counts_with_its_dr_
              CheckResult("aws_backup_recovery_point", Status.PASS, "5 h old", "aws_backup/prod/dr_vault")]
     first = _by_name(scorecard.score(estate.cluster("main"), estate, _healthy(_lock_ok(), *vault), now=NOW))
     assert first["scorecard"].value == "5-3-2-2-0" and not first["scorecard"].failed
-    assert "AWS Backup vault production-vault: aws_backup prod checks passed; vault lock immutable" in \
+    assert "AWS Backup vault production-vault: vault lock of production-vault immutable (aws_backup prod)" in \
         first["scorecard.immutable"].message
     # The next day the DR vault's copy is too old: 4-3-1-2-0 still meets 3-2-1-1-0, but it dropped.
     vault[2] = CheckResult("aws_backup_recovery_point", Status.FAIL, "30 h old > 26 h", "aws_backup/prod/dr_vault")

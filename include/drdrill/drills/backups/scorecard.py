@@ -46,10 +46,11 @@ class Copy:
     region: str | None
     immutable: bool = False
     evidence: str = ""
+    immutable_evidence: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "media": self.media, "region": self.region, "immutable": self.immutable,
-                "evidence": self.evidence}
+                "evidence": self.evidence, "immutable_evidence": self.immutable_evidence}
 
 
 def _failed(results: list[CheckResult], prefix: str, names: tuple[str, ...] = ()) -> list[CheckResult]:
@@ -86,7 +87,7 @@ def copies(cluster: Cluster, estate: Estate, results: list[CheckResult]) -> tupl
             continue
         ok = [r for r in results if r.target == where and r.name.startswith("backup_age.") and not r.failed]
         out.append(Copy(f"repo{repo.index} ({repo.type})", _MEDIA[repo.type], repo.region, repo.index in locked,
-                        "; ".join([r.message for r in ok][:1] + [locked.get(repo.index, "")]).strip("; ")))
+                        ok[0].message if ok else "", locked.get(repo.index, "")))
     for kind, entry, c in estate.backups.copies_of(cluster.name):
         prefix = f"{kind}/{entry.name}"
         if kind == "object_lock" and c.repo is not None:
@@ -100,8 +101,8 @@ def copies(cluster: Cluster, estate: Estate, results: list[CheckResult]) -> tupl
                 missing.append(f"AWS Backup vault {entry.vault}: " + (main[0].line() if main else "not checked"))
             else:
                 out.append(Copy(f"AWS Backup vault {entry.vault}", "AWS Backup vault", entry.region, lock_ok,
-                                f"aws_backup {entry.name} checks passed"
-                                + ("; vault lock immutable" if lock_ok else "")))
+                                f"aws_backup {entry.name} checks passed",
+                                f"vault lock of {entry.vault} immutable (aws_backup {entry.name})" if lock_ok else ""))
             if entry.dr_vault:
                 dr = _failed(results, prefix + "/dr_vault")
                 if dr or not _ran(results, prefix + "/dr_vault"):
@@ -119,6 +120,7 @@ def copies(cluster: Cluster, estate: Estate, results: list[CheckResult]) -> tupl
             out.append(Copy(f"Velero {entry.name}", "object storage", None, False, f"velero {entry.name} passed"))
         else:  # a bucket holding a copy of its own (e.g. a replication target)
             out.append(Copy(f"bucket {entry.bucket}", "object storage", entry.region, True,
+                            f"object_lock {entry.name} checks passed",
                             f"S3 Object Lock {entry.mode} on bucket {entry.bucket}"))
     return out, missing, not_immutable
 
@@ -211,15 +213,19 @@ def score(cluster: Cluster, estate: Estate, results: list[CheckResult], now: dat
                "" if primary_region else "the primary's region is not in the estate (nodes[].region)",
                {"primary_region": primary_region, "offsite": [c.name for c in offsite]}),
         _digit("immutable", len(immutable), want.immutable, t,
-               ", ".join(f"{c.name}: {c.evidence}" for c in immutable), "; ".join(not_immutable),
+               ", ".join(f"{c.name}: {c.immutable_evidence}" for c in immutable), "; ".join(not_immutable),
                {"immutable": [c.name for c in immutable], "not_immutable": not_immutable}),
     ]
     ok0 = n_err == 0
-    out.append(CheckResult("scorecard.errors", Status.PASS if ok0 else Status.FAIL,
-                           "0 errors: verify clean, no backup with errors, the last restore test passed within "
-                           f"{want.max_restore_test_age_days:g} days" if ok0 else
-                           f"{n_err} error(s): " + " | ".join(err_lines), t, n_err, 0,
-                           {"errors": err_lines, "last_restore_test": last_restore_test(estate, cluster.name)}))
+    last = last_restore_test(estate, cluster.name)
+    if ok0:
+        age = (now - datetime.fromisoformat(str(last["written_at"]))).total_seconds() / 86400
+        msg0 = (f"0 errors: verify clean, no backup with errors, the last restore test ({last['run_id']}) passed "
+                f"{age:.1f} days ago (within {want.max_restore_test_age_days:g})")
+    else:
+        msg0 = f"{n_err} error(s): " + " | ".join(err_lines)
+    out.append(CheckResult("scorecard.errors", Status.PASS if ok0 else Status.FAIL, msg0, t, n_err, 0,
+                           {"errors": err_lines, "last_restore_test": last}))
     text = "-".join(str(digits[d]) for d in DIGITS)
     wanted = f"{want.copies}-{want.media}-{want.offsite}-{want.immutable}-0"
     prev = previous(estate, cluster.name)
