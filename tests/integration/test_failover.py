@@ -143,7 +143,8 @@ def test_bad_params_are_refused_before_anything_is_touched(dagbag, at_home):
     for params, phrase in [({"standby": "pg1"}, "pg1 is the current primary"), ({"standby": "pg9"},
                                                                                 "has no node 'pg9'")]:
         with pytest.raises(DrillError, match=phrase):
-            failover.preflight({"cluster": "main", "scope": "node", **params}, "manual__refused", failover.DRILL)
+            failover.preflight({"cluster": "main", "scope": "node", "fault": "kill", **params}, "manual__refused",
+                               failover.DRILL)
     from airflow.sdk.definitions.param import ParamValidationError
 
     with pytest.raises(ParamValidationError):
