@@ -82,8 +82,10 @@ def test_a_killed_replica_costs_no_request_through_the_front_door(sandbox, front
     report, new_pid, logged = _kill_one_under_probe(sandbox, front, name)
     assert report["before"]["errors"] == report["after"]["errors"] == 0, report
     _no_error_but_unread_resets(report, logged, name)
-    assert report["during"]["requests"] > 0 and report["after"]["requests"] >= RATE * 0.8, report
-    assert report["total"]["requests"] >= RATE * 2.5, report["total"]
+    # The probe kept its rate through the two one-second periods around the kill; "during" lasts only
+    # as long as the replacement takes (0.4 s on a fast run), so it is not held to a count.
+    assert report["during"]["requests"] > 0, report
+    assert report["before"]["requests"] >= RATE * 0.8 and report["after"]["requests"] >= RATE * 0.8, report
     # The replacement really serves customers again through HAProxy.
     assert new_pid in _served_by_front(front), new_pid
     assert sandbox.problems() == []
