@@ -123,20 +123,59 @@ def celery_airflow(sandbox):
 
 
 # ------------------------------------------------------------------ the test
-def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow, estate):
+def test_a_scheduled_drill_starts_at_local_time_needs_no_approval_in_the_window_and_runs_on_two_workers(
+        celery_airflow, estate):
+    """The estate's schedules section drives the real scheduler: the dag-processor re-reads it, the drill
+    starts at that local time as a scheduled run, and inside the unattended window of a cluster that is
+    not unattended it goes ahead without a human (a manual trigger of it would wait for one). The run is
+    the quarter's region failover (the sandbox's cluster has a DR region), on two workers that share no disk.
+
+    One drill for both points: each drill under Celery costs about a minute, and the wait for the scheduled
+    minute another."""
+    import pendulum
+
     af = celery_airflow
-    t0 = time.monotonic()
     af.wait_parsed(DRILL)
+    af.request("PATCH", f"/api/v2/dags/{DRILL}", {"is_paused": False})
     unpaused_at = time.time()
-    run_id = af.trigger(DRILL, {"fault": "kill", "scope": "node"})
+    tz = "Europe/Berlin"
+    # the next whole minute at least 45 s away: after the next parse (every 10 s here), whatever the load
+    at = pendulum.now(tz).add(seconds=45).start_of("minute").add(minutes=1)
+    text = af.estate_file.read_text()
+    assert "unattended: true" in text
+    text = text.replace("unattended: true", 'unattended: false\n    unattended_window: {days: [mon, tue, wed, thu, '
+                                            'fri, sat, sun], start: "00:00", end: "23:59"}\n   ', 1)  # the cluster's
+    text += (f"\nschedules:\n  timezone: {tz}\n"
+             f'  dr_quarterly_failover_drill: {{day: every day, months: monthly, at: "{at:HH:mm}"}}\n')
+    tmp = af.estate_file.with_suffix(".new")
+    tmp.write_text(text)
+    tmp.replace(af.estate_file)  # whole, never half a file for a parse
+    summary = f"every day, every month, {at:HH:mm} {tz}"
+    wait_for(lambda: (af.get(f"/api/v2/dags/{DRILL}") or {}).get("timetable_summary") == summary,
+             f"the dag-processor to read the new schedule ({summary})", 150, af.procs, af.logs)
+
+    def scheduled() -> list[dict]:
+        runs = (af.get(f"/api/v2/dags/{DRILL}/dagRuns?limit=50") or {}).get("dag_runs", [])
+        return [r for r in runs if r["run_type"] == "scheduled"]
+
+    run = wait_for(lambda: scheduled() and scheduled()[0], f"the scheduled run at {at}",
+                   (at - pendulum.now(tz)).total_seconds() + 120, af.procs, af.logs)
+    assert pendulum.parse(run["run_after"]) == at.in_tz("UTC"), run
+    run_id = run["dag_run_id"]
     runs = f"/api/v2/dags/{DRILL}/dagRuns/{run_id}"
+    t0 = time.monotonic()
     state = af.wait_run(DRILL, run_id, RUN_TIMEOUT)
     seconds = time.monotonic() - t0
     tis = af.task_instances(DRILL, run_id)
-    failed = [t for t, ti in tis.items() if ti["state"] == "failed"]
     doc = journal(estate, DRILL, run_id)
+    failed = [t for t, ti in tis.items() if ti["state"] == "failed"]
     assert state == "success", (f"run {run_id} {state} after {seconds:.0f}s; failed tasks {failed}\n"
                                 f"{failures(doc)}\n" + "\n".join(af.task_log(t, run_id) for t in failed))
+    reason = doc["approval"]["reason"]
+    assert "scheduled run at" in reason and "inside the unattended window" in reason, reason
+    assert tis["approval.approve"]["state"] == "skipped" and tis["approval.not_needed"]["state"] == "success"
+    # the quarterly schedule runs the region failover
+    assert doc["plan"]["scope"] == "region" and doc["measurements"]["region"]["rto_phases_seconds"]["restore"] > 0
 
     # The scheduler ran every task through the drill's pools (it schedules nothing whose pool is missing).
     pools = {t: ti["pool"] for t, ti in tis.items()}
@@ -160,10 +199,11 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert set(ran.values()) == {"w1", "w2"} and len(ran) >= 20, ran  # (EmptyOperators run on no worker)
 
     # The critical path ran as one task (no scheduling hop between the fault and the DNS UPSERT), each
-    # runbook step still in the journal with its own times, in order.
+    # runbook step still in the journal with its own times, in order: here the DR node's restore from the DR
+    # repo and its replay too.
     crit = [st for st in doc["steps"] if st.get("in_task") == "failover.promote_and_switch"]
     assert [(st["task_id"], st["status"]) for st in crit] == [
-        ("failover.inject_fault", "success"), ("failover.restore", "skipped"), ("failover.replay", "skipped"),
+        ("failover.inject_fault", "success"), ("failover.restore", "success"), ("failover.replay", "success"),
         ("failover.promote", "success"), ("failover.wait_writable", "success"), ("dns_switch.switch", "success")], crit
     assert all(a["ended_at"] <= b["started_at"] for a, b in zip(crit, crit[1:], strict=False)), crit
     assert doc["failover"]["dns"]["waited_in"] == "sender"  # moto is INSYNC at once: seen by the sender
@@ -205,60 +245,10 @@ def test_failover_drill_on_two_celery_workers_that_share_no_disk(celery_airflow,
     assert tis["rto_watch"]["state"] == "success"
 
     # Unpausing the drill under a real scheduler started no failover of its own (the quarter's last
-    # point is in the past: Airflow's cron timetable would have run it at once).
+    # point is in the past: Airflow's cron timetable would have run it at once); nor did the new schedule's
+    # last point, yesterday at the same time.
     runs_of_drill = af.get(f"/api/v2/dags/{DRILL}/dagRuns")["dag_runs"]
     late = [r for r in runs_of_drill if r["run_type"] == "scheduled"
             and datetime.fromisoformat(r["run_after"]).timestamp() < unpaused_at - 600]
-    assert late == [] and [r["dag_run_id"] for r in runs_of_drill if r["run_type"] == "manual"] == [run_id], \
-        runs_of_drill
-    print(f"\ncelery drill: run {run_id} passed in {seconds:.0f}s (trigger -> end); RTO {m['rto_seconds']}s")
-
-
-def test_a_scheduled_run_starts_at_the_estates_local_time_and_needs_no_approval_inside_the_window(
-        celery_airflow, estate):
-    """The estate's schedules section drives the real scheduler: the dag-processor re-reads it, the drill
-    starts at that local time as a scheduled run, and inside the unattended window of a cluster that is
-    not unattended it goes ahead without a human (a manual trigger of it would wait for one)."""
-    import pendulum
-
-    af = celery_airflow
-    tz = "Europe/Berlin"
-    # the next whole minute at least 45 s away: after the next parse (every 10 s here), whatever the load
-    at = pendulum.now(tz).add(seconds=45).start_of("minute").add(minutes=1)
-    text = af.estate_file.read_text()
-    assert "unattended: true" in text
-    text = text.replace("unattended: true", 'unattended: false\n    unattended_window: {days: [mon, tue, wed, thu, '
-                                            'fri, sat, sun], start: "00:00", end: "23:59"}\n   ', 1)  # the cluster's
-    text += (f"\nschedules:\n  timezone: {tz}\n"
-             f'  dr_quarterly_failover_drill: {{day: every day, months: monthly, at: "{at:HH:mm}"}}\n')
-    tmp = af.estate_file.with_suffix(".new")
-    tmp.write_text(text)
-    tmp.replace(af.estate_file)  # whole, never half a file for a parse
-    summary = f"every day, every month, {at:HH:mm} {tz}"
-    wait_for(lambda: (af.get(f"/api/v2/dags/{DRILL}") or {}).get("timetable_summary") == summary,
-          f"the dag-processor to read the new schedule ({summary})", 150, af.procs, af.logs)
-
-    def scheduled() -> list[dict]:
-        runs = (af.get(f"/api/v2/dags/{DRILL}/dagRuns?limit=50") or {}).get("dag_runs", [])
-        return [r for r in runs if r["run_type"] == "scheduled"]
-
-    run = wait_for(lambda: scheduled() and scheduled()[0], f"the scheduled run at {at}",
-                (at - pendulum.now(tz)).total_seconds() + 120, af.procs, af.logs)
-    assert pendulum.parse(run["run_after"]) == at.in_tz("UTC"), run
-    run_id = run["dag_run_id"]
-    runs = f"/api/v2/dags/{DRILL}/dagRuns/{run_id}"
-    state = wait_for(lambda: (af.get(runs) or {}).get("state") in ("success", "failed") and af.get(runs)["state"],
-                  f"run {run_id} to finish", RUN_TIMEOUT, af.procs, af.logs)
-    tis = {ti["task_id"]: ti for ti in af.get(f"{runs}/taskInstances?limit=200")["task_instances"]}
-    doc = journal(estate, DRILL, run_id)
-    failed = [t for t, ti in tis.items() if ti["state"] == "failed"]
-    assert state == "success", (f"run {run_id} {state}; failed tasks {failed}\n{failures(doc)}\n"
-                                + "\n".join(af.task_log(t, run_id) for t in failed))
-    reason = doc["approval"]["reason"]
-    assert "scheduled run at" in reason and "inside the unattended window" in reason, reason
-    assert tis["approval.approve"]["state"] == "skipped" and tis["approval.not_needed"]["state"] == "success"
-    # the quarterly schedule runs the region failover (the sandbox's cluster has a DR region), here on two workers
-    assert doc["plan"]["scope"] == "region" and doc["measurements"]["region"]["rto_phases_seconds"]["restore"] > 0
-    assert doc["measurements"]["rto_seconds"] > 0
-    assert canary_processes() == []
-    assert_home(estate)
+    assert late == [] and [r["dag_run_id"] for r in runs_of_drill] == [run_id], runs_of_drill
+    print(f"\ncelery drill: scheduled run {run_id} passed in {seconds:.0f}s; RTO {m['rto_seconds']}s")
