@@ -35,6 +35,23 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "include"), 
 pytest_plugins = ["k8s_emulator"]
 
 
+# `make test` runs two pytest workers (pytest-xdist, ``-n 2 --dist loadgroup``). One sandbox is shared by the
+# whole session and the drills change it (failovers swap roles, a killed server is rebuilt), so every test
+# that uses it, or reads the sandbox's estate and recorded topology, runs on one worker as one group, in
+# collection order. The other tests (pure logic, emulators, their own servers on free ports) run on the other
+# worker meanwhile. Run without ``-n``, everything runs in one process, as before.
+SANDBOX_GROUP = "sandbox"
+READS_THE_SANDBOX_ESTATE = {"test_estate.py", "test_failover_estate.py", "test_provider_package.py",
+                            "test_sandbox_front_door.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "integration" in item.path.parts or item.path.name in READS_THE_SANDBOX_ESTATE \
+                or "sandbox" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(SANDBOX_GROUP))
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
