@@ -54,7 +54,7 @@ demo: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## run every drill on the s
 
 test: install  ## lint, then the whole test suite, end-to-end drills included
 	@$(VENV)/bin/ruff check dags include tests bench scripts plugins
-	@$(PY) -m pytest -n 2 --dist loadgroup
+	@$(PY) -m pytest -n 2 --dist loadscope
 
 lint: install  ## ruff (with Airflow's AIR rules)
 	@$(VENV)/bin/ruff check dags include tests bench scripts plugins
