@@ -9,7 +9,7 @@ stalls the run nor hides the other repos' checks. Each repo's recoverable window
 is checked against ``targets.pitr_window_hours``. The estate's ``backups:`` section adds one task per
 system (``velero``, ``aws_backup``, ``object_lock``: ``drdrill.drills.backups``), and ``scorecard``
 scores every cluster 3-2-1-1-0 from this run's results, failing when a digit is short or the score
-dropped. ``backups_verified`` emits the Asset ``drdrill://<estate>/<cluster>/backups-verified`` for every
+dropped. ``backups_verified`` emits the Asset ``x-drdrill://<estate>/<cluster>/backups-verified`` for every
 cluster whose checks all passed (``drdrill.assets``: a user's DAG can be scheduled on it). Every check yields
 a typed result; the journal task writes the evidence and fails the run listing every failed check, and
 notifies the estate's channels of a failure or of the first pass after one (``drdrill.notifiers``).
@@ -112,7 +112,7 @@ def dr_daily_verification():
     @task(trigger_rule="all_done", retries=0, outlets=[backups_verified_alias()])
     @step
     def backups_verified() -> list[str]:
-        """``drdrill://<estate>/<cluster>/backups-verified`` for every cluster verified by this run."""
+        """``x-drdrill://<estate>/<cluster>/backups-verified`` for every cluster verified by this run."""
         from drdrill.assets import backups_verified as asset
         from drdrill.core.checks import CheckResult
         from drdrill.core.estate import load_estate

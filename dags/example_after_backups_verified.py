@@ -1,6 +1,6 @@
 """Example: run after the daily verification has verified a cluster's backups (an Airflow Asset).
 
-``dr_daily_verification`` emits ``drdrill://<estate>/<cluster>/backups-verified`` for every cluster whose
+``dr_daily_verification`` emits ``x-drdrill://<estate>/<cluster>/backups-verified`` for every cluster whose
 checks all passed in the run (``drdrill.assets``): pgBackRest check, info and verify on every repo, WAL
 archiving, replication and the 3-2-1-1-0 scorecard. A DAG scheduled on that asset runs after each such
 run, and never after a run that found a problem with that cluster's backups: a safe moment to copy data

@@ -2,13 +2,17 @@
 
 ``dr_daily_verification`` emits, for every cluster whose checks all passed in the run (pgBackRest
 check, info and verify on every repo, WAL archiving, replication, the 3-2-1-1-0 scorecard), an asset
-event of `backups_verified` ``drdrill://<estate>/<cluster>/backups-verified``. The clusters are only
+event of `backups_verified` ``x-drdrill://<estate>/<cluster>/backups-verified``. The clusters are only
 known when the run starts (the estate and the ``clusters`` param), so the task declares the alias
 `BACKUPS_VERIFIED_ALIAS` as its outlet and attaches each cluster's asset to it at run time: the asset
 itself is created in Airflow's metadata DB by the first event. A DAG scheduled on
 ``backups_verified("prod", "main")`` runs after each daily run that verified main's backups (for
 example an export, a data copy to the analytics account, or a report); one scheduled on the alias
 runs after every run that verified any cluster. See ``dags/example_after_backups_verified.py``.
+
+The scheme is ``x-drdrill``: Airflow leaves ``x-`` schemes as they are, where any other scheme makes it
+load every provider's asset URI handlers (the amazon provider's pulls in boto3) while the DAG file is
+parsed.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ BACKUPS_VERIFIED_ALIAS = "drdrill-backups-verified"
 
 
 def backups_verified_uri(estate: str, cluster: str) -> str:
-    """``drdrill://<estate>/<cluster>/backups-verified`` (each name URL-quoted)."""
-    return f"drdrill://{quote(estate, safe='')}/{quote(cluster, safe='')}/backups-verified"
+    """``x-drdrill://<estate>/<cluster>/backups-verified`` (each name URL-quoted)."""
+    return f"x-drdrill://{quote(estate, safe='')}/{quote(cluster, safe='')}/backups-verified"
 
 
 def backups_verified(estate: str, cluster: str) -> Asset:

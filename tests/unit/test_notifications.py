@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
+
 from notify_servers import (  # noqa: F401 - fixtures
     ROUTING_KEY,
     SLACK_TOKEN,
@@ -25,8 +27,8 @@ from notify_servers import (  # noqa: F401 - fixtures
     notify_endpoints,
     smtp_inbox,
 )
-from pydantic import ValidationError
 
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 DAG = "dr_daily_verification"
 FAILURES = ["FAIL verify [main/repo1]: pgbackrest verify found 1 invalid file(s) in backup 20261206-101010F",
             "FAIL scorecard [main/scorecard]: 3-2-1-1-0 scorecard of main: 3-2-1-1-1 (required 3-2-1-1-0)"]
@@ -79,7 +81,8 @@ def test_a_failed_run_notifies_every_channel_with_drill_cluster_failed_checks_an
     assert mail["Subject"] == "[drdrill sandbox] FAILED: dr_daily_verification on main (2 failed checks)"
     body = _body(mail)
     assert "Cluster: main" in body and link in body and FAILURES[0] in body and FAILURES[1] in body
-    assert "\nJournal: " in body and f"{wired.journal}/dr_daily_verification/scheduled__2026-12-06T06_00_00_00_00.json" in body
+    assert "\nJournal: " in body
+    assert f"{wired.journal}/dr_daily_verification/scheduled__2026-12-06T06_00_00_00_00.json" in body
     # Slack: the webhook token is the URL's path (as Slack issues it); the text has the same facts.
     [slack] = wired.slack.requests
     assert slack["path"] == f"/services/{SLACK_TOKEN}"
