@@ -18,6 +18,10 @@ def _a_restore_test_passed(passed_restore_test):
 
 
 def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox, capfd, caplog, passed_restore_test):
+    from drdrill.assets import backups_verified_uri
+    from integration.assethelpers import EXAMPLE, asset_events, example_scheduled_and_unpaused, queued
+
+    example_scheduled_and_unpaused()  # a user's DAG scheduled on main's backups-verified Asset
     dr = run_dag(dagbag, DAG)
     doc = journal(estate, DAG, dr.run_id)
     out, err = capfd.readouterr()
@@ -51,6 +55,14 @@ def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox,
     assert lock == {"object_lock_config": "pass", "object_lock_retention": "pass",
                     "object_lock_delete_probe": "pass"}, lock
     assert all(s["status"] == "success" for s in doc["steps"]), doc["steps"]
+    # main's backups are verified: its Asset got an event from this run (through the alias), and the DAG
+    # scheduled on it is queued to run (Airflow's AssetDagRunQueue, what the scheduler turns into a run).
+    uri = backups_verified_uri("sandbox", "main")
+    assert doc["backups_verified"] == ["main"]
+    mine = [e for e in asset_events(uri) if e["run_id"] == dr.run_id]
+    assert mine == [{"dag_id": DAG, "run_id": dr.run_id, "extra": {"run_id": dr.run_id, "cluster": "main"},
+                     "aliases": ["drdrill-backups-verified"]}], mine
+    assert queued(EXAMPLE, uri)
 
 
 def test_corrupted_backup_file_fails_naming_the_backup(dagbag, estate, passed_restore_test):

@@ -83,24 +83,24 @@ def test_a_failed_daily_run_notifies_every_channel_and_emits_no_asset_event(
     assert doc["backups_verified"] == [] and _events("main") == before
     assert next(s for s in doc["steps"] if s["task_id"] == "backups_verified")["status"] == "success"
     out, err = capfd.readouterr()
-    for text in (mail.as_string(), json.dumps(hook["body"]), json.dumps(event["body"]["payload"]), caplog.text, out, err,
-                 json.dumps(doc)):
+    for text in (mail.as_string(), json.dumps(hook["body"]), json.dumps(event["body"]["payload"]), caplog.text,
+                 out, err, json.dumps(doc)):
         for secret in (SLACK_TOKEN, ROUTING_KEY, SMTP_PASSWORD):
             assert secret not in text
 
 
 def _events(cluster: str) -> list[dict]:
-    """The backups-verified asset events of ``cluster`` recorded in the metadata DB."""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
+    from drdrill.assets import backups_verified_uri
+    from integration.assethelpers import asset_events
 
+    return asset_events(backups_verified_uri("sandbox", cluster))
+
+
+def test_the_example_dag_is_scheduled_on_mains_backups_verified_asset(dagbag):
     from drdrill.assets import backups_verified_uri
 
-    with create_session() as session:
-        rows = session.execute(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                               .where(AssetModel.uri == backups_verified_uri("sandbox", cluster))).scalars().all()
-        return [{"run_id": e.source_run_id, "extra": e.extra} for e in rows]
-
-
-events_of = _events  # for tests/integration/test_daily_verification.py
+    dag = dagbag.get_dag("example_after_backups_verified")
+    assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    assert [a.uri for a in dag.timetable.asset_condition.iter_assets().values()] == \
+        [backups_verified_uri("sandbox", "main")] == ["x-drdrill://sandbox/main/backups-verified"]
+    assert "example" in dag.tags
