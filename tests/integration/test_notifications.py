@@ -101,6 +101,6 @@ def test_the_example_dag_is_scheduled_on_mains_backups_verified_asset(dagbag):
 
     dag = dagbag.get_dag("example_after_backups_verified")
     assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
-    assert [a.uri for a in dag.timetable.asset_condition.iter_assets().values()] == \
+    assert [a.uri for a in dag.timetable.asset_condition.objects] == \
         [backups_verified_uri("sandbox", "main")] == ["x-drdrill://sandbox/main/backups-verified"]
     assert "example" in dag.tags
