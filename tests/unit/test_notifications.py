@@ -209,3 +209,22 @@ def test_defaults_every_event_every_drill_and_none_configured_sends_nothing():
     assert [k for k, _ in n.channels("dr_weekly_pod_kill", "failure")] == ["slack"]
     assert [k for k, _ in n.channels("dr_weekly_pod_kill", "recovery")] == ["slack"]
     assert Notifications().channels("dr_daily_verification", "failure") == []
+
+
+def test_the_estate_check_names_a_missing_channel_connection_and_its_fix(tmp_path, monkeypatch):
+    from drdrill.core.estate import load_estate
+    from drdrill.drills.estatecheck import check_connection, connection_ids
+
+    f = estate_with_notifications(tmp_path, monkeypatch, notifications="""
+notifications:
+  smtp: {conn_id: drill_smtp, to: [dba@example.com], drills: [dr_monthly_restore_test]}
+  pagerduty: {conn_id: drdrill_test_no_such_pagerduty}
+""")
+    estate = load_estate(f)
+    ids = connection_ids(estate, [], "dr_daily_verification")  # the smtp channel is not the daily's
+    assert ids == [("drdrill_test_no_such_pagerduty", "pagerduty", "notifications.pagerduty")]
+    assert [i[2] for i in connection_ids(estate, [])] == ["notifications.smtp", "notifications.pagerduty"]
+    r = check_connection(*ids[0])
+    assert r.failed, r.message
+    assert "notifications.pagerduty names connection 'drdrill_test_no_such_pagerduty', which is not defined" in \
+        r.message and "--conn-type pagerduty_events --conn-password" in r.message
