@@ -147,7 +147,7 @@ def send(msg: Message, notifications: Any) -> list[dict[str, Any]]:
             if kind == "smtp":
                 channels.smtp(ch.conn_id, list(ch.to), msg.subject, msg.text, from_email=ch.from_email)
             elif kind == "slack":
-                channels.slack_webhook(ch.conn_id, f"*{msg.subject}*\n{msg.text}")
+                channels.slack_webhook(ch.conn_id, f"*{_slack(msg.subject)}*\n{_slack(msg.text)}")
             elif kind == "pagerduty":
                 channels.pagerduty(
                     ch.conn_id, summary=msg.subject, action="trigger" if msg.event == "failure" else "resolve",
@@ -160,6 +160,11 @@ def send(msg: Message, notifications: Any) -> list[dict[str, Any]]:
         except Exception as e:  # noqa: BLE001 - a notification never changes the drill's result
             out.append(channels.failed(kind, ch.conn_id, f"the {msg.event} notification of {msg.drill}", e))
     return out
+
+
+def _slack(text: str) -> str:
+    """Slack's mrkdwn control characters escaped (a check's message may hold ``<``, ``>`` or ``&``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def notify_run(context: dict[str, Any]) -> dict[str, Any]:
