@@ -228,3 +228,14 @@ notifications:
     assert r.failed, r.message
     assert "notifications.pagerduty names connection 'drdrill_test_no_such_pagerduty', which is not defined" in \
         r.message and "--conn-type pagerduty_events --conn-password" in r.message
+
+
+def test_the_notifier_never_raises_into_the_task(caplog):
+    from drdrill.notifiers import DrillOutcomeNotifier, outcome_callbacks
+
+    n = DrillOutcomeNotifier()
+    n.notify({})  # not even a DAG in the context: logged, the task's result stays what it was
+    assert n.outcome == {"event": None, "reason": "error"}
+    assert "the outcome notification of this run failed" in caplog.text
+    cbs = outcome_callbacks()
+    assert [type(c) for c in cbs["on_success_callback"] + cbs["on_failure_callback"]] == [DrillOutcomeNotifier] * 2
