@@ -183,3 +183,24 @@ def estate_with_notifications(tmp_path: Path, monkeypatch, *, journal: Path | No
     f.write_text(text + notifications)
     monkeypatch.setenv("DRDRILL_ESTATE", str(f))
     return f
+
+
+def assert_failure_notified(doc: dict, inbox: list, slack: Endpoint, pd: Endpoint, *, failed: list[str],
+                            texts: list[str]) -> None:
+    """A failed run's journal ``doc`` reached every channel once, each message naming the drill, the cluster, the
+    ``failed`` checks and the run's link; no secret is in a message nor in ``texts`` (logs, the journal)."""
+    drill, cluster = doc["drill"], doc["cluster"]
+    link_part = f"/dags/{drill}/runs/"
+    [mail] = inbox
+    assert mail["Subject"].startswith(f"[drdrill sandbox] FAILED: {drill} on {cluster} (")
+    body = "".join(p.get_payload(decode=True).decode() for p in mail.walk() if not p.is_multipart())
+    assert all(line in body for line in failed) and link_part in body and f"Run: {doc['run_id']}" in body
+    [hook] = slack.requests
+    assert f"FAILED: {drill} on {cluster}" in hook["body"]["text"] and link_part in hook["body"]["text"]
+    [event] = pd.requests
+    ev = event["body"]
+    assert ev["event_action"] == "trigger" and ev["dedup_key"] == f"drdrill/sandbox/{drill}/{cluster}"
+    assert set(failed) <= set(ev["payload"]["custom_details"]["failed_checks"]) and link_part in ev["links"][0]["href"]
+    for text in (mail.as_string(), json.dumps(hook["body"]), json.dumps(ev["payload"]), *texts):
+        for secret in (SLACK_TOKEN, ROUTING_KEY, SMTP_PASSWORD):
+            assert secret not in text

@@ -3,7 +3,8 @@
 Real servers on loopback (tests/notify_servers.py): aiosmtpd requiring the connection's login, and an HTTP(S)
 endpoint standing in for the Slack incoming webhook and PagerDuty's Events API v2; the Airflow connections
 point at them. Journals are real files written by drdrill.core.journal; the outcome is decided from them.
-dags' wiring (the journal task's callbacks, under dag.test()) is tested in tests/integration/test_notifications.py.
+The wiring (every drill's journal task carries the notifier: tests/unit/test_outcome_wiring.py) runs end to end in
+tests/integration/test_daily_verification.py (a failed daily run under dag.test() reaches all three channels).
 """
 
 from __future__ import annotations
