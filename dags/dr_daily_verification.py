@@ -9,8 +9,11 @@ stalls the run nor hides the other repos' checks. Each repo's recoverable window
 is checked against ``targets.pitr_window_hours``. The estate's ``backups:`` section adds one task per
 system (``velero``, ``aws_backup``, ``object_lock``: ``drdrill.drills.backups``), and ``scorecard``
 scores every cluster 3-2-1-1-0 from this run's results, failing when a digit is short or the score
-dropped. Every check yields a typed result; the journal task writes the evidence and fails the run
-listing every failed check. Logic lives in ``drdrill.drills.daily`` and ``drdrill.drills.backups``.
+dropped. ``backups_verified`` emits the Asset ``x-drdrill://<estate>/<cluster>/backups-verified`` for every
+cluster whose checks all passed (``drdrill.assets``: a user's DAG can be scheduled on it). Every check yields
+a typed result; the journal task writes the evidence and fails the run listing every failed check, and
+notifies the estate's channels of a failure or of the first pass after one (``drdrill.notifiers``).
+Logic lives in ``drdrill.drills.daily`` and ``drdrill.drills.backups``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from drdrill.assets import backups_verified_alias
 from drdrill.core.journal import step
 from drdrill.core.limits import DRILL_POOL, TASK_TIMEOUT
+from drdrill.notifiers import outcome_callbacks
 from drdrill.operators.estate import EstateCheckOperator
 from drdrill.operators.pgbackrest import PgBackRestCheckOperator, PgBackRestVerifyOperator
 from drdrill.timetables import schedule_for
@@ -103,7 +108,30 @@ def dr_daily_verification():
         return [r.to_dict() for r in sc.daily(load_estate(), ti.xcom_pull(task_ids="select_clusters") or [],
                                               results)]
 
-    @task(trigger_rule="all_done", retries=0)
+    # One asset event per cluster whose checks all passed (drdrill.assets); the clusters are known at run time only.
+    @task(trigger_rule="all_done", retries=0, outlets=[backups_verified_alias()])
+    @step
+    def backups_verified() -> list[str]:
+        """``x-drdrill://<estate>/<cluster>/backups-verified`` for every cluster verified by this run."""
+        from drdrill.assets import backups_verified as asset
+        from drdrill.core.checks import CheckResult
+        from drdrill.core.estate import load_estate
+        from drdrill.core.journal import gather_steps
+        from drdrill.drills.daily import verified_clusters
+
+        ctx = get_current_context()
+        ti = ctx["ti"]
+        clusters = ti.xcom_pull(task_ids="select_clusters") or []
+        results = [CheckResult.from_dict(d) for batch in ti.xcom_pull(task_ids=[*CHECKS, "scorecard"]) or [] if batch
+                   for d in batch]
+        verified = verified_clusters(clusters, results, gather_steps(ti, [*CHECKS, "scorecard"]))
+        estate = load_estate()
+        for name in verified:
+            ctx["outlet_events"][backups_verified_alias()].add(
+                asset(estate.name, name), extra={"run_id": ctx["dag_run"].run_id, "cluster": name})
+        return verified
+
+    @task(trigger_rule="all_done", retries=0, **outcome_callbacks())  # failure / recovery notifications
     def journal() -> dict:
         from drdrill.core import journal as j
         from drdrill.core.checks import CheckResult
@@ -112,8 +140,10 @@ def dr_daily_verification():
         per_task = ctx["ti"].xcom_pull(task_ids=[*CHECKS, *SYSTEMS, "scorecard"]) or []
         results = [CheckResult.from_dict(d) for batch in per_task if batch for d in batch]
         clusters = ctx["ti"].xcom_pull(task_ids="select_clusters")
-        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS, *SYSTEMS, "scorecard"],
-                        results=results, cluster=",".join(clusters or []) or None)
+        return j.finish(ctx, task_ids=["estate_check", "select_clusters", *CHECKS, *SYSTEMS, "scorecard",
+                                       "backups_verified"],
+                        results=results, cluster=",".join(clusters or []) or None,
+                        extra={"backups_verified": ctx["ti"].xcom_pull(task_ids="backups_verified") or []})
 
     clusters = select_clusters()
     estate_check = EstateCheckOperator(task_id="estate_check", drill="dr_daily_verification", retries=0,
@@ -126,7 +156,7 @@ def dr_daily_verification():
               wal_archiving.expand(cluster=clusters), replication.expand(cluster=clusters)]
     systems = [system(kind) for kind in SYSTEMS]
     estate_check >> systems
-    [*groups, *systems] >> scorecard() >> journal()
+    [*groups, *systems] >> scorecard() >> backups_verified() >> journal()
 
 
 dr_daily_verification()

@@ -18,6 +18,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from drdrill.core.journal import step
 from drdrill.core.limits import DRILL_POOL, TASK_TIMEOUT
+from drdrill.notifiers import outcome_callbacks
 from drdrill.operators.aws_backup import (
     AwsBackupRestoreJobWaitOperator,
     AwsBackupStartRestoreJobOperator,
@@ -78,7 +79,7 @@ def dr_monthly_aws_backup_restore_test():
         return r.report_in_estate(ti.xcom_pull(task_ids="preflight"), ti.xcom_pull(task_ids="wait"),
                                   ti.xcom_pull(task_ids="validate"), dry_run=bool(ctx["params"].get("dry_run")))
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", **outcome_callbacks())  # failure / recovery notifications
     def journal() -> dict:
         from drdrill.core import journal as j
         from drdrill.drills.backups import aws_backup_restore as r

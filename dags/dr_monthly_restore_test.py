@@ -17,6 +17,7 @@ from airflow.sdk import Param, dag, get_current_context, setup, task
 
 from drdrill.core.journal import step
 from drdrill.core.limits import DESTRUCTIVE_POOL, DRILL_POOL, TASK_TIMEOUT
+from drdrill.notifiers import outcome_callbacks
 from drdrill.operators.dataquality import RowCountCheckOperator
 from drdrill.operators.estate import EstateCheckOperator
 from drdrill.operators.restore import PgBackRestRestoreOperator, ScratchServerTeardownOperator
@@ -106,7 +107,7 @@ def dr_monthly_restore_test():
 
         return restore.measure(restore.Plan.from_dict(plan), restored, dq)
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", **outcome_callbacks())  # failure / recovery notifications
     def journal() -> dict:
         from drdrill.core import journal as j
         from drdrill.drills import restore

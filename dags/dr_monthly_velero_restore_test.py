@@ -19,6 +19,7 @@ from airflow.sdk import Param, dag, get_current_context, setup, task
 
 from drdrill.core.journal import step
 from drdrill.core.limits import DRILL_POOL, TASK_TIMEOUT
+from drdrill.notifiers import outcome_callbacks
 from drdrill.operators.velero import VeleroRestoreOperator, VeleroRestoreTeardownOperator
 from drdrill.timetables import schedule_for
 
@@ -67,7 +68,7 @@ def dr_monthly_velero_restore_test():
 
         return velero_restore.verify(plan, restored)
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", **outcome_callbacks())  # failure / recovery notifications
     def journal() -> dict:
         from drdrill.core import journal as j
         from drdrill.core.checks import CheckResult

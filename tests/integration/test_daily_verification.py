@@ -7,8 +7,17 @@ import json
 import pytest
 
 from integration.helpers import as_superuser, assert_no_secret_in, corrupted_newest_full, failures, journal, run_dag
+from notify_servers import (  # noqa: F401 - fixtures
+    NOTIFICATIONS_YAML,
+    assert_failure_notified,
+    connections,
+    endpoints,
+    notify_endpoints,
+    smtp_inbox,
+)
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox,
+              pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")]
 DAG = "dr_daily_verification"
 
 
@@ -18,6 +27,10 @@ def _a_restore_test_passed(passed_restore_test):
 
 
 def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox, capfd, caplog, passed_restore_test):
+    from drdrill.assets import backups_verified_uri
+    from integration.assethelpers import EXAMPLE, asset_events, example_scheduled_and_unpaused, queued
+
+    example_scheduled_and_unpaused()  # a user's DAG scheduled on main's backups-verified Asset
     dr = run_dag(dagbag, DAG)
     doc = journal(estate, DAG, dr.run_id)
     out, err = capfd.readouterr()
@@ -51,6 +64,14 @@ def test_healthy_estate_passes_and_journals_every_check(dagbag, estate, sandbox,
     assert lock == {"object_lock_config": "pass", "object_lock_retention": "pass",
                     "object_lock_delete_probe": "pass"}, lock
     assert all(s["status"] == "success" for s in doc["steps"]), doc["steps"]
+    # main's backups are verified: its Asset got an event from this run (through the alias), and the DAG
+    # scheduled on it is queued to run (Airflow's AssetDagRunQueue, what the scheduler turns into a run).
+    uri = backups_verified_uri("sandbox", "main")
+    assert doc["backups_verified"] == ["main"]
+    mine = [e for e in asset_events(uri) if e["run_id"] == dr.run_id]
+    assert mine == [{"dag_id": DAG, "run_id": dr.run_id, "extra": {"run_id": dr.run_id, "cluster": "main"},
+                     "aliases": ["drdrill-backups-verified"]}], mine
+    assert queued(EXAMPLE, uri)
 
 
 def test_corrupted_backup_file_fails_naming_the_backup(dagbag, estate, passed_restore_test):
@@ -170,13 +191,13 @@ def test_unknown_cluster_param_fails_before_any_check(dagbag, estate):
     assert set(doc["not_run"]) == {"backup_repository", "backup_integrity", "wal_archiving", "replication"}
 
 
-def _estate_with(tmp_path, monkeypatch, old: str, new: str) -> None:
+def _estate_with(tmp_path, monkeypatch, old: str, new: str, extra: str = "") -> None:
     from drdrill.core.paths import DEFAULT_ESTATE
 
     text = DEFAULT_ESTATE.read_text()
     assert old in text
     f = tmp_path / "estate.yaml"
-    f.write_text(text.replace(old, new))
+    f.write_text(text.replace(old, new) + extra)
     monkeypatch.setenv("DRDRILL_ESTATE", str(f))
 
 
@@ -190,15 +211,34 @@ def _score(doc) -> str:
     return next(r["value"] for r in doc["results"] if r["name"] == "scorecard")
 
 
-def test_backups_older_than_the_target_fail_on_every_repo(dagbag, estate, tmp_path, monkeypatch):
+def test_backups_older_than_the_target_fail_on_every_repo(dagbag, estate, tmp_path, monkeypatch,  # noqa: F811
+                                                          smtp_inbox, endpoints, caplog, capfd):  # noqa: F811
+    """Also the failure notifications end to end (the same run, tests/notify_servers.py): the journal task's
+    callback sends the failure to the estate's notifications: channels (a real SMTP server, an HTTP(S) endpoint
+    standing in for Slack and PagerDuty), and main, whose checks failed, gets no backups-verified event."""
+    import logging
+
+    from drdrill.assets import backups_verified_uri
+    from integration.assethelpers import asset_events
+
+    caplog.set_level(logging.INFO)
+    connections(monkeypatch, smtp_port=smtp_inbox[0], slack_url=endpoints[0].url, pagerduty_url=endpoints[1].url)
     _estate_with(tmp_path, monkeypatch, "max_backup_age_hours: {full: 192, diff: 36}",
-                 "max_backup_age_hours: {full: 0.0001, diff: 36}")
+                 "max_backup_age_hours: {full: 0.0001, diff: 36}", extra=NOTIFICATIONS_YAML)
+    before = asset_events(backups_verified_uri("sandbox", "main"))
     dr = run_dag(dagbag, DAG)
     doc = journal(estate, DAG, dr.run_id)
     assert dr.state == "failed"
     assert _failed(doc) == {("backup_age.full", "main/repo1"), ("backup_age.full", "main/repo2")}
     assert "exceeds the target of 0.0001h" in failures(doc)
     assert _score(doc).startswith("1-1-0-0-")  # no repo holds a backup inside its age target: only pg1
+    failed = [line for line in doc["failures"] if line.startswith("FAIL backup_age.full ")]
+    assert len(failed) == 2
+    out, err = capfd.readouterr()
+    assert_failure_notified(doc, smtp_inbox[1], *endpoints, failed=failed, texts=[caplog.text, out, err,
+                                                                                  json.dumps(doc)])
+    assert doc["backups_verified"] == [] and asset_events(backups_verified_uri("sandbox", "main")) == before
+    assert next(s for s in doc["steps"] if s["task_id"] == "backups_verified")["status"] == "success"
 
 
 @pytest.fixture

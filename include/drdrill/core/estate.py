@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drdrill.core.backups import Backups
 from drdrill.core.errors import EstateError
+from drdrill.core.notifications import Notifications
 from drdrill.core.paths import INSTALLED, estate_path, sandbox_dir
 from drdrill.core.schedules import Schedules, UnattendedWindow
 from drdrill.core.services import ServiceTarget
@@ -505,6 +506,9 @@ class Estate(_Model):
     schedules: Schedules = Schedules()
     # Velero, AWS Backup, S3 Object Lock and the 3-2-1-1-0 scorecard (drdrill.core.backups).
     backups: Backups = Backups()
+    # Who hears about a drill's failure and its recovery (drdrill.core.notifications).
+    notifications: Notifications = Field(Notifications(), description="channels (smtp, slack, pagerduty) that hear "
+                                         "of a failed drill and of its first pass after a failure")
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -394,3 +394,19 @@ def replication(cluster: Cluster) -> list[CheckResult]:
     if not cluster.standbys:
         out.append(CheckResult("replication", Status.SKIP, "no standby in the estate", cluster.name))
     return out
+
+
+def verified_clusters(clusters: list[str], results: list[CheckResult], steps: list[dict]) -> list[str]:
+    """The clusters of this run whose backups are verified: the scorecard ran and passed for the cluster,
+    no check of it failed (a result whose target is the cluster or under it), and none of its check tasks
+    failed (the mapped tasks' step records, one per cluster in ``clusters``' order)."""
+    if any(s.get("task_id") == "scorecard" and s.get("status") != "success" for s in steps):
+        return []
+    out = []
+    for i, name in enumerate(clusters):
+        mine = [r for r in results if r.target == name or r.target.startswith(name + "/")]
+        crashed = [s for s in steps if s.get("map_index") == i and s.get("status") != "success"]
+        card = [r for r in mine if r.name == "scorecard"]
+        if card and not crashed and not any(r.failed for r in mine):
+            out.append(name)
+    return out

@@ -47,12 +47,18 @@ _CONN_HINT = {
     "ssh": "--conn-type ssh --conn-host <db host> --conn-login postgres --conn-extra '{\"key_file\": \"/path/id\"}'",
     "smtp": "--conn-type smtp --conn-host <smtp host> --conn-port 587",
     "slack": "--conn-type slackwebhook --conn-password '<webhook token>'",
+    "pagerduty": "--conn-type pagerduty_events --conn-password '<Events API v2 routing key>'",
 }
 
 
-def connection_ids(estate: Estate, clusters: list[Cluster]) -> list[tuple[str, str, str]]:
-    """Every Airflow connection the estate names for ``clusters``: (conn_id, type, where it is named)."""
+def connection_ids(estate: Estate, clusters: list[Cluster], drill: str | None = None) -> list[tuple[str, str, str]]:
+    """Every Airflow connection the estate names for ``clusters`` (and the ``notifications:`` channels of
+    ``drill``, of any drill without one): (conn_id, type, where it is named)."""
     out: list[tuple[str, str, str]] = []
+    for kind in ("smtp", "slack", "pagerduty"):
+        ch = getattr(estate.notifications, kind)
+        if ch is not None and (drill is None or ch.drills is None or drill in ch.drills):
+            out.append((ch.conn_id, kind, f"notifications.{kind}"))
     for store, label in ((estate.journal, "journal"), (estate.state_store, "state")):
         if store.conn_id:
             out.append((store.conn_id, "aws", label))
@@ -387,7 +393,7 @@ def check_estate(path: Path | str | None = None, *, clusters: list[str] | None =
         estate.clusters_for(drill) if drill else list(estate.clusters))
     out = [_pass("estate_file", str(estate.source), f"valid: {len(estate.clusters)} cluster(s) "
                  f"({', '.join(c.name for c in estate.clusters)}); checking {', '.join(c.name for c in chosen)}")]
-    out += [check_connection(*t) for t in connection_ids(estate, chosen)]
+    out += [check_connection(*t) for t in connection_ids(estate, chosen, drill)]
     if any(r.failed for r in out):  # a missing connection would fail every check that uses it, less clearly
         return out
     out.append(_guard("store", "journal", lambda: [check_store("journal", estate.journal.location,

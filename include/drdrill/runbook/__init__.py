@@ -25,6 +25,7 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from drdrill.core.journal import step
+from drdrill.notifiers import outcome_callbacks
 from drdrill.runbook.approval import RunbookApproval, add_approval
 from drdrill.runbook.assess import add_assess, add_detect, add_preflight
 from drdrill.runbook.common import LOCK, RELEASE, plan
@@ -78,7 +79,7 @@ def build_runbook(mode: str) -> list[str]:
     cleaned >> released
     ids.append(RELEASE)
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", **outcome_callbacks())  # failure / recovery notifications
     def journal() -> dict:
         from drdrill.drills.failover import journal as failover_journal
 

@@ -21,6 +21,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TaskGroup, get_current_context, task
 
 from drdrill.core.journal import step
+from drdrill.notifiers import outcome_callbacks
 from drdrill.runbook.approval import RunbookApproval
 
 APPROVAL_TIMEOUT = timedelta(hours=4)
@@ -95,7 +96,7 @@ def build_chaos_drill(drill: str, action: Callable[[], Any]) -> list[str]:
 
     ids = ["preflight", "approval.gate", "approval.approve", "steady_state", "act", "teardown"]
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done", retries=0, **outcome_callbacks())  # failure / recovery notifications
     def journal() -> dict[str, Any]:
         from drdrill.drills.chaos import common
 

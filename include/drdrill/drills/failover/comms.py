@@ -98,28 +98,24 @@ def check_channels(channels: list[dict[str, Any]]) -> None:
                                      "pip install it on the workers and triggerer") from None
 
 
-def send(subject: str, message: str, channels: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Send to every channel; returns one outcome per channel (also for the journal)."""
+def send(subject: str, message: str, to: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Send to every channel of ``to`` through `drdrill.drills.channels`; returns one outcome per channel (also for
+    the journal)."""
+    from drdrill.drills import channels
+
     out = []
-    for ch in channels:
+    for ch in to:
         kind = ch["kind"]
         try:
             if kind == "log":
                 log.warning("%s\n%s", subject, message)
             elif kind == "smtp":
-                from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-                SmtpNotifier(to=ch["to"], smtp_conn_id=ch["conn_id"], subject=subject,
-                             html_content=f"<pre>{message}</pre>").notify({})
+                channels.smtp(ch["conn_id"], ch["to"], subject, message)
             elif kind == "slack":
-                from airflow.providers.slack.notifications.slack import SlackNotifier
-
-                SlackNotifier(slack_conn_id=ch["conn_id"], channel=ch.get("channel") or "#incidents",
-                              text=f"*{subject}*\n```{message}```").notify({})
+                channels.slack_api(ch["conn_id"], ch.get("channel") or "#incidents", f"*{subject}*\n```{message}```")
             out.append({"kind": kind, "sent": True})
         except Exception as e:  # noqa: BLE001 - a failed page must not stop the failover
-            log.error("could not send %r through %s: %s", subject, kind, e)
-            out.append({"kind": kind, "sent": False, "error": f"{type(e).__name__}: {e}"[:300]})
+            out.append(channels.failed(kind, ch.get("conn_id"), repr(subject), e))
     return out
 
 
