@@ -120,7 +120,9 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
     def schedule_of(drill: str) -> Any:
         return schedules.for_drill(drill) if drill in SCHEDULED_DRILLS else None
 
-    first, today = since.astimezone(tz).date(), until.astimezone(tz).date()
+    # A period that reaches past now is not over yet: the calendar and the evidence's age stop at now.
+    as_of = min(until, now)
+    first, today = since.astimezone(tz).date(), as_of.astimezone(tz).date()
     evidence_start = min((local_date(r) for r in runs), default=None)
     configured = _configured_pairs(estate)
     pairs = sorted(set(configured) | {p for p, rs in by_pair.items() if any(r.at >= since for r in rs)},
@@ -140,7 +142,7 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
 
     objectives = {c.name: estate.resilience.for_cluster(c.name) for c in estate.clusters}
     rows = _policy.evaluate(objectives, lambda d, c: by_pair.get((d, c), []),
-                            lambda d: _windows.cadence(schedule_of(d)), until)
+                            lambda d: _windows.cadence(schedule_of(d)), as_of)
     return Evidence(estate=estate.name, generated_at=now, since=since, until=until, timezone=schedules.timezone,
                     runs=[r for r in upto if r.at >= since], drills=drills,
                     scorecard=_scorecards(upto, service_cluster), policy=rows,
