@@ -68,11 +68,12 @@ def _sections(doc: dict[str, Any]) -> list[tuple[str, list[str], list[str], list
     states = {s: sum(1 for _, w in windows if w["status"] == s) for s in WINDOW_STATES}
     score = pol["scores"]["overall"]
     out.append(("Summary", [], ["item", "value"], [
-        ["Estate", doc["estate"]], ["Period", f"{doc['since']} to {doc['until']} (schedule dates in {doc['timezone']})"],
+        ["Estate", doc["estate"]],
+        ["Period", f"{doc['since']} to {doc['until']} (schedule dates in {doc['timezone']})"],
         ["Generated", doc["generated_at"]], ["Journal location", doc.get("journal_location", "")],
         ["Drill runs", f"{len(runs)} ({sum(r['status'] == 'passed' for r in counted)} passed, "
-                       f"{sum(r['status'] == 'failed' for r in counted)} failed, {len(runs) - len(counted)} dry runs or "
-                       f"skipped)"],
+                       f"{sum(r['status'] == 'failed' for r in counted)} failed, "
+                       f"{len(runs) - len(counted)} dry runs or skipped)"],
         ["Windows", ", ".join(f"{n} {s}" for s, n in states.items() if n) or "none due"],
         ["Resilience score", "-" if score is None else f"{score:g} / 100"],
         ["Unreadable journals", str(len(doc["unreadable"]))]]))
