@@ -394,8 +394,9 @@ def test_the_quarterly_dag_writes_the_report_once(airflow_db, tmp_path, monkeypa
     path = ROOT / "dags" / "dr_quarterly_compliance_report.py"
     reports = tmp_path / "journal" / "reports"
 
+    dag = DagBag(dag_folder=str(path)).get_dag("dr_quarterly_compliance_report")
+
     def run(conf):
-        dag = DagBag(dag_folder=str(path)).get_dag("dr_quarterly_compliance_report")
         return dag.test(run_conf=conf)
 
     dr = run({"quarter": "2026-Q3"})
@@ -419,3 +420,48 @@ def test_a_quarter_not_closed_yet_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(ValueError, match="quarter 2026-Q4 ends 2027-01-01 \\(UTC\\): it is not closed yet"):
         write_quarter_report(est, "2026-Q4", now=NOW)
     assert not (tmp_path / "reports").exists()
+
+
+# ------------------------------------------------------------------ object storage
+def test_journals_and_reports_on_s3(tmp_path):
+    """An s3:// journal location (moto over HTTP): read through ObjectStoragePath, the report written once."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    mp = pytest.MonkeyPatch()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        mp.setenv("AIRFLOW_CONN_EVIDENCE_S3", json.dumps({
+            "conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"endpoint_url": url, "region_name": "us-east-1"}}))
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+        s3.create_bucket(Bucket="evidence")
+        sent = {}
+        for f in [fixture(RESTORE, "16_45_05.586812"), fixture(FAILOVER, "16_43_35.637200"),
+                  fixture("dr_daily_verification", "16_41_50.229741")]:
+            key = f"drdrill/{f.parent.name}/{f.name}"
+            s3.put_object(Bucket="evidence", Key=key, Body=f.read_bytes())
+            sent[f"s3://evidence/{key}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+        s3.put_object(Bucket="evidence", Key=f"drdrill/{RESTORE}/broken.json", Body=b"{")
+        s3.put_object(Bucket="evidence", Key=f"drdrill/{FAILOVER}/x.timeline.md", Body=b"# timeline")
+        est = estate_at(tmp_path).model_copy(update={"journal": Journal(location="s3://evidence/drdrill",
+                                                                        conn_id="evidence_s3")})
+        ev = evidence.build(est, now=NOW)
+        assert {r.journal: r.sha256 for r in ev.runs} == sent
+        assert [u["path"] for u in ev.unreadable] == [f"s3://evidence/drdrill/{RESTORE}/broken.json"]
+        assert ev.to_dict()["scorecard"][0]["score"] == "3-2-1-1-0"
+        first = write_quarter_report(est, "2026-Q3", now=NOW)
+        assert first == {"html": {"path": "s3://evidence/drdrill/reports/2026-Q3.html", "action": "written"},
+                         "md": {"path": "s3://evidence/drdrill/reports/2026-Q3.md", "action": "written"}}
+        body = s3.get_object(Bucket="evidence", Key="drdrill/reports/2026-Q3.md")["Body"].read()
+        assert body.startswith(b"# DR compliance report: sandbox, 2026-07-01 to 2026-09-30")
+        assert {v["action"] for v in write_quarter_report(est, "2026-Q3", now=NOW).values()} == {"kept"}
+        evidence.clear_cache()
+        assert len(evidence.build(est, now=NOW).runs) == 3  # the reports/ prefix holds no journals
+    finally:
+        mp.undo()
+        server.stop()

@@ -260,13 +260,14 @@ def write_quarter_report(estate: Any, quarter: str, *, now: dt.datetime | None =
     ev = None
     for fmt in FORMATS:
         path = journal.storage(estate.journal.location, estate.journal.conn_id) / REPORTS_DIR / f"{quarter}.{fmt}"
+        name = f"{estate.journal.location.rstrip('/')}/{REPORTS_DIR}/{quarter}.{fmt}"
         if path.exists():
-            out[fmt] = {"path": str(path), "action": "kept"}
+            out[fmt] = {"path": name, "action": "kept"}
             continue
         if ev is None:
             ev = evidence.build(estate, now=now, since=since, until=until).to_dict()
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w") as f:
             f.write(render(ev, fmt))
-        out[fmt] = {"path": str(path), "action": "written"}
+        out[fmt] = {"path": name, "action": "written"}
     return out
