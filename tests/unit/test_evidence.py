@@ -130,6 +130,14 @@ def test_every_run_carries_the_sha256_of_its_journal_bytes(real):
         assert r.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_a_run_and_its_journal_are_found_for_the_per_run_view(real):
+    loc, est, ev = real
+    r = ev.find_run(RESTORE, "manual__2026-12-06T16:45:05.586812+00:00")
+    assert r is not None and ev.find_run(RESTORE, "manual__nope") is None
+    assert r.journal in ev.journal_paths()
+    assert hashlib.sha256(evidence.read_journal(est, r.journal)).hexdigest() == r.sha256
+
+
 def test_the_contract_shape_is_json_ready(real):
     d = json.loads(json.dumps(real[2].to_dict()))
     assert set(d) >= {"generated_at", "estate", "since", "until", "timezone", "unreadable", "runs", "drills", "trends",
@@ -452,6 +460,8 @@ def test_journals_and_reports_on_s3(tmp_path):
                                                                         conn_id="evidence_s3")})
         ev = evidence.build(est, now=NOW)
         assert {r.journal: r.sha256 for r in ev.runs} == sent
+        some = sorted(sent)[0]
+        assert hashlib.sha256(evidence.read_journal(est, some)).hexdigest() == sent[some]
         assert [u["path"] for u in ev.unreadable] == [f"s3://evidence/drdrill/{RESTORE}/broken.json"]
         assert ev.to_dict()["scorecard"][0]["score"] == "3-2-1-1-0"
         first = write_quarter_report(est, "2026-Q3", now=NOW)
@@ -465,3 +475,17 @@ def test_journals_and_reports_on_s3(tmp_path):
     finally:
         mp.undo()
         server.stop()
+
+
+def test_the_model_and_the_report_of_a_local_location_import_no_airflow(estate_file):
+    # The API server's plugin imports it (plugins stay light) and an auditor runs the report without Airflow.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from drdrill.__main__ import main; rc = main(['report', '--estate', sys.argv[1], "
+            "'--format', 'md', '-o', '/dev/null']); "
+            "print(rc, sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))")
+    res = subprocess.run([sys.executable, "-c", code, str(estate_file)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
+    assert res.stdout.strip().splitlines()[-1] == "0 []", res.stdout + res.stderr

@@ -24,7 +24,7 @@ from drdrill.evidence import policy as _policy
 from drdrill.evidence import windows as _windows
 from drdrill.evidence.journals import Run, clear_cache, iso, read_all
 
-__all__ = ["Evidence", "Run", "build", "clear_cache"]
+__all__ = ["Evidence", "Run", "build", "clear_cache", "read_journal"]
 
 INCIDENT = "dr_postgres_primary_failover"
 CHAOS = ("dr_weekly_pod_kill", "dr_monthly_az_failure")
@@ -77,6 +77,17 @@ class Evidence:
             "policy": {"disruptions": [r.to_dict() for r in self.policy], "scores": _policy.scores(self.policy),
                        "formula": _policy.FORMULA},
         }
+
+    def find_run(self, drill: str, run_id: str) -> Run | None:
+        """The run of ``drill`` with ``run_id`` in this evidence's period, if any (the per-run view)."""
+        return next((r for r in self.runs if r.drill == drill and r.run_id == run_id), None)
+
+    def journal_paths(self) -> set[str]:
+        """Every journal this evidence cites (runs, and those the scorecard and the policy cite), and the
+        unreadable ones: what a view may serve raw."""
+        paths = {r.journal for r in self.runs} | {u["path"] for u in self.unreadable}
+        paths |= {s["journal"] for s in self.scorecard} | {r.run.journal for r in self.policy if r.run}
+        return paths
 
     def trends(self) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {name: [] for name in TREND_FIGURES}
@@ -210,3 +221,17 @@ def _scorecards(runs: list[Run], service_cluster: dict[str, str | None]) -> list
                     "digits": digits, "run_id": r.run_id, "at": iso(r.at), "dag_run_href": r.dag_run_href,
                     "journal": r.journal})
     return out
+
+
+def read_journal(estate: Any, path: str) -> bytes:
+    """The bytes of one journal named as the evidence names it (``Run.journal``), read through the estate's
+    journal location and connection. Serve only paths `Evidence.journal_paths` lists: this reads any path."""
+    from drdrill.evidence.journals import local_dir
+
+    local = local_dir(path)
+    if local is not None:
+        with open(local, "rb") as f:
+            return f.read()
+    from drdrill.core import journal
+
+    return journal.storage(path, estate.journal.conn_id).read_bytes()
