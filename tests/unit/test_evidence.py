@@ -91,6 +91,12 @@ def test_failover_drills_give_rto_rpo_and_lost_writes_for_node_and_region_scope(
     region = run_of(ev, FAILOVER, "16_43_35.637200")
     assert region.scope == "region" and run_of(ev, FAILOVER, "16_37_47.549604").scope == "node"
     assert region.figure("rto_seconds").value > 0 and region.figure("rpo_seconds").target == 300.0
+    # The region scope's own figures: the DR node's restore from the DR repo, the WAL it could not replay.
+    assert region.figure("dr_restore_seconds") is None  # warm: the DR standby was running, nothing restored
+    assert region.figure("wal_bytes_lost").value == 16696 and region.figure("wal_bytes_lost").unit == "bytes"
+    cold = run_of(ev, FAILOVER, "16_44_11.062164").figure("dr_restore_seconds")
+    assert cold.value == 4.812 and cold.met is None
+    assert run_of(ev, FAILOVER, "16_37_47.549604").figure("dr_restore_seconds") is None
     incident = run_of(ev, "dr_postgres_primary_failover", "16_03_53.557688")
     assert incident.figure("rto_seconds").value == 6.933 and incident.scope == "node"
 
@@ -98,12 +104,13 @@ def test_failover_drills_give_rto_rpo_and_lost_writes_for_node_and_region_scope(
 def test_chaos_drills_give_recovery_against_the_service_bound_and_detection(real):
     ev = real[2]
     pod = run_of(ev, "dr_weekly_pod_kill", "16_39_09.485180")
-    assert pod.cluster is None and pod.service == "db-standby"  # the journal names the service only
+    # The journal names the service only: the run counts for its cluster (db-standby's database is main).
+    assert pod.service == "db-standby" and pod.cluster == "main"
+    assert json.loads(fixture("dr_weekly_pod_kill", "16_39_09.485180").read_text())["cluster"] is None
     assert (pod.figure("recovery_seconds").value, pod.figure("recovery_seconds").target) == (2.788, 120.0)
     assert pod.figure("detect_seconds").value == 2.754 and pod.figure("detect_seconds").met is None
     az = run_of(ev, "dr_monthly_az_failure", "16_39_34.725373")
     assert az.figure("recovery_seconds").met is True
-    # The pod kill counts for the service's cluster (db-standby's database is main).
     entry = next(d for d in ev.drills if d.drill == "dr_weekly_pod_kill" and d.cluster == "main")
     assert pod in entry.runs
     aws = run_of(ev, "dr_monthly_aws_backup_restore_test", "15_53_18.567367").to_dict()["figures"]

@@ -14,7 +14,7 @@ evidence.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -117,10 +117,14 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
         raise ValueError(f"since ({iso(since)}) is after until ({iso(until)})")
     runs, unreadable = read_all(estate.journal.location, estate.journal.conn_id)
     service_cluster = {s.name: s.cluster or (s.postgres.cluster if s.postgres else None) for s in estate.services}
+    # A chaos journal names its service only: the run counts for the service's cluster (a copy: the cached
+    # Run stays as the journal says).
+    runs = [replace(r, cluster=c) if r.cluster is None and (c := _cluster_of(r, service_cluster)) else r
+            for r in runs]
     upto = sorted((r for r in runs if r.at <= until), key=lambda r: (r.at, r.run_id))
     by_pair: dict[tuple[str, str | None], list[Run]] = {}
     for r in upto:
-        by_pair.setdefault((r.drill, _cluster_of(r, service_cluster)), []).append(r)
+        by_pair.setdefault((r.drill, r.cluster), []).append(r)
 
     schedules = estate.schedules
     tz = ZoneInfo(schedules.timezone)
@@ -156,7 +160,7 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
                             lambda d: _windows.cadence(schedule_of(d)), as_of)
     return Evidence(estate=estate.name, generated_at=now, since=since, until=until, timezone=schedules.timezone,
                     runs=[r for r in upto if r.at >= since], drills=drills,
-                    scorecard=_scorecards(upto, service_cluster), policy=rows,
+                    scorecard=_scorecards(upto), policy=rows,
                     unreadable=sorted(unreadable, key=lambda u: u["path"]), location=estate.journal.location)
 
 
@@ -197,12 +201,12 @@ def _configured_pairs(estate: Any) -> set[tuple[str, str | None]]:
     return pairs
 
 
-def _scorecards(runs: list[Run], service_cluster: dict[str, str | None]) -> list[dict[str, Any]]:
+def _scorecards(runs: list[Run]) -> list[dict[str, Any]]:
     """Per cluster, the 3-2-1-1-0 scorecard of the newest daily journal holding scorecard results."""
     newest: dict[str, Run] = {}
     for r in runs:  # oldest first: the newest wins
         if r.drill == "dr_daily_verification" and r.scorecard and not r.dry_run:
-            newest[_cluster_of(r, service_cluster) or ""] = r
+            newest[r.cluster or ""] = r
     out = []
     for cluster, r in sorted(newest.items()):
         res = {str(x.get("name")): x for x in r.scorecard or []}

@@ -29,7 +29,8 @@ NOT_DRILLS = ("reports",)
 
 LABELS = {"rto_seconds": "RTO", "rpo_seconds": "RPO", "restore_seconds": "restore time",
           "recovery_seconds": "chaos recovery time", "detect_seconds": "chaos detection time",
-          "lost_writes": "lost writes"}
+          "lost_writes": "lost writes", "dr_restore_seconds": "DR node restore time",
+          "wal_bytes_lost": "WAL bytes lost"}
 
 
 @dataclass
@@ -267,6 +268,11 @@ def _figures(doc: dict[str, Any], m: dict[str, Any], chaos: dict[str, Any],
         add("rto_seconds", m.get("rto_seconds"), m.get("rto_target_seconds"))
         add("rpo_seconds", m.get("rpo_seconds"), m.get("rpo_target_seconds"))
         add("lost_writes", m.get("lost_writes"), None, unit="writes")
+        region = m.get("region") if isinstance(m.get("region"), dict) else {}
+        restore = region.get("restore") if isinstance(region.get("restore"), dict) else {}
+        if not restore.get("skipped"):  # cold: the DR node restored from the DR repo (warm: it was running)
+            add("dr_restore_seconds", restore.get("seconds"), None)
+        add("wal_bytes_lost", region.get("wal_bytes_lost"), None, unit="bytes")
     # The chaos drills: healed within the service's bound (the recovery check's threshold).
     if chaos:
         rec = next((r for r in results if r.get("name") == "recovery"), None)

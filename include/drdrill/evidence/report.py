@@ -40,7 +40,7 @@ Cell = Any
 
 
 def _fig(f: dict[str, Any]) -> str:
-    unit = "" if f["unit"] == "writes" else " s"
+    unit = " s" if f["unit"] == "s" else ""
     text = f"{f['label']} {_n(f['value'])}{unit}"
     if f["target"] is not None:
         text += f" (target {_n(f['target'])}{unit}: {'met' if f['met'] else 'BREACHED'})"
