@@ -222,6 +222,15 @@ def test_windows_passed_failed_missed_skipped_open_and_not_due(tmp_path):
     assert incident.cadence == "manual" and incident.windows == []
     md = render(ev, "md")
     assert "| dr_monthly_restore_test | main | monthly | 2026-03-01 to 2026-04-01 | **missed** | no run |" in md
+    # A closed period (a quarter's report: until is the next quarter's first midnight) ends the day before.
+    closed = evidence.build(estate_at(tmp_path), now=now, since=datetime(2026, 1, 1, tzinfo=UTC),
+                            until=datetime(2026, 4, 1, tzinfo=UTC))
+    entry = next(d for d in closed.drills if d.drill == RESTORE and d.cluster == "main")
+    assert [(w.start.month, w.status) for w in entry.windows] == [(1, "passed"), (2, "failed"), (3, "missed")]
+    daily = next(d for d in closed.drills if d.drill == "dr_daily_verification")
+    assert daily.windows[-1].start.isoformat() == "2026-03-31" and daily.windows[-1].status == "missed"
+    with pytest.raises(ValueError, match="since .* is after until"):
+        evidence.build(estate_at(tmp_path), now=now, since=now, until=now - timedelta(days=1))
 
 
 def test_weekly_quarterly_and_business_day_windows_follow_the_calendar():
@@ -419,6 +428,10 @@ def test_the_quarterly_dag_writes_the_report_once(airflow_db, tmp_path, monkeypa
     md = (reports / "2026-Q3.md").read_text()
     assert md.startswith("# DR compliance report: sandbox, 2026-07-01 to 2026-09-30")
     assert "scheduled__2026-07-01T10:00:00+00:00" in md
+    # A closed quarter: its months are over (July passed, August and September missed); only the week
+    # across the quarter's end (28 September to 4 October) is still open at its end.
+    assert "| dr_monthly_restore_test | main | monthly | 3 | 1 | 0 | 2 | 0 | 0 | 0 |" in md
+    assert "| dr_weekly_pod_kill | main | weekly | 14 | 0 | 0 | 13 | 0 | 1 | 0 |" in md
     html_before = (reports / "2026-Q3.html").read_bytes()
     # A second journal in the same (closed) quarter, then the same report again: kept, not overwritten.
     clone(tmp_path / "journal", src, datetime(2026, 8, 3, 10, tzinfo=UTC))

@@ -138,6 +138,7 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
     # A period that reaches past now is not over yet: the calendar and the evidence's age stop at now.
     as_of = min(until, now)
     first, today = since.astimezone(tz).date(), as_of.astimezone(tz).date()
+    last = (as_of - timedelta(microseconds=1)).astimezone(tz).date()  # until is exclusive: 1 Oct 00:00 ends 30 Sep
     evidence_start = min((local_date(r) for r in runs), default=None)
     configured = _configured_pairs(estate)
     pairs = sorted(set(configured) | {p for p, rs in by_pair.items() if any(r.at >= since for r in rs)},
@@ -147,7 +148,7 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
         all_runs = by_pair.get((drill, cluster), [])
         sched = schedule_of(drill)
         wins = (_windows.calendar(sched, schedules.holidays, [r for r in all_runs if r.at >= since], first=first,
-                                  today=today, evidence_start=evidence_start, local_date=local_date)
+                                  today=today, evidence_start=evidence_start, local_date=local_date, last=last)
                 if (drill, cluster) in configured else [])
         drills.append(DrillEntry(
             drill=drill, cluster=cluster, cadence=_windows.cadence(sched), runs=[r for r in all_runs if r.at >= since],
