@@ -172,7 +172,7 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2e
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #d0d7de;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.5em 0;font-size:13px}
 th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td{word-break:break-word;max-width:40em}
+th{background:#f6f8fa}td{word-break:break-word;max-width:40em}td:first-child{white-space:nowrap}
 .passed,.pass,.met{background:#dafbe1}.failed,.fail,.breached,.missed{background:#ffebe9;font-weight:600}
 .expired,.skipped,.open{background:#fff8c5}.not_run{background:#eee;font-weight:600}
 code{background:#f6f8fa;padding:0 .3em}
