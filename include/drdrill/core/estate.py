@@ -22,6 +22,7 @@ from drdrill.core.backups import Backups
 from drdrill.core.errors import EstateError
 from drdrill.core.notifications import Notifications
 from drdrill.core.paths import INSTALLED, estate_path, sandbox_dir
+from drdrill.core.resilience import Resilience
 from drdrill.core.schedules import Schedules, UnattendedWindow
 from drdrill.core.services import ServiceTarget
 
@@ -509,6 +510,8 @@ class Estate(_Model):
     # Who hears about a drill's failure and its recovery (drdrill.core.notifications).
     notifications: Notifications = Field(Notifications(), description="channels (smtp, slack, pagerduty) that hear "
                                          "of a failed drill and of its first pass after a failure")
+    # RTO / RPO targets per disruption type, checked against measured drills (drdrill.core.resilience).
+    resilience: Resilience = Resilience()
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -536,6 +539,10 @@ class Estate(_Model):
                     if nodes[n].role == "primary":
                         raise ValueError(f"services[{s.name}].postgres.nodes: {n} is the primary of {c.name}; the "
                                          f"pod kill kills standbys only (the failover drill is the primary's)")
+        for name in self.resilience.clusters:
+            if name not in names:
+                raise ValueError(f"resilience.clusters: {name!r} is not a cluster of this estate ({', '.join(names)}): "
+                                 f"name one of them or remove the entry")
         for c in self.clusters:
             d = c.dr
             if d is None:
