@@ -18,7 +18,10 @@ def test_every_drills_journal_task_notifies_its_outcome(dagbag):
     from drdrill.core.notifications import NOTIFYING_DRILLS
     from drdrill.notifiers import DrillOutcomeNotifier
 
-    drills = sorted(d for d in dagbag.dag_ids if d.startswith("dr_"))
+    from drdrill.core.schedules import SCHEDULED_REPORTS
+
+    # The quarterly compliance report is no drill: it writes reports from the journals, none of its own.
+    drills = sorted(d for d in dagbag.dag_ids if d.startswith("dr_") and d not in SCHEDULED_REPORTS)
     assert drills == sorted(DRILL_DAGS) == sorted(NOTIFYING_DRILLS)
     for dag_id in drills:
         t = dagbag.get_dag(dag_id).get_task("journal")
