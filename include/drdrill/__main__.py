@@ -16,6 +16,14 @@
 ``python -m drdrill estate schema [--output FILE]``
     prints the estate file's JSON schema (committed as ``include/estate/estate.schema.json``;
     editors validate estate files with it, e.g. ``# yaml-language-server: $schema=estate.schema.json``).
+
+``python -m drdrill report [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--format html|md] [--estate FILE] [-o FILE]``
+    the compliance report of a period, from the journals alone (no Airflow needed for a local journal
+    location): every drill run with its verdict and figures against targets, the windows a scheduled
+    drill did not satisfy, the 3-2-1-1-0 scorecard, the resilience policy and its score, and the
+    SHA-256 of every journal it cites. Dates are inclusive, in the estate's ``schedules.timezone``;
+    default: the 365 days up to today. Exit code 2 on bad input (a malformed date, --since after
+    --until, an unknown format), 1 when the estate cannot be loaded.
 """
 
 from __future__ import annotations
@@ -47,7 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     role_sql.add_argument("--role", default=None, help="role name (default: drdrill)")
     role_sql.add_argument("--maintenance-db", action="store_true",
                           help="the statements for the postgres database (node actions, pg_rewind): no schema")
+    rep = sub.add_parser("report", help="the compliance report of a period (HTML or Markdown), from the journals")
+    rep.add_argument("--since", type=_date, help="first day of the period, YYYY-MM-DD (default: 365 days before "
+                                                  "--until)")
+    rep.add_argument("--until", type=_date, help="last day of the period, YYYY-MM-DD, inclusive (default: today)")
+    rep.add_argument("--format", default="html", choices=("html", "md"), help="html (one self-contained file) or "
+                                                                               "md (renders on GitHub)")
+    rep.add_argument("--estate", help="estate file (default: $DRDRILL_ESTATE, else the sandbox estate)")
+    rep.add_argument("--output", "-o", help="write it to this file instead of standard output")
     args = ap.parse_args(argv)
+
+    if args.topic == "report":
+        if args.since and args.until and args.since > args.until:
+            rep.error(f"--since {args.since} is after --until {args.until}: give the first day of the period first")
+        return _report(args)
 
     if args.topic == "role":
         from drdrill.core import privileges
@@ -82,6 +103,46 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(report(results))
     return 1 if any(r.failed for r in results) else 0
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD, e.g. 2026-01-31") from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from drdrill import evidence
+    from drdrill.core.errors import EstateError
+    from drdrill.core.estate import load_estate
+    from drdrill.evidence.report import render
+
+    try:
+        estate = load_estate(args.estate, topology=False)
+    except EstateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    tz = ZoneInfo(estate.schedules.timezone)
+    now = dt.datetime.now(tz)
+    until_day = args.until or now.date()
+    since_day = args.since or until_day - dt.timedelta(days=365)
+    since = dt.datetime.combine(since_day, dt.time(), tz)
+    until = dt.datetime.combine(until_day + dt.timedelta(days=1), dt.time(), tz)  # the last day, inclusive
+    text = render(evidence.build(estate, since=since, until=until), args.format)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 if __name__ == "__main__":

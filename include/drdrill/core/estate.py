@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drdrill.core.backups import Backups
 from drdrill.core.errors import EstateError
 from drdrill.core.paths import INSTALLED, estate_path, sandbox_dir
+from drdrill.core.resilience import Resilience
 from drdrill.core.schedules import Schedules, UnattendedWindow
 from drdrill.core.services import ServiceTarget
 
@@ -505,6 +506,8 @@ class Estate(_Model):
     schedules: Schedules = Schedules()
     # Velero, AWS Backup, S3 Object Lock and the 3-2-1-1-0 scorecard (drdrill.core.backups).
     backups: Backups = Backups()
+    # RTO / RPO targets per disruption type, checked against measured drills (drdrill.core.resilience).
+    resilience: Resilience = Resilience()
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -532,6 +535,10 @@ class Estate(_Model):
                     if nodes[n].role == "primary":
                         raise ValueError(f"services[{s.name}].postgres.nodes: {n} is the primary of {c.name}; the "
                                          f"pod kill kills standbys only (the failover drill is the primary's)")
+        for name in self.resilience.clusters:
+            if name not in names:
+                raise ValueError(f"resilience.clusters: {name!r} is not a cluster of this estate ({', '.join(names)}): "
+                                 f"name one of them or remove the entry")
         for c in self.clusters:
             d = c.dr
             if d is None:
