@@ -2,7 +2,7 @@
 
 Plain strings with every journal value escaped (`html.escape`): a journal is data written by a
 drill, never markup. Links are relative to ``dr-drills/run`` (``../`` is the Airflow UI root) and
-open at the top level (the page sits in the Airflow UI's iframe).
+open in the Airflow UI (``static/top-links.js``: the page sits in the UI's sandboxed iframe).
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def journal_href(path: str) -> str:
 def _page(title: str, body: str) -> str:
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<link rel=\"stylesheet\" href=\"static/dr-drills.css\"></head>"
+            "<link rel=\"stylesheet\" href=\"static/dr-drills.css\">"
+            "<script src=\"static/top-links.js\"></script></head>"
             f"<body><main class=\"run-view\">{body}</main></body></html>")
 
 
@@ -59,7 +60,7 @@ def run_page(run: dict[str, Any], doc: dict[str, Any]) -> str:
             f' · {_e(run.get("run_type"))} · at {_e(run.get("at"))} · journal written {_e(run.get("written_at"))}'
             f'{" · dry run" if run.get("dry_run") else ""}</p>'
             f'<p class="links"><a target="_top" href="../{_e(run.get("dag_run_href"))}">Airflow run</a>'
-            f' · <a href="{_e(journal_href(run["journal"]))}" target="_blank">journal (JSON)</a>'
+            f' · <a href="{_e(journal_href(run["journal"]))}">journal (JSON)</a>'
             f' · <a target="_top" href="../plugin/dr-drills">all DR drills</a></p>'
             f'<p class="meta small">code {_e(doc.get("code_version"))} · SHA-256 '
             f'<code>{_e(run.get("sha256"))}</code></p>'

@@ -38,16 +38,18 @@ function duration(v, unit) {
   return `${Number((v / 86400).toPrecision(3))} d`;
 }
 const when = (iso) => (iso ? iso.replace("T", " ").replace(/(\.\d+)?(\+00:00|Z)$/, " UTC") : "—");
+const minute = (iso) => (iso ? iso.slice(0, 16).replace("T", " ") : "—");
 const day = (iso) => (iso ? iso.slice(0, 10) : "—");
 
 function runLinks(summary, drill) {
   // A run: its status, when, and links to its Airflow run (top window) and its journal / evidence view.
   if (!summary) return el("span", { class: "muted" }, "never");
-  return el("span", {},
-    badge(summary.status), " ",
-    el("a", { href: viewHref(drill, summary.run_id), title: summary.run_id }, when(summary.at)), " · ",
-    el("a", { href: runHref(summary.dag_run_href), target: "_top" }, "Airflow run"), " · ",
-    el("a", { href: journalHref(summary.journal), target: "_blank" }, "journal"));
+  return el("div", { class: "run" },
+    el("div", {}, badge(summary.status), " ",
+      el("a", { href: viewHref(drill, summary.run_id), title: `${summary.run_id}: the run's evidence` }, minute(summary.at))),
+    el("div", { class: "small" },
+      el("a", { href: runHref(summary.dag_run_href), target: "_top" }, "Airflow run"), " · ",
+      el("a", { href: journalHref(summary.journal) }, "journal")));
 }
 
 function calendar(d) {
@@ -132,7 +134,7 @@ function chart(key, title, help, points) {
     if (idx === null || idx === undefined) return;
     for (let s = 0; s < byIdx.length; s++) {
       const p = byIdx[s][idx];
-      if (p && p.dag_run_href) { window.top.location.href = new URL(runHref(p.dag_run_href), location.href).href; return; }
+      if (p && p.dag_run_href) { openInAirflow(runHref(p.dag_run_href)); return; }
     }
   });
   // Every point as a row: its value, its target, links to its Airflow run and its journal.
@@ -141,7 +143,7 @@ function chart(key, title, help, points) {
     el("td", { class: "num" }, duration(p.value)), el("td", { class: "num" }, duration(p.target)),
     el("td", {}, p.target !== null && p.target !== undefined ? badge(p.value <= p.target ? "met" : "breached") : "—"),
     el("td", {}, el("a", { href: runHref(p.dag_run_href), target: "_top" }, "Airflow run"), " · ",
-      el("a", { href: journalHref(p.journal), target: "_blank" }, "journal"))));
+      el("a", { href: journalHref(p.journal) }, "journal"))));
   card.append(el("details", {}, el("summary", {}, `${points.length} point(s): values, targets, links`),
     el("table", { class: "points" }, el("thead", {}, el("tr", {}, ["at", "drill", "cluster", "value", "target", "", "run"].map((h) => el("th", {}, h)))),
       el("tbody", {}, rows))));
@@ -164,7 +166,7 @@ function scorecard(ev) {
       el("h3", {}, `${c.cluster}: `, el("span", { class: "score" }, c.score), ` (target ${c.target}) `, badge(c.status)),
       el("p", { class: "meta small" }, "from the daily verification at ", when(c.at), " · ",
         el("a", { href: runHref(c.dag_run_href), target: "_top" }, "Airflow run"), " · ",
-        el("a", { href: journalHref(c.journal), target: "_blank" }, "journal")),
+        el("a", { href: journalHref(c.journal) }, "journal")),
       el("div", { class: "card" }, (c.digits || []).map((d) => el("div", { class: "digit " + d.status },
         el("div", { class: "name" }, d.digit), el("div", { class: "big" }, d.value, el("span", { class: "muted small" }, ` / ${d.target}`)),
         badge(d.status), el("p", {}, d.evidence))))));
@@ -191,7 +193,7 @@ function policy(ev) {
       el("td", {}, badge(d.status)),
       el("td", { class: "num" }, d.age_days === null || d.age_days === undefined ? "—" : `${Number(d.age_days.toFixed(1))} d`),
       el("td", {}, d.run_id ? [el("a", { href: runHref(d.dag_run_href), target: "_top" }, "Airflow run"), " · ",
-        el("a", { href: journalHref(d.journal), target: "_blank" }, "journal")] : el("span", { class: "muted" }, "no run"))));
+        el("a", { href: journalHref(d.journal) }, "journal")] : el("span", { class: "muted" }, "no run"))));
   }
   document.querySelector("#formula").textContent = pol.formula ? "Score: " + pol.formula : "";
 }
