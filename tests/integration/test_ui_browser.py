@@ -115,6 +115,7 @@ def test_the_page_shows_this_sessions_restore_test_with_links(api_server, browse
         page.get_by_text("DR drills", exact=True).first.wait_for(timeout=30_000)  # the top-level nav entry
         frame = page.frame_locator("iframe").first
         frame.locator("body[data-loaded=true]").wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "dr-drills-in-airflow.png"))
 
         # The restore chart has this run as a point: its measured time against its target, and links.
         chart = frame.locator("#chart-restore_seconds")
@@ -137,7 +138,6 @@ def test_the_page_shows_this_sessions_restore_test_with_links(api_server, browse
         assert cell.get_attribute("data-status") == "passed", cell.get_attribute("title")
         assert dr.run_id in cell.get_attribute("title")
         assert cal.locator("[data-status]").count() >= 12  # twelve months (thirteen when today is not the 1st)
-        page.screenshot(path=str(ARTIFACTS / "dr-drills-in-airflow.png"))
 
         # The journal link serves the journal this run wrote (same session cookie as the iframe).
         r = ctx.request.get(f"{url}/dr-drills/{journal_href}")
