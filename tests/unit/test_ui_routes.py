@@ -10,6 +10,7 @@ tests/integration/test_ui_browser.py against a real api-server.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -239,3 +240,32 @@ def test_plugin_declares_the_app_and_the_views_lightly():
     assert views["dag_run"]["href"] == "dr-drills/run?dag_id={DAG_ID}&run_id={RUN_ID}"
     apps = DrDrillsPlugin.fastapi_apps
     assert apps[0]["url_prefix"] == "/dr-drills" and apps is DrDrillsPlugin.fastapi_apps  # built once
+
+
+# ------------------------------------------------------------------ the real evidence model behind the routes
+def test_the_estates_journals_through_the_evidence_model(auth, tmp_path):
+    """The app's default source: the estate's journal location read by `drdrill.evidence.build`, journals
+    served by their path (the fixture's real journals, as the estate's journal location)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from drdrill.core.paths import estate_path
+
+    text = estate_path().read_text()
+    assert "location: file://${DRDRILL_SANDBOX_DIR}/journal" in text
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(text.replace("location: file://${DRDRILL_SANDBOX_DIR}/journal",
+                                   f"location: file://{FIXTURES / 'journal'}"))
+    root = FastAPI()
+    # As of the fixture's date: its journals stay inside the twelve months whenever the test runs.
+    as_of = datetime.fromisoformat(FixtureEvidence().doc["until"])
+    root.mount("/dr-drills", create_app(EvidenceSource(str(estate), now=as_of)))
+    with TestClient(root) as c:
+        ev = c.get("/dr-drills/api/evidence", headers=token(auth)).json()
+        fixture = FixtureEvidence().doc
+        assert {r["run_id"] for r in ev["runs"]} == {r["run_id"] for r in fixture["runs"]}
+        run = next(r for r in ev["runs"] if r["drill"] == RESTORE)
+        assert c.get("/dr-drills/journal?path=" + quote(run["journal"], safe=""), headers=token(auth)).json()[
+            "run_id"] == run["run_id"]
+        page = c.get(f"/dr-drills/run?dag_id={RESTORE}&run_id={quote(run['run_id'], safe='')}", headers=token(auth))
+        assert page.status_code == 200 and "restore time" in page.text

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -37,10 +38,12 @@ class EvidenceSource:
     """Where the page's data comes from: the evidence of the estate's journals, and a journal's bytes.
 
     :param estate_file: the estate to read (default: ``DRDRILL_ESTATE`` / the sandbox's, as every drill)
+    :param now: the evidence as of this time (its twelve months end there); default: each request's time
     """
 
-    def __init__(self, estate_file: str | None = None) -> None:
+    def __init__(self, estate_file: str | None = None, *, now: datetime | None = None) -> None:
         self.estate_file = estate_file
+        self.now = now
 
     def _estate(self) -> Any:
         from drdrill.core.estate import load_estate
@@ -51,7 +54,7 @@ class EvidenceSource:
         """`drdrill.evidence.build` over every journal of the estate, as JSON-ready dict."""
         from drdrill.evidence import build
 
-        return build(self._estate()).to_dict()
+        return build(self._estate(), now=self.now).to_dict()
 
     def read(self, path: str) -> bytes:
         """The bytes of the journal at ``path`` (a file:// or s3:// URL), through the estate's journal connection."""
