@@ -121,13 +121,26 @@ function chart(key, title, help, points) {
                 { label: `${g} target`, stroke: color, width: 1, dash: [6, 4], spanGaps: true,
                   points: { show: false }, value: (u, v) => duration(v) });
   }
+  // The y scale: up to the targets when the figures are within a tenth of them, else fitted to the
+  // figures (targets far above would flatten every trend); a button switches.
+  const maxValue = Math.max(0, ...points.map((p) => p.value ?? 0));
+  const maxTarget = Math.max(0, ...points.map((p) => p.target ?? 0));
+  let toTargets = maxValue >= maxTarget / 10;
+  const yMax = () => Math.max(toTargets ? Math.max(maxValue, maxTarget) : maxValue, 1e-3) * 1.15;
   const width = Math.max(360, (document.querySelector("#charts").clientWidth || 900) / 2 - 60);
   const u = new uPlot({
     width, height: 220, series, legend: { live: true },
     axes: [{}, { values: (u, vs) => vs.map((v) => duration(v)), size: 70 }],
-    scales: { y: { range: (u, min, max) => [0, Math.max(max || 1, 1) * 1.1] } },
+    scales: { y: { range: () => [0, yMax()] } },
     cursor: { points: { size: 9 } },
   }, data, plot);
+  if (maxTarget > maxValue) {
+    const toggle = el("button", { type: "button", class: "scale" });
+    const label = () => { toggle.textContent = toTargets ? "fit to the figures" : `show the targets (up to ${duration(maxTarget)})`; };
+    toggle.addEventListener("click", () => { toTargets = !toTargets; label(); u.setScale("y", { min: 0, max: yMax() }); });
+    label();
+    card.querySelector(".head").append(toggle);
+  }
   // A click on the chart opens the run under the cursor in the Airflow UI (top window).
   u.over.addEventListener("click", () => {
     const idx = u.cursor.idx;
