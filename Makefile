@@ -68,12 +68,13 @@ airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://
 	@# The aws_sandbox connection (moto's S3 and Route53 over TLS, the sandbox's CA by absolute path).
 	@eval "$$($(PY) -m drdrill.sandbox env)" && $(VENV)/bin/airflow standalone
 
-bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then failover RTO: bare, drill in-process, drill under a real scheduler (kills the primary); then chaos: kill -9 of a replica, bare vs the pod-kill drill, errors per kill at 20 and 200 requests/s; then region failover: region a killed, pg3 from repo2, bare vs the region drill, cold and warm; then the backup estate: AWS Backup and Object Lock checks on moto, the scorecard's journal search at 10/100/1000 journals
+bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then failover RTO: bare, drill in-process, drill under a real scheduler (kills the primary); then chaos: kill -9 of a replica, bare vs the pod-kill drill, errors per kill at 20 and 200 requests/s; then region failover: region a killed, pg3 from repo2, bare vs the region drill, cold and warm; then the backup estate: AWS Backup and Object Lock checks on moto, the scorecard's journal search at 10/100/1000 journals; then the evidence: the DR dashboard's model and the compliance report over 1,000 journals
 	@$(PY) bench/restore_overhead.py --runs 3
 	@$(PY) bench/failover_rto.py
 	@$(PY) bench/chaos_kill.py --kills 3
 	@$(PY) bench/region_failover.py --runs 1
 	@$(PY) bench/backup_estate.py --runs 3
+	@$(PY) bench/evidence.py --runs 5
 
 constraints:  ## regenerate constraints.txt from the current venv
 	@$(PY) -m pip freeze --exclude-editable > constraints.txt

@@ -96,6 +96,7 @@ def test_parsing_does_no_heavy_imports_and_survives_a_missing_estate(path):
 
 # ------------------------------------------------------------------ pools and schedules
 SCHEDULED = ["dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill",
+             "dr_quarterly_compliance_report",
              "dr_monthly_velero_restore_test"]
 
 

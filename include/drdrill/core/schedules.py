@@ -42,6 +42,8 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 SCHEDULED_DRILLS = ("dr_daily_verification", "dr_monthly_restore_test", "dr_quarterly_failover_drill",
                     "dr_weekly_pod_kill", "dr_monthly_az_failure", "dr_monthly_aws_backup_restore_test",
                     "dr_monthly_velero_restore_test")
+# Scheduled DAGs that are not drills: no windows, no policy; their timetable comes from the same section.
+SCHEDULED_REPORTS = ("dr_quarterly_compliance_report",)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "dr_monthly_aws_backup_restore_test": {"day": "first business day", "at": "11:00"},
     # Velero's restore test the same day, after both.
     "dr_monthly_velero_restore_test": {"day": "first business day", "at": "13:00"},
+    # The compliance report of the quarter that just closed, before the quarter's first drills.
+    "dr_quarterly_compliance_report": {"day": "first business day", "months": "quarterly", "at": "07:00"},
 }
 DEFAULT_HOLIDAYS = ["01-01", "12-25"]
 
@@ -190,6 +194,7 @@ class Schedules(_Model):
     dr_monthly_aws_backup_restore_test: DrillSchedule = DrillSchedule(
         **DEFAULTS["dr_monthly_aws_backup_restore_test"])
     dr_monthly_velero_restore_test: DrillSchedule = DrillSchedule(**DEFAULTS["dr_monthly_velero_restore_test"])
+    dr_quarterly_compliance_report: DrillSchedule = DrillSchedule(**DEFAULTS["dr_quarterly_compliance_report"])
 
     @model_validator(mode="before")
     @classmethod
@@ -224,8 +229,8 @@ class Schedules(_Model):
         return v
 
     def for_drill(self, dag_id: str) -> DrillSchedule:
-        if dag_id not in SCHEDULED_DRILLS:
-            raise KeyError(f"{dag_id} has no schedule; scheduled drills are {list(SCHEDULED_DRILLS)}")
+        if dag_id not in SCHEDULED_DRILLS + SCHEDULED_REPORTS:
+            raise KeyError(f"{dag_id} has no schedule; scheduled DAGs are {list(SCHEDULED_DRILLS + SCHEDULED_REPORTS)}")
         return getattr(self, dag_id)
 
 

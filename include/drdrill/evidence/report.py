@@ -209,3 +209,64 @@ def _html(sections: list[Any], doc: dict[str, Any]) -> str:
     out.append(f"<p><small>Generated {_h(doc['generated_at'])} by drdrill from the journals.</small></p>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+# ------------------------------------------------------------------ the quarterly report beside the journals
+REPORTS_DIR = "reports"
+
+
+def quarter_of(day: dt.date) -> str:
+    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+
+
+def quarter_bounds(quarter: str) -> tuple[dt.date, dt.date]:
+    """First day and the day after the last of ``YYYY-Qn``."""
+    try:
+        year, q = quarter.split("-Q")
+        start = dt.date(int(year), 3 * (int(q) - 1) + 1, 1)
+        if not 1 <= int(q) <= 4:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"quarter {quarter!r} is not YYYY-Qn (n = 1 to 4), e.g. 2026-Q3") from None
+    end = dt.date(start.year + 1, 1, 1) if start.month == 10 else dt.date(start.year, start.month + 3, 1)
+    return start, end
+
+
+def previous_quarter(day: dt.date) -> str:
+    start, _ = quarter_bounds(quarter_of(day))
+    return quarter_of(start - dt.timedelta(days=1))
+
+
+def write_quarter_report(estate: Any, quarter: str, *, now: dt.datetime | None = None) -> dict[str, dict[str, str]]:
+    """Write the report of a closed quarter as ``<journal location>/reports/<YYYY-Qn>.html`` and ``.md``.
+
+    Written once, like the journals: a report that is already there is kept, never overwritten (the
+    result says ``kept``). A quarter that has not ended yet (in the estate's timezone) is refused: its
+    evidence is still coming in. Goes through Airflow's ObjectStoragePath, so an ``s3://`` location works.
+    """
+    from zoneinfo import ZoneInfo
+
+    from drdrill import evidence
+    from drdrill.core import journal
+
+    tz = ZoneInfo(estate.schedules.timezone)
+    now = now or dt.datetime.now(tz)
+    start, end = quarter_bounds(quarter)
+    since, until = dt.datetime.combine(start, dt.time(), tz), dt.datetime.combine(end, dt.time(), tz)
+    if until > now:
+        raise ValueError(f"quarter {quarter} ends {end.isoformat()} ({estate.schedules.timezone}): it is not closed "
+                         f"yet, so its report would miss evidence; report a closed quarter")
+    out: dict[str, dict[str, str]] = {}
+    ev = None
+    for fmt in FORMATS:
+        path = journal.storage(estate.journal.location, estate.journal.conn_id) / REPORTS_DIR / f"{quarter}.{fmt}"
+        if path.exists():
+            out[fmt] = {"path": str(path), "action": "kept"}
+            continue
+        if ev is None:
+            ev = evidence.build(estate, now=now, since=since, until=until).to_dict()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            f.write(render(ev, fmt))
+        out[fmt] = {"path": str(path), "action": "written"}
+    return out
