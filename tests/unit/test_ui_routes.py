@@ -259,7 +259,8 @@ def test_the_estates_journals_through_the_evidence_model(auth, tmp_path):
     root = FastAPI()
     # As of the fixture's date: its journals stay inside the twelve months whenever the test runs.
     as_of = datetime.fromisoformat(FixtureEvidence().doc["until"])
-    root.mount("/dr-drills", create_app(EvidenceSource(str(estate), now=as_of)))
+    source = EvidenceSource(str(estate), now=as_of)
+    root.mount("/dr-drills", create_app(source))
     with TestClient(root) as c:
         ev = c.get("/dr-drills/api/evidence", headers=token(auth)).json()
         fixture = FixtureEvidence().doc
@@ -269,3 +270,15 @@ def test_the_estates_journals_through_the_evidence_model(auth, tmp_path):
             "run_id"] == run["run_id"]
         page = c.get(f"/dr-drills/run?dag_id={RESTORE}&run_id={quote(run['run_id'], safe='')}", headers=token(auth))
         assert page.status_code == 200 and "restore time" in page.text
+    # One build serves the requests of the next seconds (the page, its JSON, the journal links).
+    assert source.evidence() is source.evidence()
+    # Without the cache every request reads the journals again: a journal written meanwhile shows.
+    journals = tmp_path / "journal"
+    (journals / RESTORE).mkdir(parents=True)
+    live = tmp_path / "live.yaml"
+    live.write_text(text.replace("location: file://${DRDRILL_SANDBOX_DIR}/journal", f"location: file://{journals}"))
+    uncached = EvidenceSource(str(live), now=as_of, cache_seconds=0)
+    assert uncached.evidence()["runs"] == []
+    new = FIXTURES / "journal" / RESTORE / "manual__2026-12-06T16_41_09.642987_00_00.json"
+    (journals / RESTORE / new.name).write_bytes(new.read_bytes())
+    assert [r["run_id"] for r in uncached.evidence()["runs"]] == ["manual__2026-12-06T16:41:09.642987+00:00"]

@@ -16,6 +16,8 @@ redirected to Airflow's login page instead.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +33,6 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 HTML_ROUTES = {"/", "/run"}  # an anonymous browser is sent to the login page from these
-DAILY = "dr_daily_verification"  # the drill whose journals hold the 3-2-1-1-0 scorecard
 
 
 class EvidenceSource:
@@ -39,11 +40,17 @@ class EvidenceSource:
 
     :param estate_file: the estate to read (default: ``DRDRILL_ESTATE`` / the sandbox's, as every drill)
     :param now: the evidence as of this time (its twelve months end there); default: each request's time
+    :param cache_seconds: how long one build serves the next requests (the page, its JSON and the journal
+        links a user clicks read the journals once); 0 reads them on every request
     """
 
-    def __init__(self, estate_file: str | None = None, *, now: datetime | None = None) -> None:
+    def __init__(self, estate_file: str | None = None, *, now: datetime | None = None,
+                 cache_seconds: float = 10.0) -> None:
         self.estate_file = estate_file
         self.now = now
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
 
     def _estate(self) -> Any:
         from drdrill.core.estate import load_estate
@@ -51,10 +58,16 @@ class EvidenceSource:
         return load_estate(self.estate_file)
 
     def evidence(self) -> dict[str, Any]:
-        """`drdrill.evidence.build` over every journal of the estate, as JSON-ready dict."""
+        """`drdrill.evidence.build` over every journal of the estate, as JSON-ready dict (not to be mutated:
+        it may be the cached one)."""
         from drdrill.evidence import build
 
-        return build(self._estate(), now=self.now).to_dict()
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+            doc = build(self._estate(), now=self.now).to_dict()
+            self._cached = (time.monotonic(), doc)
+            return doc
 
     def read(self, path: str) -> bytes:
         """The bytes of the journal at ``path`` (a file:// or s3:// URL), through the estate's journal connection."""
