@@ -75,6 +75,7 @@ bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then fai
 	@$(PY) bench/region_failover.py --runs 1
 	@$(PY) bench/backup_estate.py --runs 3
 	@$(PY) bench/evidence.py --runs 5
+	@$(PY) bench/ui_page.py --runs 5
 
 constraints:  ## regenerate constraints.txt from the current venv
 	@$(PY) -m pip freeze --exclude-editable > constraints.txt

@@ -233,7 +233,9 @@ async function main() {
     const resp = await fetch("api/evidence", { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (!resp.ok) throw new Error(`api/evidence answered ${resp.status}: ${await resp.text()}`);
     const ev = await resp.json();
+    performance.mark("dr-drills:evidence");  // the JSON is in (bench/ui_page.py reads these marks)
     summary(ev); drills(ev); charts(ev); scorecard(ev); policy(ev);
+    performance.mark("dr-drills:rendered");
     document.body.dataset.loaded = "true";
   } catch (e) {
     const box = document.querySelector("#error");
