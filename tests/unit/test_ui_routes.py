@@ -209,6 +209,20 @@ def test_run_view_escapes_journal_text(auth, tmp_path):
     assert r.status_code == 200 and "<script>alert" not in r.text and "&lt;script&gt;alert(1)" in r.text
 
 
+def test_a_listed_journal_gone_since_is_a_502_naming_it(auth, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    src = FixtureEvidence()
+    gone = f"file://{tmp_path / 'gone.json'}"
+    first_restore(src)["journal"] = gone
+    root = FastAPI()
+    root.mount("/dr-drills", create_app(src))
+    with TestClient(root) as c:
+        r = c.get("/dr-drills/journal?path=" + quote(gone, safe=""), headers=token(auth))
+    assert r.status_code == 502 and "gone.json" in r.json()["detail"]
+
+
 def test_run_view_of_a_journal_gone_since_says_what_failed(auth, tmp_path):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient

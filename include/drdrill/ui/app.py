@@ -117,10 +117,10 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
     from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 
     src = source or EvidenceSource()
-    # ``Depends(get_user)`` is what Airflow's ``GetUserDep`` annotates; spelled out here because this
-    # module's annotations are strings that FastAPI resolves in the module's globals, not in this function.
-    # The built-in /api/v2 routes' own check: the user may read DAG runs (of the run's DAG when
-    # the request names one, as ``run?dag_id=`` does).
+    # The built-in /api/v2 routes' own check on every route: the user may read DAG runs (of the run's DAG
+    # when the request names one, as ``run?dag_id=`` does). The routes take the user as
+    # ``Depends(get_user)``, what Airflow's ``GetUserDep`` annotates: spelled out, because this module's
+    # annotations are strings that FastAPI resolves in the module's globals, not in this function.
     can_read_runs = [Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN))]
     app = FastAPI(title="drdrill: DR drills", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=can_read_runs)
@@ -170,7 +170,11 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
         if path not in listed_journals(user_evidence(user)):
             raise HTTPException(404, f"no journal {path!r} in the evidence: only the journals the DR drills "
                                      "page lists are served (open it from the page)")
-        return Response(src.read(path), media_type="application/json")
+        try:
+            return Response(src.read(path), media_type="application/json")
+        except Exception as e:  # noqa: BLE001 - listed a moment ago, gone or unreachable now: say so
+            log.warning("cannot read the journal %s: %s", path, e)
+            raise HTTPException(502, f"cannot read the journal {path!r}: {type(e).__name__}: {e}") from e
 
     @app.get("/static/{name:path}")
     def static(name: str, user: Any = Depends(get_user)) -> FileResponse:
