@@ -91,6 +91,12 @@ def test_failover_drills_give_rto_rpo_and_lost_writes_for_node_and_region_scope(
     region = run_of(ev, FAILOVER, "16_43_35.637200")
     assert region.scope == "region" and run_of(ev, FAILOVER, "16_37_47.549604").scope == "node"
     assert region.figure("rto_seconds").value > 0 and region.figure("rpo_seconds").target == 300.0
+    # The region scope's own figures: the DR node's restore from the DR repo, the WAL it could not replay.
+    assert region.figure("dr_restore_seconds") is None  # warm: the DR standby was running, nothing restored
+    assert region.figure("wal_bytes_lost").value == 16696 and region.figure("wal_bytes_lost").unit == "bytes"
+    cold = run_of(ev, FAILOVER, "16_44_11.062164").figure("dr_restore_seconds")
+    assert cold.value == 4.812 and cold.met is None
+    assert run_of(ev, FAILOVER, "16_37_47.549604").figure("dr_restore_seconds") is None
     incident = run_of(ev, "dr_postgres_primary_failover", "16_03_53.557688")
     assert incident.figure("rto_seconds").value == 6.933 and incident.scope == "node"
 
@@ -98,12 +104,13 @@ def test_failover_drills_give_rto_rpo_and_lost_writes_for_node_and_region_scope(
 def test_chaos_drills_give_recovery_against_the_service_bound_and_detection(real):
     ev = real[2]
     pod = run_of(ev, "dr_weekly_pod_kill", "16_39_09.485180")
-    assert pod.cluster is None and pod.service == "db-standby"  # the journal names the service only
+    # The journal names the service only: the run counts for its cluster (db-standby's database is main).
+    assert pod.service == "db-standby" and pod.cluster == "main"
+    assert json.loads(fixture("dr_weekly_pod_kill", "16_39_09.485180").read_text())["cluster"] is None
     assert (pod.figure("recovery_seconds").value, pod.figure("recovery_seconds").target) == (2.788, 120.0)
     assert pod.figure("detect_seconds").value == 2.754 and pod.figure("detect_seconds").met is None
     az = run_of(ev, "dr_monthly_az_failure", "16_39_34.725373")
     assert az.figure("recovery_seconds").met is True
-    # The pod kill counts for the service's cluster (db-standby's database is main).
     entry = next(d for d in ev.drills if d.drill == "dr_weekly_pod_kill" and d.cluster == "main")
     assert pod in entry.runs
     aws = run_of(ev, "dr_monthly_aws_backup_restore_test", "15_53_18.567367").to_dict()["figures"]
@@ -128,6 +135,14 @@ def test_every_run_carries_the_sha256_of_its_journal_bytes(real):
         path = Path(r.journal.removeprefix("file://"))
         assert path.parent.parent == loc
         assert r.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_run_and_its_journal_are_found_for_the_per_run_view(real):
+    loc, est, ev = real
+    r = ev.find_run(RESTORE, "manual__2026-12-06T16:45:05.586812+00:00")
+    assert r is not None and ev.find_run(RESTORE, "manual__nope") is None
+    assert r.journal in ev.journal_paths()
+    assert hashlib.sha256(evidence.read_journal(est, r.journal)).hexdigest() == r.sha256
 
 
 def test_the_contract_shape_is_json_ready(real):
@@ -207,6 +222,15 @@ def test_windows_passed_failed_missed_skipped_open_and_not_due(tmp_path):
     assert incident.cadence == "manual" and incident.windows == []
     md = render(ev, "md")
     assert "| dr_monthly_restore_test | main | monthly | 2026-03-01 to 2026-04-01 | **missed** | no run |" in md
+    # A closed period (a quarter's report: until is the next quarter's first midnight) ends the day before.
+    closed = evidence.build(estate_at(tmp_path), now=now, since=datetime(2026, 1, 1, tzinfo=UTC),
+                            until=datetime(2026, 4, 1, tzinfo=UTC))
+    entry = next(d for d in closed.drills if d.drill == RESTORE and d.cluster == "main")
+    assert [(w.start.month, w.status) for w in entry.windows] == [(1, "passed"), (2, "failed"), (3, "missed")]
+    daily = next(d for d in closed.drills if d.drill == "dr_daily_verification")
+    assert daily.windows[-1].start.isoformat() == "2026-03-31" and daily.windows[-1].status == "missed"
+    with pytest.raises(ValueError, match="since .* is after until"):
+        evidence.build(estate_at(tmp_path), now=now, since=now, until=now - timedelta(days=1))
 
 
 def test_weekly_quarterly_and_business_day_windows_follow_the_calendar():
@@ -394,8 +418,9 @@ def test_the_quarterly_dag_writes_the_report_once(airflow_db, tmp_path, monkeypa
     path = ROOT / "dags" / "dr_quarterly_compliance_report.py"
     reports = tmp_path / "journal" / "reports"
 
+    dag = DagBag(dag_folder=str(path)).get_dag("dr_quarterly_compliance_report")
+
     def run(conf):
-        dag = DagBag(dag_folder=str(path)).get_dag("dr_quarterly_compliance_report")
         return dag.test(run_conf=conf)
 
     dr = run({"quarter": "2026-Q3"})
@@ -403,6 +428,10 @@ def test_the_quarterly_dag_writes_the_report_once(airflow_db, tmp_path, monkeypa
     md = (reports / "2026-Q3.md").read_text()
     assert md.startswith("# DR compliance report: sandbox, 2026-07-01 to 2026-09-30")
     assert "scheduled__2026-07-01T10:00:00+00:00" in md
+    # A closed quarter: its months are over (July passed, August and September missed); only the week
+    # across the quarter's end (28 September to 4 October) is still open at its end.
+    assert "| dr_monthly_restore_test | main | monthly | 3 | 1 | 0 | 2 | 0 | 0 | 0 |" in md
+    assert "| dr_weekly_pod_kill | main | weekly | 14 | 0 | 0 | 13 | 0 | 1 | 0 |" in md
     html_before = (reports / "2026-Q3.html").read_bytes()
     # A second journal in the same (closed) quarter, then the same report again: kept, not overwritten.
     clone(tmp_path / "journal", src, datetime(2026, 8, 3, 10, tzinfo=UTC))
@@ -419,3 +448,64 @@ def test_a_quarter_not_closed_yet_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(ValueError, match="quarter 2026-Q4 ends 2027-01-01 \\(UTC\\): it is not closed yet"):
         write_quarter_report(est, "2026-Q4", now=NOW)
     assert not (tmp_path / "reports").exists()
+
+
+# ------------------------------------------------------------------ object storage
+def test_journals_and_reports_on_s3(tmp_path):
+    """An s3:// journal location (moto over HTTP): read through ObjectStoragePath, the report written once."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    mp = pytest.MonkeyPatch()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        mp.setenv("AIRFLOW_CONN_EVIDENCE_S3", json.dumps({
+            "conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"endpoint_url": url, "region_name": "us-east-1"}}))
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+        s3.create_bucket(Bucket="evidence")
+        sent = {}
+        for f in [fixture(RESTORE, "16_45_05.586812"), fixture(FAILOVER, "16_43_35.637200"),
+                  fixture("dr_daily_verification", "16_41_50.229741")]:
+            key = f"drdrill/{f.parent.name}/{f.name}"
+            s3.put_object(Bucket="evidence", Key=key, Body=f.read_bytes())
+            sent[f"s3://evidence/{key}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+        s3.put_object(Bucket="evidence", Key=f"drdrill/{RESTORE}/broken.json", Body=b"{")
+        s3.put_object(Bucket="evidence", Key=f"drdrill/{FAILOVER}/x.timeline.md", Body=b"# timeline")
+        est = estate_at(tmp_path).model_copy(update={"journal": Journal(location="s3://evidence/drdrill",
+                                                                        conn_id="evidence_s3")})
+        ev = evidence.build(est, now=NOW)
+        assert {r.journal: r.sha256 for r in ev.runs} == sent
+        some = sorted(sent)[0]
+        assert hashlib.sha256(evidence.read_journal(est, some)).hexdigest() == sent[some]
+        assert [u["path"] for u in ev.unreadable] == [f"s3://evidence/drdrill/{RESTORE}/broken.json"]
+        assert ev.to_dict()["scorecard"][0]["score"] == "3-2-1-1-0"
+        first = write_quarter_report(est, "2026-Q3", now=NOW)
+        assert first == {"html": {"path": "s3://evidence/drdrill/reports/2026-Q3.html", "action": "written"},
+                         "md": {"path": "s3://evidence/drdrill/reports/2026-Q3.md", "action": "written"}}
+        body = s3.get_object(Bucket="evidence", Key="drdrill/reports/2026-Q3.md")["Body"].read()
+        assert body.startswith(b"# DR compliance report: sandbox, 2026-07-01 to 2026-09-30")
+        assert {v["action"] for v in write_quarter_report(est, "2026-Q3", now=NOW).values()} == {"kept"}
+        evidence.clear_cache()
+        assert len(evidence.build(est, now=NOW).runs) == 3  # the reports/ prefix holds no journals
+    finally:
+        mp.undo()
+        server.stop()
+
+
+def test_the_model_and_the_report_of_a_local_location_import_no_airflow(estate_file):
+    # The API server's plugin imports it (plugins stay light) and an auditor runs the report without Airflow.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from drdrill.__main__ import main; rc = main(['report', '--estate', sys.argv[1], "
+            "'--format', 'md', '-o', '/dev/null']); "
+            "print(rc, sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))")
+    res = subprocess.run([sys.executable, "-c", code, str(estate_file)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
+    assert res.stdout.strip().splitlines()[-1] == "0 []", res.stdout + res.stderr

@@ -14,7 +14,7 @@ evidence.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,7 +24,7 @@ from drdrill.evidence import policy as _policy
 from drdrill.evidence import windows as _windows
 from drdrill.evidence.journals import Run, clear_cache, iso, read_all
 
-__all__ = ["Evidence", "Run", "build", "clear_cache"]
+__all__ = ["Evidence", "Run", "build", "clear_cache", "read_journal"]
 
 INCIDENT = "dr_postgres_primary_failover"
 CHAOS = ("dr_weekly_pod_kill", "dr_monthly_az_failure")
@@ -78,6 +78,17 @@ class Evidence:
                        "formula": _policy.FORMULA},
         }
 
+    def find_run(self, drill: str, run_id: str) -> Run | None:
+        """The run of ``drill`` with ``run_id`` in this evidence's period, if any (the per-run view)."""
+        return next((r for r in self.runs if r.drill == drill and r.run_id == run_id), None)
+
+    def journal_paths(self) -> set[str]:
+        """Every journal this evidence cites (runs, and those the scorecard and the policy cite), and the
+        unreadable ones: what a view may serve raw."""
+        paths = {r.journal for r in self.runs} | {u["path"] for u in self.unreadable}
+        paths |= {s["journal"] for s in self.scorecard} | {r.run.journal for r in self.policy if r.run}
+        return paths
+
     def trends(self) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {name: [] for name in TREND_FIGURES}
         for r in self.runs:
@@ -106,10 +117,14 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
         raise ValueError(f"since ({iso(since)}) is after until ({iso(until)})")
     runs, unreadable = read_all(estate.journal.location, estate.journal.conn_id)
     service_cluster = {s.name: s.cluster or (s.postgres.cluster if s.postgres else None) for s in estate.services}
+    # A chaos journal names its service only: the run counts for the service's cluster (a copy: the cached
+    # Run stays as the journal says).
+    runs = [replace(r, cluster=c) if r.cluster is None and (c := _cluster_of(r, service_cluster)) else r
+            for r in runs]
     upto = sorted((r for r in runs if r.at <= until), key=lambda r: (r.at, r.run_id))
     by_pair: dict[tuple[str, str | None], list[Run]] = {}
     for r in upto:
-        by_pair.setdefault((r.drill, _cluster_of(r, service_cluster)), []).append(r)
+        by_pair.setdefault((r.drill, r.cluster), []).append(r)
 
     schedules = estate.schedules
     tz = ZoneInfo(schedules.timezone)
@@ -123,6 +138,7 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
     # A period that reaches past now is not over yet: the calendar and the evidence's age stop at now.
     as_of = min(until, now)
     first, today = since.astimezone(tz).date(), as_of.astimezone(tz).date()
+    last = (as_of - timedelta(microseconds=1)).astimezone(tz).date()  # until is exclusive: 1 Oct 00:00 ends 30 Sep
     evidence_start = min((local_date(r) for r in runs), default=None)
     configured = _configured_pairs(estate)
     pairs = sorted(set(configured) | {p for p, rs in by_pair.items() if any(r.at >= since for r in rs)},
@@ -132,7 +148,7 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
         all_runs = by_pair.get((drill, cluster), [])
         sched = schedule_of(drill)
         wins = (_windows.calendar(sched, schedules.holidays, [r for r in all_runs if r.at >= since], first=first,
-                                  today=today, evidence_start=evidence_start, local_date=local_date)
+                                  today=today, evidence_start=evidence_start, local_date=local_date, last=last)
                 if (drill, cluster) in configured else [])
         drills.append(DrillEntry(
             drill=drill, cluster=cluster, cadence=_windows.cadence(sched), runs=[r for r in all_runs if r.at >= since],
@@ -145,7 +161,7 @@ def build(estate: Any, *, now: datetime | None = None, since: datetime | None = 
                             lambda d: _windows.cadence(schedule_of(d)), as_of)
     return Evidence(estate=estate.name, generated_at=now, since=since, until=until, timezone=schedules.timezone,
                     runs=[r for r in upto if r.at >= since], drills=drills,
-                    scorecard=_scorecards(upto, service_cluster), policy=rows,
+                    scorecard=_scorecards(upto), policy=rows,
                     unreadable=sorted(unreadable, key=lambda u: u["path"]), location=estate.journal.location)
 
 
@@ -186,12 +202,12 @@ def _configured_pairs(estate: Any) -> set[tuple[str, str | None]]:
     return pairs
 
 
-def _scorecards(runs: list[Run], service_cluster: dict[str, str | None]) -> list[dict[str, Any]]:
+def _scorecards(runs: list[Run]) -> list[dict[str, Any]]:
     """Per cluster, the 3-2-1-1-0 scorecard of the newest daily journal holding scorecard results."""
     newest: dict[str, Run] = {}
     for r in runs:  # oldest first: the newest wins
         if r.drill == "dr_daily_verification" and r.scorecard and not r.dry_run:
-            newest[_cluster_of(r, service_cluster) or ""] = r
+            newest[r.cluster or ""] = r
     out = []
     for cluster, r in sorted(newest.items()):
         res = {str(x.get("name")): x for x in r.scorecard or []}
@@ -210,3 +226,17 @@ def _scorecards(runs: list[Run], service_cluster: dict[str, str | None]) -> list
                     "digits": digits, "run_id": r.run_id, "at": iso(r.at), "dag_run_href": r.dag_run_href,
                     "journal": r.journal})
     return out
+
+
+def read_journal(estate: Any, path: str) -> bytes:
+    """The bytes of one journal named as the evidence names it (``Run.journal``), read through the estate's
+    journal location and connection. Serve only paths `Evidence.journal_paths` lists: this reads any path."""
+    from drdrill.evidence.journals import local_dir
+
+    local = local_dir(path)
+    if local is not None:
+        with open(local, "rb") as f:
+            return f.read()
+    from drdrill.core import journal
+
+    return journal.storage(path, estate.journal.conn_id).read_bytes()

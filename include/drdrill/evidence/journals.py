@@ -14,6 +14,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,12 +23,14 @@ from urllib.parse import quote
 # An attachment of a journal (<tag>.gx.json, <tag>.timeline.md) has a word before ".json"
 # (drdrill.core.journal._ATTACHMENT); a run tag's own dots are followed by digits.
 ATTACHMENT = re.compile(r"\.[A-Za-z][A-Za-z_-]*\.json$")
+_CONN_IN_URL = re.compile(r"^([a-z0-9]+://)[^/@]+@")
 # Directories under the journal location that hold no drill's journals.
 NOT_DRILLS = ("reports",)
 
 LABELS = {"rto_seconds": "RTO", "rpo_seconds": "RPO", "restore_seconds": "restore time",
           "recovery_seconds": "chaos recovery time", "detect_seconds": "chaos detection time",
-          "lost_writes": "lost writes"}
+          "lost_writes": "lost writes", "dr_restore_seconds": "DR node restore time",
+          "wal_bytes_lost": "WAL bytes lost"}
 
 
 @dataclass
@@ -104,6 +107,7 @@ def dag_run_href(drill: str, run_id: str) -> str:
 
 # ------------------------------------------------------------------ listing and reading
 _CACHE: dict[str, tuple[Any, Run | str]] = {}
+READ_THREADS = 16
 
 
 def clear_cache() -> None:
@@ -121,21 +125,33 @@ def local_dir(location: str) -> str | None:
 
 def read_all(location: str, conn_id: str | None) -> tuple[list[Run], list[dict[str, str]]]:
     """Every journal under ``location``: the runs, and the journals that could not be read (path, error)."""
+    entries = list(_journals(location, conn_id))
+    misses = [e for e in entries if (hit := _CACHE.get(e[0])) is None or hit[0] != e[1]]
+    if len(misses) > 1 and local_dir(location.rstrip("/")) is None:
+        # Object storage: one request per journal, so several at once (a new API server's first page).
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+            loaded = list(pool.map(_load, misses))
+    else:
+        loaded = [_load(e) for e in misses]
+    for (path, _, _), hit in zip(misses, loaded, strict=True):
+        _CACHE[path] = hit
     runs: list[Run] = []
     unreadable: list[dict[str, str]] = []
-    for path, key, get in _journals(location, conn_id):
-        hit = _CACHE.get(path)
-        if hit is None or hit[0] != key:
-            try:
-                hit = (key, parse(get(), path))
-            except Exception as e:  # noqa: BLE001 - one bad journal must never hide the others
-                hit = (key, f"{type(e).__name__}: {e}"[:500])
-            _CACHE[path] = hit
-        if isinstance(hit[1], Run):
-            runs.append(hit[1])
+    for path, _, _ in entries:
+        value = _CACHE[path][1]
+        if isinstance(value, Run):
+            runs.append(value)
         else:
-            unreadable.append({"path": path, "error": hit[1]})
+            unreadable.append({"path": path, "error": value})
     return runs, unreadable
+
+
+def _load(entry: tuple[str, Any, Any]) -> tuple[Any, Run | str]:
+    path, key, get = entry
+    try:
+        return key, parse(get(), path)
+    except Exception as e:  # noqa: BLE001 - one bad journal must never hide the others
+        return key, f"{type(e).__name__}: {e}"[:500]
 
 
 def _journals(location: str, conn_id: str | None) -> Iterator[tuple[str, Any, Any]]:
@@ -162,7 +178,9 @@ def _journals(location: str, conn_id: str | None) -> Iterator[tuple[str, Any, An
         return
     for d in sorted(p.name for p in root.iterdir() if p.is_dir() and _is_drill_dir(p.name)):
         for path in sorted(journal.listed(base, conn_id, d)):
-            yield path, None, _object_reader(path, conn_id)
+            # ObjectStoragePath names the connection in the URL (s3://conn@bucket/key); the evidence names the
+            # object as `aws s3 cp` does, and reads it with the location's connection.
+            yield _CONN_IN_URL.sub(r"\1", path), None, _object_reader(path, conn_id)
 
 
 def _is_drill_dir(name: str) -> bool:
@@ -250,6 +268,11 @@ def _figures(doc: dict[str, Any], m: dict[str, Any], chaos: dict[str, Any],
         add("rto_seconds", m.get("rto_seconds"), m.get("rto_target_seconds"))
         add("rpo_seconds", m.get("rpo_seconds"), m.get("rpo_target_seconds"))
         add("lost_writes", m.get("lost_writes"), None, unit="writes")
+        region = m.get("region") if isinstance(m.get("region"), dict) else {}
+        restore = region.get("restore") if isinstance(region.get("restore"), dict) else {}
+        if not restore.get("skipped"):  # cold: the DR node restored from the DR repo (warm: it was running)
+            add("dr_restore_seconds", restore.get("seconds"), None)
+        add("wal_bytes_lost", region.get("wal_bytes_lost"), None, unit="bytes")
     # The chaos drills: healed within the service's bound (the recovery check's threshold).
     if chaos:
         rec = next((r for r in results if r.get("name") == "recovery"), None)

@@ -40,7 +40,7 @@ Cell = Any
 
 
 def _fig(f: dict[str, Any]) -> str:
-    unit = "" if f["unit"] == "writes" else " s"
+    unit = " s" if f["unit"] == "s" else ""
     text = f"{f['label']} {_n(f['value'])}{unit}"
     if f["target"] is not None:
         text += f" (target {_n(f['target'])}{unit}: {'met' if f['met'] else 'BREACHED'})"
@@ -172,7 +172,7 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2e
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #d0d7de;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.5em 0;font-size:13px}
 th,td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td{word-break:break-word;max-width:40em}
+th{background:#f6f8fa}td{word-break:break-word;max-width:40em}td:first-child{white-space:nowrap}
 .passed,.pass,.met{background:#dafbe1}.failed,.fail,.breached,.missed{background:#ffebe9;font-weight:600}
 .expired,.skipped,.open{background:#fff8c5}.not_run{background:#eee;font-weight:600}
 code{background:#f6f8fa;padding:0 .3em}
@@ -260,13 +260,14 @@ def write_quarter_report(estate: Any, quarter: str, *, now: dt.datetime | None =
     ev = None
     for fmt in FORMATS:
         path = journal.storage(estate.journal.location, estate.journal.conn_id) / REPORTS_DIR / f"{quarter}.{fmt}"
+        name = f"{estate.journal.location.rstrip('/')}/{REPORTS_DIR}/{quarter}.{fmt}"
         if path.exists():
-            out[fmt] = {"path": str(path), "action": "kept"}
+            out[fmt] = {"path": name, "action": "kept"}
             continue
         if ev is None:
             ev = evidence.build(estate, now=now, since=since, until=until).to_dict()
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w") as f:
             f.write(render(ev, fmt))
-        out[fmt] = {"path": str(path), "action": "written"}
+        out[fmt] = {"path": name, "action": "written"}
     return out

@@ -89,13 +89,15 @@ def periods(schedule: DrillSchedule | None, holidays: Sequence[str], first: dt.d
 
 
 def calendar(schedule: DrillSchedule | None, holidays: Sequence[str], runs: Sequence[Any], *, first: dt.date,
-             today: dt.date, evidence_start: dt.date | None, local_date: Any) -> list[Window]:
-    """The windows of one (drill, cluster) from ``first`` to ``today``, each with its status.
+             today: dt.date, evidence_start: dt.date | None, local_date: Any,
+             last: dt.date | None = None) -> list[Window]:
+    """The windows of one (drill, cluster) overlapping ``first`` to ``last`` (default ``today``), each with its
+    status; a window not over on ``today`` is ``open`` until a run passes or fails in it.
 
     ``runs`` are that pair's runs (`drdrill.evidence.journals.Run`); ``local_date(run)`` is the run's
     date in the schedules' timezone.
     """
-    windows = [Window(s, e) for s, e in periods(schedule, holidays, first, today)]
+    windows = [Window(s, e) for s, e in periods(schedule, holidays, first, last or today)]
     if not windows:
         return []
     dated = sorted(((local_date(r), r) for r in runs), key=lambda x: x[0])
