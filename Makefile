@@ -18,10 +18,10 @@ export GX_ANALYTICS_ENABLED := False
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
 
-apt-deps:  ## Debian packages: PostgreSQL 15, pgBackRest, redis-server (the Celery test's broker), docker-compose (to validate docker-compose.yaml), openssh-server (the SSH runner's tests), haproxy (the sandbox's front door)
-	@if ! command -v pgbackrest >/dev/null || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/postgres ] || [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/sbin/haproxy ]; then \
-	  echo "installing pgbackrest, postgresql-15, redis-server, docker-compose, openssh-server and haproxy (apt)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest postgresql-15 redis-server docker-compose openssh-server haproxy >/dev/null; \
+apt-deps:  ## Debian packages: PostgreSQL 15, pgBackRest, redis-server (the Celery test's broker), docker-compose (to validate docker-compose.yaml), openssh-server (the SSH runner's tests), haproxy (the sandbox's front door), chromium (the DR drills page's browser test)
+	@if ! command -v pgbackrest >/dev/null || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/postgres ] || [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/sbin/haproxy ] || [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing pgbackrest, postgresql-15, redis-server, docker-compose, openssh-server, haproxy and chromium (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest postgresql-15 redis-server docker-compose openssh-server haproxy chromium >/dev/null; \
 	fi
 
 $(VENV)/.installed: requirements.txt constraints.txt
@@ -61,6 +61,7 @@ lint: install  ## ruff (with Airflow's AIR rules)
 
 airflow: install sandbox-up $(AIRFLOW_HOME)/airflow.db  ## Airflow UI on http://localhost:8080 (standalone) over the sandbox
 	@echo "admin password: $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
+	@echo "DR drills page: http://localhost:8080/plugin/dr-drills (nav entry \"DR drills\"; each run's \"DR drill evidence\" tab)"
 	@# The drills' pools: a real scheduler never schedules a task whose pool does not exist.
 	@$(VENV)/bin/airflow pools set dr_drills 4 "drdrill: all drill tasks (at most 4 at once)" >/dev/null
 	@$(VENV)/bin/airflow pools set dr_destructive 1 "drdrill: steps that act on servers or DNS, one at a time" >/dev/null
@@ -74,6 +75,7 @@ bench: install sandbox-up  ## restore overhead, DAG parse time, memory; then fai
 	@$(PY) bench/region_failover.py --runs 1
 	@$(PY) bench/backup_estate.py --runs 3
 	@$(PY) bench/evidence.py --runs 5
+	@$(PY) bench/ui_page.py --runs 5
 
 constraints:  ## regenerate constraints.txt from the current venv
 	@$(PY) -m pip freeze --exclude-editable > constraints.txt

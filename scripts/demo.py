@@ -195,7 +195,16 @@ def main() -> int:
         show(doc)
         print(f"    journal: {new[-1]}\n    log:     {log}\n")
     print("every drill passed" if ok else "SOME DRILLS FAILED")
+    print(dashboard_hint())
     return 0 if ok else 1
+
+
+def dashboard_hint() -> str:
+    """Where to see these runs' evidence in the Airflow UI (the DR drills page, `drdrill.ui`)."""
+    home = Path(os.environ.get("AIRFLOW_HOME", "airflow-home"))
+    return ("\nDR drills page (status, calendar of windows, RTO/RPO/restore trends, 3-2-1-1-0, resilience policy):\n"
+            "  make airflow, then open http://localhost:8080/plugin/dr-drills\n"
+            f"  log in as admin with the password in {home / 'simple_auth_manager_passwords.json.generated'}")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,10 @@ def test_the_wheel_holds_the_package_and_the_entry_point_only(clean_venv):
     assert "provider_info = drdrill.provider:get_provider_info" in text
     # The scheduler of a user's Airflow must know the drills' timetables: the plugin comes with the wheel.
     assert "[airflow.plugins]" in text and "drdrill = drdrill.plugin:DrdrillPlugin" in text
+    # The DR drills page comes with it, with the files it serves (the chart library and its license too).
+    assert "drdrill_ui = drdrill.ui.plugin:DrDrillsPlugin" in text
+    assert {"drdrill/ui/static/index.html", "drdrill/ui/static/dr-drills.js",
+            "drdrill/ui/static/vendor/uPlot.iife.min.js", "drdrill/ui/static/vendor/uPlot.LICENSE"} <= set(names)
 
 
 def test_the_clean_venv_imports_the_installed_wheel_not_the_repository(probe):

@@ -1,0 +1,186 @@
+"""The FastAPI app of the "DR drills" page (mounted at ``/dr-drills`` on Airflow's API server).
+
+Routes, every one behind Airflow's own auth (the user's JWT: the ``_token`` cookie the UI's
+iframe carries, or ``Authorization: Bearer``), and filtered to the DAGs the user may read:
+
+- ``GET /``: the page (``static/index.html``; its JS reads ``api/evidence``);
+- ``GET /api/evidence``: `drdrill.evidence.Evidence.to_dict()` of the estate's journals;
+- ``GET /run?dag_id=..&run_id=..``: one run's journal rendered (`drdrill.ui.render`);
+- ``GET /journal?path=..``: a journal's bytes, only for a path the evidence lists;
+- ``GET /static/{path}``: the page's CSS and JS and the vendored chart library.
+
+An anonymous request gets 401; an anonymous browser asking for the page or a run view is
+redirected to Airflow's login page instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from drdrill.ui import render
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+HTML_ROUTES = {"/", "/run"}  # an anonymous browser is sent to the login page from these
+
+
+class EvidenceSource:
+    """Where the page's data comes from: the evidence of the estate's journals, and a journal's bytes.
+
+    :param estate_file: the estate to read (default: ``DRDRILL_ESTATE`` / the sandbox's, as every drill)
+    :param now: the evidence as of this time (its twelve months end there); default: each request's time
+    :param cache_seconds: how long one build serves the next requests (the page, its JSON and the journal
+        links a user clicks read the journals once); 0 reads them on every request
+    """
+
+    def __init__(self, estate_file: str | None = None, *, now: datetime | None = None,
+                 cache_seconds: float = 10.0) -> None:
+        self.estate_file = estate_file
+        self.now = now
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def _estate(self) -> Any:
+        from drdrill.core.estate import load_estate
+
+        return load_estate(self.estate_file)
+
+    def evidence(self) -> dict[str, Any]:
+        """`drdrill.evidence.build` over every journal of the estate, as JSON-ready dict (not to be mutated:
+        it may be the cached one)."""
+        from drdrill.evidence import build
+
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+            doc = build(self._estate(), now=self.now).to_dict()
+            self._cached = (time.monotonic(), doc)
+            return doc
+
+    def read(self, path: str) -> bytes:
+        """The bytes of the journal at ``path`` (a file:// or s3:// URL), through the estate's journal connection."""
+        from drdrill.core.journal import storage
+
+        return storage(path, self._estate().journal.conn_id).read_bytes()
+
+
+def _drill_of(entry: dict[str, Any]) -> str | None:
+    """The DAG an evidence entry belongs to: its ``drill``, else the DAG of its ``dag_run_href``."""
+    if entry.get("drill"):
+        return entry["drill"]
+    href = entry.get("dag_run_href") or ""
+    parts = href.split("/")
+    return unquote(parts[1]) if len(parts) > 1 and parts[0] == "dags" else None
+
+
+def visible(evidence: dict[str, Any], allowed: Callable[[str], bool]) -> dict[str, Any]:
+    """The evidence without what belongs to a DAG the user may not read (``allowed(dag_id)`` is false)."""
+    out = dict(evidence)
+    for key in ("runs", "drills", "scorecard"):
+        out[key] = [e for e in evidence.get(key) or [] if (d := _drill_of(e)) is None or allowed(d)]
+    out["trends"] = {name: [p for p in points if allowed(p.get("drill") or "")]
+                     for name, points in (evidence.get("trends") or {}).items()}
+    policy = dict(evidence.get("policy") or {})
+    policy["disruptions"] = [d for d in policy.get("disruptions") or [] if allowed(d.get("drill") or "")]
+    out["policy"] = policy
+    return out
+
+
+def listed_journals(evidence: dict[str, Any]) -> set[str]:
+    """Every journal path the evidence cites (runs, drills' last runs, trends, scorecard, policy)."""
+    paths: set[str] = {r["journal"] for r in evidence.get("runs") or [] if r.get("journal")}
+    for d in evidence.get("drills") or []:
+        paths.update(s["journal"] for s in (d.get("last"), d.get("last_passed")) if s and s.get("journal"))
+    for points in (evidence.get("trends") or {}).values():
+        paths.update(p["journal"] for p in points if p.get("journal"))
+    paths.update(s["journal"] for s in evidence.get("scorecard") or [] if s.get("journal"))
+    paths.update(d["journal"] for d in (evidence.get("policy") or {}).get("disruptions") or [] if d.get("journal"))
+    return paths
+
+
+def create_app(source: EvidenceSource | None = None) -> FastAPI:
+    """The DR drills app; ``source`` defaults to the estate's journals (`EvidenceSource`)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
+
+    src = source or EvidenceSource()
+    # The built-in /api/v2 routes' own check on every route: the user may read DAG runs (of the run's DAG
+    # when the request names one, as ``run?dag_id=`` does). The routes take the user as
+    # ``Depends(get_user)``, what Airflow's ``GetUserDep`` annotates: spelled out, because this module's
+    # annotations are strings that FastAPI resolves in the module's globals, not in this function.
+    can_read_runs = [Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN))]
+    app = FastAPI(title="drdrill: DR drills", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=can_read_runs)
+
+    @app.exception_handler(HTTPException)
+    async def _login_or_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 401 and request.scope.get("path", "").removeprefix(request.scope.get(
+                "root_path", "")) in HTML_ROUTES and "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=302)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    def user_evidence(user: Any) -> dict[str, Any]:
+        am = get_auth_manager()
+        seen: dict[str, bool] = {}
+
+        def allowed(dag_id: str) -> bool:
+            if dag_id not in seen:
+                seen[dag_id] = bool(dag_id) and am.is_authorized_dag(
+                    method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user)
+            return seen[dag_id]
+
+        return visible(src.evidence(), allowed)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(user: Any = Depends(get_user)) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/api/evidence")
+    def evidence(user: Any = Depends(get_user)) -> JSONResponse:
+        return JSONResponse(user_evidence(user))
+
+    @app.get("/run", response_class=HTMLResponse)
+    def run(user: Any = Depends(get_user), dag_id: str = Query(...), run_id: str = Query(...)) -> HTMLResponse:
+        ev = user_evidence(user)
+        match = next((r for r in reversed(ev["runs"]) if r["drill"] == dag_id and r["run_id"] == run_id), None)
+        if match is None:
+            return HTMLResponse(render.no_journal(dag_id, run_id, ev), status_code=404)
+        try:
+            doc = render.parse(src.read(match["journal"]))
+        except Exception as e:  # noqa: BLE001 - the page says what failed instead of a bare 500
+            log.warning("cannot read the journal %s: %s", match["journal"], e)
+            return HTMLResponse(render.unreadable(match, f"{type(e).__name__}: {e}"), status_code=502)
+        return HTMLResponse(render.run_page(match, doc))
+
+    @app.get("/journal")
+    def journal(user: Any = Depends(get_user), path: str = Query(...)) -> Response:
+        if path not in listed_journals(user_evidence(user)):
+            raise HTTPException(404, f"no journal {path!r} in the evidence: only the journals the DR drills "
+                                     "page lists are served (open it from the page)")
+        try:
+            return Response(src.read(path), media_type="application/json")
+        except Exception as e:  # noqa: BLE001 - listed a moment ago, gone or unreachable now: say so
+            log.warning("cannot read the journal %s: %s", path, e)
+            raise HTTPException(502, f"cannot read the journal {path!r}: {type(e).__name__}: {e}") from e
+
+    @app.get("/static/{name:path}")
+    def static(name: str, user: Any = Depends(get_user)) -> FileResponse:
+        f = (STATIC / name).resolve()
+        if not f.is_relative_to(STATIC) or not f.is_file():
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(f)
+
+    return app
