@@ -16,9 +16,8 @@ DRILL_DAGS = ["dr_daily_verification", "dr_monthly_restore_test", "dr_monthly_aw
 
 def test_every_drills_journal_task_notifies_its_outcome(dagbag):
     from drdrill.core.notifications import NOTIFYING_DRILLS
-    from drdrill.notifiers import DrillOutcomeNotifier
-
     from drdrill.core.schedules import SCHEDULED_REPORTS
+    from drdrill.notifiers import DrillOutcomeNotifier
 
     # The quarterly compliance report is no drill: it writes reports from the journals, none of its own.
     drills = sorted(d for d in dagbag.dag_ids if d.startswith("dr_") and d not in SCHEDULED_REPORTS)
