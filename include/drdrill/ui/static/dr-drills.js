@@ -66,7 +66,7 @@ function calendar(d) {
       cal.append(el("span", attrs, label));
     }
   }
-  if (!(d.windows || []).length) return el("span", { class: "muted" }, d.cadence === "manual" ? "run on demand (no window)" : "no window yet");
+  if (!(d.windows || []).length) return el("span", { class: "muted" }, d.cadence === "manual" ? "run on demand (no window)" : "no windows: the estate does not schedule it here");
   return cal;
 }
 
