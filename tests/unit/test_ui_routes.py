@@ -221,6 +221,19 @@ def test_api_evidence_lists_the_drill_runs_that_wrote_no_journal(client, auth, d
     assert az["2026-10-01"]["status"] == "no_journal" and az["2026-09-01"]["status"] == "missed"
 
 
+def test_run_view_of_a_run_without_journal_says_what_airflow_knows(client, auth, dag_runs):
+    r = client.get("/dr-drills/run?dag_id=dr_daily_verification&run_id=manual__killed", headers=token(auth))
+    assert r.status_code == 404 and "No journal for this run" in r.text
+    assert ('Airflow has this run: <span class="badge running">running</span> manual run after 2026-12-04T10:00'
+            in r.text)
+    assert 'href="../dags/dr_daily_verification/runs/manual__killed"' in r.text
+    other = client.get("/dr-drills/run?dag_id=dr_quarterly_failover_drill&run_id=manual__other", headers=token(auth))
+    assert '<span class="badge no_journal">success, no journal</span>' in other.text
+    # A run Airflow does not have either: the view says only that there is no journal.
+    never = client.get(f"/dr-drills/run?dag_id={RESTORE}&run_id=manual__never", headers=token(auth))
+    assert never.status_code == 404 and "Airflow has this run" not in never.text
+
+
 def test_runs_without_journal_of_a_dag_the_user_may_not_read_are_not_listed(airflow_db, source, dag_runs):
     from airflow.utils.session import create_session
 

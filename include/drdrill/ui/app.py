@@ -7,7 +7,8 @@ iframe carries, or ``Authorization: Bearer``), and filtered to the DAGs the user
 - ``GET /api/evidence``: `drdrill.evidence.Evidence.to_dict()` of the estate's journals, with Airflow's run
   history of the drill DAGs (`drdrill.ui.history`: the DagRuns of the period without a journal, read from
   the metadata DB through the request's session, as the ``/api/v2`` routes read it);
-- ``GET /run?dag_id=..&run_id=..``: one run's journal rendered (`drdrill.ui.render`);
+- ``GET /run?dag_id=..&run_id=..``: one run's journal rendered (`drdrill.ui.render`); for a run without
+  journal, what Airflow knows of it (its state);
 - ``GET /journal?path=..``: a journal's bytes, only for a path the evidence lists;
 - ``GET /static/{path}``: the page's CSS and JS and the vendored chart library.
 
@@ -182,11 +183,19 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
         return JSONResponse(evidence_for(src.evidence(), allowed_for(user), session))
 
     @app.get("/run", response_class=HTMLResponse)
-    def run(user: Any = Depends(get_user), dag_id: str = Query(...), run_id: str = Query(...)) -> HTMLResponse:
+    def run(user: Any = Depends(get_user), dag_id: str = Query(...), run_id: str = Query(...),
+            session: Any = session_dep) -> HTMLResponse:
         ev = user_evidence(user)
         match = next((r for r in reversed(ev["runs"]) if r["drill"] == dag_id and r["run_id"] == run_id), None)
         if match is None:
-            return HTMLResponse(render.no_journal(dag_id, run_id, ev), status_code=404)
+            try:
+                known = history.find_run(session, dag_id, run_id)
+            except Exception as e:  # noqa: BLE001 - the view still says there is no journal
+                log.warning("cannot read the run %s of %s from the metadata DB: %s", run_id, dag_id, e)
+                session.rollback()
+                known = None
+            return HTMLResponse(render.no_journal(dag_id, run_id, ev, known.to_dict() if known else None),
+                                status_code=404)
         try:
             doc = render.parse(src.read(match["journal"]))
         except Exception as e:  # noqa: BLE001 - the page says what failed instead of a bare 500

@@ -86,10 +86,24 @@ def read_runs(session: Any, dag_ids: Iterable[str], since: datetime, until: date
          .order_by(DagRun.run_after.desc(), DagRun.run_id.desc())
          .limit(limit + 1))
     rows = session.execute(q).all()
-    runs = [AirflowRun(drill=r[0], run_id=r[1], state=str(r[2] or "queued"), run_type=str(r[3] or "unknown"),
-                       run_after=_aware(r[4]), start_date=r[5], end_date=r[6], cluster=_cluster(r[7]))
-            for r in rows[:limit]]
-    return runs, len(rows) > limit
+    return [_run(r) for r in rows[:limit]], len(rows) > limit
+
+
+def _run(r: Any) -> AirflowRun:
+    """An `AirflowRun` of a row (dag_id, run_id, state, run_type, run_after, start_date, end_date, conf)."""
+    return AirflowRun(drill=r[0], run_id=r[1], state=str(r[2] or "queued"), run_type=str(r[3] or "unknown"),
+                      run_after=_aware(r[4]), start_date=r[5], end_date=r[6], cluster=_cluster(r[7]))
+
+
+def find_run(session: Any, dag_id: str, run_id: str) -> AirflowRun | None:
+    """The DagRun ``run_id`` of ``dag_id`` (the per-run view of a run that has no journal), if Airflow has it."""
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    r = session.execute(select(DagRun.dag_id, DagRun.run_id, DagRun._state, DagRun.run_type, DagRun.run_after,
+                               DagRun.start_date, DagRun.end_date, DagRun.conf)
+                        .where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
+    return _run(r) if r else None
 
 
 def merge(evidence: dict[str, Any], runs: Iterable[AirflowRun], *, truncated: bool = False,
