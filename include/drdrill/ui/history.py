@@ -21,6 +21,7 @@ names none (a scheduled run: the DAG's default) shows on every cluster's row of 
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -129,15 +130,20 @@ def merge(evidence: dict[str, Any], runs: Iterable[AirflowRun], *, truncated: bo
         entry["no_journal"] = len(mine)
         entry["no_journal_run_ids"] = [r.run_id for r in mine]
         if mine:
-            entry["windows"] = [_window(w, mine, tz) for w in d.get("windows") or []]
+            dated = sorted((r.run_after.astimezone(tz).date(), r.run_after, r.run_id) for r in mine)
+            entry["windows"] = [_window(w, dated) for w in d.get("windows") or []]
         drills.append(entry)
     out["drills"] = drills
     return out
 
 
-def _window(w: dict[str, Any], runs: list[AirflowRun], tz: ZoneInfo) -> dict[str, Any]:
+def _window(w: dict[str, Any], dated: list[tuple[dt.date, datetime, str]]) -> dict[str, Any]:
+    """The window ``w`` with the runs without journal inside it (``dated``: (local date, run_after, run id),
+    sorted)."""
     start, end = dt.date.fromisoformat(w["start"]), dt.date.fromisoformat(w["end"])
-    inside = [r.run_id for r in runs if start <= r.run_after.astimezone(tz).date() < end]
+    lo = bisect.bisect_left(dated, (start,))
+    hi = bisect.bisect_left(dated, (end,), lo)
+    inside = [run_id for _, _, run_id in reversed(dated[lo:hi])]  # newest first, as airflow_runs
     if not inside:
         return w
     out = dict(w, no_journal_run_ids=inside)
