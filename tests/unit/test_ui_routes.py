@@ -128,7 +128,11 @@ def test_static_serves_only_its_own_files(client, auth, name):
 def test_api_evidence_is_the_evidence(client, auth, source):
     r = client.get("/dr-drills/api/evidence", headers=token(auth))
     assert r.status_code == 200
-    assert r.json() == source.evidence()
+    doc = r.json()
+    # With no DagRun in the metadata DB, Airflow's history adds nothing but its own keys.
+    assert doc["airflow_runs"] == [] and doc["airflow_history"]["error"] is None
+    assert all(d.pop("no_journal") == 0 and d.pop("no_journal_run_ids") == [] for d in doc["drills"])
+    assert {k: v for k, v in doc.items() if k not in ("airflow_runs", "airflow_history")} == source.evidence()
 
 
 def test_evidence_is_filtered_to_the_dags_the_user_may_read():
@@ -140,6 +144,136 @@ def test_evidence_is_filtered_to_the_dags_the_user_may_read():
     assert out["scorecard"] == ev["scorecard"]  # the daily verification's, by its dag_run_href
     assert visible(ev, lambda dag: dag != "dr_daily_verification")["scorecard"] == []
     assert all(not p.startswith(str(FIXTURES / "journal" / RESTORE)) for p in listed_journals(out))
+
+
+# ------------------------------------------------------------------ Airflow's run history: runs without journal
+INCIDENT = "dr_postgres_primary_failover"
+# (dag_id, run_id, state, run_after, conf): real DagRun rows in the test's metadata DB.
+DAG_RUNS = [
+    (RESTORE, "manual__2026-12-06T16:41:09.642987+00:00", "success", "2026-12-06T16:41:09.642987+00:00", {}),
+    ("dr_monthly_az_failure", "scheduled__2026-10-07T03:00:00+00:00", "failed", "2026-10-07T03:00:00+00:00", {}),
+    ("dr_daily_verification", "manual__killed", "running", "2026-12-04T10:00:00+00:00", {"cluster": "main"}),
+    ("dr_quarterly_failover_drill", "manual__other", "success", "2026-09-15T08:00:00+00:00", {"cluster": "other"}),
+    (INCIDENT, "manual__hidden", "queued", "2026-11-02T08:00:00+00:00", {}),
+    ("dr_weekly_pod_kill", "broken", "failed", "2026-11-25T08:00:00+00:00", {}),  # its journal is unreadable
+    ("example_restore_row_count", "manual__not_a_drill", "failed", "2026-11-02T08:00:00+00:00", {}),
+    (RESTORE, "manual__last_year", "failed", "2025-01-10T08:00:00+00:00", {}),  # before the period
+]
+
+
+@pytest.fixture
+def dag_runs(airflow_db):
+    """The rows of DAG_RUNS (and the DAGs they need), removed afterwards."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    DagBundlesManager().sync_bundles_to_db()
+    added: list[str] = []
+    with create_session() as s:
+        for dag_id in sorted({r[0] for r in DAG_RUNS}):
+            if not s.get(DagModel, dag_id):
+                s.add(DagModel(dag_id=dag_id, bundle_name="dags-folder"))
+                added.append(dag_id)
+        s.flush()
+        for dag_id, run_id, state, run_after, conf in DAG_RUNS:
+            at = datetime.fromisoformat(run_after)
+            s.add(DagRun(dag_id=dag_id, run_id=run_id, run_type=run_id.split("__")[0] if "__" in run_id else "manual",
+                         state=state, run_after=at, start_date=None if state == "queued" else at, conf=conf))
+    yield DAG_RUNS
+    with create_session() as s:
+        s.query(DagRun).filter(DagRun.run_id.in_([r[1] for r in DAG_RUNS])).delete(synchronize_session=False)
+        s.query(DagModel).filter(DagModel.dag_id.in_(added)).delete(synchronize_session=False)
+
+
+def windows_of(ev: dict, drill: str) -> dict[str, dict]:
+    return {w["start"]: w for w in next(d for d in ev["drills"] if d["drill"] == drill)["windows"]}
+
+
+def test_api_evidence_lists_the_drill_runs_that_wrote_no_journal(client, auth, dag_runs):
+    ev = client.get("/dr-drills/api/evidence", headers=token(auth)).json()
+    listed = {(r["drill"], r["run_id"]): r for r in ev["airflow_runs"]}
+    # A run with a journal, a run whose journal is unreadable, a DAG that is no drill, a run before the
+    # period: none is listed. The others are, newest first, with their state and a link to the Airflow run.
+    assert [k[1] for k in listed] == ["manual__killed", "manual__hidden", "scheduled__2026-10-07T03:00:00+00:00",
+                                      "manual__other"]
+    killed = listed[("dr_daily_verification", "manual__killed")]
+    assert killed == {"drill": "dr_daily_verification", "cluster": "main", "run_id": "manual__killed",
+                      "state": "running", "run_type": "manual", "run_after": "2026-12-04T10:00:00+00:00",
+                      "start_date": "2026-12-04T10:00:00+00:00", "end_date": None,
+                      "dag_run_href": "dags/dr_daily_verification/runs/manual__killed"}
+    assert listed[(INCIDENT, "manual__hidden")]["state"] == "queued"
+    assert ev["airflow_history"] == {"read": 6, "truncated": False, "limit": 10_000, "error": None}
+    counts = {(d["drill"], d["cluster"]): (d["no_journal"], d["no_journal_run_ids"]) for d in ev["drills"]}
+    assert counts[("dr_daily_verification", "main")] == (1, ["manual__killed"])
+    assert counts[("dr_monthly_az_failure", "main")] == (1, ["scheduled__2026-10-07T03:00:00+00:00"])  # no conf
+    assert counts[(RESTORE, "main")] == (0, [])
+    # The failover drill's run was for cluster "other": not on the row of cluster "nope".
+    assert counts[("dr_quarterly_failover_drill", "nope")] == (0, [])
+    # A window where a run without journal happened is "no_journal", never "missed"; a window with a verdict
+    # keeps it.
+    daily = windows_of(ev, "dr_daily_verification")
+    assert daily["2026-12-04"] == {"start": "2026-12-04", "end": "2026-12-05", "status": "no_journal",
+                                   "run_ids": [], "no_journal_run_ids": ["manual__killed"]}
+    assert daily["2026-12-06"]["status"] == "passed" and "no_journal_run_ids" not in daily["2026-12-06"]
+    az = windows_of(ev, "dr_monthly_az_failure")
+    assert az["2026-10-01"]["status"] == "no_journal" and az["2026-09-01"]["status"] == "missed"
+
+
+def test_run_view_of_a_run_without_journal_says_what_airflow_knows(client, auth, dag_runs):
+    r = client.get("/dr-drills/run?dag_id=dr_daily_verification&run_id=manual__killed", headers=token(auth))
+    assert r.status_code == 404 and "No journal for this run" in r.text
+    assert ('Airflow has this run: <span class="badge running">running</span> manual run after 2026-12-04T10:00'
+            in r.text)
+    assert 'href="../dags/dr_daily_verification/runs/manual__killed"' in r.text
+    other = client.get("/dr-drills/run?dag_id=dr_quarterly_failover_drill&run_id=manual__other", headers=token(auth))
+    assert '<span class="badge no_journal">success, no journal</span>' in other.text
+    # A run Airflow does not have either: the view says only that there is no journal.
+    never = client.get(f"/dr-drills/run?dag_id={RESTORE}&run_id=manual__never", headers=token(auth))
+    assert never.status_code == 404 and "Airflow has this run" not in never.text
+
+
+def test_runs_without_journal_of_a_dag_the_user_may_not_read_are_not_listed(airflow_db, source, dag_runs):
+    from airflow.utils.session import create_session
+
+    from drdrill.ui.app import evidence_for
+
+    with create_session() as s:
+        ev = evidence_for(source.evidence(), lambda dag: dag != INCIDENT, s)
+    assert ev["airflow_runs"] and all(r["drill"] != INCIDENT for r in ev["airflow_runs"])
+    assert all(d["drill"] != INCIDENT for d in ev["drills"])
+    with create_session() as s:
+        none = evidence_for(source.evidence(), lambda dag: dag == "dr_daily_verification", s)
+    assert [r["run_id"] for r in none["airflow_runs"]] == ["manual__killed"]
+    assert none["airflow_history"]["read"] == 1
+
+
+def test_the_run_history_is_bounded_to_the_newest_runs(airflow_db, dag_runs):
+    from airflow.utils.session import create_session
+
+    from drdrill.ui.history import read_runs
+
+    since, until = (datetime.fromisoformat(t) for t in ("2025-12-06T17:00:00+00:00", "2026-12-06T17:00:00+00:00"))
+    with create_session() as s:
+        runs, truncated = read_runs(s, [RESTORE, "dr_daily_verification", "dr_monthly_az_failure"], since, until,
+                                    limit=2)
+    assert truncated and [r.run_id for r in runs] == ["manual__2026-12-06T16:41:09.642987+00:00", "manual__killed"]
+    with create_session() as s:
+        assert read_runs(s, [], since, until) == ([], False)
+
+
+def test_a_metadata_db_that_fails_still_shows_the_journals_evidence(source, tmp_path):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from drdrill.ui.app import with_history
+
+    with Session(create_engine(f"sqlite:///{tmp_path / 'empty.db'}")) as s:  # no dag_run table
+        ev = with_history(source.evidence(), s, [RESTORE])
+    assert ev["airflow_runs"] == [] and ev["runs"] == source.evidence()["runs"]
+    err = ev["airflow_history"]["error"]
+    assert err.startswith("cannot read Airflow's run history: OperationalError") and "dag_run" in err
 
 
 # ------------------------------------------------------------------ journals

@@ -4,7 +4,9 @@
 computes what the DR dashboard (the Airflow UI plugin), the compliance report (``python -m drdrill
 report``) and its quarterly DAG show; `Evidence.to_dict` is the JSON both read
 (``/work/notes/evidence-contract.md``'s shape). Pure Python (no Airflow import unless the journal
-location is object storage): the API server's plugin and the CLI import it.
+location is object storage): the API server's plugin and the CLI import it. It never reads Airflow's
+metadata DB: a run that wrote no journal is not here (a window with only such runs is ``missed``);
+the DR drills page adds those runs from Airflow's run history (`drdrill.ui.history`).
 
 A journal that cannot be read or parsed is listed in ``unreadable`` with its error, never raised.
 Dry runs and skipped runs are listed as runs but never satisfy a window nor count as the policy's

@@ -4,8 +4,11 @@ Routes, every one behind Airflow's own auth (the user's JWT: the ``_token`` cook
 iframe carries, or ``Authorization: Bearer``), and filtered to the DAGs the user may read:
 
 - ``GET /``: the page (``static/index.html``; its JS reads ``api/evidence``);
-- ``GET /api/evidence``: `drdrill.evidence.Evidence.to_dict()` of the estate's journals;
-- ``GET /run?dag_id=..&run_id=..``: one run's journal rendered (`drdrill.ui.render`);
+- ``GET /api/evidence``: `drdrill.evidence.Evidence.to_dict()` of the estate's journals, with Airflow's run
+  history of the drill DAGs (`drdrill.ui.history`: the DagRuns of the period without a journal, read from
+  the metadata DB through the request's session, as the ``/api/v2`` routes read it);
+- ``GET /run?dag_id=..&run_id=..``: one run's journal rendered (`drdrill.ui.render`); for a run without
+  journal, what Airflow knows of it (its state);
 - ``GET /journal?path=..``: a journal's bytes, only for a path the evidence lists;
 - ``GET /static/{path}``: the page's CSS and JS and the vendored chart library.
 
@@ -27,7 +30,7 @@ from urllib.parse import unquote
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from drdrill.ui import render
+from drdrill.ui import history, render
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ def _drill_of(entry: dict[str, Any]) -> str | None:
 def visible(evidence: dict[str, Any], allowed: Callable[[str], bool]) -> dict[str, Any]:
     """The evidence without what belongs to a DAG the user may not read (``allowed(dag_id)`` is false)."""
     out = dict(evidence)
-    for key in ("runs", "drills", "scorecard"):
+    for key in ("runs", "drills", "scorecard", "airflow_runs"):
         out[key] = [e for e in evidence.get(key) or [] if (d := _drill_of(e)) is None or allowed(d)]
     out["trends"] = {name: [p for p in points if allowed(p.get("drill") or "")]
                      for name, points in (evidence.get("trends") or {}).items()}
@@ -110,10 +113,32 @@ def listed_journals(evidence: dict[str, Any]) -> set[str]:
     return paths
 
 
+def evidence_for(evidence: dict[str, Any], allowed: Callable[[str], bool], session: Any) -> dict[str, Any]:
+    """What ``api/evidence`` answers: the evidence of the DAGs the user may read (`visible`), with Airflow's
+    runs without journal of the drill DAGs the user may read (`with_history`)."""
+    ev = visible(evidence, allowed)
+    return with_history(ev, session, [d for d in history.drill_dags(ev) if allowed(d)])
+
+
+def with_history(evidence: dict[str, Any], session: Any, dag_ids: list[str]) -> dict[str, Any]:
+    """The evidence with Airflow's runs of ``dag_ids`` that have no journal (`drdrill.ui.history`). The
+    metadata DB failing is said in ``airflow_history.error``: the journals' evidence still shows."""
+    try:
+        runs, truncated = history.read_runs(session, dag_ids, datetime.fromisoformat(evidence["since"]),
+                                            datetime.fromisoformat(evidence["until"]))
+    except Exception as e:  # noqa: BLE001 - the evidence of record is the journals: show it, say what failed
+        log.warning("cannot read the drill DAGs' runs from the metadata DB: %s", e)
+        session.rollback()
+        return history.merge(evidence, [], error=f"cannot read Airflow's run history: {type(e).__name__}: "
+                                                 f"{str(e).splitlines()[0][:300] if str(e) else ''}")
+    return history.merge(evidence, runs, truncated=truncated)
+
+
 def create_app(source: EvidenceSource | None = None) -> FastAPI:
     """The DR drills app; ``source`` defaults to the estate's journals (`EvidenceSource`)."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 
     src = source or EvidenceSource()
@@ -122,6 +147,8 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
     # ``Depends(get_user)``, what Airflow's ``GetUserDep`` annotates: spelled out, because this module's
     # annotations are strings that FastAPI resolves in the module's globals, not in this function.
     can_read_runs = [Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN))]
+    # The /api/v2 routes' metadata DB session (``SessionDep``'s dependency: one per request, closed after it).
+    session_dep = SessionDep.__metadata__[0]
     app = FastAPI(title="drdrill: DR drills", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=can_read_runs)
 
@@ -132,7 +159,7 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
             return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=302)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    def user_evidence(user: Any) -> dict[str, Any]:
+    def allowed_for(user: Any) -> Callable[[str], bool]:
         am = get_auth_manager()
         seen: dict[str, bool] = {}
 
@@ -142,22 +169,33 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
                     method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user)
             return seen[dag_id]
 
-        return visible(src.evidence(), allowed)
+        return allowed
+
+    def user_evidence(user: Any) -> dict[str, Any]:
+        return visible(src.evidence(), allowed_for(user))
 
     @app.get("/", response_class=HTMLResponse)
     def page(user: Any = Depends(get_user)) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.get("/api/evidence")
-    def evidence(user: Any = Depends(get_user)) -> JSONResponse:
-        return JSONResponse(user_evidence(user))
+    def evidence(user: Any = Depends(get_user), session: Any = session_dep) -> JSONResponse:
+        return JSONResponse(evidence_for(src.evidence(), allowed_for(user), session))
 
     @app.get("/run", response_class=HTMLResponse)
-    def run(user: Any = Depends(get_user), dag_id: str = Query(...), run_id: str = Query(...)) -> HTMLResponse:
+    def run(user: Any = Depends(get_user), dag_id: str = Query(...), run_id: str = Query(...),
+            session: Any = session_dep) -> HTMLResponse:
         ev = user_evidence(user)
         match = next((r for r in reversed(ev["runs"]) if r["drill"] == dag_id and r["run_id"] == run_id), None)
         if match is None:
-            return HTMLResponse(render.no_journal(dag_id, run_id, ev), status_code=404)
+            try:
+                known = history.find_run(session, dag_id, run_id)
+            except Exception as e:  # noqa: BLE001 - the view still says there is no journal
+                log.warning("cannot read the run %s of %s from the metadata DB: %s", run_id, dag_id, e)
+                session.rollback()
+                known = None
+            return HTMLResponse(render.no_journal(dag_id, run_id, ev, known.to_dict() if known else None),
+                                status_code=404)
         try:
             doc = render.parse(src.read(match["journal"]))
         except Exception as e:  # noqa: BLE001 - the page says what failed instead of a bare 500

@@ -98,13 +98,24 @@ def run_page(run: dict[str, Any], doc: dict[str, Any]) -> str:
     return _page(f'{run["drill"]} {run["run_id"]}', head + fig_html + fail_html + checks_html + steps_html)
 
 
-def no_journal(dag_id: str, run_id: str, evidence: dict[str, Any]) -> str:
-    """The view of a run the evidence has no journal for (not a drill, still running, or outside the period)."""
+def no_journal(dag_id: str, run_id: str, evidence: dict[str, Any], airflow_run: dict[str, Any] | None = None) -> str:
+    """The view of a run the evidence has no journal for (not a drill, still running, killed, or outside the
+    period); ``airflow_run`` is what Airflow's metadata DB has of it (`drdrill.ui.history.AirflowRun.to_dict`)."""
+    known = ""
+    if airflow_run:
+        a = airflow_run
+        state = ('<span class="badge no_journal">success, no journal</span>' if a.get("state") == "success"
+                 else badge(a.get("state")))
+        known = (f'<p>Airflow has this run: {state} {_e(a.get("run_type"))} run after '
+                 f'{_e(a.get("run_after"))}, started {_e(a.get("start_date") or "—")}, ended '
+                 f'{_e(a.get("end_date") or "—")}. It wrote no journal: it is no evidence of a drill (a run still '
+                 'queued or running, a worker killed, or a run that failed before its last task).</p>'
+                 f'<p><a target="_top" href="../{_e(a.get("dag_run_href"))}">Airflow run</a></p>')
     return _page("no journal", f'<header><h1>No journal for this run</h1></header><p>The evidence of estate '
                  f'<b>{_e(evidence.get("estate"))}</b> from {_e(evidence.get("since"))} to {_e(evidence.get("until"))} '
                  f'has no journal of run <code>{_e(run_id)}</code> of <code>{_e(dag_id)}</code>. A drill writes its '
                  'journal in its last task: a run that is still going, or a DAG that is not a drill, has none.</p>'
-                 '<p><a target="_top" href="../plugin/dr-drills">all DR drills</a></p>')
+                 f'{known}<p><a target="_top" href="../plugin/dr-drills">all DR drills</a></p>')
 
 
 def unreadable(run: dict[str, Any], error: str) -> str:

@@ -1,4 +1,5 @@
-// drdrill's DR drills page: reads api/evidence (drdrill.evidence's Evidence.to_dict()) and draws it.
+// drdrill's DR drills page: reads api/evidence (drdrill.evidence's Evidence.to_dict(), with Airflow's runs
+// that wrote no journal: drdrill.ui.history) and draws it.
 // Every URL is relative (the page is served at <airflow>/dr-drills/ and may sit under a base_url
 // sub-path); links to Airflow runs open at the top level (the page is shown in the UI's iframe).
 "use strict";
@@ -52,16 +53,24 @@ function runLinks(summary, drill) {
       el("a", { href: journalHref(summary.journal) }, "journal")));
 }
 
-function calendar(d) {
+// An Airflow run that wrote no journal: its state (a success without journal is not a passed drill).
+const stateBadge = (state) => (state === "success" ? el("span", { class: "badge no_journal" }, "success, no journal") : badge(state));
+
+function calendar(d, airflow) {
   const cal = el("div", { class: "cal " + (["daily", "weekly", "monthly", "quarterly"].includes(d.cadence) ? d.cadence : "monthly"),
                           "data-drill": d.drill, "data-cluster": d.cluster || "" });
   for (const w of d.windows || []) {
-    const title = `${w.start} .. ${w.end}: ${w.status}` + (w.run_ids && w.run_ids.length ? ` (${w.run_ids.join(", ")})` : "");
+    const orphans = (w.no_journal_run_ids || []).map((id) => airflow.get(`${d.drill} ${id}`) || { run_id: id, state: "unknown" });
+    const status = w.status === "no_journal" ? "ran, no journal" : w.status;
+    const title = `${w.start} .. ${w.end}: ${status}` + (w.run_ids && w.run_ids.length ? ` (${w.run_ids.join(", ")})` : "")
+      + (orphans.length ? `; Airflow run(s) without journal: ${orphans.map((r) => `${r.run_id} (${r.state})`).join(", ")}` : "");
     const label = d.cadence === "monthly" ? w.start.slice(5, 7) : d.cadence === "quarterly" ? w.start.slice(0, 7) : "";
     const attrs = { class: w.status, title, "data-status": w.status, "data-start": w.start };
     if (w.run_ids && w.run_ids.length) {
       const runId = w.run_ids[w.run_ids.length - 1];
       cal.append(el("a", { ...attrs, href: viewHref(d.drill, runId) }, label));
+    } else if (orphans.length) {
+      cal.append(el("a", { ...attrs, href: runHref(orphans[0].dag_run_href), target: "_top" }, label));
     } else {
       cal.append(el("span", attrs, label));
     }
@@ -70,14 +79,29 @@ function calendar(d) {
   return cal;
 }
 
+function noJournal(d, airflow) {
+  // The drill's Airflow runs that wrote no journal (newest first): their state and a link to each.
+  const ids = d.no_journal_run_ids || [];
+  if (!ids.length) return null;
+  const shown = ids.slice(0, 5).map((id) => airflow.get(`${d.drill} ${id}`)).filter(Boolean);
+  return el("div", { class: "no-journal small", title: "Airflow ran these, but no journal was written: a killed " +
+                     "worker, a run still going, or a run that failed before its last task" },
+    `${ids.length} without journal`,
+    shown.map((r) => el("div", { "data-run-id": r.run_id }, stateBadge(r.state), " ",
+      el("a", { href: runHref(r.dag_run_href), target: "_top", title: r.run_id }, minute(r.run_after)))),
+    ids.length > shown.length ? el("a", { href: runHref(`dags/${encodeURIComponent(d.drill)}/runs`), target: "_top" },
+      `${ids.length - shown.length} more`) : null);
+}
+
 function drills(ev) {
   const body = document.querySelector("#drills tbody");
   body.replaceChildren();
+  const airflow = new Map((ev.airflow_runs || []).map((r) => [`${r.drill} ${r.run_id}`, r]));
   for (const d of ev.drills || []) {
     body.append(el("tr", { "data-drill": d.drill },
       el("td", {}, el("code", {}, d.drill)), el("td", {}, d.cluster || "—"), el("td", {}, d.cadence),
       el("td", {}, runLinks(d.last, d.drill)), el("td", {}, runLinks(d.last_passed, d.drill)),
-      el("td", { class: "num" }, d.runs), el("td", {}, calendar(d))));
+      el("td", { class: "num" }, d.runs, noJournal(d, airflow)), el("td", {}, calendar(d, airflow))));
   }
   if (!(ev.drills || []).length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No drill has run in this period.")));
 }
@@ -218,9 +242,16 @@ function summary(ev) {
   const tile = (label, value, id) => el("div", { class: "tile", id }, el("div", { class: "label" }, label), el("div", { class: "big" }, value));
   document.querySelector("#summary").replaceChildren(
     tile("drill runs", runs.length, "tile-runs"), tile("failed runs", failed, "tile-failed"),
-    tile("missed windows", missed, "tile-missed"), tile("drills", (ev.drills || []).length, "tile-drills"));
+    tile("missed windows", missed, "tile-missed"), tile("runs without journal", (ev.airflow_runs || []).length, "tile-no-journal"),
+    tile("drills", (ev.drills || []).length, "tile-drills"));
   document.querySelector("#period").textContent =
-    `Estate ${ev.estate} · ${day(ev.since)} to ${day(ev.until)} (${ev.timezone}) · evidence generated ${when(ev.generated_at)} from the drills' journals`;
+    `Estate ${ev.estate} · ${day(ev.since)} to ${day(ev.until)} (${ev.timezone}) · evidence generated ${when(ev.generated_at)} ` +
+    "from the drills' journals and Airflow's run history";
+  const hist = ev.airflow_history || {};
+  const note = document.querySelector("#history");
+  note.hidden = !hist.error && !hist.truncated;
+  note.textContent = hist.error ? `${hist.error}: runs that wrote no journal are not shown.`
+    : hist.truncated ? `Airflow's run history: only the newest ${hist.limit} runs were read.` : "";
   const bad = ev.unreadable || [];
   const box = document.querySelector("#unreadable");
   box.hidden = !bad.length;
