@@ -80,12 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "schema":
         from drdrill.core.estate import json_schema
 
-        text = json.dumps(json_schema(), indent=2) + "\n"
-        if args.output:
-            with open(args.output, "w") as f:
-                f.write(text)
-        else:
-            sys.stdout.write(text)
+        _emit(json.dumps(json_schema(), indent=2) + "\n", args.output)
         return 0
 
     if not args.verbose:  # before Airflow configures its logging on first import
@@ -136,13 +131,17 @@ def _report(args: argparse.Namespace) -> int:
     since_day = args.since or until_day - dt.timedelta(days=365)
     since = dt.datetime.combine(since_day, dt.time(), tz)
     until = dt.datetime.combine(until_day + dt.timedelta(days=1), dt.time(), tz)  # the last day, inclusive
-    text = render(evidence.build(estate, since=since, until=until), args.format)
-    if args.output:
-        with open(args.output, "w") as f:
+    _emit(render(evidence.build(estate, since=since, until=until), args.format), args.output)
+    return 0
+
+
+def _emit(text: str, output: str | None) -> None:
+    """``text`` to the ``-o`` file, else to standard output."""
+    if output:
+        with open(output, "w") as f:
             f.write(text)
     else:
         sys.stdout.write(text)
-    return 0
 
 
 if __name__ == "__main__":
