@@ -208,10 +208,15 @@ def listed(location: str, conn_id: str | None, dag_id: str) -> set[str]:
     d = storage(location, conn_id) / dag_id
     if not d.exists():
         return set()
-    return {str(p) for p in d.iterdir() if p.name.endswith(".json") and not _ATTACHMENT.search(p.name)}
+    return {str(p) for p in d.iterdir() if is_journal_name(p.name)}
 
 
 _ATTACHMENT = re.compile(r"\.[A-Za-z][A-Za-z_-]*\.json$")
+
+
+def is_journal_name(name: str) -> bool:
+    """A journal's file name, not an attachment's (see `listed`)."""
+    return name.endswith(".json") and not _ATTACHMENT.search(name)
 
 
 def read(path: str, conn_id: str | None) -> dict[str, Any]:

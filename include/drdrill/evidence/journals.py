@@ -4,7 +4,7 @@ Journals are written once and never edited (`drdrill.core.journal.write`), so wh
 from one is cached per process, keyed by its path (and, for a local file, its size and mtime: a
 test that replaces a file in place is still read again). A local location (``file://`` or a
 plain path) is read with the standard library; any other (``s3://``...) through
-`drdrill.core.journal` (Airflow's ObjectStoragePath), imported only then.
+`drdrill.core.journal`'s Airflow ObjectStoragePath, imported only then.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-# An attachment of a journal (<tag>.gx.json, <tag>.timeline.md) has a word before ".json"
-# (drdrill.core.journal._ATTACHMENT); a run tag's own dots are followed by digits.
-ATTACHMENT = re.compile(r"\.[A-Za-z][A-Za-z_-]*\.json$")
+from drdrill.core import journal
+
 _CONN_IN_URL = re.compile(r"^([a-z0-9]+://)[^/@]+@")
 # Directories under the journal location that hold no drill's journals.
 NOT_DRILLS = ("reports",)
@@ -165,14 +164,12 @@ def _journals(location: str, conn_id: str | None) -> Iterator[tuple[str, Any, An
             return
         for d in drills:
             with os.scandir(os.path.join(local, d)) as it:
-                entries = sorted((e for e in it if e.name.endswith(".json") and not ATTACHMENT.search(e.name)),
+                entries = sorted((e for e in it if journal.is_journal_name(e.name)),
                                  key=lambda e: e.name)
             for e in entries:
                 st = e.stat()
                 yield f"{base}/{d}/{e.name}", (st.st_size, st.st_mtime_ns), _reader(e.path)
         return
-    from drdrill.core import journal
-
     root = journal.storage(base, conn_id)
     if not root.exists():
         return
@@ -196,8 +193,6 @@ def _reader(path: str) -> Any:
 
 def _object_reader(path: str, conn_id: str | None) -> Any:
     def get() -> bytes:
-        from drdrill.core import journal
-
         return journal.storage(path, conn_id).read_bytes()
     return get
 
