@@ -430,3 +430,53 @@ def test_the_estates_journals_through_the_evidence_model(auth, tmp_path):
     new = FIXTURES / "journal" / RESTORE / "manual__2026-12-06T16_41_09.642987_00_00.json"
     (journals / RESTORE / new.name).write_bytes(new.read_bytes())
     assert [r["run_id"] for r in uncached.evidence()["runs"]] == ["manual__2026-12-06T16:41:09.642987+00:00"]
+
+
+# ------------------------------------------------------------------ the warm-up (the API server's first page)
+def test_the_warm_up_reads_the_journals_before_the_first_request(auth, tmp_path, caplog):
+    """The plugin's app reads the estate's journals in the background when it is built: the first request
+    reads none of them again (their per-path cache is full), and serves the evidence the warm-up built."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from drdrill.core.paths import estate_path
+    from drdrill.evidence import journals
+
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(estate_path().read_text().replace("location: file://${DRDRILL_SANDBOX_DIR}/journal",
+                                                        f"location: file://{FIXTURES / 'journal'}"))
+    journals.clear_cache()
+    source = EvidenceSource(str(estate), now=datetime.fromisoformat(FixtureEvidence().doc["until"]))
+    caplog.set_level("INFO", logger="drdrill.ui.app")
+    app = create_app(source, warm_up=True)
+    app.state.warm_up.join(timeout=60)
+    assert not app.state.warm_up.is_alive()
+    cached = dict(journals._CACHE)
+    assert len(cached) == len(list((FIXTURES / "journal").rglob("*.json"))) > 0
+    assert f"evidence of {len(FixtureEvidence().doc['runs'])} runs read ahead" in caplog.text
+    root = FastAPI()
+    root.mount("/dr-drills", app)
+    with TestClient(root) as c:
+        ev = c.get("/dr-drills/api/evidence", headers=token(auth)).json()
+    assert {r["run_id"] for r in ev["runs"]} == {r["run_id"] for r in FixtureEvidence().doc["runs"]}
+    assert all(journals._CACHE[p] is hit for p, hit in cached.items())  # not one journal read again
+
+
+def test_a_warm_up_that_fails_is_logged_and_the_routes_say_why_with_a_503(auth, tmp_path, caplog):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    broken = tmp_path / "estate.yaml"
+    broken.write_text("clusters: [not, a, mapping\n")
+    caplog.set_level("INFO", logger="drdrill.ui.app")
+    app = create_app(EvidenceSource(str(broken)), warm_up=True)
+    app.state.warm_up.join(timeout=60)
+    assert "cannot read the evidence ahead of the first request" in caplog.text and str(broken) in caplog.text
+    assert create_app(EvidenceSource(str(broken))).state.warm_up is None  # only when asked (the plugin asks)
+    root = FastAPI()
+    root.mount("/dr-drills", app)
+    with TestClient(root) as c:
+        r = c.get("/dr-drills/api/evidence", headers=token(auth))
+        assert r.status_code == 503 and "EstateError" in r.json()["detail"] and "not valid YAML" in r.json()["detail"]
+        r = c.get("/dr-drills/run?dag_id=x&run_id=y", headers=token(auth))
+        assert r.status_code == 503 and str(broken) in r.json()["detail"]

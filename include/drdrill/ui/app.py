@@ -72,6 +72,32 @@ class EvidenceSource:
             self._cached = (time.monotonic(), doc)
             return doc
 
+    def warm_up(self) -> threading.Thread:
+        """Pay a new API server's one-time costs in the background, so its first page costs what the next do:
+        every journal read, parsed and hashed (`drdrill.evidence.journals` keeps them per path) and
+        SQLAlchemy's mappers configured (the first query of a process configures Airflow's ~60 models:
+        0.6 s). Started when the API server builds the app; a request meanwhile waits for it on the lock,
+        instead of doing the same work beside it. A failure is logged: the first request meets it again."""
+
+        def run() -> None:
+            t0 = time.monotonic()
+            try:
+                from airflow.models.dagrun import DagRun  # noqa: F401 - the model the history query reads
+                from sqlalchemy.orm import configure_mappers
+
+                configure_mappers()
+                runs = len(self.evidence().get("runs") or [])
+            except Exception as e:  # noqa: BLE001 - the page says it on the first request, with the request's context
+                log.warning("DR drills page: cannot read the evidence ahead of the first request: %s: %s",
+                            type(e).__name__, e)
+                return
+            log.info("DR drills page: evidence of %d runs read ahead of the first request in %.2f s", runs,
+                     time.monotonic() - t0)
+
+        thread = threading.Thread(target=run, name="drdrill-ui-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def read(self, path: str) -> bytes:
         """The bytes of the journal at ``path`` (a file:// or s3:// URL), through the estate's journal connection."""
         from drdrill.core.journal import storage
@@ -134,8 +160,9 @@ def with_history(evidence: dict[str, Any], session: Any, dag_ids: list[str]) -> 
     return history.merge(evidence, runs, truncated=truncated)
 
 
-def create_app(source: EvidenceSource | None = None) -> FastAPI:
-    """The DR drills app; ``source`` defaults to the estate's journals (`EvidenceSource`)."""
+def create_app(source: EvidenceSource | None = None, *, warm_up: bool = False) -> FastAPI:
+    """The DR drills app; ``source`` defaults to the estate's journals (`EvidenceSource`). ``warm_up``: start
+    `EvidenceSource.warm_up` (the API server's app does; its thread is ``app.state.warm_up``)."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.api_fastapi.common.db.common import SessionDep
@@ -151,6 +178,7 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
     session_dep = SessionDep.__metadata__[0]
     app = FastAPI(title="drdrill: DR drills", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=can_read_runs)
+    app.state.warm_up = src.warm_up() if warm_up else None
 
     @app.exception_handler(HTTPException)
     async def _login_or_error(request: Request, exc: HTTPException) -> Response:
@@ -171,8 +199,17 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
 
         return allowed
 
+    def built() -> dict[str, Any]:
+        """The source's evidence; a source that cannot build it (an estate that does not load, a journal
+        location that does not answer) is a 503 saying why, not a bare 500."""
+        try:
+            return src.evidence()
+        except Exception as e:  # noqa: BLE001 - what failed is the answer: the page shows it
+            log.warning("cannot build the DR drills evidence: %s: %s", type(e).__name__, e)
+            raise HTTPException(503, f"cannot build the evidence: {type(e).__name__}: {e}") from e
+
     def user_evidence(user: Any) -> dict[str, Any]:
-        return visible(src.evidence(), allowed_for(user))
+        return visible(built(), allowed_for(user))
 
     @app.get("/", response_class=HTMLResponse)
     def page(user: Any = Depends(get_user)) -> Response:
@@ -180,7 +217,7 @@ def create_app(source: EvidenceSource | None = None) -> FastAPI:
 
     @app.get("/api/evidence")
     def evidence(user: Any = Depends(get_user), session: Any = session_dep) -> JSONResponse:
-        return JSONResponse(evidence_for(src.evidence(), allowed_for(user), session))
+        return JSONResponse(evidence_for(built(), allowed_for(user), session))
 
     @app.get("/run", response_class=HTMLResponse)
     def run(user: Any = Depends(get_user), dag_id: str = Query(...), run_id: str = Query(...),

@@ -20,7 +20,8 @@ RUN_HREF = URL_PREFIX.lstrip("/") + "/run?dag_id={DAG_ID}&run_id={RUN_ID}"
 
 
 class _LazyApps:
-    """``fastapi_apps``, built on first read and kept (one app per process)."""
+    """``fastapi_apps``, built on first read and kept (one app per process), its evidence read ahead in the
+    background (`drdrill.ui.app.EvidenceSource.warm_up`): the API server's first page is as fast as the next."""
 
     def __init__(self) -> None:
         self._apps: list[dict[str, Any]] | None = None
@@ -29,7 +30,7 @@ class _LazyApps:
         if self._apps is None:
             from drdrill.ui.app import create_app
 
-            self._apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "DR drills"}]
+            self._apps = [{"app": create_app(warm_up=True), "url_prefix": URL_PREFIX, "name": "DR drills"}]
         return self._apps
 
 
