@@ -240,3 +240,26 @@ def test_the_notifier_never_raises_into_the_task(caplog):
     assert "the outcome notification of this run failed" in caplog.text
     cbs = outcome_callbacks()
     assert [type(c) for c in cbs["on_success_callback"] + cbs["on_failure_callback"]] == [DrillOutcomeNotifier] * 2
+
+
+def test_a_webhook_url_pasted_whole_is_masked_in_errors_that_quote_its_path_and_in_airflows_logs(wired, monkeypatch):
+    """Slack hands out an incoming webhook as one URL, which the provider takes whole as the connection's
+    password; an HTTP error quotes only its path. Its token is masked there too, in drdrill's error and in what
+    the provider itself logs (registered with Airflow's secrets masker before the provider runs)."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    from drdrill.drills import channels
+
+    token = "T0DRDRILL/B0DRDRILL/" + SLACK_TOKEN
+    monkeypatch.setenv("AIRFLOW_CONN_DRILL_SLACK", json.dumps({
+        "conn_type": "slackwebhook", "password": f"{wired.slack.url}/services/{token}", "extra": {"timeout": 5}}))
+    wired.slack.status = 500
+    out = _run(wired, "manual__1", "failed", failures=FAILURES)
+    slack = next(s for s in out["sent"] if s["kind"] == "slack")
+    assert slack["sent"] is False and "500" in slack["error"]
+    assert wired.slack.requests[-1]["path"] == f"/services/{token}"  # the URL was used whole
+    assert token not in json.dumps(out)
+    err = f"HTTPConnectionPool(host='127.0.0.1'): Max retries exceeded with url: /services/{token}"
+    assert channels.masked(err, "drill_slack").endswith("with url: /services/***")
+    # Registered with Airflow's secrets masker: a provider's own log line of the URL is redacted in the task log.
+    assert token not in str(redact(f"sending to /services/{token}"))

@@ -6,8 +6,9 @@ recovery notifications (`drdrill.drills.outcome`) both send through here: SMTP w
 (``SlackWebhookNotifier`` for an incoming webhook, ``SlackNotifier`` for the runbook's API-token
 channel), PagerDuty with the pagerduty provider's ``PagerdutyNotifier`` on
 `drdrill.hooks.pagerduty.PagerDutyEventsHook`. Every secret stays in the Airflow connection; an error
-is reported with every secret of that connection masked, so a webhook token in a failing URL never
-reaches a log.
+is reported with every secret of that connection masked (its password, the extra's credentials, and the
+token part of a webhook URL), and the same secrets are registered with Airflow's secrets masker
+before a provider uses the connection, so a webhook token in a failing URL never reaches a log.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def smtp(conn_id: str, to: list[str], subject: str, text: str, from_email: str |
     """An e-mail through the connection (the text as preformatted HTML)."""
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
+    mask_connection(conn_id)
     SmtpNotifier(to=to, smtp_conn_id=conn_id, subject=subject, from_email=from_email,
                  html_content=f"<pre>{html.escape(text, quote=False)}</pre>").notify({})
 
@@ -31,6 +33,7 @@ def slack_webhook(conn_id: str, text: str) -> None:
     """A message to a Slack incoming webhook (the provider's ``SlackWebhookNotifier``)."""
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
+    mask_connection(conn_id)
     SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=text, timeout=TIMEOUT_SECONDS).notify({})
 
 
@@ -38,6 +41,7 @@ def slack_api(conn_id: str, channel: str, text: str) -> None:
     """A message to a Slack channel through the Web API (the provider's ``SlackNotifier``)."""
     from airflow.providers.slack.notifications.slack import SlackNotifier
 
+    mask_connection(conn_id)
     SlackNotifier(slack_conn_id=conn_id, channel=channel, text=text).notify({})
 
 
@@ -55,6 +59,7 @@ def pagerduty(conn_id: str, *, summary: str, action: str, dedup_key: str, severi
         def hook(self) -> PagerDutyEventsHook:
             return PagerDutyEventsHook(pagerduty_events_conn_id=self.pagerduty_events_conn_id)
 
+    mask_connection(conn_id)
     _Notifier(summary=summary[:1024], severity=severity, source=source, action=action, dedup_key=dedup_key,
               custom_details=custom_details, links=links, pagerduty_events_conn_id=conn_id).notify({})
 
@@ -72,15 +77,36 @@ def secrets_of(conn_id: str | None) -> list[str]:
         conn = BaseHook.get_connection(conn_id)
     except Exception:  # noqa: BLE001 - a connection that cannot be read has no secret to leak
         return []
-    found = [conn.password or ""]
+    found = [conn.password or "", _url_token(conn.password or ""), _url_token(conn.host or "")]
     for key, value in (conn.extra_dejson or {}).items():
         if any(w in key.lower() for w in ("token", "key", "password", "secret", "webhook")):
             found.append(str(value))
+            found.append(_url_token(str(value)))
     # A webhook token is also sent URL-quoted in some errors.
     from urllib.parse import quote
 
     found += [quote(s, safe="") for s in found]
     return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def _url_token(url: str) -> str:
+    """The token part of a webhook URL: what follows ``/services/``, else nothing. Slack hands out an incoming
+    webhook as one URL, which the provider takes whole as the connection's password, and an HTTP error
+    quotes only its path (``Max retries exceeded with url: /services/T../B../..``): the whole URL alone
+    would not match it."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path if "://" in url else url
+    return path.split("/services/", 1)[1].strip("/") if "/services/" in path else ""
+
+
+def mask_connection(conn_id: str | None) -> None:
+    """Register the connection's secrets with Airflow's secrets masker, before a provider uses it: a provider
+    that logs its URL or error (into the task's log) has them redacted too, not only drdrill's own messages."""
+    from airflow.sdk.log import mask_secret
+
+    for s in secrets_of(conn_id):
+        mask_secret(s)
 
 
 def masked(text: str, conn_id: str | None) -> str:
