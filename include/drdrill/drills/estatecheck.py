@@ -48,6 +48,23 @@ _CONN_HINT = {
     "smtp": "--conn-type smtp --conn-host <smtp host> --conn-port 587",
     "slack": "--conn-type slackwebhook --conn-password '<webhook token>'",
     "pagerduty": "--conn-type pagerduty_events --conn-password '<Events API v2 routing key>'",
+    "kubernetes": "--conn-type kubernetes --conn-extra '{\"kube_config_path\": \"/path/kubeconfig\"}' "
+                  "(or '{\"in_cluster\": true}')",
+}
+# The providers' default connections: when one is not defined, the provider's hook uses the worker's own
+# credentials instead (it only logs a warning), so its absence is reported, not failed. A connection id
+# the estate spells out otherwise must exist: a misspelt one would silently run with the worker's own.
+_PROVIDER_DEFAULTS = {
+    "aws_default": "the AWS hooks then use this worker's own credentials (instance or pod role, environment, "
+                   "~/.aws): make sure they are the estate's account",
+    "kubernetes_default": "the Kubernetes hook then uses this worker's in-cluster service account or "
+                          "~/.kube/config: make sure it is the estate's cluster",
+}
+# Which drills use each kind of the estate's `backups:` (the daily verification checks every one).
+BACKUP_DRILLS = {
+    "velero": ("dr_daily_verification", "dr_monthly_velero_restore_test"),
+    "aws_backup": ("dr_daily_verification", "dr_monthly_aws_backup_restore_test"),
+    "object_lock": ("dr_daily_verification",),
 }
 
 
@@ -62,6 +79,7 @@ def connection_ids(estate: Estate, clusters: list[Cluster], drill: str | None = 
     for store, label in ((estate.journal, "journal"), (estate.state_store, "state")):
         if store.conn_id:
             out.append((store.conn_id, "aws", label))
+    out += _backup_connection_ids(estate, clusters, drill)
     for c in clusters:
         if c.postgres.conn_id:
             out.append((c.postgres.conn_id, "postgres", f"clusters[{c.name}].postgres"))
@@ -79,6 +97,25 @@ def connection_ids(estate: Estate, clusters: list[Cluster], drill: str | None = 
                     out.append((n.conn_id, n.kind, f"clusters[{c.name}].failover.notify[{i}]"))
     seen: set[str] = set()
     return [t for t in out if not (t[0] in seen or seen.add(t[0]))]
+
+
+def _backup_connection_ids(estate: Estate, clusters: list[Cluster], drill: str | None) -> list[tuple[str, str, str]]:
+    """The connections of the estate's ``backups:`` entries that ``drill`` uses (all without one), for the
+    entries that hold a copy of one of ``clusters`` or name no cluster (``copies`` empty)."""
+    names = {c.name for c in clusters}
+    out: list[tuple[str, str, str]] = []
+    for kind, drills in BACKUP_DRILLS.items():
+        if drill is not None and drill not in drills:
+            continue
+        for e in getattr(estate.backups, kind):
+            if e.copies and not (names and any(c.cluster in names for c in e.copies)):
+                continue
+            where = f"backups.{kind}[{e.name}]"
+            out.append((e.conn_id, "kubernetes" if kind == "velero" else "aws", where))
+            rt = getattr(e, "restore_test", None)
+            if kind == "aws_backup" and rt is not None and rt.conn_id:
+                out.append((rt.conn_id, "postgres", f"{where}.restore_test"))
+    return out
 
 
 def _runners(c: Cluster) -> list[tuple[Any, str]]:
@@ -103,6 +140,9 @@ def check_connection(conn_id: str, kind: str, where: str) -> CheckResult:
         if type(e).__name__ != "AirflowNotFoundException" and "isn't defined" not in str(e):
             return _fail("connection", target, f"{where} names connection {conn_id!r}, which could not be read "
                          f"({type(e).__name__}: {e})", "check the secrets backend this Airflow component uses")
+        if conn_id in _PROVIDER_DEFAULTS:
+            return CheckResult("connection", Status.SKIP, f"{where} names connection {conn_id!r}, which is not "
+                               f"defined: {_PROVIDER_DEFAULTS[conn_id]}", target, details={"conn_id": conn_id})
         hint = _CONN_HINT.get(kind, f"--conn-type {kind}")
         return _fail("connection", target, f"{where} names connection {conn_id!r}, which is not defined",
                      f"airflow connections add {conn_id} {hint} (or AIRFLOW_CONN_{conn_id.upper()} on every "
