@@ -73,19 +73,21 @@ class EvidenceSource:
             return doc
 
     def warm_up(self) -> threading.Thread:
-        """Pay a new API server's one-time costs in the background, so its first page costs what the next do:
-        every journal read, parsed and hashed (`drdrill.evidence.journals` keeps them per path) and
-        SQLAlchemy's mappers configured (the first query of a process configures Airflow's ~60 models:
-        0.6 s). Started when the API server builds the app; a request meanwhile waits for it on the lock,
-        instead of doing the same work beside it. A failure is logged: the first request meets it again."""
+        """Read every journal in the background (`drdrill.evidence.journals` keeps what it extracted from each
+        per path), so the API server's first page costs what the next ones do. Started when the API server
+        builds the app; a request meanwhile waits for it on the lock instead of reading the same journals
+        beside it. A failure is logged: the first request meets it again and says it.
+
+        The thread only reads files and the evidence modules, imported here first: the API server builds the
+        plugins' apps while its main thread is still importing Airflow's models, and a thread that touched
+        SQLAlchemy then (configuring the mappers, 0.6 s a process) deadlocked against those imports. The
+        mappers are configured by the Airflow UI's own first requests (its DAG list), before a user can
+        open this page."""
+        import drdrill.evidence  # noqa: F401 - imported by the caller: the thread imports nothing of Airflow's
 
         def run() -> None:
             t0 = time.monotonic()
             try:
-                from airflow.models.dagrun import DagRun  # noqa: F401 - the model the history query reads
-                from sqlalchemy.orm import configure_mappers
-
-                configure_mappers()
                 runs = len(self.evidence().get("runs") or [])
             except Exception as e:  # noqa: BLE001 - the page says it on the first request, with the request's context
                 log.warning("DR drills page: cannot read the evidence ahead of the first request: %s: %s",

@@ -20,7 +20,7 @@ RUN_HREF = URL_PREFIX.lstrip("/") + "/run?dag_id={DAG_ID}&run_id={RUN_ID}"
 
 
 class _LazyApps:
-    """``fastapi_apps``, built on first read and kept (one app per process), its evidence read ahead in the
+    """``fastapi_apps``, built on first read and kept (one app per process), its journals read ahead in the
     background (`drdrill.ui.app.EvidenceSource.warm_up`): the API server's first page is as fast as the next."""
 
     def __init__(self) -> None:
