@@ -93,3 +93,48 @@ def test_a_provider_default_that_is_not_defined_is_reported_not_failed(monkeypat
     r = check_connection(conn_id, kind, "backups.x[y]")
     assert r.status is Status.SKIP and not r.failed
     assert f"names connection {conn_id!r}, which is not defined: " in r.message and says in r.message
+
+
+SHOP = """
+  - name: shop
+    url: https://shop.example.com
+    allowed_drills: [dr_weekly_pod_kill, dr_monthly_az_failure]
+    probe: {alarm: {name: shop-5xx, conn_id: aws_cloudwatch}}
+    kubernetes: {conn_id: k8s_shop, namespace: shop, selector: app=web, namespaces_allowed: [shop]}
+    az_failure:
+      engine: fis
+      fis:
+        conn_id: aws_fis
+        template_name: shop-az-failure
+        role_arn: arn:aws:iam::123456789012:role/fis-drdrill
+        ecs_cluster: prod
+        ecs_services: [shop-web]
+        zones: [eu-west-1a, eu-west-1b]
+        stop_alarm_arn: arn:aws:cloudwatch:eu-west-1:123456789012:alarm:shop-5xx
+"""
+
+
+def test_the_chaos_drills_check_the_connections_of_the_services_they_may_act_on(tmp_path, monkeypatch):
+    from drdrill.core.estate import load_estate
+    from drdrill.core.paths import DEFAULT_ESTATE
+    from drdrill.drills.estatecheck import check_connection, connection_ids
+
+    text = DEFAULT_ESTATE.read_text()
+    assert "\nservices:\n" in text
+    f = tmp_path / "estate.yaml"
+    f.write_text(text.replace("\nservices:\n", "\nservices:" + SHOP, 1))
+    estate = load_estate(f)
+
+    def services(drill):
+        return [(c, w) for c, _, w in connection_ids(estate, [], drill) if w.startswith("services[")]
+
+    assert services("dr_weekly_pod_kill") == [("k8s_shop", "services[shop].kubernetes"),
+                                              ("aws_cloudwatch", "services[shop].probe.alarm")]
+    assert services("dr_monthly_az_failure") == [("aws_fis", "services[shop].az_failure.fis"),
+                                                 ("aws_cloudwatch", "services[shop].probe.alarm")]
+    assert services("dr_monthly_restore_test") == []
+    assert [w for _, w in services(None)] == ["services[shop].kubernetes", "services[shop].az_failure.fis",
+                                              "services[shop].probe.alarm"]
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_FIS", raising=False)
+    r = check_connection("aws_fis", "aws", "services[shop].az_failure.fis")
+    assert r.failed and "services[shop].az_failure.fis names connection 'aws_fis', which is not defined" in r.message

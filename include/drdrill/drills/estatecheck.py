@@ -80,6 +80,7 @@ def connection_ids(estate: Estate, clusters: list[Cluster], drill: str | None = 
         if store.conn_id:
             out.append((store.conn_id, "aws", label))
     out += _backup_connection_ids(estate, clusters, drill)
+    out += _service_connection_ids(estate, drill)
     for c in clusters:
         if c.postgres.conn_id:
             out.append((c.postgres.conn_id, "postgres", f"clusters[{c.name}].postgres"))
@@ -115,6 +116,25 @@ def _backup_connection_ids(estate: Estate, clusters: list[Cluster], drill: str |
             rt = getattr(e, "restore_test", None)
             if kind == "aws_backup" and rt is not None and rt.conn_id:
                 out.append((rt.conn_id, "postgres", f"{where}.restore_test"))
+    return out
+
+
+def _service_connection_ids(estate: Estate, drill: str | None) -> list[tuple[str, str, str]]:
+    """The connections of the ``services:`` the chaos drill ``drill`` may act on (all services without one):
+    the pod kill's Kubernetes or SSH host, the AZ failure's FIS account, the probe's CloudWatch alarm."""
+    out: list[tuple[str, str, str]] = []
+    for svc in estate.services:
+        if drill is not None and drill not in svc.allowed_drills:
+            continue
+        where = f"services[{svc.name}]"
+        if svc.process and svc.process.runner == "ssh" and svc.process.ssh_conn_id:
+            out.append((svc.process.ssh_conn_id, "ssh", f"{where}.process"))
+        if svc.kubernetes and drill in (None, "dr_weekly_pod_kill"):
+            out.append((svc.kubernetes.conn_id, "kubernetes", f"{where}.kubernetes"))
+        if svc.az_failure and svc.az_failure.fis and drill in (None, "dr_monthly_az_failure"):
+            out.append((svc.az_failure.fis.conn_id, "aws", f"{where}.az_failure.fis"))
+        if svc.probe.alarm:
+            out.append((svc.probe.alarm.conn_id, "aws", f"{where}.probe.alarm"))
     return out
 
 
