@@ -337,6 +337,22 @@ def test_an_unreachable_api_is_one_failed_check_not_a_traceback(velero, monkeypa
     assert "could not be reached through connection 'k8s_dead' (http://127.0.0.1:9)" in r.message, r.message
 
 
+def test_what_is_not_there_reads_as_missing_and_other_errors_raise_naming_the_call(velero):
+    """The hook's 404s (a Velero object, a namespace, read or deleted) are answers, not errors; a 403 is an
+    error naming what was asked and the grant."""
+    from drdrill.core.errors import DrillError
+    from drdrill.hooks.velero import BACKUPS, VeleroHook
+
+    hook = VeleroHook(kubernetes_conn_id="k8s_emulator", velero_namespace=NS)
+    assert hook.get(BACKUPS, "no-such-backup") is None and hook.delete(BACKUPS, "no-such-backup") is False
+    assert hook.namespace_exists("no-such-namespace") is False and hook.delete_namespace("no-such-namespace") is False
+    assert hook.get(BACKUPS, "daily-production-backup-20260101020000") is not None
+    velero.emulator.forbidden.add(("GET", rf"{V}/backups/no-such-backup"))
+    with pytest.raises(DrillError, match="reading Backup 'no-such-backup' in 'velero': the Kubernetes API answered 403"
+                       ):
+        hook.get(BACKUPS, "no-such-backup")
+
+
 def test_a_forbidden_read_fails_that_check_naming_the_grant(velero):
     velero.emulator.forbidden.add(("GET", rf"{V}/backups"))
     res = checks()

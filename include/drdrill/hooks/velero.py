@@ -137,6 +137,18 @@ class VeleroHook(KubernetesHook):
                 raise self._error(e, what) from e
             raise
 
+    def _call_or_missing(self, what: str, fn: Any, *args: Any) -> tuple[bool, Any]:
+        """``(True, fn(*args))``, or ``(False, None)`` when the API answers 404; any other API or transport
+        error as `_call`."""
+        from kubernetes.client import ApiException
+
+        try:
+            return True, self._call(what, fn, *args)
+        except DrillError as e:
+            if isinstance(e.__cause__, ApiException) and e.__cause__.status == 404:
+                return False, None
+            raise
+
     def _api(self, what: str) -> Any:
         try:
             return self.custom_object_client
@@ -149,20 +161,12 @@ class VeleroHook(KubernetesHook):
     # -- Velero objects --------------------------------------------------------------------------
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         """One Velero object of the Velero namespace; ``None`` when it does not exist."""
-        from kubernetes.client import ApiException
 
         what = f"reading {KINDS.get(plural, plural)} {name!r} in {self.velero_namespace!r}"
         api = self._api(what)
-        try:
-            return api.get_namespaced_custom_object(GROUP, VERSION, self.velero_namespace, plural, name)
-        except ApiException as e:
-            if e.status == 404:  # the object, or Velero's CRD itself (not installed): either way not there
-                return None
-            raise self._error(e, what) from e
-        except Exception as e:
-            if _transport(e):
-                raise self._error(e, what) from e
-            raise
+        # A 404: the object, or Velero's CRD itself (not installed): either way not there.
+        return self._call_or_missing(what, api.get_namespaced_custom_object, GROUP, VERSION, self.velero_namespace,
+                                     plural, name)[1]
 
     def list(self, plural: str, selector: str = "") -> list[dict[str, Any]]:
         """Velero objects of the Velero namespace matching the label ``selector`` (by the server, then again
@@ -185,21 +189,11 @@ class VeleroHook(KubernetesHook):
 
     def delete(self, plural: str, name: str) -> bool:
         """Delete a Velero object; False when it was already gone."""
-        from kubernetes.client import ApiException
 
         what = f"deleting {KINDS.get(plural, plural)} {name!r} in {self.velero_namespace!r}"
         api = self._api(what)
-        try:
-            api.delete_namespaced_custom_object(GROUP, VERSION, self.velero_namespace, plural, name)
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise self._error(e, what) from e
-        except Exception as e:
-            if _transport(e):
-                raise self._error(e, what) from e
-            raise
+        return self._call_or_missing(what, api.delete_namespaced_custom_object, GROUP, VERSION,
+                                     self.velero_namespace, plural, name)[0]
 
     def backups_of(self, schedule: str) -> list[dict[str, Any]]:
         """The Backups a schedule made (label ``velero.io/schedule-name``), newest first."""
@@ -213,20 +207,9 @@ class VeleroHook(KubernetesHook):
 
     # -- namespaces ------------------------------------------------------------------------------
     def namespace_exists(self, namespace: str) -> bool:
-        from kubernetes.client import ApiException
 
-        what = f"reading namespace {namespace!r}"
-        try:
-            self.core_v1_client.read_namespace(namespace)
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise self._error(e, what) from e
-        except Exception as e:
-            if _transport(e):
-                raise self._error(e, what) from e
-            raise
+        return self._call_or_missing(f"reading namespace {namespace!r}", self.core_v1_client.read_namespace,
+                                     namespace)[0]
 
     def namespaces(self, selector: str) -> list[str]:
         """Names of the namespaces matching the label ``selector`` (filtered again here), sorted."""
@@ -244,20 +227,9 @@ class VeleroHook(KubernetesHook):
 
     def delete_namespace(self, namespace: str) -> bool:
         """Delete a namespace (and, by Kubernetes, everything in it); False when it was already gone."""
-        from kubernetes.client import ApiException
 
-        what = f"deleting namespace {namespace!r}"
-        try:
-            self.core_v1_client.delete_namespace(namespace)
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise self._error(e, what) from e
-        except Exception as e:
-            if _transport(e):
-                raise self._error(e, what) from e
-            raise
+        return self._call_or_missing(f"deleting namespace {namespace!r}", self.core_v1_client.delete_namespace,
+                                     namespace)[0]
 
     # -- workloads -------------------------------------------------------------------------------
     def workloads(self, namespace: str) -> list[WorkloadReadiness]:
