@@ -36,6 +36,7 @@ from botocore.stub import ANY, Stubber
 from drdrill.core.backups import AwsBackup
 from drdrill.core.checks import Status
 from drdrill.core.errors import PreflightError
+from moto_server import moto_server
 
 REGION = "us-east-1"
 DR_REGION = "us-west-2"
@@ -62,19 +63,8 @@ def entry(**kw) -> AwsBackup:
 
 @pytest.fixture(scope="module")
 def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": url, "region_name": REGION}}
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW_CONN_AWS_MOTO", json.dumps(conn))
-    yield url
-    mp.undo()
-    server.stop()
+    with moto_server("aws_moto", REGION) as url:
+        yield url
 
 
 def _backup(region: str = REGION):

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import pytest
 
 from integration.helpers import test_dag
+from moto_server import moto_server
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -40,19 +41,8 @@ DAG_ID = "test_fis_experiment"
 
 @pytest.fixture(scope="module")
 def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": url, "region_name": REGION}}
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW_CONN_AWS_MOTO", json.dumps(conn))
-    yield url
-    mp.undo()
-    server.stop()
+    with moto_server("aws_moto", REGION) as url:
+        yield url
 
 
 def _remember_alarm(params, context, **_):

@@ -20,6 +20,7 @@ from drdrill.core.backups import ObjectLock
 from drdrill.core.checks import Status
 from drdrill.drills.backups import object_lock
 from drdrill.hooks.s3_lock import ObjectLockHook
+from moto_server import moto_server
 
 CONN = "aws_lock_test"
 PREFIX = "pgbackrest/backup/main/"
@@ -29,20 +30,10 @@ PREFIX = "pgbackrest/backup/main/"
 def s3():
     """moto's S3 over HTTP for the module, the Airflow connection to it, and a boto3 client."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv(f"AIRFLOW_CONN_{CONN.upper()}", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"endpoint_url": url, "region_name": "us-east-1"}}))
-    yield boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                       aws_secret_access_key="testing")
-    mp.undo()
-    server.stop()
+    with moto_server(CONN) as url:
+        yield boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing")
 
 
 def make_bucket(s3, *, lock: bool = True, mode: str | None = "COMPLIANCE", days: int | None = 30,
