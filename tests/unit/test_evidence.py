@@ -454,17 +454,10 @@ def test_a_quarter_not_closed_yet_is_refused_before_anything_is_written(tmp_path
 def test_journals_and_reports_on_s3(tmp_path):
     """An s3:// journal location (moto over HTTP): read through ObjectStoragePath, the report written once."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    mp = pytest.MonkeyPatch()
-    try:
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        mp.setenv("AIRFLOW_CONN_EVIDENCE_S3", json.dumps({
-            "conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": url, "region_name": "us-east-1"}}))
+    from moto_server import moto_server
+
+    with moto_server("evidence_s3") as url:
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
         s3.create_bucket(Bucket="evidence")
@@ -492,9 +485,6 @@ def test_journals_and_reports_on_s3(tmp_path):
         assert {v["action"] for v in write_quarter_report(est, "2026-Q3", now=NOW).values()} == {"kept"}
         evidence.clear_cache()
         assert len(evidence.build(est, now=NOW).runs) == 3  # the reports/ prefix holds no journals
-    finally:
-        mp.undo()
-        server.stop()
 
 
 def test_the_model_and_the_report_of_a_local_location_import_no_airflow(estate_file):
