@@ -15,11 +15,17 @@ the other worker than the one that started the writer. State that crosses tasks 
 where every worker reads it (XCom, the estate's state store); a PID file or an acks file on the
 starting worker's disk is not found, and the run fails.
 
+The drill's outcome notification runs there too: the estate copy every component reads has a Slack
+channel (a webhook endpoint on loopback, `notify_servers`), and a failed journal of the drill on the
+same cluster is seeded before the run, so the run's pass is a recovery: the journal task's callback
+tells it from the Celery worker that ran it.
+
 Run alone: ``pytest -m celery``. Part of ``make test``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -31,6 +37,7 @@ from pathlib import Path
 import pytest
 from tests.integration.helpers import failures, journal
 from tests.integration.test_failover import assert_home, canary_processes
+from tests.notify_servers import SLACK_TOKEN, _serve
 
 from drdrill.core import canary
 from drdrill.core.estate import load_estate
@@ -43,17 +50,20 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORKERS = ("w1", "w2")
 RUN_TIMEOUT = 480  # the drill takes about 1-2 min here; a hung run fails the test instead of blocking CI
+SLACK_CONN = "drill_slack_celery"
+SEEDED = "manual__celery_seeded_failure"  # the failed run the scheduled one recovers from
 
 
 class CeleryAirflow(AirflowProcesses):
     """Airflow's components on the CeleryExecutor (`drdrill.sandbox.airflow`), and two workers that share no disk."""
 
-    def __init__(self, tmp: Path, scratch_root: Path) -> None:
+    def __init__(self, tmp: Path, scratch_root: Path, slack_url: str) -> None:
         from drdrill.core.paths import estate_path
 
-        # A copy of the estate every component reads (the schedule test below rewrites it).
+        # A copy of the estate every component reads (the schedule test below rewrites it), with a Slack channel.
         self.estate_file = tmp / "estate.yaml"
-        self.estate_file.write_text(estate_path().read_text())
+        self.estate_file.write_text(estate_path().read_text()
+                                    + f"\nnotifications:\n  slack: {{conn_id: {SLACK_CONN}}}\n")
         super().__init__(tmp, dags=[ROOT / "dags" / f"{DRILL}.py"], executor="CeleryExecutor", env={
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             # The schedule test waits for the dag-processor to re-read the estate: every 10 s, not 30 (one DAG file).
@@ -64,6 +74,9 @@ class CeleryAirflow(AirflowProcesses):
             "DRDRILL_RTO_DEADLINE_MINUTES": "0.01",
             "PYTHONPATH": os.pathsep.join([str(HERE / "celery_settings"), os.environ.get("PYTHONPATH", "")]),
             "DRDRILL_ESTATE": str(self.estate_file),
+            f"AIRFLOW_CONN_{SLACK_CONN.upper()}": json.dumps({"conn_type": "slackwebhook",
+                                                              "host": f"{slack_url}/services",
+                                                              "password": SLACK_TOKEN}),
         })
         self.scratch_root = scratch_root
 
@@ -106,12 +119,16 @@ def celery_airflow(sandbox):
     estate = load_estate()
     tmp = Path(tempfile.mkdtemp(prefix="drdrill-celery-"))
     tmp.chmod(0o755)  # the metadata PostgreSQL runs as postgres below it
-    af = CeleryAirflow(tmp, Path(estate.scratch.root))
+    slack_server, af_slack = _serve(None)
+    af = CeleryAirflow(tmp, Path(estate.scratch.root), af_slack.url)
+    af.slack = af_slack
     try:
         af.start()
         yield af
     finally:
         af.stop()
+        slack_server.shutdown()
+        slack_server.server_close()
         for pid in canary_processes():  # never left writing into the sandbox, whatever happened
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -122,9 +139,25 @@ def celery_airflow(sandbox):
             sandbox.up()
 
 
+@pytest.fixture
+def seeded_failure(estate):
+    """A failed run of the drill on main before the test's run, as the journal task writes it (so the test run's
+    pass is a recovery to tell); removed after: it is no evidence the page and the reports should read."""
+    from drdrill.core import journal as j
+
+    path = j.write(estate.journal.location, estate.journal.conn_id, {
+        "drill": DRILL, "run_id": SEEDED, "run_type": "manual", "params": {}, "cluster": "main",
+        "written_at": datetime.now().astimezone().isoformat(), "status": "failed", "steps": [], "results": [],
+        "failures": ["FAIL rto [main]: seeded by the Celery test: the failure its scheduled run recovers from"]})
+    try:
+        yield SEEDED
+    finally:
+        j.storage(path, estate.journal.conn_id).unlink()
+
+
 # ------------------------------------------------------------------ the test
 def test_a_scheduled_drill_starts_at_local_time_needs_no_approval_in_the_window_and_runs_on_two_workers(
-        celery_airflow, estate):
+        celery_airflow, estate, seeded_failure):
     """The estate's schedules section drives the real scheduler: the dag-processor re-reads it, the drill
     starts at that local time as a scheduled run, and inside the unattended window of a cluster that is
     not unattended it goes ahead without a human (a manual trigger of it would wait for one). The run is
@@ -251,4 +284,15 @@ def test_a_scheduled_drill_starts_at_local_time_needs_no_approval_in_the_window_
     late = [r for r in runs_of_drill if r["run_type"] == "scheduled"
             and datetime.fromisoformat(r["run_after"]).timestamp() < unpaused_at - 600]
     assert late == [] and [r["dag_run_id"] for r in runs_of_drill] == [run_id], runs_of_drill
+
+    # The pass after the seeded failure was told as a recovery, by the journal task's callback on its worker.
+    wait_for(lambda: af.slack.requests, "the recovery notification on the Slack endpoint", 60, af.procs, af.logs)
+    [sent] = af.slack.requests
+    text = sent["body"]["text"]
+    assert f"RECOVERED: {DRILL} on main passed again" in text and f"Run: {run_id}" in text, text
+    assert f"recovered from the failure of run {SEEDED}" in text, text
+    assert sent["path"] == f"/services/{SLACK_TOKEN}"
+    log = af.task_log("journal", run_id)
+    assert f"recovery notification of {DRILL} sent through slack" in log, log
+    assert SLACK_TOKEN not in log
     print(f"\ncelery drill: scheduled run {run_id} passed in {seconds:.0f}s; RTO {m['rto_seconds']}s")

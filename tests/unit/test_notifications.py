@@ -185,6 +185,26 @@ def test_a_missing_journal_after_a_failure_still_notifies_the_error(wired):
     assert "dr_monthly_restore_test on main" in wired.inbox[0]["Subject"]
 
 
+def test_a_journal_task_killed_before_it_wrote_the_journal_notifies_its_failure(wired):
+    """Its worker killed, the task's failure callback runs in the DAG processor after the heartbeat timed out,
+    with no exception in the context: the failure is still told. A success callback finding no journal is not."""
+    from drdrill.drills import outcome
+    from drdrill.notifiers import DrillOutcomeNotifier, outcome_callbacks
+
+    ctx = {"dag": SimpleNamespace(dag_id="dr_weekly_pod_kill"), "dag_run": SimpleNamespace(run_id="manual__k"),
+           "params": {}}
+    assert outcome.notify_run(ctx) == {"event": None, "reason": "no journal"}
+    assert not wired.inbox and not wired.slack.requests
+    [on_failure] = outcome_callbacks()["on_failure_callback"]
+    assert isinstance(on_failure, DrillOutcomeNotifier) and on_failure.journal_task_failed
+    on_failure.notify(ctx)
+    out = on_failure.outcome
+    assert out["event"] == "failure" and "FAILED: dr_weekly_pod_kill on no cluster (1 failed check)" in out["subject"]
+    assert "journal: the run's journal was not written: the journal task's process was lost" in out["text"]
+    assert [s["sent"] for s in out["sent"]] == [True, True, True]
+    assert "the journal task's process was lost" in wired.slack.requests[0]["body"]["text"]
+
+
 @pytest.mark.parametrize(("section", "error"), [
     ("smtp: {conn_id: c}", "notifications.smtp.to"),
     ("smtp: {conn_id: c, to: [a@example.com], drills: [dr_nightly]}", "unknown drill(s) ['dr_nightly']"),

@@ -167,9 +167,14 @@ def _slack(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def notify_run(context: dict[str, Any]) -> dict[str, Any]:
+def notify_run(context: dict[str, Any], *, journal_task_failed: bool = False) -> dict[str, Any]:
     """Tell the run's outcome (the journal task's callback context): which event, the message, per channel
-    whether it was sent. Nothing is sent for a pass after a pass, a first pass, or a skipped run."""
+    whether it was sent. Nothing is sent for a pass after a pass, a first pass, or a skipped run.
+
+    ``journal_task_failed``: called as the journal task's failure callback. When the journal is missing then,
+    the run failed without its evidence: told as a failure with the task's exception, or, when there is none
+    (a killed worker: Airflow runs the callback in the DAG processor after the task's heartbeat timed out,
+    with no exception in the context), saying the task's process was lost."""
     from drdrill.core.estate import load_estate
 
     dag_id = context["dag"].dag_id
@@ -184,12 +189,13 @@ def notify_run(context: dict[str, Any]) -> dict[str, Any]:
     if path.exists():
         doc = j.read(str(path), conn_id)
         journal: str | None = str(path)
-    elif context.get("exception") is not None:  # the journal task failed before it wrote the evidence
+    elif journal_task_failed or context.get("exception") is not None:  # failed before it wrote the evidence
         params = dict(context.get("params") or {})
+        exc = context.get("exception")
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else \
+            "the journal task's process was lost (a killed worker, or its heartbeat timed out)"
         doc = {"status": "failed", "cluster": params.get("cluster") if isinstance(params.get("cluster"), str) else None,
-               "params": params,
-               "failures": [f"journal: the run's journal was not written: {type(context['exception']).__name__}: "
-                            f"{context['exception']}"]}
+               "params": params, "failures": [f"journal: the run's journal was not written: {why}"]}
         journal = None
     else:
         log.error("no notification for %s run %s: its journal %s is missing", dag_id, run_id, path)

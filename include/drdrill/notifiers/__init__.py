@@ -28,13 +28,20 @@ class DrillOutcomeNotifier(BaseNotifier):
 
     As a callback of the drill's journal task; it reads the journal of the run, decides, sends, and
     never raises: a notification that cannot be delivered is logged and never changes the run's result.
+
+    :param journal_task_failed: the instance that is the failure callback: a missing journal is then a
+        failure to tell (the task failed before writing it, or its worker was killed), not a mistake
     """
+
+    def __init__(self, *, journal_task_failed: bool = False) -> None:
+        super().__init__()
+        self.journal_task_failed = journal_task_failed
 
     def notify(self, context: Any) -> None:
         from drdrill.drills import outcome
 
         try:
-            self.outcome = outcome.notify_run(context)
+            self.outcome = outcome.notify_run(context, journal_task_failed=self.journal_task_failed)
         except Exception:  # noqa: BLE001 - a notification never changes the drill's result
             log.exception("the outcome notification of this run failed")
             self.outcome = {"event": None, "reason": "error"}
@@ -42,4 +49,5 @@ class DrillOutcomeNotifier(BaseNotifier):
 
 def outcome_callbacks() -> dict[str, Any]:
     """The journal task's callbacks: ``@task(trigger_rule="all_done", **outcome_callbacks())``."""
-    return {"on_success_callback": [DrillOutcomeNotifier()], "on_failure_callback": [DrillOutcomeNotifier()]}
+    return {"on_success_callback": [DrillOutcomeNotifier()],
+            "on_failure_callback": [DrillOutcomeNotifier(journal_task_failed=True)]}
