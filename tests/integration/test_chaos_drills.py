@@ -135,7 +135,12 @@ def test_az_failure_stops_one_zone_with_no_customer_error(dagbag, estate, ops):
     assert dr.state == "success", failures(doc)
     c = doc["chaos"]
     assert c["zone"] == "b" and c["victims"] == ["service-2"]
-    assert c["probe"]["fault"]["requests"] >= 40 and c["probe"]["fault"]["errors"] == 0
+    # The probe kept its pace through the 3 s fault (at least half its steady-state rate, measured in the same
+    # run: a busy machine slows both), and customers saw no error.
+    probe = estate.service("web").probe
+    steady_rate = c["probe"]["before"]["requests"] / probe.baseline_seconds
+    assert c["probe"]["fault"]["requests"] >= 0.5 * steady_rate * 3, (c["probe"]["before"], c["probe"]["fault"])
+    assert c["probe"]["fault"]["errors"] == 0
     assert c["recover_seconds"] is not None
     assert all(p.state == "RUNNING" for p in ops.status().values())
 
